@@ -1,0 +1,293 @@
+// Package storage owns pochta's persistent state: users, mailboxes, messages,
+// flags and UIDs. It is the only package that knows the database (bbolt) and
+// its encodings; every other package speaks the Store interface below, so a
+// second backend can be added without touching smtpd, imapd or the queue.
+//
+// Promises:
+//   - Durability: a call that writes returns nil only after its transaction
+//     is committed and fsync'd. Deliver writes every copy of a message in one
+//     transaction: all of them are stored, or none.
+//   - Group commit: concurrent writes are combined into shared transactions
+//     (one fsync for many callers) by a single writer goroutine.
+//   - Ordered events: after each commit, the events of that commit are passed
+//     to the listeners registered with Listen, on the writer goroutine, in
+//     commit order. Listeners must not block and must not call back into the
+//     Store's write methods.
+//   - UIDs are strictly ascending inside a mailbox and never reused; a mailbox
+//     that is deleted and created again gets a new UIDVALIDITY.
+//   - Reads return copies: nothing returned aliases the database's memory.
+//   - Isolation between users: every method takes the user's address and only
+//     ever touches that user's mailboxes.
+//
+// Mailbox names use "/" as the hierarchy delimiter. "INBOX" is matched
+// case-insensitively, every other name exactly.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Errors returned by Store methods; test them with errors.Is.
+var (
+	// ErrNotFound: the user, mailbox or message does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the user or mailbox already exists.
+	ErrExists = errors.New("already exists")
+	// ErrProtected: the mailbox is one of INBOX, Sent, Drafts, Trash and
+	// cannot be deleted or renamed.
+	ErrProtected = errors.New("mailbox is protected")
+	// ErrAuthFailed: unknown user or wrong password (deliberately the same).
+	ErrAuthFailed = errors.New("authentication failed")
+	// ErrInvalid: a name, address or value that cannot be stored.
+	ErrInvalid = errors.New("invalid value")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// Names of the mailboxes every user has from creation on.
+const (
+	Inbox  = "INBOX"
+	Sent   = "Sent"
+	Drafts = "Drafts"
+	Trash  = "Trash"
+)
+
+// Store is pochta's persistent state. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// CreateUser creates a user with the mailboxes INBOX, Sent, Drafts and
+	// Trash. The address is stored lower-cased. ErrExists if present.
+	CreateUser(ctx context.Context, address, password string, admin bool) error
+	// SetPassword replaces a user's password. ErrNotFound if no such user.
+	SetPassword(ctx context.Context, address, password string) error
+	// DeleteUser removes a user with all their mailboxes and messages.
+	DeleteUser(ctx context.Context, address string) error
+	// User returns one user. ErrNotFound if no such user.
+	User(ctx context.Context, address string) (*User, error)
+	// Users returns every user, ordered by address.
+	Users(ctx context.Context) ([]User, error)
+	// Authenticate checks a password. ErrAuthFailed for an unknown user or a
+	// wrong password.
+	Authenticate(ctx context.Context, address, password string) (*User, error)
+	// SetSettings stores a user's settings. ErrNotFound if no such user.
+	SetSettings(ctx context.Context, address string, s Settings) error
+
+	// Mailboxes lists a user's mailboxes ordered by name.
+	Mailboxes(ctx context.Context, user string) ([]Mailbox, error)
+	// Mailbox returns one mailbox by name. ErrNotFound if absent.
+	Mailbox(ctx context.Context, user, name string) (*Mailbox, error)
+	// MailboxStatus returns a mailbox with its counters (O(1): the counters
+	// are kept up to date by every write).
+	MailboxStatus(ctx context.Context, user, name string) (*MailboxStatus, error)
+	// CreateMailbox creates a mailbox (and any missing parents). ErrExists
+	// if it exists, ErrInvalid for a bad name.
+	CreateMailbox(ctx context.Context, user, name string) error
+	// DeleteMailbox deletes a mailbox and its messages (not its children).
+	// ErrProtected for INBOX, Sent, Drafts, Trash.
+	DeleteMailbox(ctx context.Context, user, name string) error
+	// RenameMailbox renames a mailbox and its children, keeping IDs,
+	// UIDVALIDITY and messages. ErrProtected for INBOX, Sent, Drafts, Trash;
+	// ErrExists if newName is taken.
+	RenameMailbox(ctx context.Context, user, oldName, newName string) error
+	// SetSubscribed sets a mailbox's subscription.
+	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+
+	// Append stores one message in a mailbox.
+	Append(ctx context.Context, user, mailbox string, msg *NewMessage) (*Appended, error)
+	// Deliver stores all copies of one submitted message in one transaction.
+	Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error)
+	// UIDs returns the UIDs of a mailbox, ascending.
+	UIDs(ctx context.Context, user string, mailboxID uint64) ([]imap.UID, error)
+	// Messages loads the given messages (those that still exist, in the
+	// order of uids); what is loaded besides the fixed fields is chosen by
+	// opts. Callers load in chunks (a few hundred) to bound memory.
+	Messages(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, opts LoadOptions) ([]*Message, error)
+	// StoreFlags changes flags and returns the messages whose flags changed,
+	// with their new flags.
+	StoreFlags(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag) ([]FlagUpdate, error)
+	// Expunge removes the messages flagged \Deleted; when uids is non-nil,
+	// only those among them. It returns the removed UIDs, ascending.
+	Expunge(ctx context.Context, user string, mailboxID uint64, uids []imap.UID) ([]imap.UID, error)
+	// Copy copies messages into the mailbox named dest.
+	Copy(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, dest string) (*CopyResult, error)
+	// Move moves messages into dest in one transaction (copy and expunge).
+	Move(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, dest string) (*CopyResult, error)
+
+	// Listen registers fn to receive every event after its commit, in commit
+	// order, on the writer goroutine. fn must return quickly.
+	Listen(fn func(Event))
+	// Backup writes a consistent copy of the whole database to w while the
+	// store keeps serving.
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+	// Stats returns store-wide figures.
+	Stats(ctx context.Context) (*Stats, error)
+	// Close waits for pending writes and closes the database.
+	Close() error
+}
+
+// User is an account. Its address is its login.
+type User struct {
+	Address  string    `json:"address"`
+	Admin    bool      `json:"admin"`
+	Created  time.Time `json:"created"`
+	Settings Settings  `json:"settings"`
+}
+
+// Settings are per-user values kept on the server.
+type Settings struct {
+	// PollInterval is the client's check interval; 0 means the server's
+	// default ([message_server] poll_interval).
+	PollInterval time.Duration `json:"poll_interval"`
+}
+
+// Mailbox is a folder of one user.
+type Mailbox struct {
+	ID          uint64
+	Name        string
+	SpecialUse  imap.MailboxAttr // imap.MailboxAttrSent etc., or ""
+	UIDValidity uint32
+	UIDNext     imap.UID
+	Subscribed  bool
+}
+
+// MailboxStatus is a mailbox with its counters.
+type MailboxStatus struct {
+	Mailbox
+	Messages uint32
+	Unseen   uint32
+	Size     int64 // sum of the messages' sizes in bytes
+}
+
+// NewMessage is a message to store. Envelope and BodyStructure may be given
+// by a caller that has already parsed the message; when nil they are
+// computed from Raw. Either way they are stored, so FETCH never re-parses.
+type NewMessage struct {
+	Raw           []byte
+	Flags         []imap.Flag
+	InternalDate  time.Time // zero: now
+	Envelope      *imap.Envelope
+	BodyStructure imap.BodyStructure
+}
+
+// Appended says where a message was stored.
+type Appended struct {
+	MailboxID   uint64
+	UIDValidity uint32
+	UID         imap.UID
+}
+
+// Delivery is one submitted message: a copy for each local recipient's INBOX
+// and, when Sender is set, the sender's copy in their Sent folder.
+type Delivery struct {
+	// Sender is the local user who submitted the message ("" for mail from
+	// the trusted inbound port): they get SentCopy in Sent.
+	Sender   string
+	SentCopy *NewMessage
+	// Recipients are local users; each gets Copy in their INBOX. Unknown
+	// recipients fail the whole delivery with ErrNotFound.
+	Recipients []string
+	Copy       *NewMessage
+}
+
+// DeliveryResult says where each copy went.
+type DeliveryResult struct {
+	Sent   *Appended            // nil without Sender
+	Copies map[string]*Appended // by recipient address
+}
+
+// LoadOptions chooses what Messages loads beyond UID, flags, date and size.
+type LoadOptions struct {
+	Envelope      bool
+	BodyStructure bool
+	Body          bool // the raw message
+}
+
+// Message is one stored message.
+type Message struct {
+	UID           imap.UID
+	Flags         []imap.Flag
+	InternalDate  time.Time
+	Size          int64
+	Envelope      *imap.Envelope     // when loaded
+	BodyStructure imap.BodyStructure // when loaded
+	Body          []byte             // when loaded
+}
+
+// FlagUpdate is one message's flags after a StoreFlags.
+type FlagUpdate struct {
+	UID   imap.UID
+	Flags []imap.Flag
+}
+
+// CopyResult maps source UIDs to the UIDs of the copies.
+type CopyResult struct {
+	UIDValidity uint32
+	SourceUIDs  []imap.UID
+	DestUIDs    []imap.UID
+}
+
+// Stats are store-wide figures for `pochta status`.
+type Stats struct {
+	Path     string
+	Size     int64
+	Users    int
+	Messages int
+}
+
+// EventKind says what changed.
+type EventKind int
+
+// Event kinds.
+const (
+	// EventAppend: a message was added (UID, Flags set).
+	EventAppend EventKind = iota + 1
+	// EventFlags: a message's flags changed (UID, Flags set).
+	EventFlags
+	// EventExpunge: a message was removed (UID set).
+	EventExpunge
+	// EventMailboxes: the user's mailbox list changed (created, deleted,
+	// renamed); MailboxID is the affected mailbox. A deleted mailbox also
+	// gets this event: sessions that have it selected should end.
+	EventMailboxes
+)
+
+// Event is one committed change, published to listeners in commit order.
+type Event struct {
+	Kind      EventKind
+	User      string
+	MailboxID uint64
+	UID       imap.UID
+	Flags     []imap.Flag
+	// Origin is the value the writer put in its context with WithOrigin
+	// (an IMAP session uses it to skip echoing its own changes).
+	Origin any
+}
+
+type originKey struct{}
+
+// WithOrigin marks writes made with ctx as coming from origin; the events
+// they cause carry it.
+func WithOrigin(ctx context.Context, origin any) context.Context {
+	return context.WithValue(ctx, originKey{}, origin)
+}
+
+// Origin returns the value set by WithOrigin, or nil.
+func Origin(ctx context.Context) any {
+	return ctx.Value(originKey{})
+}
+
+// IsProtected reports whether a mailbox name is one of the four every user
+// keeps (INBOX matched case-insensitively).
+func IsProtected(name string) bool {
+	switch name {
+	case Sent, Drafts, Trash:
+		return true
+	}
+	return strings.EqualFold(name, Inbox)
+}
