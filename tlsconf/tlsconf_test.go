@@ -1,0 +1,270 @@
+package tlsconf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writePair writes a fresh self-signed pair for hostname into dir and
+// returns the file names.
+func writePair(t *testing.T, dir, name, hostname string) (certFile, keyFile string) {
+	t.Helper()
+	certPEM, keyPEM, err := selfSigned(hostname, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(dir, name+".crt")
+	keyFile = filepath.Join(dir, name+".key")
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestSelfSignedCertificateIsCreatedOnceAndReused(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data") // does not exist yet
+	m, err := Load("", "", dataDir, "mail.example.test")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if !m.SelfSigned() || m.CertFile() != filepath.Join(dataDir, SelfSignedCert) {
+		t.Errorf("SelfSigned = %v, CertFile = %q; want the self-signed certificate in %s", m.SelfSigned(), m.CertFile(), dataDir)
+	}
+	leaf := m.Certificate().Leaf
+	if !slices.Contains(leaf.DNSNames, "mail.example.test") || !slices.Contains(leaf.DNSNames, "localhost") {
+		t.Errorf("DNS names = %v, want the hostname and localhost", leaf.DNSNames)
+	}
+	var ips []string
+	for _, ip := range leaf.IPAddresses {
+		ips = append(ips, ip.String())
+	}
+	if !slices.Contains(ips, "127.0.0.1") || !slices.Contains(ips, "::1") {
+		t.Errorf("IP addresses = %v, want 127.0.0.1 and ::1", ips)
+	}
+	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		t.Errorf("public key is %T, want ECDSA P-256", leaf.PublicKey)
+	}
+	if years := time.Until(leaf.NotAfter).Hours() / 24 / 365; years < 9.9 {
+		t.Errorf("certificate valid for %.1f years, want about 10", years)
+	}
+	for file, want := range map[string]os.FileMode{dataDir: 0o700, filepath.Join(dataDir, SelfSignedKey): 0o600} {
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s mode = %o, want %o", file, got, want)
+		}
+	}
+
+	again, err := Load("", "", dataDir, "mail.example.test")
+	if err != nil {
+		t.Fatalf("second Load: %v", err)
+	}
+	if got, want := again.Certificate().Leaf.SerialNumber, leaf.SerialNumber; got.Cmp(want) != 0 {
+		t.Errorf("second Load made a new certificate (serial %v, first %v); want the first one reused", got, want)
+	}
+}
+
+func TestSelfSignedCertificateIsReplacedWhenHostnameChanges(t *testing.T) {
+	dataDir := t.TempDir()
+	first, err := Load("", "", dataDir, "old.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Load("", "", dataDir, "new.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Certificate().Leaf.SerialNumber.Cmp(second.Certificate().Leaf.SerialNumber) == 0 {
+		t.Fatal("certificate for old.example.test kept after the hostname changed")
+	}
+	if err := second.Certificate().Leaf.VerifyHostname("new.example.test"); err != nil {
+		t.Errorf("new certificate: %v", err)
+	}
+}
+
+func TestSelfSignedKeyWithoutCertificateIsReplaced(t *testing.T) {
+	dataDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dataDir, SelfSignedKey), []byte("left over from a crash"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load("", "", dataDir, "mail.example.test"); err != nil {
+		t.Fatalf("Load after a half-written pair: %v", err)
+	}
+}
+
+func TestSelfSignedPairThatDoesNotLoadIsAnError(t *testing.T) {
+	dataDir := t.TempDir()
+	for _, name := range []string{SelfSignedCert, SelfSignedKey} {
+		if err := os.WriteFile(filepath.Join(dataDir, name), []byte("garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := Load("", "", dataDir, "mail.example.test")
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dataDir, SelfSignedCert)) {
+		t.Fatalf("Load = %v, want an error naming the broken certificate (not a silent overwrite)", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dataDir, SelfSignedCert)); string(b) != "garbage" {
+		t.Error("the broken certificate was overwritten")
+	}
+}
+
+func TestGivenFilesAreLoaded(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writePair(t, dir, "mail", "mail.example.test")
+	dataDir := filepath.Join(dir, "data")
+	m, err := Load(certFile, keyFile, dataDir, "mail.example.test")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if m.SelfSigned() || m.CertFile() != certFile {
+		t.Errorf("SelfSigned = %v, CertFile = %q; want the given %s", m.SelfSigned(), m.CertFile(), certFile)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("data_dir touched although certificate files were given: %v", err)
+	}
+}
+
+func TestMismatchedFilesGiveAClearError(t *testing.T) {
+	dir := t.TempDir()
+	certFile, _ := writePair(t, dir, "one", "mail.example.test")
+	_, otherKey := writePair(t, dir, "two", "mail.example.test")
+	_, err := Load(certFile, otherKey, "", "mail.example.test")
+	if err == nil {
+		t.Fatal("Load with a key that does not match the certificate succeeded")
+	}
+	for _, want := range []string{certFile, otherKey, "does not match"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestUnreadableFileIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writePair(t, dir, "mail", "mail.example.test")
+	missing := filepath.Join(dir, "absent.crt")
+	if _, err := Load(missing, keyFile, "", "h"); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Load(missing cert) = %v, want an error naming %s", err, missing)
+	}
+	if _, err := Load(certFile, "", "", "h"); err == nil || !strings.Contains(err.Error(), "key_file") {
+		t.Errorf("Load(cert without key) = %v, want an error about key_file", err)
+	}
+}
+
+// handshake connects to addr trusting roots and returns the certificate the
+// server presented and the greeting it wrote.
+func handshake(t *testing.T, addr string, roots *x509.CertPool) (*x509.Certificate, string) {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{RootCAs: roots, ServerName: "mail.example.test"})
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	greeting, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading: %v", err)
+	}
+	state := conn.ConnectionState()
+	if state.Version < tls.VersionTLS12 {
+		t.Errorf("negotiated TLS version %x, want at least 1.2", state.Version)
+	}
+	return state.PeerCertificates[0], string(greeting)
+}
+
+// serveGreeting accepts TLS connections on 127.0.0.1 with cfg and writes
+// "hello" on each until the test ends.
+func serveGreeting(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hello")) // the handshake happens here
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestTLSHandshakeOnLoopback(t *testing.T) {
+	m, err := Load("", "", t.TempDir(), "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveGreeting(t, m.TLSConfig())
+	roots := x509.NewCertPool()
+	roots.AddCert(m.Certificate().Leaf)
+	peer, greeting := handshake(t, addr, roots)
+	if greeting != "hello" || peer.SerialNumber.Cmp(m.Certificate().Leaf.SerialNumber) != 0 {
+		t.Errorf("got greeting %q from certificate %v, want hello from %v", greeting, peer.SerialNumber, m.Certificate().Leaf.SerialNumber)
+	}
+
+	old, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{RootCAs: roots, ServerName: "mail.example.test", MaxVersion: tls.VersionTLS11})
+	if err == nil {
+		old.Close()
+		t.Error("a TLS 1.1 client completed the handshake; want TLS 1.2 at least")
+	}
+}
+
+func TestReloadServesTheNewCertificateToNewConnections(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writePair(t, dir, "mail", "mail.example.test")
+	m, err := Load(certFile, keyFile, "", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := m.Certificate().Leaf
+	addr := serveGreeting(t, m.TLSConfig())
+	roots := x509.NewCertPool()
+	roots.AddCert(first)
+	if peer, _ := handshake(t, addr, roots); peer.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Fatalf("before reload the server presented %v, want %v", peer.SerialNumber, first.SerialNumber)
+	}
+
+	writePair(t, dir, "mail", "mail.example.test") // overwrite in place, as certbot would
+	if err := m.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	second := m.Certificate().Leaf
+	roots.AddCert(second)
+	if peer, _ := handshake(t, addr, roots); peer.SerialNumber.Cmp(second.SerialNumber) != 0 || first.SerialNumber.Cmp(second.SerialNumber) == 0 {
+		t.Errorf("after reload the server presented %v, want the new %v", peer.SerialNumber, second.SerialNumber)
+	}
+
+	if err := os.WriteFile(keyFile, []byte("broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(); err == nil {
+		t.Error("Reload of a broken key succeeded")
+	}
+	if m.Certificate().Leaf.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Error("a failed Reload replaced the working certificate")
+	}
+}
