@@ -1,17 +1,311 @@
 package storage
 
+// The bbolt layout (keys in quotes are literal; uint64 and uint32 keys are
+// big-endian so cursors walk them in ascending order):
+//
+//	"meta"                     schema "version", "uidvalidity" (last issued);
+//	                           its bucket sequence issues mailbox IDs
+//	"users"/<address>          one bucket per user:
+//	    "info"                 userRecord (JSON: rarely read, easy to extend)
+//	    "names"/<name>         -> mailbox ID (uint64)
+//	    "graves"/<name>        -> UIDNEXT the name had when it was deleted or
+//	                              renamed away, so a mailbox created again under
+//	                              that name never hands out an old UID
+//	    "boxes"/<id>           one bucket per mailbox:
+//	        "info"             mailboxRecord (name, UIDVALIDITY, UIDNEXT, counters)
+//	        "meta"/<uid>       metaRecord: flags, internal date, size
+//	        "parsed"/<uid>     envelope + body structure
+//	        "body"/<uid>       the raw message
+//
+// Mailboxes are reached only through their user's bucket, so a mailbox ID
+// from another user's session resolves to ErrNotFound: isolation between
+// users comes from the layout, not from checks someone could forget.
+// Metadata, parsed structure and body sit in separate buckets so that
+// SELECT, UID SEARCH and FETCH FLAGS read small pages only.
+
 import (
+	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ErrLocked is returned (wrapped) by Open when another process holds the
+// database. The CLI uses it to decide to talk to the running daemon instead.
+var ErrLocked = errors.New("database is in use by another process")
+
+const schemaVersion = 1
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketUsers   = []byte("users")
+	keyVersion    = []byte("version")
+	keyUIDValid   = []byte("uidvalidity")
+	keyInfo       = []byte("info")
+	bucketNames   = []byte("names")
+	bucketGraves  = []byte("graves")
+	bucketBoxes   = []byte("boxes")
+	bucketMsgMeta = []byte("meta")
+	bucketParsed  = []byte("parsed")
+	bucketBody    = []byte("body")
 )
 
 // Options tune a bbolt-backed store.
 type Options struct {
 	// Logger receives the store's log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// LockTimeout is how long Open waits for another process to release
+	// the database before failing with ErrLocked; 0 means one second.
+	LockTimeout time.Duration
+	// PasswordCost is the bcrypt cost for new password hashes; 0 means
+	// bcrypt.DefaultCost. Tests lower it to bcrypt.MinCost.
+	PasswordCost int
+	// MaxBatch bounds how many write requests share one transaction;
+	// 0 means 256.
+	MaxBatch int
+	// MaxBatchBytes bounds the message bytes written in one shared
+	// transaction; 0 means 32 MiB. A single larger request still runs.
+	MaxBatchBytes int
 }
 
-// Open opens (creating if needed) the bbolt database at path.
+type boltStore struct {
+	db   *bolt.DB
+	path string
+	log  *slog.Logger
+
+	passwordCost int
+	dummyHash    []byte // compared against for unknown users
+
+	// Writer state (writer.go).
+	reqs       chan *request
+	closing    sync.RWMutex // held for reading while submitting; Close takes it for writing
+	closed     bool
+	writerDone chan struct{}
+	maxBatch   int
+	maxBytes   int
+	txCount    atomic.Uint64 // committed or attempted write transactions
+
+	listenMu  sync.Mutex
+	listeners []func(Event)
+}
+
+// Open opens (creating if needed) the bbolt database at path. When another
+// process has it open, Open fails after Options.LockTimeout with an error
+// wrapping ErrLocked.
 func Open(path string, opts Options) (Store, error) {
-	return nil, errors.New("storage: not implemented yet")
+	return openBolt(path, opts)
+}
+
+func openBolt(path string, opts Options) (*boltStore, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	cost := opts.PasswordCost
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return nil, fmt.Errorf("storage: password cost %d: %w", cost, ErrInvalid)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("storage: create directory: %w", err)
+		}
+	}
+	// The timeout turns a second process into a clear error instead of a
+	// hang; the default fsync on commit (NoSync false) is what makes an
+	// acknowledged message durable.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("storage: open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	if err := initSchema(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	// Unknown users are compared against this hash so that Authenticate
+	// takes as long for them as for a wrong password.
+	dummy, err := bcrypt.GenerateFromPassword([]byte("pochta dummy password"), cost)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: dummy hash: %w", err)
+	}
+	s := &boltStore{
+		db:           db,
+		path:         path,
+		log:          log,
+		passwordCost: cost,
+		dummyHash:    dummy,
+		reqs:         make(chan *request, 1024),
+		writerDone:   make(chan struct{}),
+		maxBatch:     opts.MaxBatch,
+		maxBytes:     opts.MaxBatchBytes,
+	}
+	if s.maxBatch <= 0 {
+		s.maxBatch = 256
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = 32 << 20
+	}
+	go s.runWriter()
+	return s, nil
+}
+
+func initSchema(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketUsers); err != nil {
+			return err
+		}
+		if v := meta.Get(keyVersion); v != nil {
+			if len(v) != 4 {
+				return fmt.Errorf("schema version: %w", errCorrupt)
+			}
+			if n := binary.BigEndian.Uint32(v); n != schemaVersion {
+				return fmt.Errorf("schema version %d, this pochta knows %d", n, schemaVersion)
+			}
+			return nil
+		}
+		return meta.Put(keyVersion, be32(schemaVersion))
+	})
+}
+
+// Close waits for queued writes, stops the writer and closes the database.
+func (s *boltStore) Close() error {
+	s.closing.Lock()
+	if s.closed {
+		s.closing.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.closing.Unlock()
+	<-s.writerDone
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("storage: close: %w", err)
+	}
+	return nil
+}
+
+// Listen registers fn for every committed event (see writer.go).
+func (s *boltStore) Listen(fn func(Event)) {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	s.listeners = append(s.listeners, fn)
+}
+
+// view runs a read transaction, mapping a closed database to ErrClosed.
+func (s *boltStore) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Backup writes a consistent snapshot: a read transaction sees one commit,
+// and the writer keeps committing meanwhile. (Should the file have to grow
+// past its current memory map during a long backup, bolt makes that one
+// commit wait for the backup to end; the map grows by doubling, so this is
+// rare.)
+func (s *boltStore) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	var n int64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("storage: backup: %w", err)
+	}
+	return n, nil
+}
+
+// ctxWriter stops a long backup when its context ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// Stats counts users and messages; messages come from the mailbox counters,
+// so the cost is one small read per mailbox.
+func (s *boltStore) Stats(ctx context.Context) (*Stats, error) {
+	st := &Stats{Path: s.path}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		st.Size = tx.Size()
+		c := tx.Bucket(bucketUsers).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v != nil {
+				continue
+			}
+			st.Users++
+			boxes := tx.Bucket(bucketUsers).Bucket(k).Bucket(bucketBoxes)
+			if boxes == nil {
+				continue
+			}
+			bc := boxes.Cursor()
+			for id, bv := bc.First(); id != nil; id, bv = bc.Next() {
+				if bv != nil {
+					continue
+				}
+				rec, err := decodeMailbox(boxes.Bucket(id).Get(keyInfo))
+				if err != nil {
+					return fmt.Errorf("mailbox %x: %w", id, err)
+				}
+				st.Messages += int(rec.Messages)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: stats: %w", err)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		st.Size = fi.Size()
+	}
+	return st, nil
+}
+
+func be32(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint32(b, v)
+	return b
+}
+
+func be64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
 }

@@ -1,0 +1,301 @@
+package smtpd
+
+import (
+	"bytes"
+	"crypto/rand"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// message is a received message ready for storage.
+type message struct {
+	sent      []byte // the sender's copy: keeps Bcc
+	delivered []byte // the recipients' copy: no Bcc, with Return-Path
+}
+
+type prepareInput struct {
+	received   string // a complete Received field, CRLF-terminated
+	returnPath string // the envelope sender ("" for the null sender)
+	hostname   string // right-hand side of a created Message-ID
+	now        time.Time
+}
+
+// prepareMessage edits the header of raw without re-serialising anything
+// else: bare LF becomes CRLF, the Received field goes on top, Message-ID
+// and Date are added when missing (RFC 6409 8.3, 8.4), and the recipients'
+// copy gets a Return-Path (RFC 5321 4.4, final delivery) and loses every
+// Bcc field with its continuation lines (RFC 5322 3.6.3).
+func prepareMessage(raw []byte, in prepareInput) message {
+	raw = normalizeLineEndings(raw)
+	h := scanHeader(raw)
+
+	var added []byte
+	if h.end > 0 && raw[h.end-1] != '\n' {
+		// The header runs to the end of the data without a final CRLF.
+		added = append(added, "\r\n"...)
+	}
+	if !h.has("Message-ID") {
+		added = append(added, "Message-ID: <"+rand.Text()+"@"+in.hostname+">\r\n"...)
+	}
+	if !h.has("Date") {
+		added = append(added, "Date: "+in.now.Format(time.RFC1123Z)+"\r\n"...)
+	}
+	if !h.blank && h.end < len(raw) {
+		// RFC 5322 2.1: the body follows an empty line. Without one, the
+		// first non-field line would be read as a broken header field.
+		added = append(added, "\r\n"...)
+	}
+
+	build := func(prefix string, skipBcc bool) []byte {
+		out := make([]byte, 0, len(prefix)+len(in.received)+len(raw)+len(added))
+		out = append(out, prefix...)
+		out = append(out, in.received...)
+		pos := 0
+		if skipBcc {
+			for _, f := range h.fields {
+				if strings.EqualFold(f.name, "Bcc") {
+					out = append(out, raw[pos:f.start]...)
+					pos = f.end
+				}
+			}
+		}
+		out = append(out, raw[pos:h.end]...)
+		out = append(out, added...)
+		return append(out, raw[h.end:]...)
+	}
+	return message{
+		sent:      build("", false),
+		delivered: build("Return-Path: <"+in.returnPath+">\r\n", true),
+	}
+}
+
+// header locates the header fields of a raw message.
+type header struct {
+	fields []headerField
+	end    int  // offset just past the last field (the empty line or body)
+	blank  bool // an empty line follows the fields
+}
+
+// headerField is one field with its continuation lines: raw[start:end].
+type headerField struct {
+	name       string
+	start, end int
+}
+
+func (h header) has(name string) bool {
+	for _, f := range h.fields {
+		if strings.EqualFold(f.name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanHeader finds the header fields at the start of raw (CRLF lines). The
+// header ends at the first empty line, or at the first line that is
+// neither a field nor a continuation; everything from there on is the body.
+func scanHeader(raw []byte) header {
+	var h header
+	pos := 0
+	for pos < len(raw) {
+		next := len(raw)
+		if i := bytes.IndexByte(raw[pos:], '\n'); i >= 0 {
+			next = pos + i + 1
+		}
+		line := raw[pos:next]
+		if bytes.Equal(line, []byte("\r\n")) {
+			h.blank = true
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// RFC 5322 2.2.3: a folded continuation of the previous field.
+			if len(h.fields) == 0 {
+				break
+			}
+			h.fields[len(h.fields)-1].end = next
+			pos = next
+			continue
+		}
+		name, ok := fieldName(line)
+		if !ok {
+			break
+		}
+		h.fields = append(h.fields, headerField{name: name, start: pos, end: next})
+		pos = next
+	}
+	h.end = pos
+	return h
+}
+
+// fieldName returns the name of a field line. RFC 5322 3.6.8: printable
+// US-ASCII except colon; obsolete syntax (4.5.8) allows blanks before it.
+func fieldName(line []byte) (string, bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return "", false
+	}
+	name := bytes.TrimRight(line[:colon], " \t")
+	if len(name) == 0 {
+		return "", false
+	}
+	for _, c := range name {
+		if c < 33 || c > 126 {
+			return "", false
+		}
+	}
+	return string(name), true
+}
+
+// normalizeLineEndings turns every bare LF into CRLF (RFC 5322 2.3: lines
+// end in CRLF; IMAP clients rely on it). raw is returned as is when it has
+// none.
+func normalizeLineEndings(raw []byte) []byte {
+	bare := 0
+	for i, c := range raw {
+		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+bare)
+	for i, c := range raw {
+		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// receivedInfo is what the Received field records.
+type receivedInfo struct {
+	helo     string
+	remote   netip.Addr
+	hostname string
+	protocol string
+	id       string
+	rcpt     string // the recipient when there is only one
+	date     time.Time
+}
+
+// receivedField builds the trace field of RFC 5321 4.4, folded so no line
+// gets long:
+//
+//	Received: from HELO ([IP])
+//		by HOSTNAME with ESMTPSA id ID
+//		for <RCPT>;
+//		DATE
+func receivedField(r receivedInfo) string {
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(sanitizeHelo(r.helo))
+	b.WriteString(" (")
+	b.WriteString(addressLiteral(r.remote))
+	b.WriteString(")\r\n\tby ")
+	b.WriteString(r.hostname)
+	b.WriteString(" with ")
+	b.WriteString(r.protocol)
+	b.WriteString(" id ")
+	b.WriteString(r.id)
+	if r.rcpt != "" {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(r.rcpt)
+		b.WriteString(">")
+	}
+	b.WriteString(";\r\n\t")
+	b.WriteString(r.date.Format(time.RFC1123Z))
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// withProtocol names the transfer in Received's "with" clause (RFC 3848).
+func withProtocol(tls, auth bool) string {
+	switch {
+	case tls && auth:
+		return "ESMTPSA"
+	case tls:
+		return "ESMTPS"
+	case auth:
+		return "ESMTPA"
+	}
+	return "ESMTP"
+}
+
+// addressLiteral formats an IP as in RFC 5321 4.1.3.
+func addressLiteral(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "unknown"
+	case a.Is4():
+		return "[" + a.String() + "]"
+	}
+	return "[IPv6:" + a.String() + "]"
+}
+
+// sanitizeHelo keeps the client's EHLO name from breaking the Received
+// field's syntax: it is client-chosen text.
+func sanitizeHelo(helo string) string {
+	const maxLen = 255
+	if helo == "" {
+		return "unknown"
+	}
+	if len(helo) > maxLen {
+		helo = helo[:maxLen]
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		case strings.ContainsRune(".-_:[]", r):
+			return r
+		}
+		return '_'
+	}, helo)
+}
+
+// normalizeAddress checks a recipient from RCPT TO and returns it with the
+// domain lower-cased. SMTPUTF8 is not offered, so addresses are printable
+// ASCII (RFC 5321 4.1.2); a local part is at most 64 octets (4.5.3.1.1).
+func normalizeAddress(addr string) (string, bool) {
+	for i := 0; i < len(addr); i++ {
+		if addr[i] <= ' ' || addr[i] > '~' {
+			return "", false
+		}
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at > 64 {
+		return "", false
+	}
+	domain := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+	if !validDomain(domain) && !isAddressLiteral(domain) {
+		return "", false
+	}
+	return addr[:at] + "@" + domain, true
+}
+
+// validDomain reports whether d (lower-case) is a syntactically valid
+// domain name (RFC 5321 4.1.2, RFC 1035 2.3.4 lengths).
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isAddressLiteral(d string) bool {
+	return len(d) > 2 && d[0] == '[' && d[len(d)-1] == ']'
+}

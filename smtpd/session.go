@@ -1,0 +1,342 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// Replies shared by several commands.
+var (
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Authentication required"}
+	errNullSender = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "The null sender <> is not accepted on submission; use your own address"}
+	errBadAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+		Message: "Malformed recipient address"}
+	errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1},
+		Message: "No such user here"}
+	errRelayDisabled = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Relaying is disabled: this server delivers only to its own domains"}
+	errExternalUnavailable = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "External delivery is not available yet on this server; try again later"}
+	errTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary server error; try again later"}
+	errNotStored = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Message not stored because of a server error; try again later"}
+	errNoRecipients = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+		Message: "No valid recipients"}
+	errIncomplete = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "Message not received completely; nothing was stored"}
+	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Temporary authentication failure; try again later"}
+)
+
+// session is one SMTP connection's state between go-smtp and the store. The
+// inbound port uses it as is; submission wraps it in submissionSession to
+// add AUTH (go-smtp offers AUTH only to sessions implementing
+// smtp.AuthSession).
+type session struct {
+	srv    *Server
+	kind   listenerKind
+	conn   *smtp.Conn
+	tc     *trackedConn
+	remote netip.Addr
+
+	user string // authenticated address, canonical (lower-case)
+
+	// The current transaction, cleared by Reset.
+	id       string
+	from     string
+	sizeHint int64
+	rcpts    []string // accepted local recipients, canonical, unique
+}
+
+func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
+	base := &session{
+		srv:    s,
+		kind:   kind,
+		conn:   c,
+		tc:     trackedOf(c.Conn()),
+		remote: remoteIP(c.Conn()),
+	}
+	if kind == kindInbound {
+		return base
+	}
+	return &submissionSession{base}
+}
+
+// Reset implements smtp.Session.
+func (s *session) Reset() {
+	s.tc.setBusy(false)
+	s.id, s.from, s.sizeHint, s.rcpts = "", "", 0, nil
+}
+
+// Logout implements smtp.Session.
+func (s *session) Logout() error { return nil }
+
+// Mail implements smtp.Session.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.kind != kindInbound {
+		if s.user == "" {
+			return errAuthRequired
+		}
+		if from == "" {
+			return errNullSender
+		}
+		// SPEC "Mail behaviour": the envelope sender must be the
+		// authenticated user's address.
+		if !strings.EqualFold(from, s.user) {
+			s.srv.log.Info("smtp sender refused", "listener", s.kind.String(),
+				"remote", s.remote.String(), "user", s.user, "from", from)
+			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+				Message: fmt.Sprintf("Sender address <%s> is not yours: you are logged in as <%s>", from, s.user)}
+		}
+		from = s.user
+	}
+	s.Reset()
+	// From here until Reset (which go-smtp calls after DATA, RSET and a
+	// new EHLO) Shutdown lets the transaction finish.
+	s.tc.setBusy(true)
+	s.id = newTransactionID()
+	s.from = from
+	if opts != nil {
+		s.sizeHint = opts.Size
+	}
+	return nil
+}
+
+// Rcpt implements smtp.Session.
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	addr, ok := normalizeAddress(to)
+	if !ok {
+		return errBadAddress
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
+	defer cancel()
+	local, err := s.srv.route(ctx, addr)
+	if err != nil {
+		s.srv.log.Debug("smtp recipient refused", "listener", s.kind.String(),
+			"remote", s.remote.String(), "id", s.id, "rcpt", addr, "reply", err.Error())
+		return err
+	}
+	for _, r := range s.rcpts {
+		if r == local {
+			return nil
+		}
+	}
+	s.rcpts = append(s.rcpts, local)
+	return nil
+}
+
+// route decides where mail for one recipient goes and returns the local
+// user's canonical address. It is the single place that knows the routing
+// rule, so the queue can take over external recipients here.
+//
+// Local domain + existing user -> delivered here; local domain + unknown
+// user -> 550 5.1.1; other domains -> 550 5.7.1 without a relay, and until
+// the queue exists 451 4.3.0 with one (source "user" on submission,
+// "system" on inbound).
+func (s *Server) route(ctx context.Context, addr string) (string, error) {
+	domain := addr[strings.LastIndexByte(addr, '@')+1:]
+	if !s.isLocalDomain(domain) {
+		if !s.opts.QueueEnabled {
+			return "", errRelayDisabled
+		}
+		return "", errExternalUnavailable
+	}
+	u, err := s.opts.Store.User(ctx, strings.ToLower(addr))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return "", errNoSuchUser
+	case errors.Is(err, storage.ErrInvalid):
+		return "", errBadAddress
+	case err != nil:
+		s.log.Error("smtp recipient lookup failed", "rcpt", addr, "err", err)
+		return "", errTemporary
+	}
+	return u.Address, nil
+}
+
+// Data implements smtp.Session: it reads the whole message (bounded by
+// go-smtp's MaxMessageBytes), edits its header and stores every copy with
+// one storage.Deliver call. go-smtp answers 250 only when Data returns nil.
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+
+	raw, err := s.readMessage(r)
+	size := len(raw)
+	if err != nil {
+		reply, result := s.readError(err)
+		s.logTransaction(start, size, result, err)
+		return reply
+	}
+	if len(s.rcpts) == 0 {
+		s.logTransaction(start, size, "rejected", errNoRecipients)
+		return errNoRecipients
+	}
+
+	now := time.Now()
+	rcpt := ""
+	if len(s.rcpts) == 1 {
+		rcpt = s.rcpts[0]
+	}
+	_, isTLS := s.conn.TLSConnectionState()
+	received := receivedField(receivedInfo{
+		helo:     s.conn.Hostname(),
+		remote:   s.remote,
+		hostname: s.srv.opts.Hostname,
+		protocol: withProtocol(isTLS, s.user != ""),
+		id:       s.id,
+		rcpt:     rcpt,
+		date:     now,
+	})
+	msg := prepareMessage(raw, prepareInput{
+		received:   received,
+		returnPath: s.from,
+		hostname:   s.srv.opts.Hostname,
+		now:        now,
+	})
+
+	d := &storage.Delivery{
+		Recipients: s.rcpts,
+		Copy:       &storage.NewMessage{Raw: msg.delivered, InternalDate: now},
+	}
+	if s.kind != kindInbound {
+		d.Sender = s.user
+		// TODO(issue 4): the Sent copy must stay unread until every
+		// recipient has read theirs; until read tracking exists it is
+		// stored \Seen so it is not shown as unread forever.
+		d.SentCopy = &storage.NewMessage{Raw: msg.sent, Flags: []imap.Flag{imap.FlagSeen}, InternalDate: now}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
+	defer cancel()
+	if _, err := s.srv.opts.Store.Deliver(ctx, d); err != nil {
+		s.logTransaction(start, len(msg.sent), "failed", err)
+		return errNotStored
+	}
+	s.logTransaction(start, len(msg.sent), "delivered", nil)
+	return nil
+}
+
+// readMessage reads DATA completely; the reader enforces MaxMessageBytes.
+func (s *session) readMessage(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	if hint := s.sizeHint; hint > 0 && hint <= s.srv.opts.MaxMessageSize {
+		// The client's SIZE saves the doublings; it is bounded by our limit.
+		buf.Grow(int(hint) + 1024)
+	}
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
+// readError turns a failed DATA read into the reply and a log result.
+func (s *session) readError(err error) (reply *smtp.SMTPError, result string) {
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("Message exceeds the maximum size of %d bytes; nothing was stored", s.srv.opts.MaxMessageSize)}, "too large"
+	case errors.Is(err, smtp.ErrTooLongLine):
+		// RFC 5321 4.5.3.1.6 bounds text lines; go-smtp allows twice that.
+		return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message: "Line too long; nothing was stored"}, "line too long"
+	}
+	return errIncomplete, "aborted"
+}
+
+// logTransaction writes the one log line of a mail transaction.
+func (s *session) logTransaction(start time.Time, size int, result string, err error) {
+	attrs := []slog.Attr{
+		slog.String("listener", s.kind.String()),
+		slog.String("id", s.id),
+		slog.String("remote", s.remote.String()),
+		slog.String("from", s.from),
+		slog.Int("rcpts", len(s.rcpts)),
+		slog.Int("size", size),
+		slog.String("result", result),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if s.user != "" {
+		attrs = append(attrs, slog.String("user", s.user))
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+		if result == "failed" {
+			level = slog.LevelError
+		}
+	}
+	s.srv.log.LogAttrs(context.Background(), level, "smtp transaction", attrs...)
+}
+
+// submissionSession is a session on a submission port: it adds AUTH.
+type submissionSession struct {
+	*session
+}
+
+// AuthMechanisms implements smtp.AuthSession. go-smtp advertises them only
+// over TLS unless AllowInsecureAuth.
+func (s *submissionSession) AuthMechanisms() []string {
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth implements smtp.AuthSession.
+func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return saslReplies{sasl.NewPlainServer(func(identity, username, password string) error {
+			// RFC 4616: an authorization identity other than the
+			// login itself would be acting for someone else.
+			if identity != "" && !strings.EqualFold(identity, username) {
+				s.srv.log.Info("smtp auth failed", "listener", s.kind.String(),
+					"remote", s.remote.String(), "user", username, "reason", "authorization identity differs")
+				return smtp.ErrAuthFailed
+			}
+			return s.authenticate(username, password)
+		})}, nil
+	case sasl.Login:
+		return saslReplies{newLoginServer(s.authenticate)}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// authenticate checks a login through the store; storage.Authenticate
+// takes the same time for unknown users and wrong passwords.
+func (s *submissionSession) authenticate(username, password string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
+	defer cancel()
+	u, err := s.srv.opts.Store.Authenticate(ctx, strings.ToLower(strings.TrimSpace(username)), password)
+	switch {
+	case err == nil:
+		s.user = u.Address
+		s.srv.log.Info("smtp auth", "listener", s.kind.String(), "remote", s.remote.String(), "user", s.user)
+		return nil
+	case errors.Is(err, storage.ErrAuthFailed), errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrNotFound):
+		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
+		return smtp.ErrAuthFailed
+	default:
+		s.srv.log.Error("smtp auth error", "listener", s.kind.String(), "remote", s.remote.String(), "err", err)
+		return errAuthTemporary
+	}
+}
+
+// newTransactionID returns the id shown in Received fields and log lines.
+func newTransactionID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

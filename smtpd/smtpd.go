@@ -1,0 +1,501 @@
+// Package smtpd owns pochta's SMTP side: the submission ports (587 with
+// STARTTLS, 465 with implicit TLS; AUTH PLAIN and LOGIN required) and the
+// optional trusted inbound port (no AUTH, only peers in TrustedNetworks). It
+// is built on github.com/emersion/go-smtp and stores mail only through
+// storage.Store.
+//
+// Promises:
+//   - 250 to DATA is sent only after storage.Deliver has returned nil, that is
+//     after every copy (each local recipient's INBOX copy and the sender's
+//     Sent copy) is committed and fsync'd in one transaction. Any failure
+//     stores nothing and replies 4xx/5xx.
+//   - On submission the envelope sender is the authenticated user's address;
+//     the null sender is accepted only on the inbound port.
+//   - Each recipient is routed by route: local domain and existing user ->
+//     delivered here; anything else is refused at RCPT, never dropped.
+//   - Headers are edited on the raw bytes: a Received field is prepended,
+//     Message-ID and Date are added when missing, Bcc is removed from the
+//     recipients' copies (kept in Sent). The body stays byte-exact except
+//     that bare LF becomes CRLF.
+//   - A client that disconnects during DATA, or whose message exceeds
+//     MaxMessageSize, leaves nothing stored.
+//   - A panic inside one session is recovered by go-smtp (421 and close) and
+//     logged through Options.Logger; other sessions keep running.
+//   - One log line per mail transaction (sender, recipient count, size,
+//     result); never message bodies or passwords.
+//
+// Concurrency: every accepted connection is wrapped in a trackedConn so that
+// Shutdown can end idle connections (by moving their read deadline into the
+// past, so go-smtp's own goroutine answers 421 and closes; nothing else ever
+// writes to a connection) while connections with a transaction open (MAIL
+// accepted, not yet reset by the end of DATA or RSET) finish it first.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// Defaults applied by New to zero Options fields.
+const (
+	DefaultMaxMessageSize = 25 << 20
+	DefaultMaxRecipients  = 100
+	DefaultReadTimeout    = 5 * time.Minute
+	DefaultWriteTimeout   = time.Minute
+)
+
+// deliverTimeout bounds one storage.Deliver call; it is not tied to the
+// client's connection, so a message whose DATA arrived completely is stored
+// even if the client hangs up while we commit.
+const deliverTimeout = time.Minute
+
+// refuseTimeout bounds writing the 554 greeting to an untrusted peer.
+const refuseTimeout = 10 * time.Second
+
+// Options configure a Server.
+type Options struct {
+	// Hostname is the server's name in the greeting and Received fields, and
+	// the right-hand side of the Message-IDs it creates. Required.
+	Hostname string
+	// Domains are the local domains: recipients there are delivered here.
+	// Required (at least one). Matched case-insensitively.
+	Domains []string
+	// Store is where messages go. Required.
+	Store storage.Store
+	// TLSConfig serves STARTTLS on submission and the implicit TLS of
+	// submissions. Required for ServeSubmissions, and for ServeSubmission
+	// unless AllowInsecureAuth is set.
+	TLSConfig *tls.Config
+	// MaxMessageSize bounds a message in bytes (SIZE at MAIL and the DATA
+	// itself); 0 means DefaultMaxMessageSize.
+	MaxMessageSize int64
+	// MaxRecipients bounds RCPT commands per transaction; 0 means
+	// DefaultMaxRecipients.
+	MaxRecipients int
+	// AllowInsecureAuth offers and accepts AUTH on connections without TLS
+	// (development and tests only).
+	AllowInsecureAuth bool
+	// TrustedNetworks are the peers the inbound port accepts; everyone else
+	// is refused at connect. Empty means nobody.
+	TrustedNetworks []netip.Prefix
+	// QueueEnabled says relaying is configured. Until the queue exists,
+	// external recipients then get a temporary 451 instead of 550.
+	QueueEnabled bool
+	// Logger receives the log lines; nil means slog.Default().
+	Logger *slog.Logger
+	// ReadTimeout and WriteTimeout bound each read of a command (or of a
+	// whole DATA) and each reply; 0 means DefaultReadTimeout and
+	// DefaultWriteTimeout.
+	ReadTimeout, WriteTimeout time.Duration
+}
+
+// listenerKind says which port a connection came in on.
+type listenerKind int
+
+const (
+	kindSubmission listenerKind = iota + 1
+	kindSubmissions
+	kindInbound
+)
+
+func (k listenerKind) String() string {
+	switch k {
+	case kindSubmission:
+		return "submission"
+	case kindSubmissions:
+		return "submissions"
+	case kindInbound:
+		return "inbound"
+	}
+	return "unknown"
+}
+
+// Server serves SMTP on any number of listeners. Create it with New.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	domains map[string]bool
+
+	mu        sync.Mutex
+	closing   bool
+	servers   []*smtp.Server
+	listeners []net.Listener
+	conns     map[*trackedConn]struct{}
+	refusals  sync.WaitGroup // goroutines writing 554 to untrusted peers
+}
+
+// New checks opts, fills in defaults and returns a Server that is not yet
+// listening.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("smtpd: Options.Store is required")
+	}
+	opts.Hostname = strings.TrimSuffix(strings.TrimSpace(opts.Hostname), ".")
+	if opts.Hostname == "" {
+		return nil, errors.New("smtpd: Options.Hostname is required")
+	}
+	if len(opts.Domains) == 0 {
+		return nil, errors.New("smtpd: Options.Domains needs at least one local domain")
+	}
+	domains := make(map[string]bool, len(opts.Domains))
+	for _, d := range opts.Domains {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if !validDomain(d) {
+			return nil, fmt.Errorf("smtpd: invalid local domain %q", d)
+		}
+		domains[d] = true
+	}
+	if opts.MaxMessageSize < 0 || opts.MaxRecipients < 0 {
+		return nil, errors.New("smtpd: MaxMessageSize and MaxRecipients must not be negative")
+	}
+	if opts.MaxMessageSize == 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opts.MaxRecipients == 0 {
+		opts.MaxRecipients = DefaultMaxRecipients
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		opts:    opts,
+		log:     log.With("component", "smtpd"),
+		domains: domains,
+		conns:   make(map[*trackedConn]struct{}),
+	}, nil
+}
+
+// ServeSubmission serves the submission port (RFC 6409) on l, a plain TCP
+// listener: STARTTLS is offered and AUTH is required before MAIL. It
+// returns nil once Shutdown has been called.
+func (s *Server) ServeSubmission(l net.Listener) error {
+	if s.opts.TLSConfig == nil && !s.opts.AllowInsecureAuth {
+		l.Close()
+		return errors.New("smtpd: submission needs Options.TLSConfig (or AllowInsecureAuth)")
+	}
+	return s.serve(kindSubmission, l)
+}
+
+// ServeSubmissions serves the submissions port (implicit TLS, RFC 8314) on
+// l. l is a plain TCP listener: ServeSubmissions wraps it with
+// tls.NewListener itself, so the TLS handshake runs on each connection's
+// goroutine under the read timeout. AUTH is required before MAIL. It
+// returns nil once Shutdown has been called.
+func (s *Server) ServeSubmissions(l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		l.Close()
+		return errors.New("smtpd: submissions needs Options.TLSConfig")
+	}
+	return s.serve(kindSubmissions, l)
+}
+
+// ServeInbound serves the trusted inbound port on l: no AUTH is offered,
+// any envelope sender (also the null sender) is accepted, and peers outside
+// Options.TrustedNetworks get 554 5.7.1 at connect. Messages are delivered
+// without a Sent copy (source "system"). It returns nil once Shutdown has
+// been called.
+func (s *Server) ServeInbound(l net.Listener) error {
+	return s.serve(kindInbound, l)
+}
+
+func (s *Server) serve(kind listenerKind, l net.Listener) error {
+	var ln net.Listener = &trackedListener{Listener: l, srv: s, kind: kind}
+	gs := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return s.newSession(kind, c), nil
+	}))
+	gs.Domain = s.opts.Hostname
+	gs.MaxMessageBytes = s.opts.MaxMessageSize
+	gs.MaxRecipients = s.opts.MaxRecipients
+	gs.ReadTimeout = s.opts.ReadTimeout
+	gs.WriteTimeout = s.opts.WriteTimeout
+	gs.ErrorLog = errorLog{s.log.With("listener", kind.String())}
+	switch kind {
+	case kindSubmission:
+		gs.TLSConfig = s.opts.TLSConfig
+		gs.AllowInsecureAuth = s.opts.AllowInsecureAuth
+	case kindSubmissions:
+		// go-smtp does the handshake itself when it sees a *tls.Conn; with
+		// TLSConfig set and the connection already TLS, STARTTLS is not
+		// advertised.
+		gs.TLSConfig = s.opts.TLSConfig
+		ln = tls.NewListener(ln, s.opts.TLSConfig)
+	}
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.servers = append(s.servers, gs)
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+
+	s.log.Info("smtp listening", "listener", kind.String(), "addr", l.Addr().String())
+	if err := gs.Serve(ln); err != nil {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return nil // Shutdown closed the listener
+		}
+		return fmt.Errorf("smtpd: serving %s on %s: %w", kind, l.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, ends idle ones (they get 421), lets
+// every transaction in flight (MAIL accepted) run to the reply to its DATA,
+// and returns when all connections are gone. If ctx ends first, the remaining connections are
+// closed at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	servers := append([]*smtp.Server(nil), s.servers...)
+	listeners := append([]net.Listener(nil), s.listeners...)
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	for _, c := range conns {
+		c.drain()
+	}
+	// go-smtp's Shutdown closes the listeners it knows; closing them here
+	// as well covers a Serve that registered but has not reached
+	// smtp.Server.Serve yet.
+	for _, l := range listeners {
+		l.Close()
+	}
+
+	errs := make(chan error, len(servers))
+	for _, gs := range servers {
+		go func() { errs <- gs.Shutdown(ctx) }()
+	}
+	var first error
+	for range servers {
+		err := <-errs
+		if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
+			err = nil // closed above, or Shutdown called twice
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if ctx.Err() != nil {
+		for _, gs := range servers {
+			gs.Close()
+		}
+		return fmt.Errorf("smtpd: shutdown: %w", ctx.Err())
+	}
+
+	done := make(chan struct{})
+	go func() {
+		s.refusals.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("smtpd: shutdown: %w", ctx.Err())
+	}
+	if first != nil {
+		return fmt.Errorf("smtpd: shutdown: %w", first)
+	}
+	return nil
+}
+
+// isLocalDomain reports whether domain (lower-case) is one of ours.
+func (s *Server) isLocalDomain(domain string) bool {
+	return s.domains[domain]
+}
+
+// trusted reports whether addr is inside Options.TrustedNetworks.
+func (s *Server) trusted(addr netip.Addr) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range s.opts.TrustedNetworks {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers an untrusted peer on the inbound port and hangs up.
+// RFC 5321 3.1: a server may answer the connection with 554 instead of 220.
+func (s *Server) refuse(c net.Conn, addr netip.Addr) {
+	s.log.Info("smtp connection refused", "listener", kindInbound.String(),
+		"remote", addr.String(), "reason", "not in trusted_networks")
+	s.refusals.Add(1)
+	go func() {
+		defer s.refusals.Done()
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(refuseTimeout))
+		fmt.Fprintf(c, "554 5.7.1 %s access denied: %s is not a trusted network\r\n", s.opts.Hostname, addr)
+	}()
+}
+
+// track registers an accepted connection so Shutdown can drain it.
+func (s *Server) track(c net.Conn) *trackedConn {
+	tc := &trackedConn{Conn: c, srv: s}
+	s.mu.Lock()
+	s.conns[tc] = struct{}{}
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		tc.drain()
+	}
+	return tc
+}
+
+func (s *Server) untrack(c *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// trackedListener tracks accepted connections and, on the inbound port,
+// refuses untrusted peers before go-smtp greets them.
+type trackedListener struct {
+	net.Listener
+	srv  *Server
+	kind listenerKind
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.kind == kindInbound {
+			if addr := remoteIP(c); !l.srv.trusted(addr) {
+				l.srv.refuse(c, addr)
+				continue
+			}
+		}
+		return l.srv.track(c), nil
+	}
+}
+
+// trackedConn lets Shutdown end a connection between commands without
+// writing to it from a second goroutine: once draining, every read deadline
+// go-smtp sets is moved into the past unless a transaction is open, so
+// go-smtp's next read times out and it answers 421 and closes.
+type trackedConn struct {
+	net.Conn
+	srv *Server
+
+	mu       sync.Mutex
+	busy     bool // a mail transaction is open
+	draining bool
+}
+
+var pastDeadline = time.Unix(1, 0)
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining && !c.busy {
+		t = pastDeadline
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+func (c *trackedConn) Close() error {
+	c.srv.untrack(c)
+	return c.Conn.Close()
+}
+
+func (c *trackedConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if !c.busy {
+		c.Conn.SetReadDeadline(pastDeadline)
+	}
+}
+
+// setBusy marks a mail transaction as open (or not). A nil receiver is
+// allowed so sessions on foreign connections still work.
+func (c *trackedConn) setBusy(busy bool) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy = busy
+	if !busy && c.draining {
+		c.Conn.SetReadDeadline(pastDeadline)
+	}
+}
+
+// trackedOf finds our trackedConn under go-smtp's connection (which may be
+// a *tls.Conn after STARTTLS or on the implicit TLS port).
+func trackedOf(c net.Conn) *trackedConn {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	tc, _ := c.(*trackedConn)
+	return tc
+}
+
+// remoteIP returns the peer's IP, or the zero Addr for non-IP transports.
+func remoteIP(c net.Conn) netip.Addr {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	if tc, ok := c.(*trackedConn); ok {
+		c = tc.Conn
+	}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// errorLog adapts go-smtp's Printf logger to slog. go-smtp reports
+// recovered session panics ("panic serving ...") and connection errors
+// (failed TLS handshakes, resets) through it.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.emit(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.emit(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (e errorLog) emit(msg string) {
+	if strings.HasPrefix(msg, "panic") {
+		e.log.Error("smtp session panicked; recovered, connection closed", "detail", msg)
+		return
+	}
+	e.log.Debug("smtp connection error", "detail", msg)
+}

@@ -1,0 +1,692 @@
+package storage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+	bolt "go.etcd.io/bbolt"
+)
+
+const (
+	// maxKeywords and maxKeywordLen bound what one message's flags may
+	// hold, so a client cannot grow a metadata record without limit.
+	maxKeywords   = 64
+	maxKeywordLen = 256
+	// maxMessageSize: bolt's value limit, and IMAP sizes are 32-bit.
+	maxMessageSize = bolt.MaxValueSize
+	// appendFillPercent: UIDs only grow, so pages are filled at the right
+	// edge and never receive inserts in the middle; packing them nearly
+	// full halves the space of the default 50 %.
+	appendFillPercent = 0.9
+)
+
+// parseFlags canonicalises flags given by a client: system flags are
+// matched case-insensitively and spelled as in RFC 9051 2.3.2, \Recent is
+// dropped (it is never stored: RFC 9051 removed it and go-imap derives it),
+// keywords are deduplicated case-insensitively and must be atoms.
+func parseFlags(flags []imap.Flag) (flagSet, error) {
+	var f flagSet
+	for _, fl := range flags {
+		s := string(fl)
+		if strings.HasPrefix(s, `\`) {
+			if strings.EqualFold(s, `\Recent`) {
+				continue
+			}
+			found := false
+			for _, sf := range systemFlags {
+				if strings.EqualFold(s, string(sf.flag)) {
+					f.sys |= sf.bit
+					found = true
+					break
+				}
+			}
+			if !found {
+				return flagSet{}, fmt.Errorf("flag %q: %w", s, ErrInvalid)
+			}
+			continue
+		}
+		if err := checkKeyword(s); err != nil {
+			return flagSet{}, err
+		}
+		f.keywords = addKeyword(f.keywords, s)
+	}
+	if len(f.keywords) > maxKeywords {
+		return flagSet{}, fmt.Errorf("more than %d keywords: %w", maxKeywords, ErrInvalid)
+	}
+	return f, nil
+}
+
+// checkKeyword accepts an RFC 3501 atom.
+func checkKeyword(s string) error {
+	if s == "" || len(s) > maxKeywordLen {
+		return fmt.Errorf("keyword %q: bad length: %w", s, ErrInvalid)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return fmt.Errorf("keyword %q: not an atom: %w", s, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func keywordIndex(l []string, k string) int {
+	return slices.IndexFunc(l, func(x string) bool { return strings.EqualFold(x, k) })
+}
+
+// addKeyword inserts k keeping l sorted by lower-case form, without
+// duplicates.
+func addKeyword(l []string, k string) []string {
+	if keywordIndex(l, k) >= 0 {
+		return l
+	}
+	lk := strings.ToLower(k)
+	i, _ := slices.BinarySearchFunc(l, lk, func(x, t string) int { return strings.Compare(strings.ToLower(x), t) })
+	return slices.Insert(l, i, k)
+}
+
+// applyFlags returns cur changed by op with arg.
+func applyFlags(cur flagSet, op imap.StoreFlagsOp, arg flagSet) (flagSet, error) {
+	var out flagSet
+	switch op {
+	case imap.StoreFlagsSet:
+		out = flagSet{sys: arg.sys, keywords: slices.Clone(arg.keywords)}
+	case imap.StoreFlagsAdd:
+		out = flagSet{sys: cur.sys | arg.sys, keywords: slices.Clone(cur.keywords)}
+		for _, k := range arg.keywords {
+			out.keywords = addKeyword(out.keywords, k)
+		}
+	case imap.StoreFlagsDel:
+		out = flagSet{sys: cur.sys &^ arg.sys}
+		for _, k := range cur.keywords {
+			if keywordIndex(arg.keywords, k) < 0 {
+				out.keywords = append(out.keywords, k)
+			}
+		}
+	default:
+		return flagSet{}, fmt.Errorf("flag operation %d: %w", op, ErrInvalid)
+	}
+	if len(out.keywords) > maxKeywords {
+		return flagSet{}, fmt.Errorf("more than %d keywords: %w", maxKeywords, ErrInvalid)
+	}
+	return out, nil
+}
+
+// prepared is a message ready for the writer: parsed and encoded, so the
+// transaction only copies bytes.
+type prepared struct {
+	raw    []byte
+	flags  flagSet
+	meta   []byte
+	parsed []byte
+}
+
+// prepare validates and parses a message outside any transaction.
+func prepare(m *NewMessage, now time.Time) (*prepared, error) {
+	if m == nil {
+		return nil, fmt.Errorf("no message: %w", ErrInvalid)
+	}
+	if len(m.Raw) > maxMessageSize || int64(len(m.Raw)) > math.MaxUint32 {
+		return nil, fmt.Errorf("message of %d bytes: too large: %w", len(m.Raw), ErrInvalid)
+	}
+	flags, err := parseFlags(m.Flags)
+	if err != nil {
+		return nil, err
+	}
+	date := m.InternalDate
+	if date.IsZero() {
+		date = now
+	}
+	env, bs := m.Envelope, m.BodyStructure
+	if env == nil || bs == nil {
+		penv, pbs := parseMessage(m.Raw)
+		if env == nil {
+			env = penv
+		}
+		if bs == nil {
+			bs = pbs
+		}
+	}
+	parsed, err := encodeParsed(env, bs)
+	if err != nil {
+		return nil, err
+	}
+	meta := metaRecord{flags: flags, size: int64(len(m.Raw)), internalDate: date}
+	return &prepared{raw: m.Raw, flags: flags, meta: meta.encode(), parsed: parsed}, nil
+}
+
+// parseMessage computes envelope and body structure once, at delivery, so
+// FETCH never parses MIME. A message go-message cannot make sense of is
+// still stored, described as one text/plain part.
+func parseMessage(raw []byte) (env *imap.Envelope, bs imap.BodyStructure) {
+	defer func() {
+		if recover() != nil {
+			if env == nil {
+				env = &imap.Envelope{}
+			}
+			bs = &imap.BodyStructureSinglePart{
+				Type:    "text",
+				Subtype: "plain",
+				Size:    uint32(len(raw)),
+				Text:    &imap.BodyStructureText{NumLines: int64(bytes.Count(raw, []byte("\n")))},
+			}
+		}
+	}()
+	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	env = imapserver.ExtractEnvelope(h)
+	bs = imapserver.ExtractBodyStructure(bytes.NewReader(raw))
+	return env, bs
+}
+
+// msgBuckets are a mailbox's three message buckets.
+type msgBuckets struct {
+	meta, parsed, body *bolt.Bucket
+}
+
+func (x *boxTx) buckets() (msgBuckets, error) {
+	mb := msgBuckets{
+		meta:   x.b.Bucket(bucketMsgMeta),
+		parsed: x.b.Bucket(bucketParsed),
+		body:   x.b.Bucket(bucketBody),
+	}
+	if mb.meta == nil || mb.parsed == nil || mb.body == nil {
+		return mb, fmt.Errorf("mailbox %d: %w", x.id, errCorrupt)
+	}
+	mb.meta.FillPercent = appendFillPercent
+	mb.parsed.FillPercent = appendFillPercent
+	mb.body.FillPercent = appendFillPercent
+	return mb, nil
+}
+
+// put stores one message under the next UID and updates the counters in
+// x.rec (the caller saves x once at the end of its request).
+func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev *eventList) (imap.UID, error) {
+	uid := x.rec.UIDNext
+	if uid == 0 || uid == math.MaxUint32 {
+		return 0, fmt.Errorf("mailbox %q: UIDs exhausted: %w", x.rec.Name, ErrInvalid)
+	}
+	mb, err := x.buckets()
+	if err != nil {
+		return 0, err
+	}
+	key := be32(uid)
+	if err := mb.meta.Put(key, metaRec); err != nil {
+		return 0, err
+	}
+	if err := mb.parsed.Put(key, parsed); err != nil {
+		return 0, err
+	}
+	if err := mb.body.Put(key, body); err != nil {
+		return 0, err
+	}
+	x.rec.UIDNext++
+	x.rec.Messages++
+	x.rec.Size += size
+	if flags.sys&flagSeen == 0 {
+		x.rec.Unseen++
+	}
+	ev.add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list()})
+	return imap.UID(uid), nil
+}
+
+func (x *boxTx) appendPrepared(p *prepared, ev *eventList) (*Appended, error) {
+	uid, err := x.put(p.meta, p.parsed, p.raw, p.flags, int64(len(p.raw)), ev)
+	if err != nil {
+		return nil, err
+	}
+	return &Appended{MailboxID: x.id, UIDValidity: x.rec.UIDValidity, UID: uid}, nil
+}
+
+// remove deletes one message and updates the counters.
+func (x *boxTx) remove(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList) error {
+	key := be32(uint32(uid))
+	for _, b := range []*bolt.Bucket{mb.meta, mb.parsed, mb.body} {
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+	}
+	x.rec.Messages--
+	x.rec.Size -= m.size
+	if m.flags.sys&flagSeen == 0 {
+		x.rec.Unseen--
+	}
+	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: uid})
+	return nil
+}
+
+// Append stores one message in a mailbox.
+func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *NewMessage) (*Appended, error) {
+	name, err := NormalizeMailboxName(mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("storage: append: %w", err)
+	}
+	p, err := prepare(msg, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("storage: append: %w", err)
+	}
+	a, err := write(s, ctx, len(p.raw), func(tx *bolt.Tx, ev *eventList) (*Appended, error) {
+		u, err := openUser(tx, user)
+		if err != nil {
+			return nil, err
+		}
+		x, err := u.boxByName(name)
+		if err != nil {
+			return nil, err
+		}
+		a, err := x.appendPrepared(p, ev)
+		if err != nil {
+			return nil, err
+		}
+		return a, x.save()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: append: %w", err)
+	}
+	return a, nil
+}
+
+// Deliver stores the Sent copy and every INBOX copy in one transaction.
+func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error) {
+	if d == nil || (d.Sender == "" && len(d.Recipients) == 0) {
+		return nil, fmt.Errorf("storage: deliver: nothing to deliver: %w", ErrInvalid)
+	}
+	now := time.Now()
+	var sentCopy, inboxCopy *prepared
+	var err error
+	size := 0
+	if d.Sender != "" {
+		if sentCopy, err = prepare(d.SentCopy, now); err != nil {
+			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
+		}
+		size += len(sentCopy.raw)
+	}
+	var rcpts []string
+	if len(d.Recipients) > 0 {
+		if inboxCopy, err = prepare(d.Copy, now); err != nil {
+			return nil, fmt.Errorf("storage: deliver: copy: %w", err)
+		}
+		for _, r := range d.Recipients {
+			r = strings.ToLower(r)
+			if !slices.Contains(rcpts, r) {
+				rcpts = append(rcpts, r)
+			}
+		}
+		size += len(inboxCopy.raw) * len(rcpts)
+	}
+	sender := strings.ToLower(d.Sender)
+	res, err := write(s, ctx, size, func(tx *bolt.Tx, ev *eventList) (*DeliveryResult, error) {
+		res := &DeliveryResult{Copies: make(map[string]*Appended, len(rcpts))}
+		if sender != "" {
+			u, err := openUser(tx, sender)
+			if err != nil {
+				return nil, fmt.Errorf("sender: %w", err)
+			}
+			x, err := u.boxByName(Sent)
+			if err != nil {
+				return nil, err
+			}
+			if res.Sent, err = x.appendPrepared(sentCopy, ev); err != nil {
+				return nil, err
+			}
+			if err := x.save(); err != nil {
+				return nil, err
+			}
+		}
+		for _, r := range rcpts {
+			u, err := openUser(tx, r)
+			if err != nil {
+				return nil, fmt.Errorf("recipient %s: %w", r, err)
+			}
+			x, err := u.boxByName(Inbox)
+			if err != nil {
+				return nil, err
+			}
+			if res.Copies[r], err = x.appendPrepared(inboxCopy, ev); err != nil {
+				return nil, err
+			}
+			if err := x.save(); err != nil {
+				return nil, err
+			}
+		}
+		return res, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: deliver: %w", err)
+	}
+	return res, nil
+}
+
+// openBox finds a user's mailbox by ID inside a transaction.
+func openBox(tx *bolt.Tx, user string, id uint64) (*boxTx, error) {
+	u, err := openUser(tx, user)
+	if err != nil {
+		return nil, err
+	}
+	return u.box(id)
+}
+
+// UIDs returns a mailbox's UIDs ascending (the key order of "meta").
+func (s *boltStore) UIDs(ctx context.Context, user string, mailboxID uint64) ([]imap.UID, error) {
+	var uids []imap.UID
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		x, err := openBox(tx, user, mailboxID)
+		if err != nil {
+			return err
+		}
+		mb, err := x.buckets()
+		if err != nil {
+			return err
+		}
+		uids = make([]imap.UID, 0, x.rec.Messages)
+		c := mb.meta.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) != 4 {
+				return fmt.Errorf("mailbox %d: key %x: %w", mailboxID, k, errCorrupt)
+			}
+			uids = append(uids, imap.UID(binary.BigEndian.Uint32(k)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: uids: %w", err)
+	}
+	return uids, nil
+}
+
+// Messages loads the messages of uids that exist, in the order of uids.
+// Everything returned is copied out of the database.
+func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, opts LoadOptions) ([]*Message, error) {
+	msgs := make([]*Message, 0, len(uids))
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		x, err := openBox(tx, user, mailboxID)
+		if err != nil {
+			return err
+		}
+		mb, err := x.buckets()
+		if err != nil {
+			return err
+		}
+		var key [4]byte
+		for i, uid := range uids {
+			if i%256 == 255 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			binary.BigEndian.PutUint32(key[:], uint32(uid))
+			v := mb.meta.Get(key[:])
+			if v == nil {
+				continue
+			}
+			m, err := decodeMeta(v)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", uid, err)
+			}
+			msg := &Message{
+				UID:          uid,
+				Flags:        m.flags.list(),
+				InternalDate: m.internalDate,
+				Size:         m.size,
+			}
+			if opts.Envelope || opts.BodyStructure {
+				p := mb.parsed.Get(key[:])
+				if msg.Envelope, msg.BodyStructure, err = decodeParsed(p, opts.Envelope, opts.BodyStructure); err != nil {
+					return fmt.Errorf("message %d: %w", uid, err)
+				}
+			}
+			if opts.Body {
+				b := mb.body.Get(key[:])
+				if b == nil {
+					return fmt.Errorf("message %d: no body: %w", uid, errCorrupt)
+				}
+				msg.Body = bytes.Clone(b)
+			}
+			msgs = append(msgs, msg)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: messages: %w", err)
+	}
+	return msgs, nil
+}
+
+// sortedUIDs returns uids ascending without duplicates or zeros, so that
+// results and events come out in UID order whatever order the caller used.
+func sortedUIDs(uids []imap.UID) []imap.UID {
+	out := slices.Clone(uids)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) > 0 && out[0] == 0 {
+		out = out[1:]
+	}
+	return out
+}
+
+// StoreFlags changes the flags of the messages of uids that exist.
+func (s *boltStore) StoreFlags(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag) ([]FlagUpdate, error) {
+	arg, err := parseFlags(flags)
+	if err != nil {
+		return nil, fmt.Errorf("storage: store flags: %w", err)
+	}
+	if _, err := applyFlags(flagSet{}, op, arg); err != nil {
+		return nil, fmt.Errorf("storage: store flags: %w", err)
+	}
+	sorted := sortedUIDs(uids)
+	updates, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) ([]FlagUpdate, error) {
+		x, err := openBox(tx, user, mailboxID)
+		if err != nil {
+			return nil, err
+		}
+		mb, err := x.buckets()
+		if err != nil {
+			return nil, err
+		}
+		var updates []FlagUpdate
+		for _, uid := range sorted {
+			key := be32(uint32(uid))
+			v := mb.meta.Get(key)
+			if v == nil {
+				continue
+			}
+			m, err := decodeMeta(v)
+			if err != nil {
+				return nil, fmt.Errorf("message %d: %w", uid, err)
+			}
+			nf, err := applyFlags(m.flags, op, arg)
+			if err != nil {
+				return nil, fmt.Errorf("message %d: %w", uid, err)
+			}
+			if nf.equal(m.flags) {
+				continue
+			}
+			wasSeen, isSeen := m.flags.sys&flagSeen != 0, nf.sys&flagSeen != 0
+			switch {
+			case wasSeen && !isSeen:
+				x.rec.Unseen++
+			case !wasSeen && isSeen:
+				x.rec.Unseen--
+			}
+			m.flags = nf
+			if err := mb.meta.Put(key, m.encode()); err != nil {
+				return nil, err
+			}
+			list := nf.list()
+			updates = append(updates, FlagUpdate{UID: uid, Flags: list})
+			ev.add(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: slices.Clone(list)})
+		}
+		if len(updates) > 0 {
+			if err := x.save(); err != nil {
+				return nil, err
+			}
+		}
+		return updates, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: store flags: %w", err)
+	}
+	return updates, nil
+}
+
+// Expunge removes the \Deleted messages (of uids, when given).
+func (s *boltStore) Expunge(ctx context.Context, user string, mailboxID uint64, uids []imap.UID) ([]imap.UID, error) {
+	var sorted []imap.UID
+	if uids != nil {
+		sorted = sortedUIDs(uids)
+	}
+	all := uids == nil
+	removed, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) ([]imap.UID, error) {
+		x, err := openBox(tx, user, mailboxID)
+		if err != nil {
+			return nil, err
+		}
+		mb, err := x.buckets()
+		if err != nil {
+			return nil, err
+		}
+		var gone []imap.UID
+		if all {
+			// Only the flags byte is looked at; nothing is decoded.
+			c := mb.meta.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if len(k) == 4 && len(v) > metaFlagsOffset && v[metaFlagsOffset]&flagDeleted != 0 {
+					gone = append(gone, imap.UID(binary.BigEndian.Uint32(k)))
+				}
+			}
+		} else {
+			for _, uid := range sorted {
+				v := mb.meta.Get(be32(uint32(uid)))
+				if len(v) > metaFlagsOffset && v[metaFlagsOffset]&flagDeleted != 0 {
+					gone = append(gone, uid)
+				}
+			}
+		}
+		// Deleting while a cursor walks the bucket skips keys, hence two
+		// passes.
+		for _, uid := range gone {
+			m, err := decodeMeta(mb.meta.Get(be32(uint32(uid))))
+			if err != nil {
+				return nil, fmt.Errorf("message %d: %w", uid, err)
+			}
+			if err := x.remove(mb, uid, m, ev); err != nil {
+				return nil, err
+			}
+		}
+		if len(gone) > 0 {
+			if err := x.save(); err != nil {
+				return nil, err
+			}
+		}
+		return gone, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: expunge: %w", err)
+	}
+	return removed, nil
+}
+
+// Copy copies messages into the mailbox named dest, keeping flags and
+// internal dates.
+func (s *boltStore) Copy(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, dest string) (*CopyResult, error) {
+	res, err := s.copyMessages(ctx, user, mailboxID, uids, dest, false)
+	if err != nil {
+		return nil, fmt.Errorf("storage: copy: %w", err)
+	}
+	return res, nil
+}
+
+// Move copies and then removes the originals in one transaction; the
+// events are every Append in dest, then every Expunge in the source.
+func (s *boltStore) Move(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, dest string) (*CopyResult, error) {
+	res, err := s.copyMessages(ctx, user, mailboxID, uids, dest, true)
+	if err != nil {
+		return nil, fmt.Errorf("storage: move: %w", err)
+	}
+	return res, nil
+}
+
+func (s *boltStore) copyMessages(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, dest string, move bool) (*CopyResult, error) {
+	destName, err := NormalizeMailboxName(dest)
+	if err != nil {
+		return nil, err
+	}
+	sorted := sortedUIDs(uids)
+	return write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) (*CopyResult, error) {
+		u, err := openUser(tx, user)
+		if err != nil {
+			return nil, err
+		}
+		src, err := u.box(mailboxID)
+		if err != nil {
+			return nil, err
+		}
+		dst, err := u.boxByName(destName)
+		if err != nil {
+			return nil, err
+		}
+		if dst.id == src.id {
+			// One record, or the second save would undo the first's counters.
+			dst = src
+		}
+		smb, err := src.buckets()
+		if err != nil {
+			return nil, err
+		}
+		res := &CopyResult{UIDValidity: dst.rec.UIDValidity}
+		var metas []metaRecord
+		for _, uid := range sorted {
+			key := be32(uint32(uid))
+			mv := smb.meta.Get(key)
+			if mv == nil {
+				continue
+			}
+			m, err := decodeMeta(mv)
+			if err != nil {
+				return nil, fmt.Errorf("message %d: %w", uid, err)
+			}
+			// The values point into the database's memory; bolt keeps them
+			// valid for the whole transaction (it dereferences before any
+			// remap and frees pages only after commit), which is as long as
+			// Put needs them.
+			parsed, body := smb.parsed.Get(key), smb.body.Get(key)
+			if parsed == nil || body == nil {
+				return nil, fmt.Errorf("message %d: %w", uid, errCorrupt)
+			}
+			newUID, err := dst.put(mv, parsed, body, m.flags, m.size, ev)
+			if err != nil {
+				return nil, err
+			}
+			res.SourceUIDs = append(res.SourceUIDs, uid)
+			res.DestUIDs = append(res.DestUIDs, newUID)
+			metas = append(metas, m)
+		}
+		if move {
+			for i, uid := range res.SourceUIDs {
+				if err := src.remove(smb, uid, metas[i], ev); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if len(res.SourceUIDs) > 0 {
+			if err := dst.save(); err != nil {
+				return nil, err
+			}
+			if move && src != dst {
+				if err := src.save(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return res, nil
+	})
+}

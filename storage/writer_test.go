@@ -1,0 +1,269 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestEventsArriveInCommitOrderUnderConcurrentWriters(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	users := []string{"alice@example.com", "bob@example.com"}
+	for _, u := range users {
+		mustCreateUser(t, s, u)
+	}
+	events := listen(s)
+
+	const writers, perWriter = 32, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*perWriter)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := WithOrigin(ctx, w)
+			for i := range perWriter {
+				user := users[(w+i)%2]
+				a, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage(fmt.Sprintf("w%d m%d", w, i)))})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if i%3 == 0 {
+					_, err = s.StoreFlags(ctx, user, a.MailboxID, []imap.UID{a.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	last := map[uint64]imap.UID{}
+	appended := map[uint64]map[imap.UID]bool{}
+	appends := 0
+	for _, ev := range events.snapshot() {
+		if _, ok := ev.Origin.(int); !ok {
+			t.Fatalf("event without the writer's origin: %+v", ev)
+		}
+		switch ev.Kind {
+		case EventAppend:
+			appends++
+			if ev.UID <= last[ev.MailboxID] {
+				t.Fatalf("mailbox %d: append UID %d after %d", ev.MailboxID, ev.UID, last[ev.MailboxID])
+			}
+			last[ev.MailboxID] = ev.UID
+			if appended[ev.MailboxID] == nil {
+				appended[ev.MailboxID] = map[imap.UID]bool{}
+			}
+			appended[ev.MailboxID][ev.UID] = true
+		case EventFlags:
+			// A flag change is seen only after the append it refers to.
+			if !appended[ev.MailboxID][ev.UID] {
+				t.Fatalf("flags event for UID %d before its append", ev.UID)
+			}
+		}
+	}
+	if appends != writers*perWriter {
+		t.Errorf("%d append events, want %d", appends, writers*perWriter)
+	}
+	for _, u := range users {
+		if st := mustMailbox(t, s, u, Inbox); st.Messages != writers*perWriter/2 {
+			t.Errorf("%s has %d messages", u, st.Messages)
+		}
+	}
+}
+
+func TestConcurrentDeliveriesShareTransactions(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	mustCreateUser(t, s, "alice@example.com")
+	mustCreateUser(t, s, "bob@example.com")
+	msg := sizedMessage(4096)
+
+	release := blockWriter(t, s)
+	before := s.txCount.Load()
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Deliver(ctx, &Delivery{
+				Sender: "alice@example.com", SentCopy: &NewMessage{Raw: msg},
+				Recipients: []string{"bob@example.com"}, Copy: &NewMessage{Raw: msg},
+			})
+			errs <- err
+		}()
+	}
+	waitQueued(t, s, n)
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The blocking request's own transaction was counted before; 64
+	// deliveries queued together fit in one batch.
+	if used := s.txCount.Load() - before; used >= n || used == 0 {
+		t.Errorf("%d deliveries used %d transactions", n, used)
+	}
+	if st := mustMailbox(t, s, "bob@example.com", Inbox); st.Messages != n {
+		t.Errorf("bob has %d messages, want %d", st.Messages, n)
+	}
+}
+
+func TestOneFailingRequestDoesNotFailItsBatch(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	const user = "alice@example.com"
+	mustCreateUser(t, s, user)
+	if err := s.CreateMailbox(ctx, user, "Exists"); err != nil {
+		t.Fatal(err)
+	}
+	events := listen(s)
+
+	release := blockWriter(t, s)
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, 4)
+	run := func(name string, fn func() error) {
+		go func() { results <- result{name, fn()} }()
+	}
+	run("append 1", func() error {
+		_, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage("1"))})
+		return err
+	})
+	waitQueued(t, s, 1)
+	run("create existing", func() error { return s.CreateMailbox(ctx, user, "Exists") })
+	waitQueued(t, s, 2)
+	run("create new", func() error { return s.CreateMailbox(ctx, user, "New") })
+	waitQueued(t, s, 3)
+	run("append 2", func() error {
+		_, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage("2"))})
+		return err
+	})
+	waitQueued(t, s, 4)
+	release()
+	for range 4 {
+		r := <-results
+		if r.name == "create existing" {
+			wantErr(t, r.err, ErrExists, r.name)
+		} else if r.err != nil {
+			t.Errorf("%s failed with its batch: %v", r.name, r.err)
+		}
+	}
+	if st := mustMailbox(t, s, user, Inbox); st.Messages != 2 {
+		t.Errorf("INBOX has %d messages, want 2", st.Messages)
+	}
+	mustMailbox(t, s, user, "New")
+	// Events of the rolled-back attempt are not published; each committed
+	// change is published once, in the order the requests were queued.
+	var got []string
+	for _, ev := range events.snapshot() {
+		got = append(got, fmt.Sprintf("%d/%d", ev.Kind, ev.UID))
+	}
+	want := fmt.Sprint([]string{
+		fmt.Sprintf("%d/1", EventAppend), fmt.Sprintf("%d/0", EventMailboxes), fmt.Sprintf("%d/2", EventAppend),
+	})
+	if fmt.Sprint(got) != want {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
+func TestCancelledWhileQueuedIsNotWritten(t *testing.T) {
+	s, _ := openTestStore(t)
+	const user = "alice@example.com"
+	mustCreateUser(t, s, user)
+	release := blockWriter(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage("late"))})
+		done <- err
+	}()
+	waitQueued(t, s, 1)
+	cancel()
+	release()
+	wantErr(t, <-done, context.Canceled, "cancelled append")
+	if st := mustMailbox(t, s, user, Inbox); st.Messages != 0 {
+		t.Errorf("a cancelled append was stored: %+v", st)
+	}
+}
+
+func TestCloseFinishesQueuedWrites(t *testing.T) {
+	s, path := openTestStore(t)
+	ctx := context.Background()
+	const user = "alice@example.com"
+	mustCreateUser(t, s, user)
+	release := blockWriter(t, s)
+	const n = 10
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage(fmt.Sprint(i)))})
+			errs <- err
+		}()
+	}
+	waitQueued(t, s, n)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	release()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("queued append: %v", err)
+		}
+	}
+	_, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte("x")})
+	wantErr(t, err, ErrClosed, "append after close")
+	s2, err := openBolt(path, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if st := mustMailbox(t, s2, user, Inbox); st.Messages != n {
+		t.Errorf("%d messages after close, want %d", st.Messages, n)
+	}
+}
+
+func TestPanickingListenerDoesNotStopTheWriter(t *testing.T) {
+	s, _ := openTestStore(t)
+	mustCreateUser(t, s, "alice@example.com")
+	s.Listen(func(Event) { panic("listener bug") })
+	events := listen(s)
+	mustAppend(t, s, "alice@example.com", Inbox, simpleMessage("1"))
+	mustAppend(t, s, "alice@example.com", Inbox, simpleMessage("2"))
+	if n := len(events.snapshot()); n != 2 {
+		t.Errorf("second listener got %d events, want 2", n)
+	}
+}
+
+func TestPanickingRequestFailsAlone(t *testing.T) {
+	s, _ := openTestStore(t)
+	mustCreateUser(t, s, "alice@example.com")
+	_, err := write(s, context.Background(), 0, func(*bolt.Tx, *eventList) (int, error) { panic("bug") })
+	if err == nil || errors.Is(err, ErrClosed) {
+		t.Fatalf("panicking request: %v", err)
+	}
+	mustAppend(t, s, "alice@example.com", Inbox, simpleMessage("still works"))
+}
