@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,4 +178,16 @@ func TestSocketIsPrivateAndStaleSocketIsReplaced(t *testing.T) {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	l2.Close()
+}
+
+func TestAddUserRefusesAddressesOutsideTheLocalDomains(t *testing.T) {
+	local, client, _ := newDaemon(t)
+	local.Domains = []string{"example.com"}
+	_, err := client.AddUser(context.Background(), "eve@elsewhere.test", "pw", false)
+	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "example.com") {
+		t.Fatalf("add user outside the domains: %v", err)
+	}
+	if _, err := client.AddUser(context.Background(), "eve@Example.com", "pw", false); err != nil {
+		t.Fatalf("add user in a local domain: %v", err)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pochta/pochta/storage"
@@ -20,12 +22,19 @@ type Local struct {
 	MessageLifetime time.Duration
 	// Running is reported as Status.DaemonRunning.
 	Running bool
+	// Domains are the local domains; users are addresses in one of them.
+	// Empty: any domain (tests).
+	Domains []string
 }
 
 // AddUser implements API.
 func (l *Local) AddUser(ctx context.Context, address, password string, admin bool) (*UserInfo, error) {
 	if password == "" {
 		return nil, fmt.Errorf("add user %s: empty password: %w", address, storage.ErrInvalid)
+	}
+	if !l.isLocal(address) {
+		return nil, fmt.Errorf("add user %s: the domain is not one of this server's domains (%s): %w",
+			address, strings.Join(l.Domains, ", "), storage.ErrInvalid)
 	}
 	if err := l.Store.CreateUser(ctx, address, password, admin); err != nil {
 		return nil, fmt.Errorf("add user %s: %w", address, err)
@@ -128,6 +137,17 @@ func (l *Local) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return n, fmt.Errorf("backup: %w", err)
 	}
 	return n, nil
+}
+
+// isLocal reports whether address is in one of the local domains.
+func (l *Local) isLocal(address string) bool {
+	if len(l.Domains) == 0 {
+		return true
+	}
+	at := strings.LastIndexByte(address, '@')
+	return at >= 0 && slices.ContainsFunc(l.Domains, func(d string) bool {
+		return strings.EqualFold(d, address[at+1:])
+	})
 }
 
 func userInfo(u *storage.User) UserInfo {

@@ -3,15 +3,21 @@ package smtpd
 import (
 	"bytes"
 	"crypto/rand"
+	"mime"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/emersion/go-message/charset"
 )
 
 // message is a received message ready for storage.
 type message struct {
 	sent      []byte // the sender's copy: keeps Bcc
 	delivered []byte // the recipients' copy: no Bcc, with Return-Path
+	relayed   []byte // the copy for the relay: no Bcc, no Return-Path
+	messageID string // the Message-ID field's value (added when missing)
+	subject   string // the Subject, RFC 2047 words decoded
 }
 
 type prepareInput struct {
@@ -35,8 +41,10 @@ func prepareMessage(raw []byte, in prepareInput) message {
 		// The header runs to the end of the data without a final CRLF.
 		added = append(added, "\r\n"...)
 	}
-	if !h.has("Message-ID") {
-		added = append(added, "Message-ID: <"+rand.Text()+"@"+in.hostname+">\r\n"...)
+	messageID := strings.TrimSpace(h.value(raw, "Message-ID"))
+	if messageID == "" {
+		messageID = "<" + rand.Text() + "@" + in.hostname + ">"
+		added = append(added, "Message-ID: "+messageID+"\r\n"...)
 	}
 	if !h.has("Date") {
 		added = append(added, "Date: "+in.now.Format(time.RFC1123Z)+"\r\n"...)
@@ -67,7 +75,33 @@ func prepareMessage(raw []byte, in prepareInput) message {
 	return message{
 		sent:      build("", false),
 		delivered: build("Return-Path: <"+in.returnPath+">\r\n", true),
+		relayed:   build("", true),
+		messageID: messageID,
+		subject:   decodeHeaderValue(h.value(raw, "Subject")),
 	}
+}
+
+// value returns the unfolded value of the first field called name, or "".
+func (h header) value(raw []byte, name string) string {
+	for _, f := range h.fields {
+		if strings.EqualFold(f.name, name) {
+			line := string(raw[f.start:f.end])
+			v := line[strings.IndexByte(line, ':')+1:]
+			v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// decodeHeaderValue decodes RFC 2047 encoded words; undecodable text is
+// kept as it is.
+func decodeHeaderValue(v string) string {
+	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	if d, err := dec.DecodeHeader(v); err == nil {
+		return d
+	}
+	return v
 }
 
 // header locates the header fields of a raw message.

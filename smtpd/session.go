@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +65,7 @@ type session struct {
 	from     string
 	sizeHint int64
 	rcpts    []string // accepted local recipients, canonical, unique
+	external []string // accepted external recipients, unique
 }
 
 func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
@@ -83,7 +85,7 @@ func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
 // Reset implements smtp.Session.
 func (s *session) Reset() {
 	s.tc.setBusy(false)
-	s.id, s.from, s.sizeHint, s.rcpts = "", "", 0, nil
+	s.id, s.from, s.sizeHint, s.rcpts, s.external = "", "", 0, nil, nil
 }
 
 // Logout implements smtp.Session.
@@ -128,18 +130,19 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()
-	local, err := s.srv.route(ctx, addr)
+	rcpt, external, err := s.srv.route(ctx, addr)
 	if err != nil {
 		s.srv.log.Debug("smtp recipient refused", "listener", s.kind.String(),
 			"remote", s.remote.String(), "id", s.id, "rcpt", addr, "reply", err.Error())
 		return err
 	}
-	for _, r := range s.rcpts {
-		if r == local {
-			return nil
-		}
+	list := &s.rcpts
+	if external {
+		list = &s.external
 	}
-	s.rcpts = append(s.rcpts, local)
+	if !slices.Contains(*list, rcpt) {
+		*list = append(*list, rcpt)
+	}
 	return nil
 }
 
@@ -151,25 +154,26 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // user -> 550 5.1.1; other domains -> 550 5.7.1 without a relay, and until
 // the queue exists 451 4.3.0 with one (source "user" on submission,
 // "system" on inbound).
-func (s *Server) route(ctx context.Context, addr string) (string, error) {
+func (s *Server) route(ctx context.Context, addr string) (rcpt string, external bool, err error) {
 	domain := addr[strings.LastIndexByte(addr, '@')+1:]
 	if !s.isLocalDomain(domain) {
 		if !s.opts.QueueEnabled {
-			return "", errRelayDisabled
+			return "", false, errRelayDisabled
 		}
-		return "", errExternalUnavailable
+		// TODO(issue 3): return addr, true, nil once the queue relays.
+		return "", false, errExternalUnavailable
 	}
 	u, err := s.opts.Store.User(ctx, strings.ToLower(addr))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return "", errNoSuchUser
+		return "", false, errNoSuchUser
 	case errors.Is(err, storage.ErrInvalid):
-		return "", errBadAddress
+		return "", false, errBadAddress
 	case err != nil:
 		s.log.Error("smtp recipient lookup failed", "rcpt", addr, "err", err)
-		return "", errTemporary
+		return "", false, errTemporary
 	}
-	return u.Address, nil
+	return u.Address, false, nil
 }
 
 // Data implements smtp.Session: it reads the whole message (bounded by
@@ -185,15 +189,15 @@ func (s *session) Data(r io.Reader) error {
 		s.logTransaction(start, size, result, err)
 		return reply
 	}
-	if len(s.rcpts) == 0 {
+	if len(s.rcpts)+len(s.external) == 0 {
 		s.logTransaction(start, size, "rejected", errNoRecipients)
 		return errNoRecipients
 	}
 
 	now := time.Now()
 	rcpt := ""
-	if len(s.rcpts) == 1 {
-		rcpt = s.rcpts[0]
+	if len(s.rcpts)+len(s.external) == 1 {
+		rcpt = append(s.rcpts, s.external...)[0]
 	}
 	_, isTLS := s.conn.TLSConnectionState()
 	received := receivedField(receivedInfo{
@@ -213,10 +217,21 @@ func (s *session) Data(r io.Reader) error {
 	})
 
 	d := &storage.Delivery{
-		Recipients: s.rcpts,
-		Copy:       &storage.NewMessage{Raw: msg.delivered, InternalDate: now},
+		From:      s.from,
+		Source:    storage.SourceSystem,
+		MessageID: msg.messageID,
+		Subject:   msg.subject,
+	}
+	if len(s.rcpts) > 0 {
+		d.Recipients = s.rcpts
+		d.Copy = &storage.NewMessage{Raw: msg.delivered, InternalDate: now}
+	}
+	if len(s.external) > 0 {
+		d.External = s.external
+		d.RelayCopy = &storage.NewMessage{Raw: msg.relayed, InternalDate: now}
 	}
 	if s.kind != kindInbound {
+		d.Source = storage.SourceUser
 		d.Sender = s.user
 		// TODO(issue 4): the Sent copy must stay unread until every
 		// recipient has read theirs; until read tracking exists it is

@@ -297,7 +297,7 @@ func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *NewMe
 
 // Deliver stores the Sent copy and every INBOX copy in one transaction.
 func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error) {
-	if d == nil || (d.Sender == "" && len(d.Recipients) == 0) {
+	if d == nil || (d.Sender == "" && len(d.Recipients) == 0 && len(d.External) == 0) {
 		return nil, fmt.Errorf("storage: deliver: nothing to deliver: %w", ErrInvalid)
 	}
 	now := time.Now()
@@ -309,6 +309,16 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
 		}
 		size += len(sentCopy.raw)
+	}
+	var relayCopy *prepared
+	if len(d.External) > 0 {
+		if d.RelayCopy == nil {
+			return nil, fmt.Errorf("storage: deliver: external recipients without a relay copy: %w", ErrInvalid)
+		}
+		if relayCopy, err = prepare(d.RelayCopy, now); err != nil {
+			return nil, fmt.Errorf("storage: deliver: relay copy: %w", err)
+		}
+		size += len(relayCopy.raw)
 	}
 	var rcpts []string
 	if len(d.Recipients) > 0 {
@@ -357,6 +367,14 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 			if err := x.save(); err != nil {
 				return nil, err
 			}
+		}
+		if relayCopy != nil {
+			if res.QueueID, err = enqueue(tx, d, relayCopy, now, ev); err != nil {
+				return nil, fmt.Errorf("queue: %w", err)
+			}
+		}
+		if err := trackDelivery(tx, d, res, now, ev); err != nil {
+			return nil, fmt.Errorf("read tracking: %w", err)
 		}
 		return res, nil
 	})

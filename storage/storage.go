@@ -193,13 +193,36 @@ type Delivery struct {
 	// recipients fail the whole delivery with ErrNotFound.
 	Recipients []string
 	Copy       *NewMessage
+
+	// From is the envelope sender (MAIL FROM); "" is the null sender.
+	From string
+	// Source is SourceUser (submitted by a user) or SourceSystem (the
+	// trusted inbound port, or the server itself).
+	Source string
+	// External recipients are outside the local domains: together they
+	// become one queue entry, written in the same transaction, that relays
+	// RelayCopy (Bcc removed, no Return-Path).
+	External  []string
+	RelayCopy *NewMessage
+	// MessageID and Subject identify the message in read tracking
+	// (`pochta sent status`); MessageID is never empty for mail from smtpd.
+	MessageID string
+	Subject   string
 }
 
 // DeliveryResult says where each copy went.
 type DeliveryResult struct {
 	Sent   *Appended            // nil without Sender
 	Copies map[string]*Appended // by recipient address
+	// QueueID is the queue entry of the external recipients (0: none).
+	QueueID uint64
 }
+
+// Sources of a delivery and of a queue entry.
+const (
+	SourceUser   = "user"
+	SourceSystem = "system"
+)
 
 // LoadOptions chooses what Messages loads beyond UID, flags, date and size.
 type LoadOptions struct {

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/pochta/pochta/config"
+	"github.com/pochta/pochta/control"
+)
+
+func statusCommand() *command {
+	return &command{
+		name: "status", args: "[--json]",
+		summary: "the message server at a glance: database, intervals, users, messages",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			fs.BoolVar(&o.json, "json", false, "print JSON")
+		},
+		run: func(ctx context.Context, e *env, _ []string) error {
+			return withAPI(e, func(api control.API) error {
+				s, err := api.Status(ctx)
+				if err != nil {
+					return err
+				}
+				if e.o.json {
+					return printJSON(e.stdout, s)
+				}
+				fmt.Fprintf(e.stdout, "daemon:            %s\n", map[bool]string{true: "running", false: "not running"}[s.DaemonRunning])
+				fmt.Fprintf(e.stdout, "database:          %s (%s)\n", s.Database, humanBytes(s.DatabaseSize))
+				fmt.Fprintf(e.stdout, "poll interval:     %s\n", s.PollInterval)
+				fmt.Fprintf(e.stdout, "message lifetime:  %s\n", s.MessageLifetime)
+				fmt.Fprintf(e.stdout, "users:             %d\n", s.Users)
+				fmt.Fprintf(e.stdout, "messages:          %d\n", s.Messages)
+				return nil
+			})
+		},
+	}
+}
+
+func backupCommand() *command {
+	return &command{
+		name: "backup", args: "DIR",
+		summary: "writes a consistent copy of the live database into DIR without stopping the daemon",
+		minArgs: 1, maxArgs: 1,
+		run: func(ctx context.Context, e *env, args []string) error {
+			return withAPI(e, func(api control.API) error {
+				path, n, err := writeBackup(ctx, api, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "wrote %s (%s)\n", path, humanBytes(n))
+				return nil
+			})
+		},
+	}
+}
+
+// writeBackup writes the copy to a temporary file first and renames it
+// only when complete and synced, so DIR never holds a half-written backup
+// under the final name.
+func writeBackup(ctx context.Context, api control.API, dir string) (string, int64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", 0, fmt.Errorf("backup directory: %w", err)
+	}
+	final := filepath.Join(dir, "pochta-"+time.Now().UTC().Format("20060102T150405Z")+".db")
+	f, err := os.CreateTemp(dir, ".pochta-backup-*")
+	if err != nil {
+		return "", 0, fmt.Errorf("backup: %w", err)
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	n, err := api.Backup(ctx, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o600)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), final)
+	}
+	if err != nil {
+		return "", n, fmt.Errorf("backup: %w", err)
+	}
+	return final, n, nil
+}
+
+func configCheckCommand() *command {
+	return &command{
+		name: "config check", args: "",
+		summary: "validates the configuration; exits 1 naming every error with file, line and key",
+		run: func(_ context.Context, e *env, _ []string) error {
+			_, path, err := config.Resolve(e.o.config)
+			if err != nil {
+				return err
+			}
+			if path == "" {
+				fmt.Fprintln(e.stdout, "no configuration file: the built-in development configuration is valid")
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "%s: OK\n", path)
+			return nil
+		},
+	}
+}
+
+func versionCommand() *command {
+	return &command{
+		name: "version", args: "",
+		summary: "prints the version and build information",
+		run: func(_ context.Context, e *env, _ []string) error {
+			fmt.Fprintf(e.stdout, "pochta %s (%s %s/%s", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, s := range bi.Settings {
+					if s.Key == "vcs.revision" {
+						fmt.Fprintf(e.stdout, ", commit %s", s.Value)
+					}
+				}
+			}
+			fmt.Fprintln(e.stdout, ")")
+			return nil
+		},
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

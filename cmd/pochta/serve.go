@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pochta/pochta/config"
+	"github.com/pochta/pochta/control"
+	"github.com/pochta/pochta/imapd"
+	"github.com/pochta/pochta/smtpd"
+	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/tlsconf"
+)
+
+// shutdownGrace bounds how long SMTP DATA and IMAP APPEND in flight may take
+// to finish once the daemon is told to stop.
+const shutdownGrace = 30 * time.Second
+
+func serveCommand() *command {
+	return &command{
+		name: "serve", args: "",
+		summary: "runs the daemon in the foreground (systemd runs this)",
+		run: func(ctx context.Context, e *env, _ []string) error {
+			cfg, path, err := config.Resolve(e.o.config)
+			if err != nil {
+				return err
+			}
+			return serve(ctx, e, cfg, path)
+		},
+	}
+}
+
+// listener is one socket the daemon serves, bound before anything is
+// announced so that a taken port fails the start instead of half-starting.
+type listener struct {
+	name  string
+	addr  string
+	l     net.Listener
+	serve func(net.Listener) error
+}
+
+// serve wires the daemon together: config -> storage -> servers -> signals.
+func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) error {
+	logger := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("closing the database", "err", err)
+		}
+	}()
+
+	certs, err := tlsconf.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	smtpServer, err := smtpd.New(smtpd.Options{
+		Hostname:          cfg.Hostname,
+		Domains:           cfg.Domains,
+		Store:             store,
+		TLSConfig:         certs.TLSConfig(),
+		MaxMessageSize:    cfg.SMTP.MaxMessageSize,
+		MaxRecipients:     cfg.SMTP.MaxRecipients,
+		AllowInsecureAuth: cfg.SMTP.AllowInsecureAuth,
+		TrustedNetworks:   cfg.SMTP.TrustedPrefixes(),
+		QueueEnabled:      cfg.EmailQueue.Enabled,
+		Logger:            logger.With("proto", "smtp"),
+	})
+	if err != nil {
+		return err
+	}
+	imapServer, err := imapd.New(imapd.Options{
+		Store:             store,
+		TLSConfig:         certs.TLSConfig(),
+		AllowInsecureAuth: cfg.IMAP.AllowInsecureAuth,
+		MaxMessageSize:    cfg.SMTP.MaxMessageSize,
+		Logger:            logger.With("proto", "imap"),
+	})
+	if err != nil {
+		return err
+	}
+
+	api := &control.Local{
+		Store:           store,
+		Version:         version,
+		PollInterval:    cfg.MessageServer.PollInterval.Duration,
+		MessageLifetime: cfg.MessageServer.MessageLifetime.Duration,
+		Domains:         cfg.Domains,
+		Running:         true,
+	}
+	controlServer := &http.Server{Handler: control.Handler(api, logger), ReadHeaderTimeout: 10 * time.Second}
+	metricsServer := &http.Server{Handler: metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	listeners := []*listener{
+		{name: "smtp submission", addr: cfg.SMTP.Submission, serve: smtpServer.ServeSubmission},
+		{name: "smtp submissions", addr: cfg.SMTP.Submissions, serve: smtpServer.ServeSubmissions},
+		{name: "smtp inbound", addr: cfg.SMTP.Inbound, serve: smtpServer.ServeInbound},
+		{name: "imap", addr: cfg.IMAP.Listen, serve: imapServer.Serve},
+		{name: "imaps", addr: cfg.IMAP.TLSListen, serve: imapServer.ServeTLS},
+		{name: "metrics", addr: cfg.Metrics.Listen, serve: metricsServer.Serve},
+	}
+	for _, ln := range listeners {
+		if ln.addr == "" {
+			continue
+		}
+		if ln.l, err = net.Listen("tcp", ln.addr); err != nil {
+			closeListeners(listeners)
+			return fmt.Errorf("%s: %w", ln.name, err)
+		}
+	}
+	controlListener, err := control.Listen(cfg.SocketPath())
+	if err != nil {
+		closeListeners(listeners)
+		return err
+	}
+	listeners = append(listeners, &listener{name: "control", addr: cfg.SocketPath(), l: controlListener, serve: controlServer.Serve})
+
+	errc := make(chan error, len(listeners))
+	for _, ln := range listeners {
+		if ln.l == nil {
+			continue
+		}
+		logger.Info("listening", "service", ln.name, "addr", ln.l.Addr().String())
+		go func(ln *listener) {
+			if err := ln.serve(ln.l); err != nil && !isClosedErr(err) {
+				errc <- fmt.Errorf("%s: %w", ln.name, err)
+			}
+		}(ln)
+	}
+	if cfgPath == "" {
+		printDevelopmentHint(e.stderr, cfg)
+	}
+	logger.Info("pochta started", "version", version, "config", cfgPath, "database", cfg.DatabasePath())
+	notifySystemd(logger, daemon.SdNotifyReady)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var runErr error
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("stopping: signal received")
+			break wait
+		case err := <-errc:
+			logger.Error("a server failed; stopping", "err", err)
+			runErr = err
+			break wait
+		case <-hup:
+			logger.Warn("SIGHUP: live reload is not available yet; restart the daemon to apply a new configuration")
+		}
+	}
+
+	notifySystemd(logger, daemon.SdNotifyStopping)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := smtpServer.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("smtp shutdown", "err", err)
+	}
+	if err := imapServer.Close(); err != nil {
+		logger.Warn("imap shutdown", "err", err)
+	}
+	_ = metricsServer.Shutdown(shutdownCtx)
+	_ = controlServer.Shutdown(shutdownCtx)
+	_ = os.Remove(cfg.SocketPath())
+	logger.Info("pochta stopped")
+	return runErr
+}
+
+func closeListeners(ls []*listener) {
+	for _, ln := range ls {
+		if ln.l != nil {
+			ln.l.Close()
+		}
+	}
+}
+
+func isClosedErr(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || strings.Contains(err.Error(), "server closed")
+}
+
+func notifySystemd(logger *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		logger.Warn("sd_notify failed", "state", state, "err", err)
+	}
+}
+
+// metricsHandler serves the Prometheus registry. Issue-specific metrics
+// register on the same registry as the packages that count them grow.
+func metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "pochta"}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pochta_build_info",
+			Help:        "Build information; the value is always 1.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, func() float64 { return 1 }),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level)) // validated by config
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func printDevelopmentHint(w io.Writer, cfg *config.Config) {
+	domain := cfg.Domains[0]
+	fmt.Fprintf(w, `
+pochta is running a development instance (no config file): data in %s.
+Create a first user in another terminal:
+
+    ./bin/pochta user add alice@%s
+
+Then point a mail client at it (user name = the full address):
+    IMAP  %s (STARTTLS)   or %s (SSL/TLS)
+    SMTP  %s (STARTTLS)   or %s (SSL/TLS)
+The certificate is self-signed (%s/tls-cert.pem): accept it in the client.
+Stop with Ctrl-C.
+
+`, cfg.DataDir, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, cfg.DataDir)
+}
