@@ -17,8 +17,12 @@ import (
 	"time"
 )
 
-// API is what an administrator can do.
+// API is what an administrator can do. The queue and read-tracking parts
+// live in queue.go and sent.go.
 type API interface {
+	QueueAPI
+	SentAPI
+
 	// AddUser creates a user with the standard mailboxes.
 	AddUser(ctx context.Context, address, password string, admin bool) (*UserInfo, error)
 	// SetPassword replaces a user's password.

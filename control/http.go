@@ -55,6 +55,8 @@ func Handler(api API, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("PATCH /v1/users/{address}/settings", h.settings)
 	mux.HandleFunc("GET /v1/status", h.status)
 	mux.HandleFunc("GET /v1/backup", h.backup)
+	h.registerQueue(mux)
+	h.registerSent(mux)
 	return mux
 }
 

@@ -368,13 +368,13 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 				return nil, err
 			}
 		}
-		if relayCopy != nil {
-			if res.QueueID, err = enqueue(tx, d, relayCopy, now, ev); err != nil {
-				return nil, fmt.Errorf("queue: %w", err)
-			}
-		}
 		if err := trackDelivery(tx, d, res, now, ev); err != nil {
 			return nil, fmt.Errorf("read tracking: %w", err)
+		}
+		if relayCopy != nil {
+			if res.QueueID, err = enqueue(tx, d, relayCopy, res.TrackingID, now, ev); err != nil {
+				return nil, fmt.Errorf("queue: %w", err)
+			}
 		}
 		return res, nil
 	})

@@ -216,6 +216,8 @@ type DeliveryResult struct {
 	Copies map[string]*Appended // by recipient address
 	// QueueID is the queue entry of the external recipients (0: none).
 	QueueID uint64
+	// TrackingID is the read-tracking record of the message (0: none).
+	TrackingID uint64
 }
 
 // Sources of a delivery and of a queue entry.

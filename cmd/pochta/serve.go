@@ -60,6 +60,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	// One registry for the whole daemon, handed to every package that
+	// counts something (no package-level metric globals).
+	reg := newRegistry()
 	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -109,7 +112,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Running:         true,
 	}
 	controlServer := &http.Server{Handler: control.Handler(api, logger), ReadHeaderTimeout: 10 * time.Second}
-	metricsServer := &http.Server{Handler: metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	metricsServer := &http.Server{Handler: metricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
 
 	listeners := []*listener{
 		{name: "smtp submission", addr: cfg.SMTP.Submission, serve: smtpServer.ServeSubmission},
@@ -206,9 +209,9 @@ func notifySystemd(logger *slog.Logger, state string) {
 	}
 }
 
-// metricsHandler serves the Prometheus registry. Issue-specific metrics
-// register on the same registry as the packages that count them grow.
-func metricsHandler() http.Handler {
+// newRegistry makes the daemon's Prometheus registry with the Go and
+// process collectors and pochta_build_info.
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -219,6 +222,11 @@ func metricsHandler() http.Handler {
 			ConstLabels: prometheus.Labels{"version": version},
 		}, func() float64 { return 1 }),
 	)
+	return reg
+}
+
+// metricsHandler serves reg at /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
