@@ -1,0 +1,101 @@
+package imapd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/storage"
+)
+
+const benchMessages = 10_000
+
+// benchMessage is a plain-text message of about size bytes.
+func benchMessage(i, size int) []byte {
+	head := fmt.Sprintf("From: Bob <bob@example.com>\r\nTo: Alice <alice@example.com>\r\n"+
+		"Subject: Benchmark message %d\r\nDate: Mon, 02 Jan 2006 15:04:05 +0000\r\n"+
+		"Message-ID: <bench-%d@example.com>\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\n\r\n", i, i)
+	line := "The quick brown fox jumps over the lazy dog, again and again.\r\n"
+	var sb strings.Builder
+	sb.WriteString(head)
+	for sb.Len() < size {
+		sb.WriteString(line)
+	}
+	return []byte(sb.String()[:max(size, len(head))])
+}
+
+// fillInbox appends n messages concurrently, so that storage's group
+// commit shares fsyncs between them.
+func fillInbox(b *testing.B, e *testEnv, n, size int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	next := make(chan int)
+	for range 64 {
+		wg.Go(func() {
+			for i := range next {
+				_, err := e.store.Append(context.Background(), alice, "INBOX", &storage.NewMessage{Raw: benchMessage(i, size)})
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		b.Fatalf("fill INBOX: %v", err)
+	default:
+	}
+}
+
+// benchFetch runs one FETCH 1:* per iteration over loopback and checks
+// that every message came back.
+func benchFetch(b *testing.B, size int, opts *imap.FetchOptions) {
+	e := newTestEnv(b)
+	fillInbox(b, e, benchMessages, size)
+	c := e.loginSelect(alice, "INBOX", nil)
+	iterations := 0
+	for b.Loop() {
+		cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, opts)
+		n := 0
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			if _, err := m.Collect(); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if err := cmd.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if n != benchMessages {
+			b.Fatalf("fetched %d messages, want %d", n, benchMessages)
+		}
+		iterations++
+	}
+	b.ReportMetric(float64(iterations*benchMessages)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkFetchEnvelopesAndFlags10k is a client opening a 10,000-message
+// folder: FETCH 1:* (ENVELOPE FLAGS). Target: under 0.3 s per op.
+func BenchmarkFetchEnvelopesAndFlags10k(b *testing.B) {
+	benchFetch(b, 1024, &imap.FetchOptions{Envelope: true, Flags: true})
+}
+
+// BenchmarkFetchFullBodies10k downloads 10,000 whole 4 KiB messages:
+// FETCH 1:* (BODY.PEEK[]). Target: under 0.5 s per op.
+func BenchmarkFetchFullBodies10k(b *testing.B) {
+	benchFetch(b, 4096, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+}

@@ -1,0 +1,284 @@
+package imapd
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// Fetch implements imapserver.Session.
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	cmd := "FETCH"
+	if options.UID {
+		cmd = "UID FETCH"
+	}
+	defer s.guard(cmd, &err)
+	v, err := s.selected()
+	if err != nil {
+		return err
+	}
+	refs := v.resolve(numSet)
+	// RFC 3501 6.4.5: BODY[...] and BINARY[...] without .PEEK set \Seen,
+	// except in a read-only selection (EXAMINE).
+	markSeen := !v.readOnly && wantsSeen(options)
+	return s.fetchRefs(v, w, refs, options, markSeen)
+}
+
+// fetchRefs loads messages in chunks with only what options need and
+// writes one FETCH response each. Envelope and body structure come from
+// storage as computed at delivery; the body is only loaded for sections.
+func (s *session) fetchRefs(v *mailboxView, w *imapserver.FetchWriter, refs []msgRef, options *imap.FetchOptions, markSeen bool) error {
+	load := storage.LoadOptions{
+		Envelope:      options.Envelope,
+		BodyStructure: options.BodyStructure != nil,
+		Body:          len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0,
+	}
+	byUID := make(map[imap.UID]*storage.Message, min(len(refs), loadChunk))
+	for len(refs) > 0 {
+		chunk := refs[:min(len(refs), loadChunk)]
+		refs = refs[len(chunk):]
+		msgs, err := s.srv.store.Messages(s.ctx, s.user, v.box.key.id, refUIDs(chunk), load)
+		if err != nil {
+			return s.storageError("FETCH", err)
+		}
+		clear(byUID)
+		for _, m := range msgs {
+			byUID[m.UID] = m
+		}
+		var seenSet map[imap.UID]bool
+		if markSeen {
+			if seenSet, err = s.markSeen(v, msgs); err != nil {
+				return err
+			}
+		}
+		for _, ref := range chunk {
+			m := byUID[ref.uid]
+			if m == nil {
+				continue // expunged since resolve: nothing to show
+			}
+			if err := writeMessage(w, ref.seq, m, options, seenSet[m.UID]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// markSeen sets \Seen on the messages that lack it and returns those whose
+// flags changed; their FETCH response must carry FLAGS (RFC 3501 6.4.5).
+// The write is tagged with this session as origin, so the flag event is
+// not echoed back to it.
+func (s *session) markSeen(v *mailboxView, msgs []*storage.Message) (map[imap.UID]bool, error) {
+	var unseen []imap.UID
+	for _, m := range msgs {
+		if !hasFlag(m.Flags, imap.FlagSeen) {
+			unseen = append(unseen, m.UID)
+		}
+	}
+	if len(unseen) == 0 {
+		return nil, nil
+	}
+	updates, err := s.srv.store.StoreFlags(s.ctx, s.user, v.box.key.id, unseen, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen})
+	if err != nil {
+		return nil, s.storageError("FETCH", err)
+	}
+	changed := make(map[imap.UID]bool, len(updates))
+	newFlags := make(map[imap.UID][]imap.Flag, len(updates))
+	for _, u := range updates {
+		changed[u.UID] = true
+		newFlags[u.UID] = u.Flags
+	}
+	for _, m := range msgs {
+		if changed[m.UID] {
+			m.Flags = newFlags[m.UID]
+		}
+	}
+	return changed, nil
+}
+
+func wantsSeen(options *imap.FetchOptions) bool {
+	for _, bs := range options.BodySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	for _, bs := range options.BinarySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+// writeMessage writes one FETCH response. The response writer holds
+// go-imap's output lock until closed, so it is closed on every path,
+// including a panic, or the connection would hang.
+func writeMessage(w *imapserver.FetchWriter, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool) (err error) {
+	rw := w.CreateMessage(seq)
+	closed := false
+	defer func() {
+		if !closed {
+			rw.Close()
+		}
+	}()
+	if o.UID {
+		rw.WriteUID(m.UID)
+	}
+	if o.Flags || flagsChanged {
+		flags := m.Flags
+		if flags == nil {
+			flags = []imap.Flag{}
+		}
+		rw.WriteFlags(flags)
+	}
+	if o.InternalDate {
+		rw.WriteInternalDate(m.InternalDate)
+	}
+	if o.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	if o.Envelope {
+		rw.WriteEnvelope(m.Envelope)
+	}
+	if o.BodyStructure != nil {
+		rw.WriteBodyStructure(completeBodyStructure(m.BodyStructure, m.Size))
+	}
+	for _, bs := range o.BodySection {
+		b := bodySection(m.Body, bs)
+		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b); err != nil {
+			return err
+		}
+	}
+	for _, bs := range o.BinarySection {
+		// RFC 3516: the part with its content transfer encoding undone.
+		b := imapserver.ExtractBinarySection(bytes.NewReader(m.Body), bs)
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(b))), b); err != nil {
+			return err
+		}
+	}
+	for _, bss := range o.BinarySectionSize {
+		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(m.Body), bss))
+	}
+	closed = true
+	if err := rw.Close(); err != nil {
+		return fmt.Errorf("write FETCH response: %w", err)
+	}
+	return nil
+}
+
+func writeLiteral(wc io.WriteCloser, b []byte) error {
+	_, werr := wc.Write(b)
+	cerr := wc.Close()
+	if werr != nil {
+		return fmt.Errorf("write FETCH literal: %w", werr)
+	}
+	if cerr != nil {
+		return fmt.Errorf("write FETCH literal: %w", cerr)
+	}
+	return nil
+}
+
+// bodySection extracts a BODY[...] section from the stored message. The
+// whole message, the common case, is served from the stored bytes as is.
+func bodySection(raw []byte, bs *imap.FetchItemBodySection) []byte {
+	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
+		return partial(raw, bs.Partial)
+	}
+	b := imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+	if b == nil {
+		b = []byte{}
+	}
+	return b
+}
+
+// partial applies <offset.size> (RFC 3501 6.4.5): past the end is empty.
+func partial(b []byte, p *imap.SectionPartial) []byte {
+	if p == nil {
+		return b
+	}
+	if p.Offset < 0 || p.Offset >= int64(len(b)) {
+		return []byte{}
+	}
+	end := p.Offset + p.Size
+	if p.Size < 0 || end > int64(len(b)) {
+		end = int64(len(b))
+	}
+	return b[p.Offset:end]
+}
+
+// completeBodyStructure returns bs ready for go-imap's writer, which panics
+// on a nil structure, a multipart without parts, or a part without its
+// extension data when BODYSTRUCTURE is asked for. Stored structures are
+// complete, so this normally returns bs itself.
+func completeBodyStructure(bs imap.BodyStructure, size int64) imap.BodyStructure {
+	if bodyStructureComplete(bs) {
+		return bs
+	}
+	return repairBodyStructure(bs, size)
+}
+
+func bodyStructureComplete(bs imap.BodyStructure) bool {
+	switch b := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		if b == nil || b.Extended == nil {
+			return false
+		}
+		if b.MessageRFC822 != nil {
+			return bodyStructureComplete(b.MessageRFC822.BodyStructure)
+		}
+		return true
+	case *imap.BodyStructureMultiPart:
+		if b == nil || b.Extended == nil || len(b.Children) == 0 {
+			return false
+		}
+		for _, c := range b.Children {
+			if !bodyStructureComplete(c) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func repairBodyStructure(bs imap.BodyStructure, size int64) imap.BodyStructure {
+	switch b := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		if b != nil {
+			c := *b
+			if c.Extended == nil {
+				c.Extended = &imap.BodyStructureSinglePartExt{}
+			}
+			if c.MessageRFC822 != nil {
+				m := *c.MessageRFC822
+				m.BodyStructure = repairBodyStructure(m.BodyStructure, 0)
+				c.MessageRFC822 = &m
+			}
+			return &c
+		}
+	case *imap.BodyStructureMultiPart:
+		if b != nil && len(b.Children) > 0 {
+			c := *b
+			c.Children = make([]imap.BodyStructure, len(b.Children))
+			for i, child := range b.Children {
+				c.Children[i] = repairBodyStructure(child, 0)
+			}
+			if c.Extended == nil {
+				c.Extended = &imap.BodyStructureMultiPartExt{}
+			}
+			return &c
+		}
+	}
+	return &imap.BodyStructureSinglePart{
+		Type:     "text",
+		Subtype:  "plain",
+		Size:     uint32(min(max(size, 0), int64(^uint32(0)))),
+		Text:     &imap.BodyStructureText{},
+		Extended: &imap.BodyStructureSinglePartExt{},
+	}
+}

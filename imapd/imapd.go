@@ -1,0 +1,334 @@
+// Package imapd is pochta's IMAP server: go-imap v2's imapserver over the
+// storage.Store interface. It owns the IMAP sessions and the in-memory state
+// shared by the sessions that have a mailbox selected; everything persistent
+// lives in storage.
+//
+// Promises:
+//   - A user only ever reaches their own mailboxes: every storage call
+//     carries the logged-in address, and mailbox names are names within that
+//     account, never paths.
+//   - Sequence numbers stay right across sessions. Each selected mailbox has
+//     one shared UID list and an imapserver.MailboxTracker; each session sees
+//     it through its own imapserver.SessionTracker, so an expunge in one
+//     session renumbers another session's view only when that session is
+//     told (NOOP, IDLE, or the end of a command that allows it).
+//   - Changes made anywhere (another IMAP session, an SMTP delivery, the
+//     queue) reach selected sessions through storage events, in commit order.
+//   - Only capabilities that are implemented are advertised (see caps).
+//   - Authentication (LOGIN, AUTHENTICATE PLAIN) is refused without TLS unless
+//     Options.AllowInsecureAuth is set.
+//   - A panic while serving one connection is recovered, logged and counted,
+//     and closes only that connection.
+//
+// Concurrency rules (the registry in registry.go):
+//   - storage calls the event listener on its writer goroutine, in commit
+//     order. The listener only takes short mutexes and queues tracker updates;
+//     it never does I/O and never waits for a session.
+//   - Lock order: registry.mu, then sharedMailbox.mu, then go-imap's tracker
+//     mutexes. Sequence numbers are encoded and decoded only while holding
+//     sharedMailbox.mu, so the UID list and the trackers agree.
+//   - A session's own writes are tagged with storage.WithOrigin(ctx, session)
+//     so that flag changes are not echoed back to it (it writes the FETCH
+//     response itself). Expunges and new messages are queued to every session,
+//     including the writer, and reach the client through the tracker.
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// DefaultMaxMessageSize is the APPEND limit used when Options.MaxMessageSize
+// is zero; it matches the SMTP default ([smtp] max_message_size).
+const DefaultMaxMessageSize = 25 << 20
+
+// byeTimeout bounds how long Close waits for the BYE of every connection.
+const byeTimeout = 5 * time.Second
+
+// Options configure a Server.
+type Options struct {
+	// Store holds the mail. Required.
+	Store storage.Store
+	// TLSConfig is used for STARTTLS on Serve and for ServeTLS. Without it
+	// STARTTLS is not offered and ServeTLS fails.
+	TLSConfig *tls.Config
+	// AllowInsecureAuth allows LOGIN and AUTHENTICATE without TLS
+	// (development and tests only).
+	AllowInsecureAuth bool
+	// MaxMessageSize is the APPEND limit in bytes, advertised as
+	// APPENDLIMIT (RFC 7889); 0 means DefaultMaxMessageSize.
+	MaxMessageSize int64
+	// Logger receives the server's log lines; nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics receives counts (sessions, commands, panics); nil means none.
+	Metrics Metrics
+}
+
+// Metrics receives the server's counts; cmd/pochta adapts it to Prometheus.
+// Implementations must be safe for concurrent use and must not block.
+type Metrics interface {
+	// SessionOpened and SessionClosed bracket every connection.
+	SessionOpened()
+	SessionClosed()
+	// Command counts one command by name ("FETCH", "UID FETCH", ...).
+	Command(name string)
+	// Panic counts one recovered panic.
+	Panic()
+	// AuthFailed counts one failed LOGIN or AUTHENTICATE.
+	AuthFailed()
+}
+
+type noMetrics struct{}
+
+func (noMetrics) SessionOpened()      {}
+func (noMetrics) SessionClosed()      {}
+func (noMetrics) Command(name string) {}
+func (noMetrics) Panic()              {}
+func (noMetrics) AuthFailed()         {}
+
+// Server is pochta's IMAP server. It is safe for concurrent use.
+type Server struct {
+	store       storage.Store
+	tlsConfig   *tls.Config
+	appendLimit uint32
+	log         *slog.Logger
+	metrics     Metrics
+	imap        *imapserver.Server
+	reg         *registry
+
+	// ctx is the parent of every storage call; Close cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+}
+
+// caps lists what go-imap implements server-side and this package backs.
+// go-imap adds by itself, for IMAP4rev1 clients: SASL-IR, LITERAL-,
+// UNSELECT, ENABLE, IDLE, UTF8=ACCEPT, AUTH=PLAIN (or LOGINDISABLED),
+// STARTTLS when possible, and APPENDLIMIT=n because session implements
+// imapserver.SessionAppendLimit. The rest must be listed here, or IMAP4rev1
+// clients such as Outlook never use them.
+func caps() imap.CapSet {
+	return imap.CapSet{
+		imap.CapIMAP4rev1:    {},
+		imap.CapIMAP4rev2:    {},
+		imap.CapLiteralPlus:  {}, // RFC 7888
+		imap.CapNamespace:    {}, // RFC 2342
+		imap.CapUIDPlus:      {}, // RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
+		imap.CapMove:         {}, // RFC 6851
+		imap.CapESearch:      {}, // RFC 4731
+		imap.CapSearchRes:    {}, // RFC 5182: SEARCH RETURN (SAVE) and "$"
+		imap.CapListExtended: {}, // RFC 5258
+		imap.CapListStatus:   {}, // RFC 5819
+		imap.CapSpecialUse:   {}, // RFC 6154
+		imap.CapChildren:     {}, // RFC 3348
+		imap.CapStatusSize:   {}, // RFC 8438
+		imap.CapBinary:       {}, // RFC 3516
+		imap.CapSASLIR:       {}, // RFC 4959 (always on in go-imap)
+		imap.CapUnselect:     {}, // RFC 3691 (always on in go-imap)
+		imap.CapEnable:       {}, // RFC 5161 (always on in go-imap)
+		imap.CapIdle:         {}, // RFC 2177 (always on in go-imap)
+		imap.CapLiteralMinus: {}, // RFC 7888 (always on in go-imap)
+		imap.CapUTF8Accept:   {}, // RFC 6855 (always on in go-imap)
+	}
+}
+
+// New creates a server and subscribes it to the store's events. It does not
+// listen; call Serve or ServeTLS.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("imapd: Options.Store is required")
+	}
+	limit := opts.MaxMessageSize
+	if limit <= 0 {
+		limit = DefaultMaxMessageSize
+	}
+	if limit > math.MaxUint32 {
+		limit = math.MaxUint32
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "imap")
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = noMetrics{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		store:       opts.Store,
+		tlsConfig:   opts.TLSConfig,
+		appendLimit: uint32(limit),
+		log:         log,
+		metrics:     metrics,
+		ctx:         ctx,
+		cancel:      cancel,
+		listeners:   make(map[net.Listener]struct{}),
+		sessions:    make(map[*session]struct{}),
+	}
+	s.reg = newRegistry(s)
+	s.imap = imapserver.New(&imapserver.Options{
+		NewSession:   s.newSession,
+		Caps:         caps(),
+		Logger:       imapLogger{log: log, metrics: metrics},
+		TLSConfig:    opts.TLSConfig,
+		InsecureAuth: opts.AllowInsecureAuth,
+	})
+	opts.Store.Listen(s.reg.handleEvent)
+	return s, nil
+}
+
+// Serve accepts connections on l (the STARTTLS port) until Close. It returns
+// nil after Close.
+func (s *Server) Serve(l net.Listener) error {
+	if !s.addListener(l) {
+		l.Close()
+		return errors.New("imapd: server closed")
+	}
+	defer s.removeListener(l)
+	if err := s.imap.Serve(l); err != nil {
+		if s.isClosed() {
+			return nil
+		}
+		return fmt.Errorf("imapd: serve %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// ServeTLS accepts implicit-TLS connections on l (the IMAPS port, RFC 8314)
+// until Close. It returns nil after Close.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.tlsConfig == nil {
+		return errors.New("imapd: ServeTLS needs Options.TLSConfig")
+	}
+	return s.Serve(tls.NewListener(l, s.tlsConfig))
+}
+
+// Close stops the listeners, says BYE to every connection, closes them and
+// cancels storage calls in flight. It returns once every listener is closed.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for l := range s.listeners {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	sessions := make([]*session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+
+	// BYE is written under go-imap's response lock, so it waits for a
+	// response in progress; a stuck client must not hold up shutdown.
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, sess := range sessions {
+			wg.Go(func() { sess.conn.Bye("pochta is shutting down") })
+		}
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(byeTimeout):
+		s.log.Warn("some connections did not take BYE in time; closing them")
+	}
+	s.cancel()
+	if err := s.imap.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("imapd: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) addListener(l net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) removeListener(l net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, l)
+	s.mu.Unlock()
+}
+
+func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	sess := newSession(s, conn)
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.sessions[sess] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "pochta is shutting down"}
+	}
+	s.metrics.SessionOpened()
+	return sess, nil, nil
+}
+
+func (s *Server) removeSession(sess *session) {
+	s.mu.Lock()
+	_, ok := s.sessions[sess]
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+	if ok {
+		s.metrics.SessionClosed()
+	}
+}
+
+// imapLogger routes go-imap's log lines to slog. go-imap recovers panics per
+// connection and reports them here, so they are counted too.
+type imapLogger struct {
+	log     *slog.Logger
+	metrics Metrics
+}
+
+func (l imapLogger) Printf(format string, args ...any) {
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	if strings.HasPrefix(msg, "panic") {
+		l.metrics.Panic()
+		l.log.Error("recovered panic in go-imap", "detail", msg)
+		return
+	}
+	l.log.Info(msg)
+}

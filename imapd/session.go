@@ -1,0 +1,459 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// maxAuthFailures is how many failed logins one connection gets before it
+// is dropped, so a password guesser has to reconnect (and show up in logs).
+const maxAuthFailures = 5
+
+// hierarchyDelim is pochta's mailbox hierarchy delimiter (storage uses "/").
+const hierarchyDelim = '/'
+
+// session is one IMAP connection. go-imap calls its methods from the
+// connection's goroutine one at a time, except Idle, which runs on its own
+// goroutine while the connection waits for DONE (no other method runs then).
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	// ctx carries the session as the origin of its storage writes.
+	ctx context.Context
+	log *slog.Logger
+
+	user         string // canonical address once logged in
+	authFailures int
+	view         *mailboxView // selected mailbox, or nil
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+func newSession(srv *Server, conn *imapserver.Conn) *session {
+	s := &session{srv: srv, conn: conn}
+	s.ctx = storage.WithOrigin(srv.ctx, s)
+	s.log = srv.log.With("remote", conn.NetConn().RemoteAddr().String())
+	return s
+}
+
+// guard is deferred by every session method that serves a command: it
+// counts the command and recovers a panic (see recovered).
+func (s *session) guard(cmd string, errp *error) {
+	s.srv.metrics.Command(cmd)
+	s.recovered(cmd, recover(), errp)
+}
+
+// protect is guard for the calls that are not commands (Poll, Close).
+func (s *session) protect(what string, errp *error) {
+	s.recovered(what, recover(), errp)
+}
+
+// recovered turns a panic into a logged, counted error and closes the
+// connection, whose state can no longer be trusted. Every lock in this
+// package is released by defer, so a panic leaves no mutex held and the
+// other sessions go on.
+func (s *session) recovered(what string, v any, errp *error) {
+	if v == nil {
+		return
+	}
+	s.srv.metrics.Panic()
+	s.log.Error("recovered panic; closing the connection",
+		"command", what, "user", s.user, "panic", v, "stack", string(debug.Stack()))
+	s.conn.NetConn().Close()
+	if errp != nil {
+		*errp = errServerBug
+	}
+}
+
+var errServerBug = &imap.Error{
+	Type: imap.StatusResponseTypeNo,
+	Code: imap.ResponseCodeServerBug,
+	Text: "Internal server error; the problem has been logged",
+}
+
+func imapNo(code imap.ResponseCode, text string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+}
+
+// storageError maps a storage error to the IMAP response the client gets.
+// Unexpected errors are logged and reported without their details.
+func (s *session) storageError(cmd string, err error) error {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return imapNo(imap.ResponseCodeNonExistent, "No such mailbox")
+	case errors.Is(err, storage.ErrExists):
+		return imapNo(imap.ResponseCodeAlreadyExists, "Mailbox already exists")
+	case errors.Is(err, storage.ErrProtected):
+		return imapNo(imap.ResponseCodeCannot, "INBOX, Sent, Drafts and Trash cannot be deleted or renamed")
+	case errors.Is(err, storage.ErrInvalid):
+		return imapNo(imap.ResponseCodeCannot, "Invalid mailbox name or value")
+	case errors.Is(err, storage.ErrClosed), errors.Is(err, context.Canceled):
+		return imapNo(imap.ResponseCodeUnavailable, "The server is shutting down")
+	}
+	s.log.Error("storage error", "command", cmd, "user", s.user, "err", err)
+	return imapNo(imap.ResponseCodeServerBug, "Internal server error; the problem has been logged")
+}
+
+// destError is storageError for the destination of APPEND, COPY and MOVE,
+// where a missing mailbox is TRYCREATE (RFC 3501 6.3.11).
+func (s *session) destError(cmd string, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return imapNo(imap.ResponseCodeTryCreate, "No such mailbox")
+	}
+	return s.storageError(cmd, err)
+}
+
+// Close implements imapserver.Session.
+func (s *session) Close() (err error) {
+	defer s.protect("close", &err)
+	s.unselect()
+	s.srv.removeSession(s)
+	return nil
+}
+
+// Login implements imapserver.Session; AUTHENTICATE PLAIN ends here too.
+func (s *session) Login(username, password string) (err error) {
+	defer s.guard("LOGIN", &err)
+	u, err := s.srv.store.Authenticate(s.ctx, username, password)
+	if errors.Is(err, storage.ErrAuthFailed) || errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotFound) {
+		s.authFailures++
+		s.srv.metrics.AuthFailed()
+		s.log.Info("login failed", "username", username, "failures", s.authFailures)
+		if s.authFailures >= maxAuthFailures {
+			s.log.Warn("too many failed logins; dropping the connection", "username", username)
+			s.conn.NetConn().Close()
+		}
+		return imapserver.ErrAuthFailed
+	}
+	if err != nil {
+		return s.storageError("LOGIN", err)
+	}
+	s.user = u.Address
+	s.log = s.log.With("user", s.user)
+	s.log.Info("logged in")
+	return nil
+}
+
+// Namespace implements imapserver.SessionNamespace: one personal namespace
+// with no prefix (RFC 2342); nothing is shared between users.
+func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
+	defer s.guard("NAMESPACE", &err)
+	return &imap.NamespaceData{
+		Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: hierarchyDelim}},
+	}, nil
+}
+
+// AppendLimit implements imapserver.SessionAppendLimit (RFC 7889).
+func (s *session) AppendLimit() uint32 {
+	return s.srv.appendLimit
+}
+
+// Create implements imapserver.Session.
+func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
+	defer s.guard("CREATE", &err)
+	if options != nil && len(options.SpecialUse) > 0 {
+		return imapNo("USEATTR", "Special-use attributes cannot be set") // RFC 6154 5.3
+	}
+	// A trailing delimiter only says the client intends to create children
+	// (RFC 3501 6.3.3).
+	name = strings.TrimSuffix(name, string(hierarchyDelim))
+	if err := s.srv.store.CreateMailbox(s.ctx, s.user, name); err != nil {
+		return s.storageError("CREATE", err)
+	}
+	return nil
+}
+
+// Delete implements imapserver.Session.
+func (s *session) Delete(name string) (err error) {
+	defer s.guard("DELETE", &err)
+	if err := s.srv.store.DeleteMailbox(s.ctx, s.user, name); err != nil {
+		return s.storageError("DELETE", err)
+	}
+	return nil
+}
+
+// Rename implements imapserver.Session.
+func (s *session) Rename(name, newName string, options *imap.RenameOptions) (err error) {
+	defer s.guard("RENAME", &err)
+	newName = strings.TrimSuffix(newName, string(hierarchyDelim))
+	if err := s.srv.store.RenameMailbox(s.ctx, s.user, name, newName); err != nil {
+		return s.storageError("RENAME", err)
+	}
+	return nil
+}
+
+// Subscribe implements imapserver.Session.
+func (s *session) Subscribe(name string) (err error) {
+	defer s.guard("SUBSCRIBE", &err)
+	if err := s.srv.store.SetSubscribed(s.ctx, s.user, name, true); err != nil {
+		return s.storageError("SUBSCRIBE", err)
+	}
+	return nil
+}
+
+// Unsubscribe implements imapserver.Session.
+func (s *session) Unsubscribe(name string) (err error) {
+	defer s.guard("UNSUBSCRIBE", &err)
+	if err := s.srv.store.SetSubscribed(s.ctx, s.user, name, false); err != nil {
+		return s.storageError("UNSUBSCRIBE", err)
+	}
+	return nil
+}
+
+// Status implements imapserver.Session.
+func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
+	defer s.guard("STATUS", &err)
+	st, err := s.srv.store.MailboxStatus(s.ctx, s.user, name)
+	if err != nil {
+		return nil, s.storageError("STATUS", err)
+	}
+	data, err := s.statusData(st, options)
+	if err != nil {
+		return nil, err
+	}
+	// Clients match the response to their command by name (go-imap's does,
+	// exactly), so echo the name as given; INBOX differs only in case.
+	data.Mailbox = name
+	return data, nil
+}
+
+// statusData fills every item asked for: go-imap writes each requested
+// item and dereferences its pointer.
+func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
+	data := &imap.StatusData{Mailbox: st.Name}
+	if options.NumMessages {
+		n := st.Messages
+		data.NumMessages = &n
+	}
+	if options.UIDNext {
+		data.UIDNext = st.UIDNext
+	}
+	if options.UIDValidity {
+		data.UIDValidity = st.UIDValidity
+	}
+	if options.NumUnseen {
+		n := st.Unseen
+		data.NumUnseen = &n
+	}
+	if options.Size {
+		n := st.Size
+		data.Size = &n
+	}
+	if options.NumRecent {
+		// \Recent is not kept (IMAP4rev2 dropped it).
+		var n uint32
+		data.NumRecent = &n
+	}
+	if options.AppendLimit {
+		n := s.srv.appendLimit
+		data.AppendLimit = &n
+	}
+	if options.NumDeleted || options.DeletedStorage {
+		// Not kept as a counter: count the \Deleted messages.
+		count, size, err := s.countDeleted(st.ID)
+		if err != nil {
+			return nil, s.storageError("STATUS", err)
+		}
+		data.NumDeleted = &count
+		data.DeletedStorage = &size
+	}
+	return data, nil
+}
+
+func (s *session) countDeleted(mailboxID uint64) (count uint32, size int64, err error) {
+	uids, err := s.srv.store.UIDs(s.ctx, s.user, mailboxID)
+	if err != nil {
+		return 0, 0, err
+	}
+	for chunk := range slices.Chunk(uids, loadChunk) {
+		msgs, err := s.srv.store.Messages(s.ctx, s.user, mailboxID, chunk, storage.LoadOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, m := range msgs {
+			if hasFlag(m.Flags, imap.FlagDeleted) {
+				count++
+				size += m.Size
+			}
+		}
+	}
+	return count, size, nil
+}
+
+// Append implements imapserver.Session. go-imap has already refused a
+// literal over AppendLimit; a client that disconnects mid-literal gets
+// nothing stored, because nothing is written before the whole message is
+// read.
+func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	defer s.guard("APPEND", &err)
+	size := r.Size()
+	if size > int64(s.srv.appendLimit) {
+		return nil, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")
+	}
+	raw := make([]byte, size)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		return nil, err
+	}
+	msg := &storage.NewMessage{
+		Raw:          raw,
+		Flags:        storableFlags(options.Flags),
+		InternalDate: options.Time,
+	}
+	res, err := s.srv.store.Append(s.ctx, s.user, name, msg)
+	if err != nil {
+		return nil, s.destError("APPEND", err)
+	}
+	if v := s.view; v != nil && res.MailboxID == v.box.key.id {
+		// Let the EXISTS reach this client before the tagged OK.
+		v.box.waitAppended(s.ctx, res.UID)
+	}
+	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
+}
+
+// Select implements imapserver.Session (SELECT and EXAMINE).
+func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
+	cmd := "SELECT"
+	if options.ReadOnly {
+		cmd = "EXAMINE"
+	}
+	defer s.guard(cmd, &err)
+	s.unselect()
+	st, err := s.srv.store.MailboxStatus(s.ctx, s.user, name)
+	if err != nil {
+		return nil, s.storageError(cmd, err)
+	}
+	box, err := s.srv.reg.acquire(s.ctx, s.user, st.ID)
+	if err != nil {
+		return nil, s.storageError(cmd, err)
+	}
+	a, numMessages, maxUID := box.attach(s)
+	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
+
+	// The status was read before the UID list; a message that arrived in
+	// between must not be at or above the UIDNEXT we announce.
+	uidNext := st.UIDNext
+	if maxUID >= uidNext {
+		uidNext = maxUID + 1
+	}
+	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	permanent := []imap.Flag{}
+	if !options.ReadOnly {
+		// RFC 3501 6.3.2: a read-only selection has no permanent flags.
+		permanent = append(append(permanent, flags...), imap.FlagWildcard)
+	}
+	data := &imap.SelectData{
+		Flags:          flags,
+		PermanentFlags: permanent,
+		NumMessages:    numMessages,
+		UIDNext:        uidNext,
+		UIDValidity:    st.UIDValidity,
+	}
+	if s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		// RFC 9051 6.3.2: an IMAP4rev2 client gets the mailbox's LIST
+		// response too; IMAP4rev1 clients are spared the surprise.
+		if data.List, err = s.listOne(st.Name); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// Unselect implements imapserver.Session (UNSELECT, CLOSE, and the implicit
+// close of SELECT while selected).
+func (s *session) Unselect() (err error) {
+	defer s.guard("UNSELECT", &err)
+	s.unselect()
+	return nil
+}
+
+func (s *session) unselect() {
+	if s.view == nil {
+		return
+	}
+	s.srv.reg.detach(s.view.box, s)
+	s.view = nil
+}
+
+// Poll implements imapserver.Session: go-imap calls it after each command
+// (NOOP and CHECK are nothing else) to flush pending updates.
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
+	defer s.protect("poll", &err)
+	if s.view == nil {
+		return nil
+	}
+	return s.view.tracker.Poll(w, allowExpunge)
+}
+
+// Idle implements imapserver.Session (RFC 2177): what is pending is
+// written at once, then every update as it is queued, until DONE.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+	defer s.guard("IDLE", &err)
+	v := s.view
+	if v == nil {
+		<-stop
+		return nil
+	}
+	for {
+		if err := v.tracker.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-v.wake:
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// selected returns the view, or an error if the mailbox is gone from under
+// the session (go-imap only calls selected-state methods when selected).
+func (s *session) selected() (*mailboxView, error) {
+	if s.view == nil {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "No mailbox selected"}
+	}
+	return s.view, nil
+}
+
+// storableFlags drops what a client cannot set: \Recent is the server's
+// (RFC 3501 2.3.2) and pochta does not keep it.
+func storableFlags(flags []imap.Flag) []imap.Flag {
+	out := make([]imap.Flag, 0, len(flags))
+	for _, f := range flags {
+		if strings.EqualFold(string(f), `\Recent`) || f == "" {
+			continue
+		}
+		dup := false
+		for _, g := range out {
+			if strings.EqualFold(string(f), string(g)) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func hasFlag(flags []imap.Flag, flag imap.Flag) bool {
+	for _, f := range flags {
+		if strings.EqualFold(string(f), string(flag)) {
+			return true
+		}
+	}
+	return false
+}
