@@ -22,6 +22,7 @@ import (
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
 	"github.com/pochta/pochta/imapd"
+	"github.com/pochta/pochta/metrics"
 	"github.com/pochta/pochta/smtpd"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/tlsconf"
@@ -63,6 +64,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// One registry for the whole daemon, handed to every package that
 	// counts something (no package-level metric globals).
 	reg := newRegistry()
+	counts := metrics.New(reg, cfg.DatabasePath())
 	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -98,6 +100,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		AllowInsecureAuth: cfg.IMAP.AllowInsecureAuth,
 		MaxMessageSize:    cfg.SMTP.MaxMessageSize,
 		Logger:            logger.With("proto", "imap"),
+		Metrics:           counts.IMAP(),
 	})
 	if err != nil {
 		return err
