@@ -34,7 +34,7 @@ lint:
 
 ## bench: Go benchmarks and the load generator against a running daemon (see BENCHMARKS.md)
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 ./storage/ ./imapd/
+	$(GO) test -run '^$$' -bench . -count 1 ./storage/ ./imapd/
 	$(GO) run ./bench/loadgen --bin $(CURDIR)/$(BIN)
 
 clean:
