@@ -57,7 +57,7 @@ type SettingsUpdate struct {
 // UserSettings are a user's effective settings.
 type UserSettings struct {
 	Address string `json:"address"`
-	// PollInterval is the effective client check interval (Go duration).
+	// PollInterval is the effective client check interval ("5m", "1m30s", "1d").
 	PollInterval string `json:"poll_interval"`
 	// PollIntervalSeconds is PollInterval in seconds, for scripts.
 	PollIntervalSeconds float64 `json:"poll_interval_seconds"`

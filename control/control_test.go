@@ -70,7 +70,7 @@ func TestClientAndLocalGiveTheSameAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sl, _ := local.Status(ctx)
-	if !reflect.DeepEqual(sc, sl) || sc.Users != 2 || sc.PollInterval != "5m0s" {
+	if !reflect.DeepEqual(sc, sl) || sc.Users != 2 || sc.PollInterval != "5m" {
 		t.Fatalf("status via socket %+v, local %+v", sc, sl)
 	}
 }
@@ -106,7 +106,7 @@ func TestSettingsPollIntervalDefaultsAndPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.PollInterval != "5m0s" || !s.PollIntervalDefault {
+	if s.PollInterval != "5m" || !s.PollIntervalDefault {
 		t.Fatalf("default settings = %+v", s)
 	}
 	d := 90 * time.Second

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -102,7 +103,7 @@ func (l *Local) Settings(ctx context.Context, address string, update *SettingsUp
 	}
 	return &UserSettings{
 		Address:             u.Address,
-		PollInterval:        poll.String(),
+		PollInterval:        config.FormatDuration(poll),
 		PollIntervalSeconds: poll.Seconds(),
 		PollIntervalDefault: isDefault,
 	}, nil
@@ -116,13 +117,13 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 	}
 	lifetime := "off"
 	if l.MessageLifetime > 0 {
-		lifetime = l.MessageLifetime.String()
+		lifetime = config.FormatDuration(l.MessageLifetime)
 	}
 	return &Status{
 		Version:         l.Version,
 		Database:        st.Path,
 		DatabaseSize:    st.Size,
-		PollInterval:    l.PollInterval.String(),
+		PollInterval:    config.FormatDuration(l.PollInterval),
 		MessageLifetime: lifetime,
 		Users:           st.Users,
 		Messages:        st.Messages,

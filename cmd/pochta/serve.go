@@ -58,6 +58,8 @@ type listener struct {
 // serve wires the daemon together: config -> storage -> servers -> signals.
 func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) error {
 	logger := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
+	// Libraries that log through slog's default get the same handler.
+	slog.SetDefault(logger)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
