@@ -18,6 +18,30 @@ type message struct {
 	relayed   []byte // the copy for the relay: no Bcc, no Return-Path
 	messageID string // the Message-ID field's value (added when missing)
 	subject   string // the Subject, RFC 2047 words decoded
+	important bool   // high importance: recipients' copies get $Important
+}
+
+// flagImportant is the IMAP keyword of RFC 8457 that recipients' copies of
+// a high-importance message carry from delivery on, so Thunderbird and
+// Outlook show it without a plugin (the seed's "high importance").
+const flagImportant = "$Important"
+
+// isImportant reports whether the header marks the message high
+// importance, in any of the three forms clients write: Importance: high
+// (RFC 2156, Outlook), X-Priority: 1 or 2 (Thunderbird, also written
+// "1 (Highest)") and Priority: urgent (RFC 2156).
+func (h header) isImportant(raw []byte) bool {
+	if strings.EqualFold(h.value(raw, "Importance"), "high") {
+		return true
+	}
+	if strings.EqualFold(h.value(raw, "Priority"), "urgent") {
+		return true
+	}
+	p := h.value(raw, "X-Priority")
+	if i := strings.IndexFunc(p, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		p = p[:i]
+	}
+	return p == "1" || p == "2"
 }
 
 type prepareInput struct {
@@ -78,6 +102,7 @@ func prepareMessage(raw []byte, in prepareInput) message {
 		relayed:   build("", true),
 		messageID: messageID,
 		subject:   decodeHeaderValue(h.value(raw, "Subject")),
+		important: h.isImportant(raw),
 	}
 }
 

@@ -225,6 +225,9 @@ func (s *session) Data(r io.Reader) error {
 	if len(s.rcpts) > 0 {
 		d.Recipients = s.rcpts
 		d.Copy = &storage.NewMessage{Raw: msg.delivered, InternalDate: now}
+		if msg.important {
+			d.Copy.Flags = []imap.Flag{flagImportant}
+		}
 	}
 	if len(s.external) > 0 {
 		d.External = s.external
@@ -233,10 +236,9 @@ func (s *session) Data(r io.Reader) error {
 	if s.kind != kindInbound {
 		d.Source = storage.SourceUser
 		d.Sender = s.user
-		// TODO(issue 4): the Sent copy must stay unread until every
-		// recipient has read theirs; until read tracking exists it is
-		// stored \Seen so it is not shown as unread forever.
-		d.SentCopy = &storage.NewMessage{Raw: msg.sent, Flags: []imap.Flag{imap.FlagSeen}, InternalDate: now}
+		// No \Seen: storage keeps the Sent copy unread until every
+		// recipient has read theirs (read tracking), then marks it.
+		d.SentCopy = &storage.NewMessage{Raw: msg.sent, InternalDate: now}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()

@@ -16,6 +16,17 @@ package storage
 //	        "meta"/<uid>       metaRecord: flags, internal date, size
 //	        "parsed"/<uid>     envelope + body structure
 //	        "body"/<uid>       the raw message
+//	    "tracked"/<box><uid>   -> read-tracking record ID (tracking.go)
+//	    "sentlog"/<id>         the read-tracking records the user sent
+//	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
+//	                              (tracking_index.go)
+//	"tracking"/<id>            read-tracking record (JSON); sequence issues IDs
+//	"unread"/<date><box><uid><address>
+//	                           INBOX messages without \Seen by internal date,
+//	                           for the unread-lifetime sweep (expiry.go)
+//	"queue"/…                  the outbound queue: entries, bodies, the due
+//	                           index, counts, daily limit counters, relay
+//	                           state (layout in queue.go)
 //
 // Mailboxes are reached only through their user's bucket, so a mailbox ID
 // from another user's session resolves to ErrNotFound: isolation between
@@ -177,6 +188,9 @@ func initSchema(db *bolt.DB) error {
 			return err
 		}
 		if _, err := tx.CreateBucketIfNotExists(bucketUsers); err != nil {
+			return err
+		}
+		if err := migrateIndexes(tx); err != nil {
 			return err
 		}
 		if v := meta.Get(keyVersion); v != nil {

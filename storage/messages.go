@@ -229,6 +229,9 @@ func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev 
 	if err := mb.body.Put(key, body); err != nil {
 		return 0, err
 	}
+	if err := x.indexNew(imap.UID(uid), metaRec, parsed, flags); err != nil {
+		return 0, err
+	}
 	x.rec.UIDNext++
 	x.rec.Messages++
 	x.rec.Size += size
@@ -249,6 +252,9 @@ func (x *boxTx) appendPrepared(p *prepared, ev *eventList) (*Appended, error) {
 
 // remove deletes one message and updates the counters.
 func (x *boxTx) remove(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList) error {
+	if err := x.unindex(mb, uid, m, ev); err != nil {
+		return err
+	}
 	key := be32(uint32(uid))
 	for _, b := range []*bolt.Bucket{mb.meta, mb.parsed, mb.body} {
 		if err := b.Delete(key); err != nil {
@@ -270,10 +276,12 @@ func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *NewMe
 	if err != nil {
 		return nil, fmt.Errorf("storage: append: %w", err)
 	}
-	p, err := prepare(msg, time.Now())
+	now := time.Now()
+	p, err := prepare(msg, now)
 	if err != nil {
 		return nil, fmt.Errorf("storage: append: %w", err)
 	}
+	mid := p.messageID()
 	a, err := write(s, ctx, len(p.raw), func(tx *bolt.Tx, ev *eventList) (*Appended, error) {
 		u, err := openUser(tx, user)
 		if err != nil {
@@ -282,6 +290,11 @@ func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *NewMe
 		x, err := u.boxByName(name)
 		if err != nil {
 			return nil, err
+		}
+		if dup := x.sentDuplicate(mid, now); dup != nil {
+			// The client's copy of a message the server already keeps
+			// in Sent (tracking_index.go).
+			return dup, nil
 		}
 		a, err := x.appendPrepared(p, ev)
 		if err != nil {
@@ -307,6 +320,10 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 	if d.Sender != "" {
 		if sentCopy, err = prepare(d.SentCopy, now); err != nil {
 			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
+		}
+		if tracksDelivery(d) {
+			// Unread until every recipient has read it (tracking.go).
+			sentCopy.withoutSeen()
 		}
 		size += len(sentCopy.raw)
 	}
@@ -539,6 +556,11 @@ func (s *boltStore) StoreFlags(ctx context.Context, user string, mailboxID uint6
 			if err := mb.meta.Put(key, m.encode()); err != nil {
 				return nil, err
 			}
+			if wasSeen != isSeen {
+				if err := x.seenChanged(uid, m, isSeen, ev); err != nil {
+					return nil, err
+				}
+			}
 			list := nf.list()
 			updates = append(updates, FlagUpdate{UID: uid, Flags: list})
 			ev.add(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: slices.Clone(list)})
@@ -690,6 +712,9 @@ func (s *boltStore) copyMessages(ctx context.Context, user string, mailboxID uin
 		}
 		if move {
 			for i, uid := range res.SourceUIDs {
+				if err := src.trackMove(uid, dst, res.DestUIDs[i]); err != nil {
+					return nil, err
+				}
 				if err := src.remove(smb, uid, metas[i], ev); err != nil {
 					return nil, err
 				}

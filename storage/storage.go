@@ -61,6 +61,9 @@ const (
 // Store is pochta's persistent state. Implementations are safe for
 // concurrent use.
 type Store interface {
+	TrackingStore
+	QueueStore // the outbound queue (queue.go)
+
 	// CreateUser creates a user with the mailboxes INBOX, Sent, Drafts and
 	// Trash. The address is stored lower-cased. ErrExists if present.
 	CreateUser(ctx context.Context, address, password string, admin bool) error
@@ -131,6 +134,57 @@ type Store interface {
 	Close() error
 }
 
+// TrackingStore is read tracking ("not delivered") and the unread
+// lifetime: the message server's own behaviour on top of plain mail
+// (tracking.go, expiry.go).
+type TrackingStore interface {
+	// SentStatus returns the read-tracking records of the messages user has
+	// sent, oldest first. A record lives as long as the sender's copy, or
+	// while a recipient is still pending. ErrNotFound if no such user.
+	SentStatus(ctx context.Context, user string) ([]SentMessage, error)
+	// ExpireUnread deletes every INBOX message without \Seen whose internal
+	// date is before cutoff, publishing EventExpunge for each; a tracked
+	// copy's recipient becomes TrackExpired. It returns how many it deleted.
+	// It costs one small read when nothing is due.
+	ExpireUnread(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Read-tracking states of one recipient of a sent message. Local
+// recipients start TrackUnread, external ones TrackQueued; those two are
+// "pending" (the seed's "Not delivered"), the others are final.
+const (
+	TrackUnread  = "unread"  // the copy is in the recipient's mailbox without \Seen
+	TrackRead    = "read"    // the copy got \Seen
+	TrackDeleted = "deleted" // the copy was expunged unread
+	TrackExpired = "expired" // the copy outlived message_lifetime unread
+	TrackQueued  = "queued"  // waiting in the outbound queue
+	TrackRelayed = "relayed" // the relay accepted it
+	TrackFailed  = "failed"  // the queue gave up
+)
+
+// SentMessage is the read-tracking record of one submitted message.
+type SentMessage struct {
+	ID         uint64          `json:"id"`
+	MessageID  string          `json:"message_id"`
+	Subject    string          `json:"subject"`
+	Date       time.Time       `json:"date"`
+	Recipients []SentRecipient `json:"recipients"`
+}
+
+// SentRecipient is one recipient's state in a SentMessage.
+type SentRecipient struct {
+	Address  string    `json:"address"`
+	External bool      `json:"external"`
+	State    string    `json:"state"`
+	Changed  time.Time `json:"changed"`
+}
+
+// Pending reports whether the recipient has not read (local) or not been
+// handed to the relay (external) yet.
+func (r SentRecipient) Pending() bool {
+	return r.State == TrackUnread || r.State == TrackQueued
+}
+
 // User is an account. Its address is its login.
 type User struct {
 	Address  string    `json:"address"`
@@ -186,7 +240,10 @@ type Appended struct {
 // and, when Sender is set, the sender's copy in their Sent folder.
 type Delivery struct {
 	// Sender is the local user who submitted the message ("" for mail from
-	// the trusted inbound port): they get SentCopy in Sent.
+	// the trusted inbound port): they get SentCopy in Sent. When there are
+	// recipients the message is read-tracked and SentCopy is stored without
+	// \Seen whatever its Flags say; the store sets \Seen once no recipient
+	// is pending (see TrackingStore).
 	Sender   string
 	SentCopy *NewMessage
 	// Recipients are local users; each gets Copy in their INBOX. Unknown
@@ -280,6 +337,9 @@ const (
 	// renamed); MailboxID is the affected mailbox. A deleted mailbox also
 	// gets this event: sessions that have it selected should end.
 	EventMailboxes
+	// EventQueued: a queue entry was queued or resent and is due now
+	// (QueueID set; User and MailboxID are empty). The queue wakes on it.
+	EventQueued
 )
 
 // Event is one committed change, published to listeners in commit order.
@@ -292,6 +352,8 @@ type Event struct {
 	// Origin is the value the writer put in its context with WithOrigin
 	// (an IMAP session uses it to skip echoing its own changes).
 	Origin any
+	// QueueID is the queue entry of an EventQueued.
+	QueueID uint64
 }
 
 type originKey struct{}

@@ -68,7 +68,7 @@ func commands() []*command {
 	cmds := []*command{
 		serveCommand(),
 		userAddCommand(), userPasswdCommand(), userDelCommand(), userListCommand(), userSettingsCommand(),
-		statusCommand(), backupCommand(),
+		statusCommand(), backupCommand(), sentStatusCommand(),
 		configCheckCommand(),
 		versionCommand(),
 	}

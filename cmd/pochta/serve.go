@@ -21,6 +21,7 @@ import (
 
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
+	"github.com/pochta/pochta/expiry"
 	"github.com/pochta/pochta/imapd"
 	"github.com/pochta/pochta/metrics"
 	"github.com/pochta/pochta/smtpd"
@@ -75,6 +76,27 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		if err := store.Close(); err != nil {
 			logger.Error("closing the database", "err", err)
 		}
+	}()
+	// The unread-lifetime sweep; stopped (by the deferred call, which runs
+	// before the store's Close) before the database closes.
+	sweeper, err := expiry.New(expiry.Options{
+		Store:      store,
+		Lifetime:   cfg.MessageServer.MessageLifetime.Duration,
+		Registerer: reg,
+		Logger:     logger.With("component", "expiry"),
+	})
+	if err != nil {
+		return err
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		sweeper.Run(sweepCtx)
+	}()
+	defer func() {
+		stopSweep()
+		<-sweepDone
 	}()
 
 	certs, err := tlsconf.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname)

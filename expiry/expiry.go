@@ -1,0 +1,137 @@
+// Package expiry enforces the unread-message lifetime ([message_server]
+// message_lifetime, the seed's "message lifetime"): an INBOX message still
+// without \Seen that long after its internal date is deleted.
+//
+// Promises:
+//   - The sweep runs every Interval (by default half the lifetime, and never
+//     less often than every 5 seconds), so a message is gone within one
+//     interval of expiring; with a lifetime of a few seconds that is well
+//     inside ten seconds.
+//   - Deletion goes through storage.ExpireUnread: one transaction per batch,
+//     EXPUNGE events for IMAP sessions that have the INBOX open, and the
+//     sender's read tracking shows the recipient as "expired". Read
+//     messages, Sent, Drafts and every other mailbox are never touched.
+//   - A sweep with nothing due costs one small read transaction.
+//   - pochta_messages_expired_total counts deleted messages.
+//   - The clock is injectable (Options.Now) for tests.
+package expiry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxInterval is the longest pause between sweeps, whatever the lifetime.
+const MaxInterval = 5 * time.Second
+
+// minInterval keeps a tiny lifetime from turning the sweep into a busy loop.
+const minInterval = 100 * time.Millisecond
+
+// Store is the part of storage.Store the sweep uses.
+type Store interface {
+	ExpireUnread(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// Options configure a Sweeper.
+type Options struct {
+	Store Store
+	// Lifetime is [message_server] message_lifetime; 0 disables the sweep.
+	Lifetime time.Duration
+	// Interval between sweeps; 0 means min(Lifetime/2, MaxInterval).
+	Interval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Registerer receives pochta_messages_expired_total; nil: not exported.
+	Registerer prometheus.Registerer
+	// Logger receives one line per sweep that deleted something, and
+	// errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Sweeper deletes expired unread messages.
+type Sweeper struct {
+	store    Store
+	lifetime time.Duration
+	interval time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	expired  prometheus.Counter
+}
+
+// New checks the options and registers the counter.
+func New(o Options) (*Sweeper, error) {
+	if o.Store == nil {
+		return nil, errors.New("expiry: no store")
+	}
+	if o.Lifetime < 0 {
+		return nil, fmt.Errorf("expiry: negative message lifetime %s", o.Lifetime)
+	}
+	s := &Sweeper{store: o.Store, lifetime: o.Lifetime, interval: o.Interval, now: o.Now, log: o.Logger}
+	if s.interval <= 0 {
+		s.interval = min(o.Lifetime/2, MaxInterval)
+	}
+	s.interval = max(s.interval, minInterval)
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pochta_messages_expired_total",
+		Help: "Unread INBOX messages deleted because they outlived [message_server] message_lifetime.",
+	})
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(s.expired); err != nil {
+			return nil, fmt.Errorf("expiry: register metric: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Interval is the pause between sweeps.
+func (s *Sweeper) Interval() time.Duration { return s.interval }
+
+// Sweep deletes what has expired now and returns how many messages went.
+// With the lifetime off it does nothing.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	if s.lifetime <= 0 {
+		return 0, nil
+	}
+	cutoff := s.now().Add(-s.lifetime)
+	n, err := s.store.ExpireUnread(ctx, cutoff)
+	// A failed batch may follow successful ones: count what did go.
+	s.expired.Add(float64(n))
+	if n > 0 {
+		s.log.Info("expired unread messages", "count", n, "lifetime", s.lifetime.String(), "cutoff", cutoff)
+	}
+	if err != nil {
+		return n, fmt.Errorf("expiry: %w", err)
+	}
+	return n, nil
+}
+
+// Run sweeps at once and then every Interval until ctx ends. With the
+// lifetime off it returns at once.
+func (s *Sweeper) Run(ctx context.Context) {
+	if s.lifetime <= 0 {
+		return
+	}
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("unread lifetime sweep failed; retrying at the next interval", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package storage
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+func appendAt(t *testing.T, s Store, user, box, subject string, date time.Time, flags ...imap.Flag) *Appended {
+	t.Helper()
+	a, err := s.Append(context.Background(), user, box, &NewMessage{Raw: []byte(simpleMessage(subject)), InternalDate: date, Flags: flags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func expire(t *testing.T, s Store, cutoff time.Time) int {
+	t.Helper()
+	n, err := s.ExpireUnread(context.Background(), cutoff)
+	if err != nil {
+		t.Fatalf("expire: %v", err)
+	}
+	return n
+}
+
+func TestExpiryDeletesOnlyOldUnreadInboxMessages(t *testing.T) {
+	s, _ := openTestStore(t)
+	mustCreateUser(t, s, bob)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	oldUnread := appendAt(t, s, bob, Inbox, "old unread", t0)
+	oldRead := appendAt(t, s, bob, Inbox, "old read", t0, imap.FlagSeen)
+	newUnread := appendAt(t, s, bob, Inbox, "new unread", t0.Add(2*time.Hour))
+	appendAt(t, s, bob, Sent, "old sent", t0)
+	appendAt(t, s, bob, Drafts, "old draft", t0)
+	if err := s.CreateMailbox(context.Background(), bob, "INBOX/sub"); err != nil {
+		t.Fatal(err)
+	}
+	appendAt(t, s, bob, "INBOX/sub", "old in a subfolder", t0)
+
+	if n := expire(t, s, t0); n != 0 {
+		t.Fatalf("a message exactly at the cutoff is not older than it: %d deleted", n)
+	}
+	if n := expire(t, s, t0.Add(time.Hour)); n != 1 {
+		t.Fatalf("deleted %d, want 1", n)
+	}
+	uids := mustUIDs(t, s, bob, oldUnread.MailboxID)
+	if len(uids) != 2 || uids[0] != oldRead.UID || uids[1] != newUnread.UID {
+		t.Fatalf("INBOX left with %v, want the read and the new message", uids)
+	}
+	if st := mustMailbox(t, s, bob, Inbox); st.Unseen != 1 || st.Messages != 2 {
+		t.Fatalf("INBOX counters %+v", st)
+	}
+	for _, box := range []string{Sent, Drafts, "INBOX/sub"} {
+		if st := mustMailbox(t, s, bob, box); st.Messages != 1 {
+			t.Errorf("%s was touched: %+v", box, st)
+		}
+	}
+	if n := expire(t, s, t0.Add(time.Hour)); n != 0 {
+		t.Fatalf("second sweep deleted %d", n)
+	}
+}
+
+func TestMarkingUnreadAgainMakesAMessageExpire(t *testing.T) {
+	s, _ := openTestStore(t)
+	mustCreateUser(t, s, bob)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	a := appendAt(t, s, bob, Inbox, "flip", t0)
+	markSeen(t, s, ctx, bob, a)
+	if n := expire(t, s, t0.Add(time.Hour)); n != 0 {
+		t.Fatalf("a read message expired")
+	}
+	if _, err := s.StoreFlags(ctx, bob, a.MailboxID, []imap.UID{a.UID}, imap.StoreFlagsDel, []imap.Flag{imap.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	if n := expire(t, s, t0.Add(time.Hour)); n != 1 {
+		t.Fatalf("a message marked unread again did not expire: %d", n)
+	}
+}
+
+func TestMovingIntoAndOutOfInboxFollowsTheIndex(t *testing.T) {
+	s, _ := openTestStore(t)
+	mustCreateUser(t, s, bob)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	out := appendAt(t, s, bob, Inbox, "filed away", t0)
+	in := appendAt(t, s, bob, Drafts, "moved in", t0)
+	if _, err := s.Move(ctx, bob, out.MailboxID, []imap.UID{out.UID}, Drafts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Move(ctx, bob, in.MailboxID, []imap.UID{in.UID}, Inbox); err != nil {
+		t.Fatal(err)
+	}
+	if n := expire(t, s, t0.Add(time.Hour)); n != 1 {
+		t.Fatalf("deleted %d, want only the message moved into INBOX", n)
+	}
+	if st := mustMailbox(t, s, bob, Drafts); st.Messages != 1 {
+		t.Fatalf("Drafts %+v", st)
+	}
+}
+
+func TestExpiryWorksInBatchesAndSkipsStaleEntries(t *testing.T) {
+	s, _ := openTestStore(t)
+	mustCreateUser(t, s, bob)
+	mustCreateUser(t, s, carol)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range expireBatch + 10 {
+		appendAt(t, s, bob, Inbox, "bulk", t0.Add(time.Duration(i)*time.Second))
+	}
+	appendAt(t, s, carol, Inbox, "orphan", t0)
+	// carol goes away; her index entry is left for the sweep to drop.
+	if err := s.DeleteUser(context.Background(), carol); err != nil {
+		t.Fatal(err)
+	}
+	if n := expire(t, s, t0.Add(time.Hour)); n != expireBatch+10 {
+		t.Fatalf("deleted %d, want %d", n, expireBatch+10)
+	}
+	if st := mustMailbox(t, s, bob, Inbox); st.Messages != 0 || st.Unseen != 0 {
+		t.Fatalf("INBOX %+v", st)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketUnread).Cursor().First(); k != nil {
+			t.Errorf("index not empty: %x", k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenBuildsTheUnreadIndexOfAnOlderDatabase(t *testing.T) {
+	s, path := openTestStore(t)
+	mustCreateUser(t, s, bob)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	appendAt(t, s, bob, Inbox, "from before", t0)
+	appendAt(t, s, bob, Inbox, "read before", t0, imap.FlagSeen)
+	// What a database written before the index looks like.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(bucketUnread) }); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, path)
+	if n := expire(t, s, t0.Add(time.Hour)); n != 1 {
+		t.Fatalf("deleted %d after reopen, want 1", n)
+	}
+}
+
+func TestDateKeyOrdersAndClamps(t *testing.T) {
+	ds := []time.Time{
+		time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Unix(0, 0),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	for i := 1; i < len(ds); i++ {
+		if dateKey(ds[i-1]) > dateKey(ds[i]) {
+			t.Errorf("dateKey(%v) > dateKey(%v)", ds[i-1], ds[i])
+		}
+	}
+}
