@@ -95,18 +95,18 @@ func (s *session) Logout() error { return nil }
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.kind != kindInbound {
 		if s.user == "" {
-			return errAuthRequired
+			return s.srv.reject("auth_required", errAuthRequired)
 		}
 		if from == "" {
-			return errNullSender
+			return s.srv.reject("null_sender", errNullSender)
 		}
 		// SPEC "Mail behaviour": the envelope sender must be the
 		// authenticated user's address.
 		if !strings.EqualFold(from, s.user) {
 			s.srv.log.Info("smtp sender refused", "listener", s.kind.String(),
 				"remote", s.remote.String(), "user", s.user, "from", from)
-			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
-				Message: fmt.Sprintf("Sender address <%s> is not yours: you are logged in as <%s>", from, s.user)}
+			return s.srv.reject("spoofed_sender", &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+				Message: fmt.Sprintf("Sender address <%s> is not yours: you are logged in as <%s>", from, s.user)})
 		}
 		from = s.user
 	}
@@ -126,7 +126,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr, ok := normalizeAddress(to)
 	if !ok {
-		return errBadAddress
+		return s.srv.reject("bad_address", errBadAddress)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()
@@ -134,7 +134,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err != nil {
 		s.srv.log.Debug("smtp recipient refused", "listener", s.kind.String(),
 			"remote", s.remote.String(), "id", s.id, "rcpt", addr, "reply", err.Error())
-		return err
+		return s.srv.reject(recipientReason(err), err)
 	}
 	list := &s.rcpts
 	if external {
@@ -187,11 +187,11 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		reply, result := s.readError(err)
 		s.logTransaction(start, size, result, err)
-		return reply
+		return s.srv.reject(strings.ReplaceAll(result, " ", "_"), reply)
 	}
 	if len(s.rcpts)+len(s.external) == 0 {
 		s.logTransaction(start, size, "rejected", errNoRecipients)
-		return errNoRecipients
+		return s.srv.reject("no_recipients", errNoRecipients)
 	}
 
 	now := time.Now()
@@ -244,8 +244,9 @@ func (s *session) Data(r io.Reader) error {
 	defer cancel()
 	if _, err := s.srv.opts.Store.Deliver(ctx, d); err != nil {
 		s.logTransaction(start, len(msg.sent), "failed", err)
-		return errNotStored
+		return s.srv.reject("not_stored", errNotStored)
 	}
+	s.srv.metrics.Received(len(msg.sent), len(s.rcpts))
 	s.logTransaction(start, len(msg.sent), "delivered", nil)
 	return nil
 }
@@ -344,11 +345,33 @@ func (s *submissionSession) authenticate(username, password string) error {
 		return nil
 	case errors.Is(err, storage.ErrAuthFailed), errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrNotFound):
 		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
+		s.srv.metrics.AuthFailed()
 		return smtp.ErrAuthFailed
 	default:
 		s.srv.log.Error("smtp auth error", "listener", s.kind.String(), "remote", s.remote.String(), "err", err)
 		return errAuthTemporary
 	}
+}
+
+// reject counts a refused command under reason and returns its reply.
+func (s *Server) reject(reason string, reply error) error {
+	s.metrics.Rejected(reason)
+	return reply
+}
+
+// recipientReason names a refused RCPT for the metrics.
+func recipientReason(err error) string {
+	switch err {
+	case errNoSuchUser:
+		return "no_such_user"
+	case errRelayDisabled:
+		return "relay_disabled"
+	case errBadAddress:
+		return "bad_address"
+	case errTemporary:
+		return "temporary"
+	}
+	return "recipient_refused"
 }
 
 // newTransactionID returns the id shown in Received fields and log lines.

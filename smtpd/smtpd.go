@@ -95,11 +95,39 @@ type Options struct {
 	QueueEnabled bool
 	// Logger receives the log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// Metrics receives the server's counts; nil means none.
+	Metrics Metrics
 	// ReadTimeout and WriteTimeout bound each read of a command (or of a
 	// whole DATA) and each reply; 0 means DefaultReadTimeout and
 	// DefaultWriteTimeout.
 	ReadTimeout, WriteTimeout time.Duration
 }
+
+// Metrics receives the server's counts; package metrics adapts it to
+// Prometheus. Implementations must be safe for concurrent use and must not
+// block. Reasons are short fixed words, never addresses.
+type Metrics interface {
+	// Connection counts one accepted connection on a listener
+	// ("submission", "submissions", "inbound").
+	Connection(listener string)
+	// Received counts one stored message of size bytes that went to
+	// localCopies local INBOXes.
+	Received(size int, localCopies int)
+	// Rejected counts one refused command by reason.
+	Rejected(reason string)
+	// AuthFailed counts one failed AUTH.
+	AuthFailed()
+	// Panic counts one recovered panic.
+	Panic()
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Connection(string) {}
+func (noMetrics) Received(int, int) {}
+func (noMetrics) Rejected(string)   {}
+func (noMetrics) AuthFailed()       {}
+func (noMetrics) Panic()            {}
 
 // listenerKind says which port a connection came in on.
 type listenerKind int
@@ -126,6 +154,7 @@ func (k listenerKind) String() string {
 type Server struct {
 	opts    Options
 	log     *slog.Logger
+	metrics Metrics
 	domains map[string]bool
 
 	mu        sync.Mutex
@@ -176,9 +205,14 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	var m Metrics = noMetrics{}
+	if opts.Metrics != nil {
+		m = opts.Metrics
+	}
 	return &Server{
 		opts:    opts,
 		log:     log.With("component", "smtpd"),
+		metrics: m,
 		domains: domains,
 		conns:   make(map[*trackedConn]struct{}),
 	}, nil
@@ -227,7 +261,7 @@ func (s *Server) serve(kind listenerKind, l net.Listener) error {
 	gs.MaxRecipients = s.opts.MaxRecipients
 	gs.ReadTimeout = s.opts.ReadTimeout
 	gs.WriteTimeout = s.opts.WriteTimeout
-	gs.ErrorLog = errorLog{s.log.With("listener", kind.String())}
+	gs.ErrorLog = errorLog{log: s.log.With("listener", kind.String()), metrics: s.metrics}
 	switch kind {
 	case kindSubmission:
 		gs.TLSConfig = s.opts.TLSConfig
@@ -397,6 +431,7 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 				continue
 			}
 		}
+		l.srv.metrics.Connection(l.kind.String())
 		return l.srv.track(c), nil
 	}
 }
@@ -487,13 +522,17 @@ func remoteIP(c net.Conn) netip.Addr {
 // errorLog adapts go-smtp's Printf logger to slog. go-smtp reports
 // recovered session panics ("panic serving ...") and connection errors
 // (failed TLS handshakes, resets) through it.
-type errorLog struct{ log *slog.Logger }
+type errorLog struct {
+	log     *slog.Logger
+	metrics Metrics
+}
 
 func (e errorLog) Printf(format string, v ...any) { e.emit(fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any)               { e.emit(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
 
 func (e errorLog) emit(msg string) {
 	if strings.HasPrefix(msg, "panic") {
+		e.metrics.Panic()
 		e.log.Error("smtp session panicked; recovered, connection closed", "detail", msg)
 		return
 	}

@@ -114,6 +114,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		TrustedNetworks:   cfg.SMTP.TrustedPrefixes(),
 		QueueEnabled:      cfg.EmailQueue.Enabled,
 		Logger:            logger.With("proto", "smtp"),
+		Metrics:           counts.SMTP(),
 	})
 	if err != nil {
 		return err
