@@ -15,6 +15,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // API is what an administrator can do. The queue and read-tracking parts
@@ -77,4 +79,6 @@ type Status struct {
 	Messages        int    `json:"messages"`
 	// DaemonRunning is true when the answer came from a running daemon.
 	DaemonRunning bool `json:"daemon_running"`
+	// Queue counts the outbound queue's entries by status.
+	Queue storage.QueueCounts `json:"queue"`
 }

@@ -115,6 +115,10 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
+	queue, err := l.Store.QueueCounts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
 	lifetime := "off"
 	if l.MessageLifetime > 0 {
 		lifetime = config.FormatDuration(l.MessageLifetime)
@@ -128,6 +132,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 		Users:           st.Users,
 		Messages:        st.Messages,
 		DaemonRunning:   l.Running,
+		Queue:           queue,
 	}, nil
 }
 

@@ -276,7 +276,9 @@ type QueueStore interface {
 	QueueCounts(ctx context.Context) (QueueCounts, error)
 	// DueQueueEntries returns up to max waiting entries (outbox, and held
 	// ones whose hold has ended) due at now, earliest first, without
-	// bodies, and when the next later one falls due (zero: none).
+	// bodies, and when the next later one falls due (zero when none is
+	// waiting, or when max entries are due: the caller asks again once it
+	// has room).
 	DueQueueEntries(ctx context.Context, now time.Time, max int) ([]QueueEntry, time.Time, error)
 	// ClaimQueueEntry checks the daily limits for a due entry and either
 	// counts it and returns it with its body, or holds it (QueueClaim).

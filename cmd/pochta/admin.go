@@ -10,7 +10,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
 )
 
@@ -36,6 +35,7 @@ func statusCommand() *command {
 				fmt.Fprintf(e.stdout, "message lifetime:  %s\n", s.MessageLifetime)
 				fmt.Fprintf(e.stdout, "users:             %d\n", s.Users)
 				fmt.Fprintf(e.stdout, "messages:          %d\n", s.Messages)
+				fmt.Fprintf(e.stdout, "queue:             %d outbox, %d held, %d sent, %d failed\n", s.Queue.Outbox, s.Queue.Held, s.Queue.Sent, s.Queue.Failed)
 				return nil
 			})
 		},
@@ -90,25 +90,6 @@ func writeBackup(ctx context.Context, api control.API, dir string) (string, int6
 		return "", n, fmt.Errorf("backup: %w", err)
 	}
 	return final, n, nil
-}
-
-func configCheckCommand() *command {
-	return &command{
-		name: "config check", args: "",
-		summary: "validates the configuration; exits 1 naming every error with file, line and key",
-		run: func(_ context.Context, e *env, _ []string) error {
-			_, path, err := config.Resolve(e.o.config)
-			if err != nil {
-				return err
-			}
-			if path == "" {
-				fmt.Fprintln(e.stdout, "no configuration file: the built-in development configuration is valid")
-				return nil
-			}
-			fmt.Fprintf(e.stdout, "%s: OK\n", path)
-			return nil
-		},
-	}
 }
 
 func versionCommand() *command {
