@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 
-.PHONY: all build run test unit e2e lint bench clean
+.PHONY: all build run test unit e2e lint bench clean install check-systemd check-monitoring
 
 all: build
 
@@ -17,8 +17,8 @@ build:
 run: build
 	./$(BIN) serve
 
-## test: lint, Go tests (unit + integration on real bbolt and loopback sockets), end-to-end suite
-test: lint unit e2e
+## test: lint, service and monitoring files, Go tests (unit + integration on real bbolt and loopback sockets), end-to-end suite
+test: lint check-systemd check-monitoring unit e2e
 
 unit:
 	$(GO) test -count=1 -timeout 8m ./...
@@ -36,6 +36,27 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -count 1 ./storage/ ./imapd/
 	$(GO) run ./bench/loadgen --bin $(CURDIR)/$(BIN)
+
+## install: bin/pochta to $(DESTDIR)$(PREFIX)/bin, the unit, the sysusers file, /etc/pochta/pochta.toml.example (run `make build` first)
+SYSTEMDUNITDIR ?= /lib/systemd/system
+SYSUSERSDIR    ?= /usr/lib/sysusers.d
+install:
+	@test -x $(BIN) || { echo "$(BIN) is missing: run 'make build' first (as yourself; sudo only for make install)"; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)/etc/pochta
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pochta
+	sed 's|/usr/local/bin/pochta|$(PREFIX)/bin/pochta|g' systemd/pochta.service >$(DESTDIR)$(SYSTEMDUNITDIR)/pochta.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/pochta.service
+	install -m 0644 systemd/pochta.sysusers $(DESTDIR)$(SYSUSERSDIR)/pochta.conf
+	@# Only the example: a real /etc/pochta/pochta.toml is never overwritten.
+	install -m 0644 config.toml.example $(DESTDIR)/etc/pochta/pochta.toml.example
+
+## check-systemd: make install into a temporary root, systemd-analyze verify, exposure <= 2.5, sysusers
+check-systemd: build
+	MAKE="$(MAKE)" sh systemd/check.sh
+
+## check-monitoring: promtool checks and unit-tests the alert rules (the dashboard is checked by go test ./monitoring/)
+check-monitoring:
+	sh monitoring/check.sh
 
 clean:
 	rm -rf bin

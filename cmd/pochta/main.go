@@ -69,7 +69,8 @@ func commands() []*command {
 		serveCommand(),
 		userAddCommand(), userPasswdCommand(), userDelCommand(), userListCommand(), userSettingsCommand(),
 		statusCommand(), backupCommand(), sentStatusCommand(),
-		configCheckCommand(),
+		configCheckCommand(), configImportCommand(),
+		queueListCommand(), queueShowCommand(), queueResendCommand(), queueDeleteCommand(),
 		versionCommand(),
 	}
 	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pochta/pochta/autoconfig"
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
 	"github.com/pochta/pochta/expiry"
@@ -72,6 +73,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if err != nil {
 		return err
 	}
+	if err := makePrivate(logger, cfg.DatabasePath()); err != nil {
+		store.Close()
+		return err
+	}
 	defer func() {
 		if err := store.Close(); err != nil {
 			logger.Error("closing the database", "err", err)
@@ -98,11 +103,22 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		stopSweep()
 		<-sweepDone
 	}()
+	// The outbound queue starts before the servers, so the first message
+	// queued is picked up, and stops (deferred) after them and before the
+	// store closes.
+	if cfg.EmailQueue.Enabled {
+		q, err := startQueue(ctx, cfg, store, reg, logger)
+		if err != nil {
+			return err
+		}
+		defer q.Close()
+	}
 
 	certs, err := tlsconf.Load(cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.DataDir, cfg.Hostname)
 	if err != nil {
 		return err
 	}
+	limits := newSharedLimits(cfg.Limits)
 	smtpServer, err := smtpd.New(smtpd.Options{
 		Hostname:          cfg.Hostname,
 		Domains:           cfg.Domains,
@@ -115,6 +131,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		QueueEnabled:      cfg.EmailQueue.Enabled,
 		Logger:            logger.With("proto", "smtp"),
 		Metrics:           counts.SMTP(),
+		ReadTimeout:       cfg.Limits.SMTPIdleTimeout.Duration,
+		Logins:            limits.logins,
+		Connections:       limits.connections,
+		CommandRate:       limits.commandRate,
 	})
 	if err != nil {
 		return err
@@ -126,6 +146,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		MaxMessageSize:    cfg.SMTP.MaxMessageSize,
 		Logger:            logger.With("proto", "imap"),
 		Metrics:           counts.IMAP(),
+		IdleTimeout:       cfg.Limits.IMAPIdleTimeout.Duration,
+		Logins:            limits.logins,
+		Connections:       limits.connections,
+		CommandRate:       limits.commandRate,
 	})
 	if err != nil {
 		return err
@@ -141,6 +165,12 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	}
 	controlServer := &http.Server{Handler: control.Handler(api, logger), ReadHeaderTimeout: 10 * time.Second}
 	metricsServer := &http.Server{Handler: metricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+	// Public: Thunderbird autoconfig and Outlook autodiscover.
+	httpServer := &http.Server{
+		Handler:           autoconfig.New(autoconfig.FromConfig(cfg, logger.With("component", "autoconfig"))),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+	}
 
 	listeners := []*listener{
 		{name: "smtp submission", addr: cfg.SMTP.Submission, serve: smtpServer.ServeSubmission},
@@ -149,6 +179,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		{name: "imap", addr: cfg.IMAP.Listen, serve: imapServer.Serve},
 		{name: "imaps", addr: cfg.IMAP.TLSListen, serve: imapServer.ServeTLS},
 		{name: "metrics", addr: cfg.Metrics.Listen, serve: metricsServer.Serve},
+		{name: "http autoconfig", addr: cfg.HTTP.Listen, serve: httpServer.Serve},
 	}
 	for _, ln := range listeners {
 		if ln.addr == "" {
@@ -213,6 +244,7 @@ wait:
 		logger.Warn("imap shutdown", "err", err)
 	}
 	_ = metricsServer.Shutdown(shutdownCtx)
+	_ = httpServer.Shutdown(shutdownCtx)
 	_ = controlServer.Shutdown(shutdownCtx)
 	_ = os.Remove(cfg.SocketPath())
 	logger.Info("pochta stopped")
