@@ -32,6 +32,7 @@ type Config struct {
 	SMTP          SMTP          `toml:"smtp"`
 	IMAP          IMAP          `toml:"imap"`
 	TLS           TLS           `toml:"tls"`
+	Limits        Limits        `toml:"limits"`
 	EmailQueue    EmailQueue    `toml:"email_queue"`
 	EmailLimit    EmailLimit    `toml:"email_limit"`
 	Alerts        Alerts        `toml:"alerts"`
@@ -76,6 +77,33 @@ type IMAP struct {
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+}
+
+// Limits is [limits]: what one client may do, the same on every SMTP and
+// IMAP port. Failed logins and connections are counted across all of them.
+type Limits struct {
+	// AuthFailuresPerAddress failed logins from one client address (IPv6:
+	// one /64) block its logins for AuthBlockTime; from the third failure on
+	// each answer is slowed (0.5 s doubling, at most 5 s).
+	AuthFailuresPerAddress int `toml:"auth_failures_per_address"`
+	// AuthFailuresPerAccount failed logins on one account, from any
+	// address, slow that account's logins from addresses that have failed;
+	// logins from addresses without failures are not touched.
+	AuthFailuresPerAccount int      `toml:"auth_failures_per_account"`
+	AuthBlockTime          Duration `toml:"auth_block_time"`
+	// MaxConnectionsPerAddress and MaxConnections bound open SMTP and IMAP
+	// connections, per client address and in total; 0 means no limit.
+	MaxConnectionsPerAddress int `toml:"max_connections_per_address"`
+	MaxConnections           int `toml:"max_connections"`
+	// SMTPIdleTimeout bounds the wait for each SMTP command (and for a
+	// whole DATA); IMAPIdleTimeout the wait for the next command of a
+	// logged-in IMAP client outside IDLE.
+	SMTPIdleTimeout Duration `toml:"smtp_idle_timeout"`
+	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
+	// CommandsPerSecond paces each session's commands (bursts of one
+	// second's worth); over it the server reads more slowly instead of
+	// failing commands. 0 means no limit.
+	CommandsPerSecond int `toml:"commands_per_second"`
 }
 
 // EmailQueue is [email_queue]: relaying non-local mail through an upstream
@@ -169,6 +197,16 @@ func Defaults() *Config {
 			Listen:    "0.0.0.0:143",
 			TLSListen: "0.0.0.0:993",
 		},
+		Limits: Limits{
+			AuthFailuresPerAddress:   10,
+			AuthFailuresPerAccount:   20,
+			AuthBlockTime:            Duration{15 * time.Minute},
+			MaxConnectionsPerAddress: 50,
+			MaxConnections:           2000,
+			SMTPIdleTimeout:          Duration{5 * time.Minute},
+			IMAPIdleTimeout:          Duration{30 * time.Minute},
+			CommandsPerSecond:        100,
+		},
 		EmailQueue: EmailQueue{
 			Enabled:             true,
 			Relay:               "smtp.example.net:587",
@@ -252,12 +290,23 @@ func (c *Config) Postmaster() string {
 	return "postmaster@" + c.Domains[0]
 }
 
+// RelayPasswordEnv is the environment variable RelayPassword reads, so the
+// relay password need not be written into the config file.
+const RelayPasswordEnv = "POCHTA_RELAY_PASSWORD"
+
 // RelayPassword returns the relay password: the contents of
 // relay_password_file when it is set (without the trailing newline editors
-// add), else relay_password.
+// add), else $POCHTA_RELAY_PASSWORD when it is set and not empty, else
+// relay_password. The file wins over the variable because naming a file in
+// the config is the more deliberate choice; the variable wins over
+// relay_password so that a config kept in version control can leave a
+// placeholder there.
 func (c *Config) RelayPassword() (string, error) {
 	q := c.EmailQueue
 	if q.RelayPasswordFile == "" {
+		if p := os.Getenv(RelayPasswordEnv); p != "" {
+			return p, nil
+		}
 		return q.RelayPassword, nil
 	}
 	b, err := os.ReadFile(q.RelayPasswordFile)

@@ -68,6 +68,16 @@ allow_insecure_auth = true
 cert_file = "/etc/ssl/mail.pem"
 key_file  = "/etc/ssl/mail.key"
 
+[limits]
+auth_failures_per_address   = 5
+auth_failures_per_account   = 50
+auth_block_time             = "1h"
+max_connections_per_address = 0
+max_connections             = 500
+smtp_idle_timeout           = "10m"
+imap_idle_timeout           = "45m"
+commands_per_second         = 0
+
 [email_queue]
 enabled               = false
 relay                 = ""
@@ -122,6 +132,12 @@ trace_users = ["alice@corp.test"]
 		},
 		IMAP: IMAP{Listen: "", TLSListen: "[::1]:1993", AllowInsecureAuth: true},
 		TLS:  TLS{CertFile: "/etc/ssl/mail.pem", KeyFile: "/etc/ssl/mail.key"},
+		Limits: Limits{
+			AuthFailuresPerAddress: 5, AuthFailuresPerAccount: 50, AuthBlockTime: Duration{time.Hour},
+			MaxConnectionsPerAddress: 0, MaxConnections: 500,
+			SMTPIdleTimeout: Duration{10 * time.Minute}, IMAPIdleTimeout: Duration{45 * time.Minute},
+			CommandsPerSecond: 0,
+		},
 		EmailQueue: EmailQueue{
 			Enabled: false, Relay: "", RelayTLS: "tls", RelayUsername: "pochta",
 			RelayPasswordFile: "/etc/pochta/relay.pass", MaxAttempts: 3, DelayNoticeAfter: 0,
@@ -322,6 +338,15 @@ func TestValidateChecksEachRule(t *testing.T) {
 		{"no port", func(c *Config) { c.Metrics.Listen = "localhost" }, `[metrics] listen: "localhost" is not host:port`},
 		{"tiny messages", func(c *Config) { c.SMTP.MaxMessageSize = 1000 }, "[smtp] max_message_size: must be at least 1024"},
 		{"cert without key", func(c *Config) { c.TLS.CertFile = "/c.pem" }, "[tls] cert_file: cert_file and key_file must be set together"},
+		{"no login failures", func(c *Config) { c.Limits.AuthFailuresPerAddress = 0 }, "[limits] auth_failures_per_address: must be at least 1"},
+		{"no account failures", func(c *Config) { c.Limits.AuthFailuresPerAccount = 0 }, "[limits] auth_failures_per_account: must be at least 1"},
+		{"zero block", func(c *Config) { c.Limits.AuthBlockTime = Duration{} }, "[limits] auth_block_time: must be positive"},
+		{"negative connections", func(c *Config) { c.Limits.MaxConnections = -1 }, "[limits] max_connections: must not be negative"},
+		{"per address over total", func(c *Config) { c.Limits.MaxConnectionsPerAddress = 3000 },
+			"[limits] max_connections_per_address: max_connections_per_address (3000) must not exceed max_connections (2000)"},
+		{"zero smtp idle", func(c *Config) { c.Limits.SMTPIdleTimeout = Duration{} }, "[limits] smtp_idle_timeout: must be positive"},
+		{"zero imap idle", func(c *Config) { c.Limits.IMAPIdleTimeout = Duration{} }, "[limits] imap_idle_timeout: must be positive"},
+		{"negative rate", func(c *Config) { c.Limits.CommandsPerSecond = -1 }, "[limits] commands_per_second: must not be negative"},
 		{"relay without port", func(c *Config) { c.EmailQueue.Relay = "smtp.example.net" }, `[email_queue] relay: "smtp.example.net" is not host:port`},
 		{"relay without host", func(c *Config) { c.EmailQueue.Relay = ":25" }, `[email_queue] relay: ":25" needs a host name`},
 		{"no attempts", func(c *Config) { c.EmailQueue.MaxAttempts = 0 }, "[email_queue] max_attempts: must be at least 1"},
@@ -487,6 +512,7 @@ func TestIsLocalIgnoresCaseAndRootDot(t *testing.T) {
 }
 
 func TestRelayPasswordReadsTheFileWithoutItsNewline(t *testing.T) {
+	t.Setenv(RelayPasswordEnv, "")
 	cfg := Defaults()
 	cfg.EmailQueue.RelayPassword = "inline"
 	if got, err := cfg.RelayPassword(); err != nil || got != "inline" {
@@ -504,6 +530,24 @@ func TestRelayPasswordReadsTheFileWithoutItsNewline(t *testing.T) {
 	cfg.EmailQueue.RelayPasswordFile = file + ".missing"
 	if _, err := cfg.RelayPassword(); err == nil || !strings.Contains(err.Error(), "relay_password_file") {
 		t.Errorf("RelayPassword(missing file) error = %v, want one naming relay_password_file", err)
+	}
+}
+
+func TestRelayPasswordFromTheEnvironment(t *testing.T) {
+	t.Setenv(RelayPasswordEnv, "from-env")
+	cfg := Defaults()
+	cfg.EmailQueue.RelayPassword = "placeholder"
+	if got, err := cfg.RelayPassword(); err != nil || got != "from-env" {
+		t.Errorf("RelayPassword = %q, %v; want $%s over relay_password", got, err, RelayPasswordEnv)
+	}
+	file := filepath.Join(t.TempDir(), "relay.pass")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.EmailQueue.RelayPassword = ""
+	cfg.EmailQueue.RelayPasswordFile = file
+	if got, err := cfg.RelayPassword(); err != nil || got != "from-file" {
+		t.Errorf("RelayPassword = %q, %v; want relay_password_file over $%s", got, err, RelayPasswordEnv)
 	}
 }
 

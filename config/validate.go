@@ -111,6 +111,37 @@ func (c *Config) validate() []*Error {
 			"tls.cert_file", "tls.key_file")
 	}
 
+	lim := c.Limits
+	if lim.AuthFailuresPerAddress < 1 {
+		v.fail("must be at least 1", "limits.auth_failures_per_address")
+	}
+	if lim.AuthFailuresPerAccount < 1 {
+		v.fail("must be at least 1", "limits.auth_failures_per_account")
+	}
+	if lim.AuthBlockTime.Duration <= 0 {
+		v.fail("must be positive", "limits.auth_block_time")
+	}
+	if lim.MaxConnectionsPerAddress < 0 {
+		v.fail("must not be negative (0 means no limit)", "limits.max_connections_per_address")
+	}
+	if lim.MaxConnections < 0 {
+		v.fail("must not be negative (0 means no limit)", "limits.max_connections")
+	}
+	if lim.MaxConnections > 0 && lim.MaxConnectionsPerAddress > lim.MaxConnections {
+		v.fail(fmt.Sprintf("max_connections_per_address (%d) must not exceed max_connections (%d)",
+			lim.MaxConnectionsPerAddress, lim.MaxConnections),
+			"limits.max_connections_per_address", "limits.max_connections")
+	}
+	if lim.SMTPIdleTimeout.Duration <= 0 {
+		v.fail(`must be positive (RFC 5321 4.5.3.2.7 recommends at least "5m")`, "limits.smtp_idle_timeout")
+	}
+	if lim.IMAPIdleTimeout.Duration <= 0 {
+		v.fail(`must be positive (RFC 3501 5.4 asks for at least "30m")`, "limits.imap_idle_timeout")
+	}
+	if lim.CommandsPerSecond < 0 {
+		v.fail("must not be negative (0 means no limit)", "limits.commands_per_second")
+	}
+
 	q := c.EmailQueue
 	switch q.RelayTLS {
 	case RelayStartTLS, RelayTLS, RelayNoTLS:

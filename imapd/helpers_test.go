@@ -299,14 +299,39 @@ func expectNone[T any](t testing.TB, ch <-chan T, what string) {
 // countingMetrics records what the server reports.
 type countingMetrics struct {
 	opened, closed, panics, authFailed atomic.Int64
+	throttled, delayed                 atomic.Int64
 	mu                                 sync.Mutex
 	commands                           map[string]int
+	refused                            map[string]int
 }
 
 func (m *countingMetrics) SessionOpened() { m.opened.Add(1) }
 func (m *countingMetrics) SessionClosed() { m.closed.Add(1) }
 func (m *countingMetrics) Panic()         { m.panics.Add(1) }
 func (m *countingMetrics) AuthFailed()    { m.authFailed.Add(1) }
+func (m *countingMetrics) AuthThrottled() { m.throttled.Add(1) }
+func (m *countingMetrics) CommandDelayed() {
+	m.delayed.Add(1)
+}
+func (m *countingMetrics) ConnectionRefused(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.refused == nil {
+		m.refused = make(map[string]int)
+	}
+	m.refused[reason]++
+}
+
+// refusals returns a copy of the refused connections by reason.
+func (m *countingMetrics) refusals() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.refused))
+	for k, v := range m.refused {
+		out[k] = v
+	}
+	return out
+}
 func (m *countingMetrics) Command(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -19,6 +19,13 @@
 //     Options.AllowInsecureAuth is set.
 //   - A panic while serving one connection is recovered, logged and counted,
 //     and closes only that connection.
+//   - Abuse limits (package abuse, shared with smtpd): failed logins are
+//     slowed and then refused per client address (NO [UNAVAILABLE]);
+//     connections over Options.Connections get "* BYE" instead of the
+//     greeting; each session's commands are paced to Options.CommandRate by
+//     reading the next command later, never by failing it; a logged-in
+//     client silent for IdleTimeout outside IDLE, or for IDLETimeout in
+//     IDLE, is disconnected (limits.go).
 //
 // Concurrency rules (the registry in registry.go):
 //   - storage calls the event listener on its writer goroutine, in commit
@@ -48,6 +55,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -75,6 +83,22 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives counts (sessions, commands, panics); nil means none.
 	Metrics Metrics
+	// IdleTimeout is how long a logged-in client may be silent between
+	// commands outside IDLE ([limits] imap_idle_timeout); 0 means
+	// DefaultIdleTimeout. Before login go-imap's 30 s applies.
+	IdleTimeout time.Duration
+	// IDLETimeout is how long one IDLE command may wait for DONE; 0 means
+	// DefaultIDLETimeout, or IdleTimeout if that is longer.
+	IDLETimeout time.Duration
+	// Logins throttles failed logins per client address and account; share
+	// one with the SMTP server. Nil means no throttling.
+	Logins *abuse.Logins
+	// Connections bounds open connections per client address and in total;
+	// share one with the SMTP server. Nil means no limit.
+	Connections *abuse.Connections
+	// CommandRate paces each session's commands; the zero Rate means no
+	// limit.
+	CommandRate abuse.Rate
 }
 
 // Metrics receives the server's counts; cmd/pochta adapts it to Prometheus.
@@ -89,15 +113,25 @@ type Metrics interface {
 	Panic()
 	// AuthFailed counts one failed LOGIN or AUTHENTICATE.
 	AuthFailed()
+	// ConnectionRefused counts one connection refused at connect, by
+	// reason (abuse.RefusedPerAddress, abuse.RefusedTotal).
+	ConnectionRefused(reason string)
+	// AuthThrottled counts one login slowed down or refused by Logins.
+	AuthThrottled()
+	// CommandDelayed counts one command read late because of CommandRate.
+	CommandDelayed()
 }
 
 type noMetrics struct{}
 
-func (noMetrics) SessionOpened()      {}
-func (noMetrics) SessionClosed()      {}
-func (noMetrics) Command(name string) {}
-func (noMetrics) Panic()              {}
-func (noMetrics) AuthFailed()         {}
+func (noMetrics) SessionOpened()           {}
+func (noMetrics) SessionClosed()           {}
+func (noMetrics) Command(name string)      {}
+func (noMetrics) Panic()                   {}
+func (noMetrics) AuthFailed()              {}
+func (noMetrics) ConnectionRefused(string) {}
+func (noMetrics) AuthThrottled()           {}
+func (noMetrics) CommandDelayed()          {}
 
 // Server is pochta's IMAP server. It is safe for concurrent use.
 type Server struct {
@@ -109,6 +143,13 @@ type Server struct {
 	imap        *imapserver.Server
 	reg         *registry
 
+	// The abuse limits (limits.go).
+	logins         *abuse.Logins
+	conns          *abuse.Connections
+	commandRate    abuse.Rate
+	idleTimeout    time.Duration
+	idleCmdTimeout time.Duration // in IDLE
+
 	// ctx is the parent of every storage call; Close cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -117,6 +158,7 @@ type Server struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
+	refusing  int // goroutines answering refused connections
 }
 
 // caps lists what go-imap implements server-side and this package backs.
@@ -172,17 +214,30 @@ func New(opts Options) (*Server, error) {
 	if metrics == nil {
 		metrics = noMetrics{}
 	}
+	idle := opts.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	idleCmd := opts.IDLETimeout
+	if idleCmd <= 0 {
+		idleCmd = max(DefaultIDLETimeout, idle)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		store:       opts.Store,
-		tlsConfig:   opts.TLSConfig,
-		appendLimit: uint32(limit),
-		log:         log,
-		metrics:     metrics,
-		ctx:         ctx,
-		cancel:      cancel,
-		listeners:   make(map[net.Listener]struct{}),
-		sessions:    make(map[*session]struct{}),
+		store:          opts.Store,
+		tlsConfig:      opts.TLSConfig,
+		appendLimit:    uint32(limit),
+		log:            log,
+		metrics:        metrics,
+		logins:         opts.Logins,
+		conns:          opts.Connections,
+		commandRate:    opts.CommandRate,
+		idleTimeout:    idle,
+		idleCmdTimeout: idleCmd,
+		ctx:            ctx,
+		cancel:         cancel,
+		listeners:      make(map[net.Listener]struct{}),
+		sessions:       make(map[*session]struct{}),
 	}
 	s.reg = newRegistry(s)
 	s.imap = imapserver.New(&imapserver.Options{
@@ -199,6 +254,20 @@ func New(opts Options) (*Server, error) {
 // Serve accepts connections on l (the STARTTLS port) until Close. It returns
 // nil after Close.
 func (s *Server) Serve(l net.Listener) error {
+	return s.serve(&limitedListener{Listener: l, srv: s})
+}
+
+// ServeTLS accepts implicit-TLS connections on l (the IMAPS port, RFC 8314)
+// until Close. It returns nil after Close.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.tlsConfig == nil {
+		l.Close()
+		return errors.New("imapd: ServeTLS needs Options.TLSConfig")
+	}
+	return s.serve(tls.NewListener(&limitedListener{Listener: l, srv: s, implicitTLS: true}, s.tlsConfig))
+}
+
+func (s *Server) serve(l net.Listener) error {
 	if !s.addListener(l) {
 		l.Close()
 		return errors.New("imapd: server closed")
@@ -211,15 +280,6 @@ func (s *Server) Serve(l net.Listener) error {
 		return fmt.Errorf("imapd: serve %s: %w", l.Addr(), err)
 	}
 	return nil
-}
-
-// ServeTLS accepts implicit-TLS connections on l (the IMAPS port, RFC 8314)
-// until Close. It returns nil after Close.
-func (s *Server) ServeTLS(l net.Listener) error {
-	if s.tlsConfig == nil {
-		return errors.New("imapd: ServeTLS needs Options.TLSConfig")
-	}
-	return s.Serve(tls.NewListener(l, s.tlsConfig))
 }
 
 // Close stops the listeners, says BYE to every connection, closes them and

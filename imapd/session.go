@@ -3,11 +3,14 @@ package imapd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -31,6 +34,10 @@ type session struct {
 	// ctx carries the session as the origin of its storage writes.
 	ctx context.Context
 	log *slog.Logger
+	// remote is the client's address, limits its connection's limits (nil
+	// for a connection that did not come through a limitedListener).
+	remote netip.Addr
+	limits *guardedConn
 
 	user         string // canonical address once logged in
 	authFailures int
@@ -43,9 +50,10 @@ var (
 )
 
 func newSession(srv *Server, conn *imapserver.Conn) *session {
-	s := &session{srv: srv, conn: conn}
+	nc := conn.NetConn()
+	s := &session{srv: srv, conn: conn, remote: remoteIP(nc), limits: guardOf(nc)}
 	s.ctx = storage.WithOrigin(srv.ctx, s)
-	s.log = srv.log.With("remote", conn.NetConn().RemoteAddr().String())
+	s.log = srv.log.With("remote", nc.RemoteAddr().String())
 	return s
 }
 
@@ -125,26 +133,65 @@ func (s *session) Close() (err error) {
 }
 
 // Login implements imapserver.Session; AUTHENTICATE PLAIN ends here too.
+// Options.Logins is asked first: a blocked address gets NO [UNAVAILABLE]
+// without its password being checked, and failures are answered more
+// slowly as they add up.
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("LOGIN", &err)
+	logins := s.srv.logins
+	if logins != nil {
+		v := logins.Check(s.remote, username)
+		if v.Refused {
+			s.srv.metrics.AuthThrottled()
+			s.log.Info("login refused", "username", username, "reason", "too many failed logins", "until", v.Until)
+			s.countAuthFailure(username)
+			return imapNo(imap.ResponseCodeUnavailable, fmt.Sprintf(
+				"Too many failed logins from %s; logins from this address are refused until %s",
+				s.remote, v.Until.UTC().Format(time.RFC3339)))
+		}
+		if v.Delay > 0 {
+			s.srv.metrics.AuthThrottled()
+			s.srv.pause(v.Delay)
+		}
+	}
 	u, err := s.srv.store.Authenticate(s.ctx, username, password)
 	if errors.Is(err, storage.ErrAuthFailed) || errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotFound) {
-		s.authFailures++
 		s.srv.metrics.AuthFailed()
-		s.log.Info("login failed", "username", username, "failures", s.authFailures)
-		if s.authFailures >= maxAuthFailures {
-			s.log.Warn("too many failed logins; dropping the connection", "username", username)
-			s.conn.NetConn().Close()
+		s.log.Info("login failed", "username", username, "failures", s.authFailures+1)
+		if logins != nil {
+			delay, blocked := logins.Failed(s.remote, username)
+			if blocked {
+				s.log.Warn("too many failed logins; refusing logins from this address",
+					"protocol", "imap", "for", logins.BlockTime().String())
+			}
+			if delay > 0 {
+				s.srv.metrics.AuthThrottled()
+				s.srv.pause(delay)
+			}
 		}
+		s.countAuthFailure(username)
 		return imapserver.ErrAuthFailed
 	}
 	if err != nil {
 		return s.storageError("LOGIN", err)
 	}
+	if logins != nil {
+		logins.Succeeded(s.remote)
+	}
 	s.user = u.Address
 	s.log = s.log.With("user", s.user)
 	s.log.Info("logged in")
 	return nil
+}
+
+// countAuthFailure counts a failed or refused login on this connection and
+// drops the connection after maxAuthFailures.
+func (s *session) countAuthFailure(username string) {
+	s.authFailures++
+	if s.authFailures >= maxAuthFailures {
+		s.log.Warn("too many failed logins; dropping the connection", "username", username)
+		s.conn.NetConn().Close()
+	}
 }
 
 // Namespace implements imapserver.SessionNamespace: one personal namespace
@@ -401,6 +448,11 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 // written at once, then every update as it is queued, until DONE.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
 	defer s.guard("IDLE", &err)
+	if s.limits != nil {
+		// The wait for DONE gets the IDLE timeout, not the idle one.
+		s.limits.setIdling(true)
+		defer s.limits.setIdling(false)
+	}
 	v := s.view
 	if v == nil {
 		<-stop

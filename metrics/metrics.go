@@ -26,6 +26,11 @@ type Metrics struct {
 	imapOpen        prometheus.Gauge
 	imapCommands    *prometheus.CounterVec
 	panics          *prometheus.CounterVec
+
+	// The abuse limits (package abuse), by protocol (smtp, imap).
+	connectionsRefused *prometheus.CounterVec
+	authThrottled      *prometheus.CounterVec
+	commandsDelayed    *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them on reg. databasePath is the
@@ -68,9 +73,23 @@ func New(reg prometheus.Registerer, databasePath string) *Metrics {
 			Name: "pochta_panics_total",
 			Help: "Panics recovered inside one session or request, by component.",
 		}, []string{"component"}),
+		connectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pochta_connections_refused_total",
+			Help: "Connections refused at connect, by protocol (smtp, imap) and reason " +
+				"(per_address, total: [limits] connection limits; not_trusted: the inbound port's trusted_networks).",
+		}, []string{"protocol", "reason"}),
+		authThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pochta_auth_throttled_total",
+			Help: "Login attempts slowed down or refused by the failed-login limits, by protocol (smtp, imap).",
+		}, []string{"protocol"}),
+		commandsDelayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pochta_commands_delayed_total",
+			Help: "Commands read late because the session was over [limits] commands_per_second, by protocol (smtp, imap).",
+		}, []string{"protocol"}),
 	}
 	reg.MustRegister(m.smtpConnections, m.smtpReceived, m.smtpBytes, m.smtpRejected, m.localDeliveries,
-		m.authFailures, m.imapOpen, m.imapCommands, m.panics)
+		m.authFailures, m.imapOpen, m.imapCommands, m.panics,
+		m.connectionsRefused, m.authThrottled, m.commandsDelayed)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pochta_storage_file_size_bytes",
 		Help: "Size of the bbolt database file.",
@@ -83,6 +102,8 @@ func New(reg prometheus.Registerer, databasePath string) *Metrics {
 	}))
 	for _, p := range []string{"smtp", "imap"} {
 		m.authFailures.WithLabelValues(p)
+		m.authThrottled.WithLabelValues(p)
+		m.commandsDelayed.WithLabelValues(p)
 	}
 	return m
 }
@@ -107,6 +128,17 @@ func (i *IMAP) Panic() { i.m.panics.WithLabelValues("imap").Inc() }
 
 // AuthFailed implements imapd.Metrics.
 func (i *IMAP) AuthFailed() { i.m.authFailures.WithLabelValues("imap").Inc() }
+
+// ConnectionRefused implements imapd.Metrics.
+func (i *IMAP) ConnectionRefused(reason string) {
+	i.m.connectionsRefused.WithLabelValues("imap", reason).Inc()
+}
+
+// AuthThrottled implements imapd.Metrics.
+func (i *IMAP) AuthThrottled() { i.m.authThrottled.WithLabelValues("imap").Inc() }
+
+// CommandDelayed implements imapd.Metrics.
+func (i *IMAP) CommandDelayed() { i.m.commandsDelayed.WithLabelValues("imap").Inc() }
 
 // SMTP returns the counts smtpd makes.
 func (m *Metrics) SMTP() *SMTP { return &SMTP{m} }
@@ -134,3 +166,14 @@ func (s *SMTP) AuthFailed() { s.m.authFailures.WithLabelValues("smtp").Inc() }
 
 // Panic counts one recovered panic.
 func (s *SMTP) Panic() { s.m.panics.WithLabelValues("smtp").Inc() }
+
+// ConnectionRefused counts one connection refused at connect by reason.
+func (s *SMTP) ConnectionRefused(reason string) {
+	s.m.connectionsRefused.WithLabelValues("smtp", reason).Inc()
+}
+
+// AuthThrottled counts one AUTH slowed down or refused by the limits.
+func (s *SMTP) AuthThrottled() { s.m.authThrottled.WithLabelValues("smtp").Inc() }
+
+// CommandDelayed counts one command read late because of the command rate.
+func (s *SMTP) CommandDelayed() { s.m.commandsDelayed.WithLabelValues("smtp").Inc() }

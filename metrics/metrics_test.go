@@ -25,6 +25,10 @@ func TestCountsReachTheRegistryUnderPochtaNames(t *testing.T) {
 	m.SMTP().Connection("submission")
 	m.SMTP().Received(1000, 2)
 	m.SMTP().Rejected("no_such_user")
+	m.SMTP().ConnectionRefused("per_address")
+	m.IMAP().ConnectionRefused("total")
+	m.SMTP().AuthThrottled()
+	m.IMAP().CommandDelayed()
 
 	if got := testutil.ToFloat64(m.imapOpen); got != 1 {
 		t.Errorf("sessions open = %v, want 1", got)
@@ -44,12 +48,28 @@ func TestCountsReachTheRegistryUnderPochtaNames(t *testing.T) {
 		seen[f.GetName()] = true
 	}
 	for _, name := range []string{"pochta_imap_commands_total", "pochta_smtp_bytes_received_total",
-		"pochta_smtp_messages_rejected_total", "pochta_auth_failures_total", "pochta_storage_file_size_bytes"} {
+		"pochta_smtp_messages_rejected_total", "pochta_auth_failures_total", "pochta_storage_file_size_bytes",
+		"pochta_connections_refused_total", "pochta_auth_throttled_total", "pochta_commands_delayed_total"} {
 		if !seen[name] {
 			t.Errorf("%s not gathered", name)
 		}
 	}
 	if got := testutil.ToFloat64(m.authFailures.WithLabelValues("imap")); got != 1 {
 		t.Errorf("imap auth failures = %v", got)
+	}
+	for _, c := range []struct {
+		name string
+		got  prometheus.Collector
+		want float64
+	}{
+		{"smtp per_address refusals", m.connectionsRefused.WithLabelValues("smtp", "per_address"), 1},
+		{"imap total refusals", m.connectionsRefused.WithLabelValues("imap", "total"), 1},
+		{"smtp throttled logins", m.authThrottled.WithLabelValues("smtp"), 1},
+		{"imap throttled logins", m.authThrottled.WithLabelValues("imap"), 0},
+		{"imap delayed commands", m.commandsDelayed.WithLabelValues("imap"), 1},
+	} {
+		if got := testutil.ToFloat64(c.got); got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -15,10 +15,13 @@ type countingMetrics struct {
 	local       int
 	rejected    map[string]int
 	authFailed  int
+	refused     map[string]int
+	throttled   int
+	delayed     int
 }
 
 func newCountingMetrics() *countingMetrics {
-	return &countingMetrics{connections: map[string]int{}, rejected: map[string]int{}}
+	return &countingMetrics{connections: map[string]int{}, rejected: map[string]int{}, refused: map[string]int{}}
 }
 
 func (m *countingMetrics) Connection(l string) { m.mu.Lock(); m.connections[l]++; m.mu.Unlock() }
@@ -31,6 +34,24 @@ func (m *countingMetrics) Received(_, local int) {
 func (m *countingMetrics) Rejected(r string) { m.mu.Lock(); m.rejected[r]++; m.mu.Unlock() }
 func (m *countingMetrics) AuthFailed()       { m.mu.Lock(); m.authFailed++; m.mu.Unlock() }
 func (m *countingMetrics) Panic()            {}
+func (m *countingMetrics) ConnectionRefused(r string) {
+	m.mu.Lock()
+	m.refused[r]++
+	m.mu.Unlock()
+}
+func (m *countingMetrics) AuthThrottled()  { m.mu.Lock(); m.throttled++; m.mu.Unlock() }
+func (m *countingMetrics) CommandDelayed() { m.mu.Lock(); m.delayed++; m.mu.Unlock() }
+
+// snapshot returns a copy of the counts, safe to read while the server runs.
+func (m *countingMetrics) snapshot() (refused map[string]int, throttled, delayed int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	refused = make(map[string]int, len(m.refused))
+	for k, v := range m.refused {
+		refused[k] = v
+	}
+	return refused, m.throttled, m.delayed
+}
 
 func TestMetricsCountDeliveriesRefusalsAndFailedLogins(t *testing.T) {
 	m := newCountingMetrics()

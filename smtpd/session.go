@@ -33,8 +33,6 @@ var (
 		Message: "No such user here"}
 	errRelayDisabled = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
 		Message: "Relaying is disabled: this server delivers only to its own domains"}
-	errExternalUnavailable = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
-		Message: "External delivery is not available yet on this server; try again later"}
 	errTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary server error; try again later"}
 	errNotStored = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
@@ -151,17 +149,22 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // rule, so the queue can take over external recipients here.
 //
 // Local domain + existing user -> delivered here; local domain + unknown
-// user -> 550 5.1.1; other domains -> 550 5.7.1 without a relay, and until
-// the queue exists 451 4.3.0 with one (source "user" on submission,
-// "system" on inbound).
+// user -> 550 5.1.1; other domains -> 550 5.7.1 without a relay, and with
+// one the queue (source "user" on submission, "system" on inbound).
 func (s *Server) route(ctx context.Context, addr string) (rcpt string, external bool, err error) {
 	domain := addr[strings.LastIndexByte(addr, '@')+1:]
 	if !s.isLocalDomain(domain) {
 		if !s.opts.QueueEnabled {
 			return "", false, errRelayDisabled
 		}
-		// TODO(issue 3): return addr, true, nil once the queue relays.
-		return "", false, errExternalUnavailable
+		// Angle brackets would let the address end the relay's RCPT
+		// command early; the queue refuses them, so refuse them here.
+		if strings.ContainsAny(addr, "<>") {
+			return "", false, errBadAddress
+		}
+		// The whole address is kept as given: the local part of another
+		// domain's address may be case-sensitive (RFC 5321 2.4).
+		return addr, true, nil
 	}
 	u, err := s.opts.Store.User(ctx, strings.ToLower(addr))
 	switch {
@@ -333,19 +336,53 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 }
 
 // authenticate checks a login through the store; storage.Authenticate
-// takes the same time for unknown users and wrong passwords.
+// takes the same time for unknown users and wrong passwords. Options.Logins
+// is asked first: a blocked address gets 421 without its password being
+// checked, and failures are answered more slowly as they add up.
 func (s *submissionSession) authenticate(username, password string) error {
+	account := strings.ToLower(strings.TrimSpace(username))
+	logins := s.srv.opts.Logins
+	if logins != nil {
+		v := logins.Check(s.remote, account)
+		if v.Refused {
+			s.srv.metrics.AuthThrottled()
+			s.srv.log.Info("smtp auth refused", "listener", s.kind.String(), "remote", s.remote.String(),
+				"user", username, "reason", "too many failed logins", "until", v.Until)
+			s.tc.hangUp()
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+				Message: fmt.Sprintf("Too many failed logins from %s; logins from this address are refused until %s",
+					s.remote, v.Until.UTC().Format(time.RFC3339))}
+		}
+		if v.Delay > 0 {
+			s.srv.metrics.AuthThrottled()
+			time.Sleep(v.Delay)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()
-	u, err := s.srv.opts.Store.Authenticate(ctx, strings.ToLower(strings.TrimSpace(username)), password)
+	u, err := s.srv.opts.Store.Authenticate(ctx, account, password)
 	switch {
 	case err == nil:
 		s.user = u.Address
+		if logins != nil {
+			logins.Succeeded(s.remote)
+		}
 		s.srv.log.Info("smtp auth", "listener", s.kind.String(), "remote", s.remote.String(), "user", s.user)
 		return nil
 	case errors.Is(err, storage.ErrAuthFailed), errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrNotFound):
 		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
 		s.srv.metrics.AuthFailed()
+		if logins != nil {
+			delay, blocked := logins.Failed(s.remote, account)
+			if blocked {
+				s.srv.log.Warn("too many failed logins; refusing logins from this address", "protocol", "smtp",
+					"remote", s.remote.String(), "for", logins.BlockTime().String())
+			}
+			if delay > 0 {
+				s.srv.metrics.AuthThrottled()
+				time.Sleep(delay)
+			}
+		}
 		return smtp.ErrAuthFailed
 	default:
 		s.srv.log.Error("smtp auth error", "listener", s.kind.String(), "remote", s.remote.String(), "err", err)

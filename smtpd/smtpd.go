@@ -23,6 +23,15 @@
 //     logged through Options.Logger; other sessions keep running.
 //   - One log line per mail transaction (sender, recipient count, size,
 //     result); never message bodies or passwords.
+//   - Abuse limits (package abuse, shared with imapd): failed AUTHs are
+//     slowed and then refused per client address (421 4.7.0, and the
+//     connection is closed); connections over Options.Connections get
+//     421 4.7.0 at connect; each session's commands are paced to
+//     Options.CommandRate by reading the next command later, never by
+//     failing it; a client silent for ReadTimeout gets 421 and is closed.
+//   - The submission ports relay nothing for an unauthenticated client
+//     (MAIL before AUTH is 530); the inbound port serves only
+//     TrustedNetworks.
 //
 // Concurrency: every accepted connection is wrapped in a trackedConn so that
 // Shutdown can end idle connections (by moving their read deadline into the
@@ -36,6 +45,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -45,6 +55,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -61,8 +72,14 @@ const (
 // even if the client hangs up while we commit.
 const deliverTimeout = time.Minute
 
-// refuseTimeout bounds writing the 554 greeting to an untrusted peer.
+// refuseTimeout bounds answering a refused connection (the 554 or 421
+// greeting, and on the implicit-TLS port the handshake before it).
 const refuseTimeout = 10 * time.Second
+
+// maxRefusing bounds the goroutines answering refused connections at once;
+// beyond it a refused connection is closed without a reply, so a flood of
+// connections cannot make the refusals themselves the resource it exhausts.
+const maxRefusing = 64
 
 // Options configure a Server.
 type Options struct {
@@ -99,8 +116,18 @@ type Options struct {
 	Metrics Metrics
 	// ReadTimeout and WriteTimeout bound each read of a command (or of a
 	// whole DATA) and each reply; 0 means DefaultReadTimeout and
-	// DefaultWriteTimeout.
+	// DefaultWriteTimeout. ReadTimeout is the idle timeout ([limits]
+	// smtp_idle_timeout): a client silent that long gets 421 and is closed.
 	ReadTimeout, WriteTimeout time.Duration
+	// Logins throttles failed AUTHs per client address and account; share
+	// one with the IMAP server. Nil means no throttling.
+	Logins *abuse.Logins
+	// Connections bounds open connections per client address and in total;
+	// share one with the IMAP server. Nil means no limit.
+	Connections *abuse.Connections
+	// CommandRate paces each session's commands; the zero Rate means no
+	// limit.
+	CommandRate abuse.Rate
 }
 
 // Metrics receives the server's counts; package metrics adapts it to
@@ -119,15 +146,25 @@ type Metrics interface {
 	AuthFailed()
 	// Panic counts one recovered panic.
 	Panic()
+	// ConnectionRefused counts one connection refused at connect, by
+	// reason (abuse.RefusedPerAddress, abuse.RefusedTotal, "not_trusted").
+	ConnectionRefused(reason string)
+	// AuthThrottled counts one AUTH slowed down or refused by Logins.
+	AuthThrottled()
+	// CommandDelayed counts one command read late because of CommandRate.
+	CommandDelayed()
 }
 
 type noMetrics struct{}
 
-func (noMetrics) Connection(string) {}
-func (noMetrics) Received(int, int) {}
-func (noMetrics) Rejected(string)   {}
-func (noMetrics) AuthFailed()       {}
-func (noMetrics) Panic()            {}
+func (noMetrics) Connection(string)        {}
+func (noMetrics) Received(int, int)        {}
+func (noMetrics) Rejected(string)          {}
+func (noMetrics) AuthFailed()              {}
+func (noMetrics) Panic()                   {}
+func (noMetrics) ConnectionRefused(string) {}
+func (noMetrics) AuthThrottled()           {}
+func (noMetrics) CommandDelayed()          {}
 
 // listenerKind says which port a connection came in on.
 type listenerKind int
@@ -162,7 +199,8 @@ type Server struct {
 	servers   []*smtp.Server
 	listeners []net.Listener
 	conns     map[*trackedConn]struct{}
-	refusals  sync.WaitGroup // goroutines writing 554 to untrusted peers
+	refusals  sync.WaitGroup // goroutines answering refused connections
+	refusing  int            // how many of them run; under mu
 }
 
 // New checks opts, fills in defaults and returns a Server that is not yet
@@ -378,23 +416,47 @@ func (s *Server) trusted(addr netip.Addr) bool {
 	return false
 }
 
-// refuse answers an untrusted peer on the inbound port and hangs up.
-// RFC 5321 3.1: a server may answer the connection with 554 instead of 220.
-func (s *Server) refuse(c net.Conn, addr netip.Addr) {
-	s.log.Info("smtp connection refused", "listener", kindInbound.String(),
-		"remote", addr.String(), "reason", "not in trusted_networks")
+// refuse answers a connection with reply instead of the greeting and hangs
+// up (RFC 5321 3.1: a server may answer the connection with 554, or with
+// 421 when it is temporarily unable to serve). On the implicit-TLS port the
+// reply follows a TLS handshake, so that the client can show it. reason
+// labels the metric.
+func (s *Server) refuse(c net.Conn, kind listenerKind, addr netip.Addr, reason, reply string) {
+	s.metrics.ConnectionRefused(reason)
+	s.log.Info("smtp connection refused", "listener", kind.String(), "remote", addr.String(), "reason", reason)
+	s.mu.Lock()
+	if s.refusing >= maxRefusing {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.refusing++
 	s.refusals.Add(1)
+	s.mu.Unlock()
 	go func() {
-		defer s.refusals.Done()
-		defer c.Close()
-		c.SetWriteDeadline(time.Now().Add(refuseTimeout))
-		fmt.Fprintf(c, "554 5.7.1 %s access denied: %s is not a trusted network\r\n", s.opts.Hostname, addr)
+		defer func() {
+			c.Close()
+			s.mu.Lock()
+			s.refusing--
+			s.mu.Unlock()
+			s.refusals.Done()
+		}()
+		c.SetDeadline(time.Now().Add(refuseTimeout))
+		if kind == kindSubmissions {
+			tc := tls.Server(c, s.opts.TLSConfig)
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			c = tc
+		}
+		io.WriteString(c, reply)
 	}()
 }
 
-// track registers an accepted connection so Shutdown can drain it.
-func (s *Server) track(c net.Conn) *trackedConn {
-	tc := &trackedConn{Conn: c, srv: s}
+// track registers an accepted connection so Shutdown can drain it; release
+// gives its slot in Options.Connections back when it closes.
+func (s *Server) track(c net.Conn, release func()) *trackedConn {
+	tc := &trackedConn{Conn: c, srv: s, release: release, rate: abuse.NewBucket(s.opts.CommandRate, nil)}
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	closing := s.closing
@@ -425,39 +487,88 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.kind == kindInbound {
-			if addr := remoteIP(c); !l.srv.trusted(addr) {
-				l.srv.refuse(c, addr)
-				continue
-			}
+		addr := remoteIP(c)
+		if l.kind == kindInbound && !l.srv.trusted(addr) {
+			l.srv.refuse(c, l.kind, addr, "not_trusted",
+				fmt.Sprintf("554 5.7.1 %s access denied: %s is not a trusted network\r\n", l.srv.opts.Hostname, addr))
+			continue
+		}
+		release, why := l.srv.opts.Connections.Open(addr)
+		if release == nil {
+			l.srv.refuse(c, l.kind, addr, why,
+				fmt.Sprintf("421 4.7.0 %s too many connections (%s); try again later\r\n", l.srv.opts.Hostname, connectionLimitText(why)))
+			continue
 		}
 		l.srv.metrics.Connection(l.kind.String())
-		return l.srv.track(c), nil
+		return l.srv.track(c, release), nil
 	}
+}
+
+// connectionLimitText says which connection limit was hit, for the reply.
+func connectionLimitText(reason string) string {
+	if reason == abuse.RefusedPerAddress {
+		return "from your address"
+	}
+	return "in total"
 }
 
 // trackedConn lets Shutdown end a connection between commands without
 // writing to it from a second goroutine: once draining, every read deadline
 // go-smtp sets is moved into the past unless a transaction is open, so
 // go-smtp's next read times out and it answers 421 and closes.
+//
+// It also keeps the abuse limits that work between commands: go-smtp arms
+// the read deadline once before each command line it reads (and nowhere
+// during DATA), so SetReadDeadline is where the command rate is kept and
+// where a connection marked by hangUp is closed, after the reply that
+// explains why has been flushed.
 type trackedConn struct {
 	net.Conn
-	srv *Server
+	srv     *Server
+	release func()        // gives back the connection's slot; idempotent
+	rate    *abuse.Bucket // nil without a command rate
 
-	mu       sync.Mutex
-	busy     bool // a mail transaction is open
-	draining bool
+	mu        sync.Mutex
+	busy      bool // a mail transaction is open
+	draining  bool
+	hangingUp bool
 }
 
 var pastDeadline = time.Unix(1, 0)
 
+// errHungUp ends a session whose connection hangUp closed; it wraps
+// net.ErrClosed so go-smtp ends the session quietly.
+var errHungUp = fmt.Errorf("smtpd: connection closed after a refusal: %w", net.ErrClosed)
+
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	// Waiting here delays reading the next command: a fast client is
+	// slowed to the rate, never refused.
+	if wait := c.rate.Take(1); wait > 0 {
+		c.srv.metrics.CommandDelayed()
+		time.Sleep(wait)
+		t = t.Add(wait)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.hangingUp {
+		c.Conn.Close()
+		return errHungUp
+	}
 	if c.draining && !c.busy {
 		t = pastDeadline
 	}
 	return c.Conn.SetReadDeadline(t)
+}
+
+// hangUp closes the connection before go-smtp reads the next command, that
+// is after the reply being written now. A nil receiver is allowed.
+func (c *trackedConn) hangUp() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.hangingUp = true
+	c.mu.Unlock()
 }
 
 func (c *trackedConn) SetDeadline(t time.Time) error {
@@ -469,6 +580,7 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 
 func (c *trackedConn) Close() error {
 	c.srv.untrack(c)
+	c.release()
 	return c.Conn.Close()
 }
 

@@ -162,7 +162,8 @@ func TestRecipientRouting(t *testing.T) {
 		enhanced     smtp.EnhancedCode
 	}{
 		{"unknown local user", true, "nobody@example.test", 550, smtp.EnhancedCode{5, 1, 1}},
-		{"external with queue enabled", true, "someone@elsewhere.test", 451, smtp.EnhancedCode{4, 3, 0}},
+		{"external with queue enabled is accepted", true, "someone@elsewhere.test", 0, smtp.EnhancedCode{}},
+		{"external with an angle bracket", true, `"a>b"@elsewhere.test`, 553, smtp.EnhancedCode{5, 1, 3}},
 		{"external with relaying disabled", false, "someone@elsewhere.test", 550, smtp.EnhancedCode{5, 7, 1}},
 		{"malformed domain", true, "bob@bad_domain.test", 553, smtp.EnhancedCode{5, 1, 3}},
 	} {
@@ -172,7 +173,11 @@ func TestRecipientRouting(t *testing.T) {
 			if err := c.Mail(alice, nil); err != nil {
 				t.Fatal(err)
 			}
-			wantReply(t, c.Rcpt(tc.rcpt, nil), tc.code, tc.enhanced)
+			if err := c.Rcpt(tc.rcpt, nil); tc.code == 0 && err != nil {
+				t.Fatalf("RCPT %s: %v, want it accepted", tc.rcpt, err)
+			} else if tc.code != 0 {
+				wantReply(t, err, tc.code, tc.enhanced)
+			}
 			if err := c.Rcpt(strings.ToUpper(bob), nil); err != nil {
 				t.Fatalf("known local user in upper case refused: %v", err)
 			}
@@ -380,7 +385,9 @@ func TestInboundAcceptsTrustedPeerWithoutAuth(t *testing.T) {
 	if err := c.Mail("", nil); err != nil {
 		t.Fatalf("null sender refused on inbound: %v", err)
 	}
-	wantReply(t, c.Rcpt("someone@elsewhere.test", nil), 451, smtp.EnhancedCode{4, 3, 0})
+	if err := c.Rcpt("Someone@Elsewhere.test", nil); err != nil {
+		t.Fatalf("external recipient refused on inbound with the queue enabled: %v", err)
+	}
 	if err := c.Rcpt(bob, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -400,6 +407,22 @@ func TestInboundAcceptsTrustedPeerWithoutAuth(t *testing.T) {
 		if msgs := env.messages(t, u, storage.Sent); len(msgs) != 0 {
 			t.Errorf("inbound mail made a Sent copy for %s", u)
 		}
+	}
+	// The external recipient is queued in the same delivery, as system mail.
+	entries, err := env.store.QueueEntries(context.Background(), storage.QueueFilter{})
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("queue entries %+v (%v): want one", entries, err)
+	}
+	en, err := env.store.QueueEntry(context.Background(), entries[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if en.Source != storage.SourceSystem || en.From != "" || en.Status != storage.QueueOutbox ||
+		len(en.Recipients) != 1 || en.Recipients[0].Address != "Someone@elsewhere.test" {
+		t.Errorf("queue entry %+v", en)
+	}
+	if !strings.HasPrefix(en.Body, "Received: ") || !strings.Contains(en.Body, "Subject: disk full") {
+		t.Errorf("relay copy starts %q: want the Received field first and no Return-Path", en.Body[:min(len(en.Body), 80)])
 	}
 }
 
