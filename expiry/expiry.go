@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,12 +56,19 @@ type Options struct {
 
 // Sweeper deletes expired unread messages.
 type Sweeper struct {
-	store    Store
+	store   Store
+	now     func() time.Time
+	log     *slog.Logger
+	expired prometheus.Counter
+	// fixed is Options.Interval: when set, reloads keep it.
+	fixed time.Duration
+
+	mu       sync.Mutex
 	lifetime time.Duration
 	interval time.Duration
-	now      func() time.Time
-	log      *slog.Logger
-	expired  prometheus.Counter
+	// changed is closed and replaced when SetLifetime changes the
+	// lifetime, so Run picks up the new interval at once.
+	changed chan struct{}
 }
 
 // New checks the options and registers the counter.
@@ -71,11 +79,8 @@ func New(o Options) (*Sweeper, error) {
 	if o.Lifetime < 0 {
 		return nil, fmt.Errorf("expiry: negative message lifetime %s", o.Lifetime)
 	}
-	s := &Sweeper{store: o.Store, lifetime: o.Lifetime, interval: o.Interval, now: o.Now, log: o.Logger}
-	if s.interval <= 0 {
-		s.interval = min(o.Lifetime/2, MaxInterval)
-	}
-	s.interval = max(s.interval, minInterval)
+	s := &Sweeper{store: o.Store, fixed: o.Interval, now: o.Now, log: o.Logger, changed: make(chan struct{})}
+	s.lifetime, s.interval = o.Lifetime, intervalFor(o.Lifetime, o.Interval)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -94,21 +99,56 @@ func New(o Options) (*Sweeper, error) {
 	return s, nil
 }
 
+func intervalFor(lifetime, fixed time.Duration) time.Duration {
+	if fixed > 0 {
+		return max(fixed, minInterval)
+	}
+	return max(min(lifetime/2, MaxInterval), minInterval)
+}
+
 // Interval is the pause between sweeps.
-func (s *Sweeper) Interval() time.Duration { return s.interval }
+func (s *Sweeper) Interval() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.interval
+}
+
+// SetLifetime changes the lifetime of a running sweeper (configuration
+// reload); 0 turns sweeping off until a later SetLifetime turns it on.
+func (s *Sweeper) SetLifetime(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("expiry: negative message lifetime %s", d)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d == s.lifetime {
+		return nil
+	}
+	s.lifetime, s.interval = d, intervalFor(d, s.fixed)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+func (s *Sweeper) current() (lifetime, interval time.Duration, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lifetime, s.interval, s.changed
+}
 
 // Sweep deletes what has expired now and returns how many messages went.
 // With the lifetime off it does nothing.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
-	if s.lifetime <= 0 {
+	lifetime, _, _ := s.current()
+	if lifetime <= 0 {
 		return 0, nil
 	}
-	cutoff := s.now().Add(-s.lifetime)
+	cutoff := s.now().Add(-lifetime)
 	n, err := s.store.ExpireUnread(ctx, cutoff)
 	// A failed batch may follow successful ones: count what did go.
 	s.expired.Add(float64(n))
 	if n > 0 {
-		s.log.Info("expired unread messages", "count", n, "lifetime", s.lifetime.String(), "cutoff", cutoff)
+		s.log.Info("expired unread messages", "count", n, "lifetime", lifetime.String(), "cutoff", cutoff)
 	}
 	if err != nil {
 		return n, fmt.Errorf("expiry: %w", err)
@@ -117,21 +157,31 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 }
 
 // Run sweeps at once and then every Interval until ctx ends. With the
-// lifetime off it returns at once.
+// lifetime off it waits for SetLifetime to turn it on.
 func (s *Sweeper) Run(ctx context.Context) {
-	if s.lifetime <= 0 {
-		return
-	}
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
 	for {
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("unread lifetime sweep failed; retrying at the next interval", "err", err)
+		lifetime, interval, changed := s.current()
+		if lifetime > 0 {
+			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("unread lifetime sweep failed; retrying at the next interval", "err", err)
+			}
+		}
+		var timer *time.Timer
+		var tick <-chan time.Time
+		if lifetime > 0 {
+			timer = time.NewTimer(interval)
+			tick = timer.C
 		}
 		select {
 		case <-ctx.Done():
+		case <-tick:
+		case <-changed:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -96,8 +96,14 @@ func TestSweepDeletesUnreadMailOnceTheClockPassesTheLifetime(t *testing.T) {
 	}
 }
 
-func TestZeroLifetimeNeverDeletes(t *testing.T) {
+func TestZeroLifetimeNeverDeletesUntilAReloadTurnsItOn(t *testing.T) {
 	s := openStore(t)
+	expunged := make(chan imap.UID, 10)
+	s.Listen(func(ev storage.Event) {
+		if ev.Kind == storage.EventExpunge {
+			expunged <- ev.UID
+		}
+	})
 	deliverAt(t, s, "ancient", time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
 	sw, err := New(Options{Store: s, Lifetime: 0})
 	if err != nil {
@@ -106,15 +112,30 @@ func TestZeroLifetimeNeverDeletes(t *testing.T) {
 	if n, err := sw.Sweep(context.Background()); err != nil || n != 0 {
 		t.Fatalf("lifetime off: deleted %d, %v", n, err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { sw.Run(context.Background()); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run with the lifetime off did not return")
-	}
+	go func() { sw.Run(ctx); close(done) }()
 	if got := inboxCount(t, s); got != 1 {
 		t.Fatalf("INBOX holds %d", got)
+	}
+	// A configuration reload sets a lifetime: the running sweeper
+	// deletes the old unread message without a restart.
+	if err := sw.SetLifetime(24 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-expunged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reloaded lifetime did not expire the old message")
+	}
+	if err := sw.SetLifetime(-time.Second); err == nil {
+		t.Fatal("a negative lifetime was accepted")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
 	}
 }
 

@@ -18,13 +18,13 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 		Now:         now,
 		Day:         day,
 		HoldUntil:   holdUntil,
-		SystemLimit: q.o.SystemLimit,
-		UserLimit:   q.o.UserLimit,
+		SystemLimit: q.opt().SystemLimit,
+		UserLimit:   q.opt().UserLimit,
 	}
-	if q.o.SystemLimit > 0 {
+	if q.opt().SystemLimit > 0 {
 		claim.SystemAlert = q.systemLimitAlert(now, holdUntil)
 	}
-	if q.o.UserLimit > 0 && due.Source == storage.SourceUser && due.User != "" {
+	if q.opt().UserLimit > 0 && due.Source == storage.SourceUser && due.User != "" {
 		claim.UserAlert = q.userLimitAlert(due.User, now, holdUntil)
 	}
 	res, err := q.store.ClaimQueueEntry(ctx, claim)
@@ -46,7 +46,7 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	}
 	e := res.Entry
 	start := time.Now()
-	out := q.relay.send(ctx, e.From, e.Pending(), e.Body)
+	out := q.relay.Load().send(ctx, e.From, e.Pending(), e.Body)
 	upd := q.apply(e, out, res.Counted, q.now())
 
 	// Counted before the result is stored, so whoever sees the result sees
@@ -145,7 +145,7 @@ func (q *Queue) apply(e *storage.QueueEntry, out outcome, counted bool, now time
 	}
 	upd.Uncount = counted && !relayed
 	pending := len(n.Pending())
-	if pending > 0 && n.Attempts >= q.o.MaxAttempts {
+	if pending > 0 && n.Attempts >= q.opt().MaxAttempts {
 		for i := range n.Recipients {
 			if r := &n.Recipients[i]; r.State == storage.RcptPending {
 				r.State = storage.RcptFailed
@@ -169,7 +169,7 @@ func (q *Queue) apply(e *storage.QueueEntry, out outcome, counted bool, now time
 	if len(failed) > 0 {
 		upd.Notices = append(upd.Notices, q.undeliverable(e, n, failed, now))
 	}
-	if pending > 0 && q.o.DelayNoticeAfter > 0 && n.Attempts >= q.o.DelayNoticeAfter && !n.DelayNotified {
+	if pending > 0 && q.opt().DelayNoticeAfter > 0 && n.Attempts >= q.opt().DelayNoticeAfter && !n.DelayNotified {
 		n.DelayNotified = true
 		upd.Notices = append(upd.Notices, q.delayed(e, n, now))
 	}
@@ -189,7 +189,7 @@ func anyFailed(e *storage.QueueEntry) bool {
 // attempts attempts will be made.
 func (q *Queue) retryUntil(attempts int, now time.Time) time.Time {
 	t := now
-	for n := attempts; n < q.o.MaxAttempts; n++ {
+	for n := attempts; n < q.opt().MaxAttempts; n++ {
 		t = t.Add(q.backoff(n))
 	}
 	return t

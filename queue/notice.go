@@ -40,7 +40,7 @@ func (q *Queue) noticeRecipients(e *storage.QueueEntry) []string {
 	if e.Source == storage.SourceUser && e.User != "" {
 		return []string{e.User}
 	}
-	return q.o.Admins
+	return q.opt().Admins
 }
 
 // header writes the fields every message of ours has. Return-Path is
@@ -51,7 +51,7 @@ func (q *Queue) header(buf *bytes.Buffer, from string, to []string, subject stri
 	fmt.Fprintf(buf, "To: %s\r\n", strings.Join(to, ", "))
 	fmt.Fprintf(buf, "Subject: %s\r\n", mime.QEncoding.Encode("utf-8", headerText(subject)))
 	fmt.Fprintf(buf, "Date: %s\r\n", now.Format(time.RFC1123Z))
-	fmt.Fprintf(buf, "Message-ID: <%s@%s>\r\n", rand.Text(), q.o.Hostname)
+	fmt.Fprintf(buf, "Message-ID: <%s@%s>\r\n", rand.Text(), q.opt().Hostname)
 	fmt.Fprintf(buf, "Auto-Submitted: %s\r\n", autoSubmitted)
 	fmt.Fprintf(buf, "MIME-Version: 1.0\r\n")
 }
@@ -76,7 +76,7 @@ func (q *Queue) alert(to []string, subject, text string, now time.Time) *storage
 		return nil
 	}
 	var buf bytes.Buffer
-	q.header(&buf, "pochta <"+q.o.Postmaster+">", to, subject, now, "auto-generated")
+	q.header(&buf, "pochta <"+q.opt().Postmaster+">", to, subject, now, "auto-generated")
 	buf.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
 	qp := quotedprintable.NewWriter(&buf)
 	qp.Write([]byte(strings.ReplaceAll(text, "\n", "\r\n")))
@@ -88,35 +88,35 @@ func (q *Queue) relayAlert(state, detail string) *storage.Notice {
 	now := q.now()
 	switch state {
 	case relayDown:
-		return q.alert(q.o.Admins, SubjectRelayDown, fmt.Sprintf(
+		return q.alert(q.opt().Admins, SubjectRelayDown, fmt.Sprintf(
 			"pochta cannot reach the mail relay %s:\n\n    %s\n\n"+
 				"Mail for other domains waits in the queue; no delivery attempt is spent while\n"+
 				"the relay is down. pochta checks the relay every %s and will tell you\n"+
 				"when it answers again.\n\n"+
 				"Waiting mail: pochta queue list --status outbox\n",
-			q.o.Relay, detail, q.o.HealthCheckInterval), now)
+			q.opt().Relay, detail, q.opt().HealthCheckInterval), now)
 	case relaySettings:
-		return q.alert(q.o.Admins, SubjectRelaySettings, fmt.Sprintf(
+		return q.alert(q.opt().Admins, SubjectRelaySettings, fmt.Sprintf(
 			"pochta reaches the mail relay %s, but cannot use it:\n\n    %s\n\n"+
 				"This is a settings problem: check relay_tls, relay_username and\n"+
 				"relay_password (or relay_password_file) in [email_queue], and the account\n"+
 				"at the relay. Outgoing mail waits in the queue meanwhile and no delivery\n"+
 				"attempt is spent; pochta tries the relay again every %s.\n",
-			q.o.Relay, detail, q.o.HealthCheckInterval), now)
+			q.opt().Relay, detail, q.opt().HealthCheckInterval), now)
 	default:
-		return q.alert(q.o.Admins, SubjectRelayBack, fmt.Sprintf(
+		return q.alert(q.opt().Admins, SubjectRelayBack, fmt.Sprintf(
 			"The mail relay %s answers again. pochta is delivering the mail that\n"+
-				"waited in the queue.\n", q.o.Relay), now)
+				"waited in the queue.\n", q.opt().Relay), now)
 	}
 }
 
 func (q *Queue) systemLimitAlert(now, until time.Time) *storage.Notice {
-	return q.alert(q.o.Admins, SubjectSystemLimit, fmt.Sprintf(
+	return q.alert(q.opt().Admins, SubjectSystemLimit, fmt.Sprintf(
 		"The server has relayed %d messages to other domains today, its daily\n"+
 			"system_limit ([email_limit]). Further outgoing mail is held and goes out\n"+
 			"from %s on.\n\n"+
 			"Held mail: pochta queue list --status held\n",
-		q.o.SystemLimit, until.Format("2006-01-02 15:04 MST")), now)
+		q.opt().SystemLimit, until.Format("2006-01-02 15:04 MST")), now)
 }
 
 func (q *Queue) userLimitAlert(user string, now, until time.Time) *storage.Notice {
@@ -124,7 +124,7 @@ func (q *Queue) userLimitAlert(user string, now, until time.Time) *storage.Notic
 		"You have sent %d messages to other domains today, your daily limit.\n"+
 			"Your further messages to other domains are kept on the server and sent\n"+
 			"automatically from %s on. You do not need to send them again.\n",
-		q.o.UserLimit, until.Format("2006-01-02 15:04 MST")), now)
+		q.opt().UserLimit, until.Format("2006-01-02 15:04 MST")), now)
 }
 
 // undeliverable is the notice for recipients that failed for good.
@@ -166,7 +166,7 @@ func (q *Queue) delayed(orig, e *storage.QueueEntry, now time.Time) storage.Noti
 func (q *Queue) dsn(orig, e *storage.QueueEntry, prefix, action string, rcpts []storage.QueueRecipient, text string, retryUntil, now time.Time) storage.Notice {
 	to := q.noticeRecipients(e)
 	var buf bytes.Buffer
-	q.header(&buf, "Mail Delivery System <"+q.o.Postmaster+">", to, prefix+e.Subject, now, "auto-replied")
+	q.header(&buf, "Mail Delivery System <"+q.opt().Postmaster+">", to, prefix+e.Subject, now, "auto-replied")
 	if id := strings.TrimSpace(e.MessageID); id != "" && !strings.ContainsAny(id, "\r\n") {
 		fmt.Fprintf(&buf, "In-Reply-To: %s\r\nReferences: %s\r\n", id, id)
 	}
@@ -183,11 +183,11 @@ func (q *Queue) dsn(orig, e *storage.QueueEntry, prefix, action string, rcpts []
 	qp.Close()
 
 	pw, _ = mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"message/delivery-status"}})
-	fmt.Fprintf(pw, "Reporting-MTA: dns; %s\r\n", q.o.Hostname)
+	fmt.Fprintf(pw, "Reporting-MTA: dns; %s\r\n", q.opt().Hostname)
 	fmt.Fprintf(pw, "Arrival-Date: %s\r\n", e.Date.Format(time.RFC1123Z))
-	relayHost, _, err := net.SplitHostPort(q.o.Relay)
+	relayHost, _, err := net.SplitHostPort(q.opt().Relay)
 	if err != nil {
-		relayHost = q.o.Relay
+		relayHost = q.opt().Relay
 	}
 	for _, r := range rcpts {
 		status := r.Status

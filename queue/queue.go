@@ -68,6 +68,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,10 +158,12 @@ type Options struct {
 // Queue relays queued mail. Create it with New, then Start it; Close stops
 // it.
 type Queue struct {
-	o     Options
+	// opts and relay are swapped whole by Reconfigure; readers load them
+	// once per decision (opt()) and never see a half-updated set.
+	opts  atomic.Pointer[Options]
+	relay atomic.Pointer[relay]
 	store storage.Store
 	log   *slog.Logger
-	relay *relay
 	m     *queueMetrics
 
 	wake chan struct{}
@@ -178,22 +181,85 @@ type Queue struct {
 // New checks opts, fills in defaults and registers the metrics. It does not
 // start delivering: call Start.
 func New(opts Options) (*Queue, error) {
+	o, err := normalize(opts)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{
+		store:    o.Store,
+		log:      o.Logger,
+		wake:     make(chan struct{}, 1),
+		inflight: make(map[uint64]bool),
+		done:     make(chan struct{}),
+	}
+	q.opts.Store(&o)
+	q.relay.Store(newRelay(&o))
+	m, err := newMetrics(o.Registerer, o.Store)
+	if err != nil {
+		return nil, err
+	}
+	q.m = m
+	o.Store.Listen(func(ev storage.Event) {
+		if ev.Kind == storage.EventQueued {
+			q.Wake()
+		}
+	})
+	return q, nil
+}
+
+// Reconfigure applies new settings to a running queue (configuration
+// reload): relay, credentials, retries, limits, admins. The store, clock,
+// metrics and logger stay those given to New. Attempts in progress finish
+// with the settings they started with.
+func (q *Queue) Reconfigure(opts Options) error {
+	cur := q.opt()
+	opts.Store, opts.Now, opts.Registerer, opts.Logger = cur.Store, cur.Now, nil, cur.Logger
+	o, err := normalize(opts)
+	if err != nil {
+		return err
+	}
+	q.opts.Store(&o)
+	q.relay.Store(newRelay(&o))
+	q.log.Info("queue reconfigured", "relay", o.Relay, "relay_tls", o.RelayTLS,
+		"system_limit", o.SystemLimit, "user_limit", o.UserLimit, "max_attempts", o.MaxAttempts)
+	q.Wake() // a raised limit or a new relay may make entries due now
+	return nil
+}
+
+func (q *Queue) opt() *Options { return q.opts.Load() }
+
+func newRelay(o *Options) *relay {
+	return &relay{
+		addr:           o.Relay,
+		mode:           o.RelayTLS,
+		username:       o.Username,
+		password:       o.Password,
+		hostname:       o.Hostname,
+		tlsConfig:      o.TLSConfig,
+		dialTimeout:    o.DialTimeout,
+		commandTimeout: o.CommandTimeout,
+		dataTimeout:    o.DataTimeout,
+	}
+}
+
+// normalize checks opts and fills in defaults.
+func normalize(opts Options) (Options, error) {
 	o := opts
 	switch {
 	case o.Store == nil:
-		return nil, errors.New("queue: no store")
+		return o, errors.New("queue: no store")
 	case o.Relay == "":
-		return nil, errors.New("queue: no relay address")
+		return o, errors.New("queue: no relay address")
 	case o.Hostname == "":
-		return nil, errors.New("queue: no hostname")
+		return o, errors.New("queue: no hostname")
 	case o.Postmaster == "":
-		return nil, errors.New("queue: no postmaster address")
+		return o, errors.New("queue: no postmaster address")
 	}
 	if o.RelayTLS == "" {
 		o.RelayTLS = TLSStartTLS
 	}
 	if o.RelayTLS != TLSStartTLS && o.RelayTLS != TLSImplicit && o.RelayTLS != TLSNone {
-		return nil, fmt.Errorf("queue: relay TLS mode %q: want starttls, tls or none", o.RelayTLS)
+		return o, fmt.Errorf("queue: relay TLS mode %q: want starttls, tls or none", o.RelayTLS)
 	}
 	setDefault(&o.MaxAttempts, DefaultMaxAttempts)
 	setDefault(&o.RetryMin, DefaultRetryMin)
@@ -213,36 +279,7 @@ func New(opts Options) (*Queue, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	q := &Queue{
-		o:        o,
-		store:    o.Store,
-		log:      o.Logger,
-		wake:     make(chan struct{}, 1),
-		inflight: make(map[uint64]bool),
-		done:     make(chan struct{}),
-	}
-	q.relay = &relay{
-		addr:           o.Relay,
-		mode:           o.RelayTLS,
-		username:       o.Username,
-		password:       o.Password,
-		hostname:       o.Hostname,
-		tlsConfig:      o.TLSConfig,
-		dialTimeout:    o.DialTimeout,
-		commandTimeout: o.CommandTimeout,
-		dataTimeout:    o.DataTimeout,
-	}
-	m, err := newMetrics(o.Registerer, o.Store)
-	if err != nil {
-		return nil, err
-	}
-	q.m = m
-	o.Store.Listen(func(ev storage.Event) {
-		if ev.Kind == storage.EventQueued {
-			q.Wake()
-		}
-	})
-	return q, nil
+	return o, nil
 }
 
 func setDefault[T int | time.Duration](v *T, def T) {
@@ -271,10 +308,10 @@ func (q *Queue) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	q.cancel = cancel
 	go q.run(runCtx)
-	q.log.Info("queue started", "relay", q.o.Relay, "relay_tls", q.o.RelayTLS, "relay_state", stateName(state))
+	q.log.Info("queue started", "relay", q.opt().Relay, "relay_tls", q.opt().RelayTLS, "relay_state", stateName(state))
 	// Alerts to an address that is not a user go nowhere; say so now
 	// rather than when the relay goes down.
-	for _, a := range q.o.Admins {
+	for _, a := range q.opt().Admins {
 		if _, err := q.store.User(ctx, a); errors.Is(err, storage.ErrNotFound) {
 			q.log.Warn("queue: an [alerts] admin is not a user here and will not receive alerts", "admin", a)
 		}
@@ -306,7 +343,7 @@ func (q *Queue) Wake() {
 	}
 }
 
-func (q *Queue) now() time.Time { return q.o.Now() }
+func (q *Queue) now() time.Time { return q.opt().Now() }
 
 func (q *Queue) paused() bool {
 	q.mu.Lock()
@@ -341,7 +378,7 @@ func (q *Queue) run(ctx context.Context) {
 				return
 			case err != nil:
 				q.log.Error("queue: finding due entries failed", "err", err)
-				wait = min(q.o.RetryMin, time.Minute)
+				wait = min(q.opt().RetryMin, time.Minute)
 			case !next.IsZero():
 				wait = max(next.Sub(q.now()), 0)
 			}
@@ -366,7 +403,7 @@ func (q *Queue) dispatch(ctx context.Context) (time.Time, error) {
 	q.mu.Lock()
 	busy := len(q.inflight)
 	q.mu.Unlock()
-	free := q.o.Concurrency - busy
+	free := q.opt().Concurrency - busy
 	if free <= 0 {
 		return time.Time{}, nil
 	}
@@ -415,9 +452,9 @@ func (q *Queue) work(ctx context.Context, e storage.QueueEntry) {
 
 // probe checks a relay marked down; see relayFailed and relayBack.
 func (q *Queue) probe(ctx context.Context) {
-	f := q.relay.probe(ctx)
+	f := q.relay.Load().probe(ctx)
 	q.mu.Lock()
-	q.nextProbe = time.Now().Add(q.o.HealthCheckInterval)
+	q.nextProbe = time.Now().Add(q.opt().HealthCheckInterval)
 	q.mu.Unlock()
 	switch {
 	case ctx.Err() != nil:
@@ -426,7 +463,7 @@ func (q *Queue) probe(ctx context.Context) {
 	case f.fault == faultUnreachable || f.fault == faultSettings:
 		q.relayFailed(f)
 	default:
-		q.log.Info("queue: relay still not usable", "relay", q.o.Relay, "err", f.text)
+		q.log.Info("queue: relay still not usable", "relay", q.opt().Relay, "err", f.text)
 	}
 }
 
@@ -441,14 +478,14 @@ func (q *Queue) relayFailed(f *failure) {
 	prev := q.state
 	q.state = state
 	if prev == relayUp {
-		q.nextProbe = time.Now().Add(q.o.HealthCheckInterval)
+		q.nextProbe = time.Now().Add(q.opt().HealthCheckInterval)
 	}
 	q.mu.Unlock()
 	q.m.relayUp.Set(0)
 	if prev == state {
 		return
 	}
-	q.log.Warn("queue paused: the mail relay is not usable", "relay", q.o.Relay, "state", stateName(state), "err", f.text)
+	q.log.Warn("queue paused: the mail relay is not usable", "relay", q.opt().Relay, "state", stateName(state), "err", f.text)
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	if _, err := q.store.SetRelayState(ctx, state, q.relayAlert(state, f.text)); err != nil {
@@ -467,7 +504,7 @@ func (q *Queue) relayBack() {
 	if prev == relayUp {
 		return
 	}
-	q.log.Info("queue resumed: the mail relay answers again", "relay", q.o.Relay)
+	q.log.Info("queue resumed: the mail relay answers again", "relay", q.opt().Relay)
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	if _, err := q.store.SetRelayState(ctx, relayUp, q.relayAlert(relayUp, "")); err != nil {
@@ -493,16 +530,16 @@ func boolFloat(b bool) float64 {
 // day returns today's key in the limits' time zone and the next midnight
 // there.
 func (q *Queue) day(now time.Time) (string, time.Time) {
-	t := now.In(q.o.Location)
-	return t.Format(time.DateOnly), time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, q.o.Location)
+	t := now.In(q.opt().Location)
+	return t.Format(time.DateOnly), time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, q.opt().Location)
 }
 
 // backoff is the gap after the n-th attempt: RetryMin doubled n-1 times,
 // at most RetryMax.
 func (q *Queue) backoff(n int) time.Duration {
-	d := q.o.RetryMin
-	for i := 1; i < n && d < q.o.RetryMax; i++ {
+	d := q.opt().RetryMin
+	for i := 1; i < n && d < q.opt().RetryMax; i++ {
 		d *= 2
 	}
-	return min(d, q.o.RetryMax)
+	return min(d, q.opt().RetryMax)
 }

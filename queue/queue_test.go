@@ -519,7 +519,7 @@ func TestNothingInAMessageReachesTheCommandStream(t *testing.T) {
 
 	// A stored address with CR LF (say, a damaged record) is refused before
 	// it reaches RCPT.
-	out := e.q.relay.send(context.Background(), alice, []string{"x@remote.test>\r\nRCPT TO:<evil@remote.test", dave}, "Subject: x\r\n\r\nx\r\n")
+	out := e.q.relay.Load().send(context.Background(), alice, []string{"x@remote.test>\r\nRCPT TO:<evil@remote.test", dave}, "Subject: x\r\n\r\nx\r\n")
 	bad := out.rcpts["x@remote.test>\r\nRCPT TO:<evil@remote.test"]
 	if bad.kind != rcptPermanent || out.rcpts[dave].kind != rcptSent {
 		t.Errorf("outcome %+v: want the bad address refused, dave sent", out)
@@ -553,7 +553,8 @@ func TestResendPutsAFailedEntryBackIntoTheOutbox(t *testing.T) {
 }
 
 func TestDefaultRetryScheduleMatchesTheREADME(t *testing.T) {
-	q := &Queue{o: Options{RetryMin: DefaultRetryMin, RetryMax: DefaultRetryMax, MaxAttempts: DefaultMaxAttempts}}
+	q := &Queue{}
+	q.opts.Store(&Options{RetryMin: DefaultRetryMin, RetryMax: DefaultRetryMax, MaxAttempts: DefaultMaxAttempts})
 	var minutes []string
 	var total time.Duration
 	for n := 1; n < DefaultMaxAttempts; n++ {

@@ -238,13 +238,30 @@ func when(t *time.Time) string {
 
 // startQueue starts the outbound queue of [email_queue] on store.
 func startQueue(ctx context.Context, cfg *config.Config, store storage.Store, reg prometheus.Registerer, logger *slog.Logger) (*queue.Queue, error) {
-	password, err := cfg.RelayPassword()
+	o, err := queueOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
+	o.Store, o.Registerer, o.Logger = store, reg, logger.With("component", "queue")
+	q, err := queue.New(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.Start(ctx); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// queueOptions maps the configuration to the queue's settings (at start
+// and on reload).
+func queueOptions(cfg *config.Config) (queue.Options, error) {
+	password, err := cfg.RelayPassword()
+	if err != nil {
+		return queue.Options{}, err
+	}
 	qc, lc := cfg.EmailQueue, cfg.EmailLimit
-	q, err := queue.New(queue.Options{
-		Store:               store,
+	return queue.Options{
 		Relay:               qc.Relay,
 		RelayTLS:            qc.RelayTLS,
 		Username:            qc.RelayUsername,
@@ -260,14 +277,5 @@ func startQueue(ctx context.Context, cfg *config.Config, store storage.Store, re
 		SystemLimit:         lc.SystemLimit,
 		UserLimit:           lc.UserLimit,
 		Location:            cfg.Location(),
-		Registerer:          reg,
-		Logger:              logger.With("component", "queue"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := q.Start(ctx); err != nil {
-		return nil, err
-	}
-	return q, nil
+	}, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/pochta/pochta/expiry"
 	"github.com/pochta/pochta/imapd"
 	"github.com/pochta/pochta/metrics"
+	"github.com/pochta/pochta/queue"
 	"github.com/pochta/pochta/smtpd"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/tlsconf"
@@ -59,7 +60,7 @@ type listener struct {
 
 // serve wires the daemon together: config -> storage -> servers -> signals.
 func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) error {
-	logger := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
+	logger, level := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	// Libraries that log through slog's default get the same handler.
 	slog.SetDefault(logger)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -106,9 +107,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// The outbound queue starts before the servers, so the first message
 	// queued is picked up, and stops (deferred) after them and before the
 	// store closes.
+	var q *queue.Queue
 	if cfg.EmailQueue.Enabled {
-		q, err := startQueue(ctx, cfg, store, reg, logger)
-		if err != nil {
+		if q, err = startQueue(ctx, cfg, store, reg, logger); err != nil {
 			return err
 		}
 		defer q.Close()
@@ -118,6 +119,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if err != nil {
 		return err
 	}
+	reloads := &reloader{path: cfgPath, running: cfg, level: level, certs: certs, queue: q, sweeper: sweeper, log: logger}
 	limits := newSharedLimits(cfg.Limits)
 	smtpServer, err := smtpd.New(smtpd.Options{
 		Hostname:          cfg.Hostname,
@@ -230,7 +232,11 @@ wait:
 			runErr = err
 			break wait
 		case <-hup:
-			logger.Warn("SIGHUP: live reload is not available yet; restart the daemon to apply a new configuration")
+			notifySystemd(logger, daemon.SdNotifyReloading)
+			if err := reloads.reload(); err != nil {
+				logger.Error("SIGHUP: configuration reload incomplete", "err", err)
+			}
+			notifySystemd(logger, daemon.SdNotifyReady)
 		}
 	}
 
@@ -292,14 +298,18 @@ func metricsHandler(reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
-func newLogger(w io.Writer, format, level string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level)) // validated by config
+// newLogger makes the daemon's logger; level can be changed while it runs
+// (reload).
+func newLogger(w io.Writer, format, level string) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated by config
+	lv.Set(l)
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
 
 func printDevelopmentHint(w io.Writer, cfg *config.Config) {
