@@ -100,9 +100,10 @@ type Limits struct {
 	// logged-in IMAP client outside IDLE.
 	SMTPIdleTimeout Duration `toml:"smtp_idle_timeout"`
 	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
-	// CommandsPerSecond paces each session's commands (bursts of one
-	// second's worth); over it the server reads more slowly instead of
-	// failing commands. 0 means no limit.
+	// CommandsPerSecond paces each submission and IMAP session's commands
+	// (bursts of one second's worth); over it the server reads more slowly
+	// instead of failing commands. The trusted inbound port is exempt. 0
+	// means no limit.
 	CommandsPerSecond int `toml:"commands_per_second"`
 }
 
@@ -205,7 +206,7 @@ func Defaults() *Config {
 			MaxConnections:           2000,
 			SMTPIdleTimeout:          Duration{5 * time.Minute},
 			IMAPIdleTimeout:          Duration{30 * time.Minute},
-			CommandsPerSecond:        100,
+			CommandsPerSecond:        1000,
 		},
 		EmailQueue: EmailQueue{
 			Enabled:             true,

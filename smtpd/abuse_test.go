@@ -255,8 +255,19 @@ func TestCommandRateSlowsCommandsButNeverFailsThem(t *testing.T) {
 	if elapsed := time.Since(start); elapsed < 400*time.Millisecond {
 		t.Errorf("24 commands took %v at 40 per second; they were not slowed", elapsed)
 	}
-	if _, _, delayed := m.snapshot(); delayed < 15 {
+	_, _, delayed := m.snapshot()
+	if delayed < 15 {
 		t.Errorf("delayed commands counted %d, want about 21", delayed)
+	}
+	// The trusted inbound port is not paced.
+	in := greeted(t, "", env.inbound)
+	for range 24 {
+		if code, msg := in.cmd(t, "NOOP"); code != 250 {
+			t.Fatalf("inbound NOOP: %d %s", code, msg)
+		}
+	}
+	if _, _, after := m.snapshot(); after != delayed {
+		t.Errorf("inbound commands were delayed (%d -> %d); the inbound port is not paced", delayed, after)
 	}
 }
 

@@ -125,8 +125,9 @@ type Options struct {
 	// Connections bounds open connections per client address and in total;
 	// share one with the IMAP server. Nil means no limit.
 	Connections *abuse.Connections
-	// CommandRate paces each session's commands; the zero Rate means no
-	// limit.
+	// CommandRate paces each session's commands on the submission ports;
+	// the zero Rate means no limit. The inbound port is not paced: its
+	// peers are trusted, and typically applications sending in bulk.
 	CommandRate abuse.Rate
 }
 
@@ -455,8 +456,11 @@ func (s *Server) refuse(c net.Conn, kind listenerKind, addr netip.Addr, reason, 
 
 // track registers an accepted connection so Shutdown can drain it; release
 // gives its slot in Options.Connections back when it closes.
-func (s *Server) track(c net.Conn, release func()) *trackedConn {
-	tc := &trackedConn{Conn: c, srv: s, release: release, rate: abuse.NewBucket(s.opts.CommandRate, nil)}
+func (s *Server) track(c net.Conn, kind listenerKind, release func()) *trackedConn {
+	tc := &trackedConn{Conn: c, srv: s, release: release}
+	if kind != kindInbound {
+		tc.rate = abuse.NewBucket(s.opts.CommandRate, nil)
+	}
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	closing := s.closing
@@ -500,7 +504,7 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.srv.metrics.Connection(l.kind.String())
-		return l.srv.track(c, release), nil
+		return l.srv.track(c, l.kind, release), nil
 	}
 }
 
