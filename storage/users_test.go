@@ -85,7 +85,7 @@ func TestAuthenticateUnknownUserTakesAsLongAsWrongPassword(t *testing.T) {
 	}
 	fastest := func(addr string) time.Duration {
 		best := time.Hour
-		for range 3 {
+		for range 5 {
 			start := time.Now()
 			if _, err := s.Authenticate(ctx, addr, "wrong"); err == nil {
 				t.Fatal("wrong password accepted")
@@ -97,8 +97,9 @@ func TestAuthenticateUnknownUserTakesAsLongAsWrongPassword(t *testing.T) {
 	wrong := fastest("alice@example.com")
 	unknown := fastest("nobody@example.com")
 	// Without the dummy comparison an unknown user answers in microseconds,
-	// thousands of times faster; the bound is loose for noisy machines.
-	if unknown < wrong/2 {
+	// thousands of times faster; the bound is loose (a tenth) because other
+	// test packages run on the same cores at the same time.
+	if unknown < wrong/10 {
 		t.Errorf("unknown user answered in %v, wrong password in %v", unknown, wrong)
 	}
 }
