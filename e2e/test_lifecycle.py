@@ -108,6 +108,42 @@ def shutdown_scenario(s, d):
     s.check("the message finished during shutdown is in the INBOX after restart",
             typ == "OK" and len(data[0].split()) == 1, data)
     c.logout()
+    append_at_shutdown(s, d, bob)
+
+
+def append_at_shutdown(s, d, bob):
+    """An IMAP APPEND whose literal is still arriving when SIGTERM comes is
+    stored and answered OK, then the client gets BYE."""
+    sock = socket.create_connection((LOOPBACK, d.ports["imap"]), 10)
+    f = sock.makefile("rb")
+    f.readline()  # greeting
+    sock.sendall(f'a LOGIN "{bob}" "{PASSWORD}"\r\n'.encode())
+    while not f.readline().startswith(b"a "):
+        pass
+    body = message(bob, [bob], "appended at shutdown")
+    sock.sendall(b"b APPEND Drafts {%d}\r\n" % len(body))
+    go = f.readline()
+    s.check("APPEND gets its continuation", go.startswith(b"+"), go)
+    sock.sendall(body[:40])
+    d.proc.send_signal(signal.SIGTERM)
+    s.check("the IMAP port stops accepting", bool(wait_for(lambda: not can_connect(d.ports["imap"]), 10)))
+    sock.sendall(body[40:] + b"\r\n")
+    tagged = b""
+    while True:
+        line = f.readline()
+        if not line or line.startswith(b"b "):
+            tagged = line
+            break
+    s.check("the APPEND in flight is answered OK during shutdown", tagged.startswith(b"b OK"), tagged)
+    sock.close()
+    d.proc.wait(40)
+    d.start()
+    c = d.imap(bob)
+    c.select("Drafts", readonly=True)
+    typ, data = c.search(None, 'SUBJECT "appended at shutdown"')
+    s.check("the message appended during shutdown is in Drafts after restart",
+            typ == "OK" and len(data[0].split()) == 1, data)
+    c.logout()
 
 
 def can_connect(port):

@@ -26,6 +26,15 @@
 //     reading the next command later, never by failing it; a logged-in
 //     client silent for IdleTimeout outside IDLE, or for IDLETimeout in
 //     IDLE, is disconnected (limits.go).
+//   - With Options.Trace, the sessions of traced users are logged line by
+//     line, credentials and message literals masked (package trace).
+//
+// Each connection is served by its own imapserver.Server, made from one
+// set of options: go-imap's only view of the cleartext under TLS (including
+// after STARTTLS, which it performs itself) is Options.DebugWriter, one
+// writer per imapserver.Server, and the protocol trace needs one per
+// connection. imapserver.Server is a small struct, and its Serve returns as
+// soon as it has started the connection's goroutine.
 //
 // Concurrency rules (the registry in registry.go):
 //   - storage calls the event listener on its writer goroutine, in commit
@@ -57,11 +66,39 @@ import (
 
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/trace"
 )
 
 // DefaultMaxMessageSize is the APPEND limit used when Options.MaxMessageSize
 // is zero; it matches the SMTP default ([smtp] max_message_size).
 const DefaultMaxMessageSize = 25 << 20
+
+// appendGrace bounds how long Close lets APPENDs in progress finish
+// before it says BYE: a message whose literal is arriving is stored, not
+// cut off.
+const appendGrace = 30 * time.Second
+
+// beginAppend registers an APPEND in progress; false once Close started.
+func (s *Server) beginAppend() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.appends++
+	return true
+}
+
+// endAppend ends what beginAppend began.
+func (s *Server) endAppend() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appends--
+	if s.appends == 0 && s.appendsIn != nil {
+		close(s.appendsIn)
+		s.appendsIn = nil
+	}
+}
 
 // byeTimeout bounds how long Close waits for the BYE of every connection.
 const byeTimeout = 5 * time.Second
@@ -99,6 +136,9 @@ type Options struct {
 	// CommandRate paces each session's commands; the zero Rate means no
 	// limit.
 	CommandRate abuse.Rate
+	// Trace logs the sessions of the users it traces ([log] trace_users)
+	// line by line; nil traces nobody.
+	Trace *trace.Tracer
 }
 
 // Metrics receives the server's counts; cmd/pochta adapts it to Prometheus.
@@ -140,7 +180,8 @@ type Server struct {
 	appendLimit uint32
 	log         *slog.Logger
 	metrics     Metrics
-	imap        *imapserver.Server
+	imapOpts    imapserver.Options // each connection's imapserver.Server
+	trace       *trace.Tracer
 	reg         *registry
 
 	// The abuse limits (limits.go).
@@ -156,9 +197,12 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
+	appends   int           // APPENDs in progress
+	appendsIn chan struct{} // closed when appends drops to 0 during Close
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	refusing  int // goroutines answering refused connections
+	open      map[*guardedConn]struct{} // connections not yet closed
+	refusing  int                       // goroutines answering refused connections
 }
 
 // caps lists what go-imap implements server-side and this package backs.
@@ -238,15 +282,17 @@ func New(opts Options) (*Server, error) {
 		cancel:         cancel,
 		listeners:      make(map[net.Listener]struct{}),
 		sessions:       make(map[*session]struct{}),
+		open:           make(map[*guardedConn]struct{}),
+		trace:          opts.Trace,
 	}
 	s.reg = newRegistry(s)
-	s.imap = imapserver.New(&imapserver.Options{
+	s.imapOpts = imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         caps(),
 		Logger:       imapLogger{log: log, metrics: metrics},
 		TLSConfig:    opts.TLSConfig,
 		InsecureAuth: opts.AllowInsecureAuth,
-	})
+	}
 	opts.Store.Listen(s.reg.handleEvent)
 	return s, nil
 }
@@ -273,14 +319,59 @@ func (s *Server) serve(l net.Listener) error {
 		return errors.New("imapd: server closed")
 	}
 	defer s.removeListener(l)
-	if err := s.imap.Serve(l); err != nil {
-		if s.isClosed() {
-			return nil
+	var delay time.Duration // after a temporary accept error
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.isClosed() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var temp interface{ Temporary() bool }
+			if errors.As(err, &temp) && temp.Temporary() {
+				// Out of file descriptors and the like: wait, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("imapd: serve %s: %w", l.Addr(), err)
 		}
-		return fmt.Errorf("imapd: serve %s: %w", l.Addr(), err)
+		delay = 0
+		s.serveConn(c)
 	}
-	return nil
 }
+
+// serveConn starts serving one accepted connection on its own
+// imapserver.Server (see the package comment).
+func (s *Server) serveConn(c net.Conn) {
+	opts := s.imapOpts
+	if g := guardOf(c); g != nil {
+		g.trace = s.trace.Session(trace.IMAP, remoteIP(c).String())
+		opts.DebugWriter = g.trace.Writer()
+	}
+	// Serve hands c to a goroutine of its own and returns at the second
+	// Accept, which reports oneConn closed.
+	_ = imapserver.New(&opts).Serve(&oneConn{c: c, addr: c.LocalAddr()})
+}
+
+// oneConn is a listener that yields one connection, then reports itself
+// closed.
+type oneConn struct {
+	c    net.Conn
+	addr net.Addr
+}
+
+func (o *oneConn) Accept() (net.Conn, error) {
+	c := o.c
+	if c == nil {
+		return nil, net.ErrClosed
+	}
+	o.c = nil
+	return c, nil
+}
+
+func (o *oneConn) Close() error   { return nil }
+func (o *oneConn) Addr() net.Addr { return o.addr }
 
 // Close stops the listeners, says BYE to every connection, closes them and
 // cancels storage calls in flight. It returns once every listener is closed.
@@ -301,7 +392,20 @@ func (s *Server) Close() error {
 	for sess := range s.sessions {
 		sessions = append(sessions, sess)
 	}
+	var appending chan struct{}
+	if s.appends > 0 {
+		appending = make(chan struct{})
+		s.appendsIn = appending
+	}
 	s.mu.Unlock()
+
+	if appending != nil {
+		select {
+		case <-appending:
+		case <-time.After(appendGrace):
+			s.log.Warn("APPENDs still in progress after the grace time; closing their connections")
+		}
+	}
 
 	// BYE is written under go-imap's response lock, so it waits for a
 	// response in progress; a stuck client must not hold up shutdown.
@@ -320,8 +424,16 @@ func (s *Server) Close() error {
 		s.log.Warn("some connections did not take BYE in time; closing them")
 	}
 	s.cancel()
-	if err := s.imap.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		errs = append(errs, err)
+	s.mu.Lock()
+	conns := make([]*guardedConn, 0, len(s.open))
+	for c := range s.open {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		// Closing the socket ends go-imap's goroutine for it, which then
+		// closes its side (and the slot) through guardedConn.Close.
+		c.Conn.Close()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("imapd: close: %w", err)

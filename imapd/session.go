@@ -169,6 +169,7 @@ func (s *session) Login(username, password string) (err error) {
 				s.srv.pause(delay)
 			}
 		}
+		s.limits.tracer().LoginFailed(username)
 		s.countAuthFailure(username)
 		return imapserver.ErrAuthFailed
 	}
@@ -179,6 +180,9 @@ func (s *session) Login(username, password string) (err error) {
 		logins.Succeeded(s.remote)
 	}
 	s.user = u.Address
+	// Decided once per connection: from here an untraced session's trace
+	// costs an atomic load per read and write.
+	s.limits.tracer().LoggedIn(s.user)
 	s.log = s.log.With("user", s.user)
 	s.log.Info("logged in")
 	return nil
@@ -346,6 +350,10 @@ func (s *session) countDeleted(mailboxID uint64) (count uint32, size int64, err 
 // read.
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
 	defer s.guard("APPEND", &err)
+	if !s.srv.beginAppend() {
+		return nil, imapNo(imap.ResponseCodeUnavailable, "The server is shutting down; try again in a moment")
+	}
+	defer s.srv.endAppend()
 	size := r.Size()
 	if size > int64(s.srv.appendLimit) {
 		return nil, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")

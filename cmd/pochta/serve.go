@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -243,12 +244,20 @@ wait:
 	notifySystemd(logger, daemon.SdNotifyStopping)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := smtpServer.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("smtp shutdown", "err", err)
-	}
-	if err := imapServer.Close(); err != nil {
-		logger.Warn("imap shutdown", "err", err)
-	}
+	// Both stop accepting at once, then each lets what is in flight (SMTP
+	// DATA, IMAP APPEND) finish within its bound.
+	var stopping sync.WaitGroup
+	stopping.Go(func() {
+		if err := smtpServer.Shutdown(shutdownCtx); err != nil {
+			logger.Warn("smtp shutdown", "err", err)
+		}
+	})
+	stopping.Go(func() {
+		if err := imapServer.Close(); err != nil {
+			logger.Warn("imap shutdown", "err", err)
+		}
+	})
+	stopping.Wait()
 	_ = metricsServer.Shutdown(shutdownCtx)
 	_ = httpServer.Shutdown(shutdownCtx)
 	_ = controlServer.Shutdown(shutdownCtx)
