@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pochta/pochta/abuse"
+	"github.com/pochta/pochta/trace"
 )
 
 // Defaults for the idle timeouts.
@@ -104,10 +105,15 @@ func (s *Server) refuse(c net.Conn, addr netip.Addr, reason string, implicitTLS 
 	}()
 }
 
-// guard wraps an admitted connection.
+// guard wraps an admitted connection and registers it, so that Close can
+// end it.
 func (s *Server) guard(c net.Conn, release func()) *guardedConn {
 	c.SetReadDeadline(time.Now().Add(acceptTimeout))
-	return &guardedConn{Conn: c, srv: s, release: release, rate: abuse.NewBucket(s.commandRate, nil)}
+	g := &guardedConn{Conn: c, srv: s, release: release, rate: abuse.NewBucket(s.commandRate, nil)}
+	s.mu.Lock()
+	s.open[g] = struct{}{}
+	s.mu.Unlock()
+	return g
 }
 
 // guardedConn keeps the limits that work between commands, by watching the
@@ -124,7 +130,8 @@ type guardedConn struct {
 	net.Conn
 	srv     *Server
 	release func()
-	rate    *abuse.Bucket // nil without a command rate
+	rate    *abuse.Bucket  // nil without a command rate
+	trace   *trace.Session // set before go-imap starts; nil when not traced
 
 	mu      sync.Mutex
 	waiting bool // the current deadline is a wait for a command or DONE
@@ -187,8 +194,20 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 }
 
 func (c *guardedConn) Close() error {
+	c.srv.mu.Lock()
+	delete(c.srv.open, c)
+	c.srv.mu.Unlock()
 	c.release()
 	return c.Conn.Close()
+}
+
+// tracer returns the connection's protocol trace, nil when there is none.
+// A nil receiver is allowed.
+func (c *guardedConn) tracer() *trace.Session {
+	if c == nil {
+		return nil
+	}
+	return c.trace
 }
 
 // guardOf finds the guardedConn under go-imap's connection (a *tls.Conn
