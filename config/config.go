@@ -156,7 +156,9 @@ type Control struct {
 type Log struct {
 	Format string `toml:"format"`
 	Level  string `toml:"level"`
-	// TraceUsers lists addresses whose protocol sessions are logged in full.
+	// TraceUsers lists addresses whose protocol sessions are logged line
+	// by line, credentials and message bodies masked (changeable by
+	// reload).
 	TraceUsers []string `toml:"trace_users"`
 }
 

@@ -325,6 +325,7 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 			if identity != "" && !strings.EqualFold(identity, username) {
 				s.srv.log.Info("smtp auth failed", "listener", s.kind.String(),
 					"remote", s.remote.String(), "user", username, "reason", "authorization identity differs")
+				s.tc.tracer().LoginFailed(username)
 				return smtp.ErrAuthFailed
 			}
 			return s.authenticate(username, password)
@@ -364,6 +365,9 @@ func (s *submissionSession) authenticate(username, password string) error {
 	switch {
 	case err == nil:
 		s.user = u.Address
+		// Decided once per connection: from here an untraced session's
+		// trace costs an atomic load per read and write.
+		s.tc.tracer().LoggedIn(s.user)
 		if logins != nil {
 			logins.Succeeded(s.remote)
 		}
@@ -372,6 +376,7 @@ func (s *submissionSession) authenticate(username, password string) error {
 	case errors.Is(err, storage.ErrAuthFailed), errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrNotFound):
 		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
 		s.srv.metrics.AuthFailed()
+		s.tc.tracer().LoginFailed(account)
 		if logins != nil {
 			delay, blocked := logins.Failed(s.remote, account)
 			if blocked {

@@ -32,12 +32,21 @@
 //   - The submission ports relay nothing for an unauthenticated client
 //     (MAIL before AUTH is 530); the inbound port serves only
 //     TrustedNetworks.
+//   - With Options.Trace, the sessions of traced users are logged line by
+//     line, credentials and message text masked (package trace).
 //
 // Concurrency: every accepted connection is wrapped in a trackedConn so that
 // Shutdown can end idle connections (by moving their read deadline into the
 // past, so go-smtp's own goroutine answers 421 and closes; nothing else ever
 // writes to a connection) while connections with a transaction open (MAIL
 // accepted, not yet reset by the end of DATA or RSET) finish it first.
+//
+// Each connection is served by its own go-smtp Server, made from the
+// listener's settings: go-smtp's only view of the cleartext under TLS
+// (including after STARTTLS, which it performs itself) is Server.Debug, one
+// writer per Server, and the protocol trace needs one per connection. A
+// go-smtp Server is a small struct, and its Serve returns as soon as it has
+// started the connection's goroutine.
 package smtpd
 
 import (
@@ -57,6 +66,7 @@ import (
 
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/trace"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -129,6 +139,10 @@ type Options struct {
 	// the zero Rate means no limit. The inbound port is not paced: its
 	// peers are trusted, and typically applications sending in bulk.
 	CommandRate abuse.Rate
+	// Trace logs the submission sessions of the users it traces ([log]
+	// trace_users) line by line; nil traces nobody. The inbound port has
+	// no users and is never traced.
+	Trace *trace.Tracer
 }
 
 // Metrics receives the server's counts; package metrics adapts it to
@@ -197,7 +211,6 @@ type Server struct {
 
 	mu        sync.Mutex
 	closing   bool
-	servers   []*smtp.Server
 	listeners []net.Listener
 	conns     map[*trackedConn]struct{}
 	refusals  sync.WaitGroup // goroutines answering refused connections
@@ -292,6 +305,58 @@ func (s *Server) ServeInbound(l net.Listener) error {
 
 func (s *Server) serve(kind listenerKind, l net.Listener) error {
 	var ln net.Listener = &trackedListener{Listener: l, srv: s, kind: kind}
+	if kind == kindSubmissions {
+		// go-smtp does the handshake itself (on the connection's goroutine,
+		// under the read timeout) when it sees a *tls.Conn; with the
+		// connection already TLS, STARTTLS is not advertised.
+		ln = tls.NewListener(ln, s.opts.TLSConfig)
+	}
+	errorLog := errorLog{log: s.log.With("listener", kind.String()), metrics: s.metrics}
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+
+	s.log.Info("smtp listening", "listener", kind.String(), "addr", l.Addr().String())
+	var delay time.Duration // after a temporary accept error
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil // Shutdown closed the listener
+			}
+			var temp interface{ Temporary() bool }
+			if errors.As(err, &temp) && temp.Temporary() && !errors.Is(err, net.ErrClosed) {
+				// Out of file descriptors and the like: wait, as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("smtp accept failed; retrying", "listener", kind.String(), "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("smtpd: serving %s on %s: %w", kind, l.Addr(), err)
+		}
+		delay = 0
+		s.serveConn(kind, c, errorLog)
+	}
+}
+
+// serveConn starts serving one accepted connection on its own go-smtp
+// Server (see the package comment).
+func (s *Server) serveConn(kind listenerKind, c net.Conn, errorLog errorLog) {
+	tc := trackedOf(c)
+	var tr *trace.Session
+	if kind != kindInbound && tc != nil {
+		tr = s.opts.Trace.Session(trace.SMTP, remoteIP(c).String())
+		tc.trace = tr
+	}
 	gs := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return s.newSession(kind, c), nil
 	}))
@@ -300,63 +365,70 @@ func (s *Server) serve(kind listenerKind, l net.Listener) error {
 	gs.MaxRecipients = s.opts.MaxRecipients
 	gs.ReadTimeout = s.opts.ReadTimeout
 	gs.WriteTimeout = s.opts.WriteTimeout
-	gs.ErrorLog = errorLog{log: s.log.With("listener", kind.String()), metrics: s.metrics}
+	gs.ErrorLog = errorLog
+	gs.Debug = tr.Writer()
 	switch kind {
 	case kindSubmission:
 		gs.TLSConfig = s.opts.TLSConfig
 		gs.AllowInsecureAuth = s.opts.AllowInsecureAuth
 	case kindSubmissions:
-		// go-smtp does the handshake itself when it sees a *tls.Conn; with
-		// TLSConfig set and the connection already TLS, STARTTLS is not
-		// advertised.
 		gs.TLSConfig = s.opts.TLSConfig
-		ln = tls.NewListener(ln, s.opts.TLSConfig)
 	}
 
+	// Under mu, so that Shutdown either finds the connection with its
+	// Server (and waits for it) or has already stopped serving.
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		l.Close()
-		return nil
+	defer s.mu.Unlock()
+	if s.closing || tc == nil {
+		c.Close()
+		return
 	}
-	s.servers = append(s.servers, gs)
-	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
-
-	s.log.Info("smtp listening", "listener", kind.String(), "addr", l.Addr().String())
-	if err := gs.Serve(ln); err != nil {
-		s.mu.Lock()
-		closing := s.closing
-		s.mu.Unlock()
-		if closing {
-			return nil // Shutdown closed the listener
-		}
-		return fmt.Errorf("smtpd: serving %s on %s: %w", kind, l.Addr(), err)
-	}
-	return nil
+	tc.gs = gs
+	// Serve hands c to a goroutine of its own and returns at the second
+	// Accept; its error says only that oneConn has nothing more.
+	_ = gs.Serve(&oneConn{c: c, addr: c.LocalAddr()})
 }
+
+// oneConn is a listener that yields one connection, then reports itself
+// closed.
+type oneConn struct {
+	c    net.Conn
+	addr net.Addr
+}
+
+func (o *oneConn) Accept() (net.Conn, error) {
+	c := o.c
+	if c == nil {
+		return nil, net.ErrClosed
+	}
+	o.c = nil
+	return c, nil
+}
+
+func (o *oneConn) Close() error   { return nil }
+func (o *oneConn) Addr() net.Addr { return o.addr }
 
 // Shutdown stops accepting connections, ends idle ones (they get 421), lets
 // every transaction in flight (MAIL accepted) run to the reply to its DATA,
-// and returns when all connections are gone. If ctx ends first, the remaining connections are
-// closed at once and ctx's error is returned.
+// and returns when all connections are gone. If ctx ends first, the
+// remaining connections are closed at once and ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	servers := append([]*smtp.Server(nil), s.servers...)
 	listeners := append([]net.Listener(nil), s.listeners...)
 	conns := make([]*trackedConn, 0, len(s.conns))
+	var servers []*smtp.Server
 	for c := range s.conns {
 		conns = append(conns, c)
+		if c.gs != nil {
+			servers = append(servers, c.gs)
+		}
 	}
 	s.mu.Unlock()
 
 	for _, c := range conns {
 		c.drain()
 	}
-	// go-smtp's Shutdown closes the listeners it knows; closing them here
-	// as well covers a Serve that registered but has not reached
-	// smtp.Server.Serve yet.
 	for _, l := range listeners {
 		l.Close()
 	}
@@ -368,8 +440,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var first error
 	for range servers {
 		err := <-errs
-		if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
-			err = nil // closed above, or Shutdown called twice
+		if errors.Is(err, smtp.ErrServerClosed) {
+			err = nil // Shutdown called twice
 		}
 		if err != nil && first == nil {
 			first = err
@@ -531,6 +603,8 @@ type trackedConn struct {
 	srv     *Server
 	release func()        // gives back the connection's slot; idempotent
 	rate    *abuse.Bucket // nil without a command rate
+	gs      *smtp.Server  // the go-smtp Server of this connection; under srv.mu
+	trace   *trace.Session
 
 	mu        sync.Mutex
 	busy      bool // a mail transaction is open
@@ -609,6 +683,15 @@ func (c *trackedConn) setBusy(busy bool) {
 	if !busy && c.draining {
 		c.Conn.SetReadDeadline(pastDeadline)
 	}
+}
+
+// tracer returns the connection's protocol trace, nil when there is none.
+// A nil receiver is allowed.
+func (c *trackedConn) tracer() *trace.Session {
+	if c == nil {
+		return nil
+	}
+	return c.trace
 }
 
 // trackedOf finds our trackedConn under go-smtp's connection (which may be

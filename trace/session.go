@@ -230,7 +230,7 @@ const noRaw = -1
 // bytes a parser says follow a line.
 type stream struct {
 	head   []byte // the current line's first maxLine bytes
-	tail   []byte // its last tailLen bytes, once it is longer than maxLine
+	tail   []byte // its last tailLen bytes
 	size   int64  // its length so far
 	skip   int64  // raw bytes still to pass over
 	rawLen int64  // the length of the raw bytes being passed over
@@ -274,11 +274,11 @@ func (st *stream) add(p []byte) {
 		// keeps its CRLF and is not taken for a cut one.
 		st.head = append(st.head, p[:min(room, len(p))]...)
 	}
-	if st.size > maxLine+2 {
-		st.tail = append(st.tail, p[max(0, len(p)-tailLen):]...)
-		if len(st.tail) > tailLen {
-			st.tail = append(st.tail[:0], st.tail[len(st.tail)-tailLen:]...)
-		}
+	// Kept for every line, however it arrives in pieces: a marker split
+	// between two reads must still be found.
+	st.tail = append(st.tail, p[max(0, len(p)-tailLen):]...)
+	if len(st.tail) > tailLen {
+		st.tail = append(st.tail[:0], st.tail[len(st.tail)-tailLen:]...)
 	}
 }
 

@@ -388,6 +388,22 @@ func TestWriteFromAnUnknownCallerIsIgnored(t *testing.T) {
 	}
 }
 
+// A command longer than what is logged of it still has its literal found,
+// also when the marker arrives split across reads.
+func TestLiteralAfterACutLineIsStillHidden(t *testing.T) {
+	// The first read ends exactly where the kept part of the line does,
+	// inside the marker.
+	first := "a1 APPEND " + strings.Repeat("x", maxLine+2-len("a1 APPEND ")-len(" {1")) + " {1"
+	got, raw := run(t, IMAP, []exchange{
+		{"C", first},
+		{"C", "0+}\r\nthe xyzzy!\r\n"},
+	})
+	if len(got) != 2 || got[1] != "C: <message body, 10 bytes>" {
+		t.Fatalf("traced %q", got)
+	}
+	wantNoSecret(t, raw, "xyzzy")
+}
+
 // Lines split across reads, as TCP delivers them, are put back together.
 func TestLinesSplitAcrossWritesAreJoined(t *testing.T) {
 	got, raw := run(t, IMAP, []exchange{
@@ -398,4 +414,23 @@ func TestLinesSplitAcrossWritesAreJoined(t *testing.T) {
 	})
 	wantLines(t, got, []string{"C: a1 LOGIN alice@example.com ***", "C: a2 APPEND INBOX {10+}", "C: <message body, 10 bytes>"})
 	wantNoSecret(t, raw, "s3cret", "xyzzy")
+}
+
+// What an untraced user's session costs per read or write once logged in,
+// through the same io.TeeReader the libraries use.
+func BenchmarkUntracedSessionAfterLogin(b *testing.B) {
+	tr, _ := newTestTracer(traced)
+	s := tr.Session(IMAP, "192.0.2.1")
+	s.LoggedIn("bob@example.com")
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	r := bytes.NewReader(chunk)
+	tee := io.TeeReader(r, s)
+	buf := make([]byte, len(chunk))
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		r.Reset(chunk)
+		if _, err := tee.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/pochta/pochta/expiry"
 	"github.com/pochta/pochta/queue"
 	"github.com/pochta/pochta/tlsconf"
+	"github.com/pochta/pochta/trace"
 )
 
 // reloader applies a re-read configuration file to the running daemon
@@ -23,6 +24,7 @@ type reloader struct {
 	certs   *tlsconf.Manager
 	queue   *queue.Queue // nil when [email_queue] is disabled
 	sweeper *expiry.Sweeper
+	trace   *trace.Tracer
 	log     *slog.Logger
 }
 
@@ -30,6 +32,7 @@ type reloader struct {
 var liveKeys = []string{
 	"[log] level", "[tls] certificate contents", "[email_queue] relay settings, retries and notices",
 	"[email_limit]", "[alerts] admins", "[message_server] message_lifetime",
+	"[log] trace_users (for logins from now on)",
 }
 
 // reload re-reads the file and applies it.
@@ -61,6 +64,7 @@ func (r *reloader) reload() error {
 	if err := r.sweeper.SetLifetime(next.MessageServer.MessageLifetime.Duration); err != nil {
 		errs = append(errs, err)
 	}
+	r.trace.Set(next.Log.TraceUsers)
 	for _, key := range restartNeeded(r.running, next) {
 		r.log.Warn("configuration changed but takes effect only after a restart", "key", key)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/pochta/pochta/smtpd"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/tlsconf"
+	"github.com/pochta/pochta/trace"
 )
 
 // shutdownGrace bounds how long SMTP DATA and IMAP APPEND in flight may take
@@ -120,7 +121,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if err != nil {
 		return err
 	}
-	reloads := &reloader{path: cfgPath, running: cfg, level: level, certs: certs, queue: q, sweeper: sweeper, log: logger}
+	// One set of traced users for both servers; reload swaps it.
+	tracer := trace.New(logger)
+	tracer.Set(cfg.Log.TraceUsers)
+	reloads := &reloader{path: cfgPath, running: cfg, level: level, certs: certs, queue: q, sweeper: sweeper, trace: tracer, log: logger}
 	limits := newSharedLimits(cfg.Limits)
 	smtpServer, err := smtpd.New(smtpd.Options{
 		Hostname:          cfg.Hostname,
@@ -138,6 +142,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Logins:            limits.logins,
 		Connections:       limits.connections,
 		CommandRate:       limits.commandRate,
+		Trace:             tracer,
 	})
 	if err != nil {
 		return err
@@ -153,6 +158,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Logins:            limits.logins,
 		Connections:       limits.connections,
 		CommandRate:       limits.commandRate,
+		Trace:             tracer,
 	})
 	if err != nil {
 		return err
