@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 
-.PHONY: all build run test unit e2e lint bench clean install check-systemd check-monitoring
+.PHONY: all build run test unit fuzz e2e lint bench clean install check-systemd check-monitoring
 
 all: build
 
@@ -18,10 +18,23 @@ run: build
 	./$(BIN) serve
 
 ## test: lint, service and monitoring files, Go tests (unit + integration on real bbolt and loopback sockets), end-to-end suite
-test: lint check-systemd check-monitoring unit e2e
+test: lint check-systemd check-monitoring unit fuzz e2e
 
 unit:
 	$(GO) test -count=1 -timeout 8m ./...
+
+## fuzz: every fuzz target for FUZZTIME each (about 80 s in all); seed corpora are in each package's
+## testdata/fuzz/NAME/, and a failing input is written there (rerun: go test -run NAME/FILE ./PKG/)
+FUZZTIME     ?= 10s
+FUZZ_TARGETS := ./config/:FuzzConfigParse ./smtpd/:FuzzPrepareMessage ./control/:FuzzControlRequest \
+	./storage/:FuzzDecodeParsed ./storage/:FuzzParsedRecordRoundTrip \
+	./storage/:FuzzEnvelopeRecordRoundTrip ./storage/:FuzzMetaAndMailboxRecordRoundTrip
+fuzz:
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; echo "== fuzz $$name $$pkg ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failing:$$failed"; exit 1; fi
 
 e2e: build
 	POCHTA_BIN=$(CURDIR)/$(BIN) python3 e2e/run.py
@@ -32,10 +45,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-## bench: Go benchmarks and the load generator against a running daemon (see BENCHMARKS.md)
+## bench: Go benchmarks, the load generator against a running daemon, and pochta side by side with
+## Postfix's smtp-sink and Dovecot (bench/compare: installs postfix and dovecot-imapd if missing; see BENCHMARKS.md)
 bench: build
 	$(GO) test -run '^$$' -bench . -count 1 ./storage/ ./imapd/
 	$(GO) run ./bench/loadgen --bin $(CURDIR)/$(BIN)
+	GO=$(GO) bash bench/compare/run.sh
 
 ## install: bin/pochta to $(DESTDIR)$(PREFIX)/bin, the unit, the sysusers file, /etc/pochta/pochta.toml.example (run `make build` first)
 SYSTEMDUNITDIR ?= /lib/systemd/system

@@ -62,8 +62,13 @@ func prepareMessage(raw []byte, in prepareInput) message {
 
 	var added []byte
 	if h.end > 0 && raw[h.end-1] != '\n' {
-		// The header runs to the end of the data without a final CRLF.
-		added = append(added, "\r\n"...)
+		// The header runs to the end of the data without a final CRLF
+		// (BDAT allows that). The CRLF goes into the last field itself:
+		// added after it, it would be left behind as an empty line when
+		// that field is a Bcc and is dropped, and turn the fields added
+		// below into body.
+		raw = append(raw[:h.end:h.end], "\r\n"...)
+		h.fields[len(h.fields)-1].end, h.end = len(raw), len(raw)
 	}
 	messageID := strings.TrimSpace(h.value(raw, "Message-ID"))
 	if messageID == "" {

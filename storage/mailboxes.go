@@ -38,9 +38,20 @@ func NormalizeMailboxName(name string) (string, error) {
 	if strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") || strings.Contains(name, "//") {
 		return bad("empty hierarchy level")
 	}
+	for _, level := range strings.Split(name, "/") {
+		// Not paths, but a client or a Maildir sync tool (mbsync) maps
+		// names to directories: "." and ".." levels would climb out.
+		if level == "." || level == ".." {
+			return bad(`"." and ".." are not allowed as a hierarchy level`)
+		}
+	}
 	for _, r := range name {
 		if r < 0x20 || r == 0x7f {
 			return bad("control character")
+		}
+		// Noncharacters: what a broken modified UTF-7 name decodes to.
+		if r == 0xfffe || r == 0xffff {
+			return bad("invalid character")
 		}
 		// RFC 3501 5.1: wildcards of LIST must not be in names.
 		if r == '*' || r == '%' {

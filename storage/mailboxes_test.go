@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -206,4 +207,17 @@ func TestSubscriptionIsStored(t *testing.T) {
 		t.Error("Trash still subscribed")
 	}
 	wantErr(t, s.SetSubscribed(ctx, "alice@example.com", "Nope", true), ErrNotFound, "unknown mailbox")
+}
+
+func TestMailboxNamesCannotClimbOrHoldNoncharacters(t *testing.T) {
+	for _, bad := range []string{"..", "../etc", "INBOX/../../x", "a/./b", "a/..", "x\uffffy", "\ufffe"} {
+		if _, err := NormalizeMailboxName(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("NormalizeMailboxName(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	for _, good := range []string{"Archive/2026", "..hidden", "a.b/c..d", "Entwürfe", "inbox/Sub"} {
+		if _, err := NormalizeMailboxName(good); err != nil {
+			t.Errorf("NormalizeMailboxName(%q) = %v, want a valid name", good, err)
+		}
+	}
 }
