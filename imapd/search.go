@@ -3,10 +3,14 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"io"
 	"mime"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -17,8 +21,20 @@ import (
 )
 
 // Search implements imapserver.Session for every criterion go-imap parses.
-// Messages are loaded in chunks, with bodies only when a criterion needs
-// the text (HEADER, FROM..., BODY, TEXT).
+//
+// Criteria are decided in levels of cost (see level and plan): each chunk
+// of messages is tested on sequence numbers and UIDs, then on the
+// metadata (flags, dates, size, the stored envelope), then on the raw
+// header (loaded alone, LoadOptions.Header), and only the messages still
+// undecided are loaded whole for BODY and TEXT. Most messages are ruled
+// out by a scan of the raw header without parsing it
+// (msgText.blockMayContain); a header or body is parsed at most once per
+// message and pass.
+//
+// SUBJECT, FROM, TO, CC and BCC are not answered from the stored
+// envelope: it keeps the first Subject only, addresses re-formatted,
+// charsets as go-message converts them, and whatever a broken header
+// yielded, so it would not always answer as the header itself does.
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	cmd := "SEARCH"
 	if kind == imapserver.NumKindUID {
@@ -35,30 +51,57 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	refs, lastSeq, lastUID := v.visible()
 	c := v.compileCriteria(criteria, lastSeq, lastUID)
+	steps := c.plan()
+	var text *msgText
+	if c.levels&(1<<levelHeader|1<<levelBody) != 0 {
+		text = new(msgText)
+	}
 	var matches []msgRef
-	if need := c.needs(); need.load {
-		load := storage.LoadOptions{Envelope: need.envelope, Body: need.body}
-		for len(refs) > 0 {
-			chunk := refs[:min(len(refs), loadChunk)]
-			refs = refs[len(chunk):]
-			msgs, err := s.srv.store.Messages(s.ctx, s.user, v.box.key.id, refUIDs(chunk), load)
-			if err != nil {
-				return nil, s.storageError(cmd, err)
-			}
-			byUID := make(map[imap.UID]*storage.Message, len(msgs))
-			for _, m := range msgs {
-				byUID[m.UID] = m
-			}
-			for _, ref := range chunk {
-				if m := byUID[ref.uid]; m != nil && c.match(&candidate{ref: ref, msg: m}) {
-					matches = append(matches, ref)
+	cands := make([]candidate, 0, min(len(refs), loadChunk))
+	var uids []imap.UID
+	for len(refs) > 0 {
+		chunk := refs[:min(len(refs), loadChunk)]
+		refs = refs[len(chunk):]
+		cands = cands[:0]
+		for _, ref := range chunk {
+			cands = append(cands, candidate{ref: ref, text: text})
+		}
+		for _, st := range steps {
+			uids = uids[:0]
+			for i := range cands {
+				if cands[i].result == unknown {
+					uids = append(uids, cands[i].ref.uid)
 				}
 			}
+			if len(uids) == 0 {
+				break
+			}
+			if st.load != nil {
+				msgs, err := s.srv.store.Messages(s.ctx, s.user, v.box.key.id, uids, *st.load)
+				if err != nil {
+					return nil, s.storageError(cmd, err)
+				}
+				attach(cands, msgs)
+			}
+			for i := range cands {
+				m := &cands[i]
+				if m.result != unknown {
+					continue
+				}
+				if m.msg == nil && st.load != nil {
+					m.result = no // expunged since visible(): not a match
+					continue
+				}
+				m.text.reset(m.msg)
+				for l := st.from; l <= st.to && m.result == unknown; l++ {
+					m.result = c.eval(m, l)
+				}
+				m.msg = nil
+			}
 		}
-	} else {
-		for _, ref := range refs {
-			if c.match(&candidate{ref: ref}) {
-				matches = append(matches, ref)
+		for i := range cands {
+			if cands[i].result == yes {
+				matches = append(matches, cands[i].ref)
 			}
 		}
 	}
@@ -67,6 +110,26 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		v.searchRes = savedResult(matches, options)
 	}
 	return data, nil
+}
+
+// attach gives each undecided candidate its loaded message. Both are in
+// ascending UID order; msgs lacks the messages expunged meanwhile.
+func attach(cands []candidate, msgs []*storage.Message) {
+	j := 0
+	for i := range cands {
+		m := &cands[i]
+		if m.result != unknown {
+			continue
+		}
+		m.msg = nil
+		for j < len(msgs) && msgs[j].UID < m.ref.uid {
+			j++
+		}
+		if j < len(msgs) && msgs[j].UID == m.ref.uid {
+			m.msg = msgs[j]
+			j++
+		}
+	}
 }
 
 func searchData(kind imapserver.NumKind, matches []msgRef) *imap.SearchData {
@@ -117,16 +180,59 @@ func savedResult(matches []msgRef, options *imap.SearchOptions) []imap.UID {
 	return refUIDs(matches)
 }
 
+// level is what a criterion needs before it can be decided, cheapest
+// first.
+type level uint8
+
+const (
+	levelRef    level = iota // sequence number and UID: nothing loaded
+	levelMeta                // flags, dates, size and envelope: no body
+	levelHeader              // the raw header
+	levelBody                // the decoded text of the body
+)
+
+// tri is a criterion's answer for one message at some level: unknown
+// until that level has what the criterion needs.
+type tri uint8
+
+const (
+	unknown tri = iota
+	yes
+	no
+)
+
+// needle is a lower-cased search string, in both forms the matchers use.
+type needle struct {
+	s string
+	b []byte
+}
+
+func newNeedle(s string) needle {
+	l := strings.ToLower(s)
+	return needle{s: l, b: []byte(l)}
+}
+
+// headerCriterion is HEADER key value, and FROM/TO/CC/BCC/SUBJECT, which
+// go-imap turns into HEADER.
+type headerCriterion struct {
+	key   string
+	value needle
+}
+
 // criteria is imap.SearchCriteria with "*" and "$" resolved for this view.
 type criteria struct {
 	seq, uid                             [][]numRange
 	since, before, sentSince, sentBefore time.Time
-	header                               []imap.SearchCriteriaHeaderField
-	body, text                           []string // lower-cased
+	header                               []headerCriterion
+	body, text                           []needle
 	flag, notFlag                        []imap.Flag
 	larger, smaller                      int64
 	not                                  []*criteria
 	or                                   [][2]*criteria
+
+	// levels has bit 1<<l set when this criteria or a nested one has a
+	// criterion of level l.
+	levels uint8
 }
 
 func (v *mailboxView) compileCriteria(in *imap.SearchCriteria, lastSeq uint32, lastUID imap.UID) *criteria {
@@ -151,121 +257,215 @@ func (v *mailboxView) compileCriteria(in *imap.SearchCriteria, lastSeq uint32, l
 		}
 	}
 	for _, h := range in.Header {
-		c.header = append(c.header, imap.SearchCriteriaHeaderField{Key: h.Key, Value: strings.ToLower(h.Value)})
+		c.header = append(c.header, headerCriterion{key: h.Key, value: newNeedle(h.Value)})
 	}
 	for _, b := range in.Body {
-		c.body = append(c.body, strings.ToLower(b))
+		c.body = append(c.body, newNeedle(b))
 	}
 	for _, t := range in.Text {
-		c.text = append(c.text, strings.ToLower(t))
+		c.text = append(c.text, newNeedle(t))
+	}
+	if c.hasMeta() {
+		c.levels |= 1 << levelMeta
+	}
+	if len(c.header) > 0 {
+		c.levels |= 1 << levelHeader
+	}
+	if len(c.body) > 0 || len(c.text) > 0 {
+		c.levels |= 1 << levelBody
 	}
 	for i := range in.Not {
-		c.not = append(c.not, v.compileCriteria(&in.Not[i], lastSeq, lastUID))
+		sub := v.compileCriteria(&in.Not[i], lastSeq, lastUID)
+		c.not = append(c.not, sub)
+		c.levels |= sub.levels
 	}
 	for i := range in.Or {
-		c.or = append(c.or, [2]*criteria{
+		pair := [2]*criteria{
 			v.compileCriteria(&in.Or[i][0], lastSeq, lastUID),
 			v.compileCriteria(&in.Or[i][1], lastSeq, lastUID),
-		})
+		}
+		c.or = append(c.or, pair)
+		c.levels |= pair[0].levels | pair[1].levels
 	}
 	return c
 }
 
-type searchNeeds struct{ load, envelope, body bool }
+// hasMeta reports whether c itself (not nested) tests the metadata.
+func (c *criteria) hasMeta() bool {
+	return len(c.flag) > 0 || len(c.notFlag) > 0 || !c.since.IsZero() || !c.before.IsZero() ||
+		c.larger > 0 || c.smaller > 0 || c.hasSentDate()
+}
 
-func (c *criteria) needs() searchNeeds {
-	var n searchNeeds
-	n.envelope = !c.sentSince.IsZero() || !c.sentBefore.IsZero()
-	n.body = len(c.header) > 0 || len(c.body) > 0 || len(c.text) > 0
-	n.load = n.envelope || n.body || len(c.flag) > 0 || len(c.notFlag) > 0 ||
-		!c.since.IsZero() || !c.before.IsZero() || c.larger > 0 || c.smaller > 0
-	merge := func(o searchNeeds) {
-		n.load = n.load || o.load
-		n.envelope = n.envelope || o.envelope
-		n.body = n.body || o.body
+func (c *criteria) hasSentDate() bool { return !c.sentSince.IsZero() || !c.sentBefore.IsZero() }
+
+// needsEnvelope reports whether c or a nested criteria tests the sent date.
+func (c *criteria) needsEnvelope() bool {
+	if c.hasSentDate() {
+		return true
 	}
 	for _, sub := range c.not {
-		merge(sub.needs())
+		if sub.needsEnvelope() {
+			return true
+		}
 	}
 	for _, pair := range c.or {
-		merge(pair[0].needs())
-		merge(pair[1].needs())
+		if pair[0].needsEnvelope() || pair[1].needsEnvelope() {
+			return true
+		}
 	}
-	return n
+	return false
 }
 
-// candidate is one message under test; the parsed text is computed once
-// and shared by all criteria.
+// step is one pass over a chunk's undecided messages: load (nil: nothing
+// to load), then evaluate at levels from..to, stopping at the first level
+// that decides.
+type step struct {
+	load     *storage.LoadOptions
+	from, to level
+}
+
+// plan chooses the passes: each loads only what its level needs, for the
+// messages the cheaper passes left undecided. The metadata gets a pass of
+// its own only when some criterion tests it, and the header one only when
+// some criterion tests the header, so that the header, and above all the
+// body, of a message ruled out earlier is never copied out of the
+// database.
+func (c *criteria) plan() []step {
+	steps := []step{{from: levelRef, to: levelRef}}
+	env := c.needsEnvelope()
+	add := func(to level, load storage.LoadOptions) {
+		load.Envelope = env
+		steps = append(steps, step{load: &load, from: steps[len(steps)-1].to + 1, to: to})
+	}
+	if c.levels&(1<<levelMeta) != 0 {
+		add(levelMeta, storage.LoadOptions{})
+	}
+	if c.levels&(1<<levelHeader) != 0 {
+		add(levelHeader, storage.LoadOptions{Header: true})
+	}
+	if c.levels&(1<<levelBody) != 0 {
+		add(levelBody, storage.LoadOptions{Body: true})
+	}
+	return steps
+}
+
+// candidate is one message under test.
 type candidate struct {
-	ref msgRef
-	msg *storage.Message // nil when no criterion needs it
-
-	headerParsed bool
-	header       textproto.Header
-	headerText   string // decoded, lower-cased "Key: value" lines
-	bodyParsed   bool
-	bodyText     []byte // decoded text parts, lower-cased
+	ref    msgRef
+	msg    *storage.Message // loaded for the current step, then dropped
+	result tri
+	text   *msgText // shared by all candidates; reset for each
 }
 
-func (c *criteria) match(m *candidate) bool {
+// eval decides c for m with what level l allows, or says unknown. It
+// returns no as soon as any criterion fails, so a message ruled out by a
+// cheap criterion is not parsed.
+func (c *criteria) eval(m *candidate, l level) tri {
 	for _, ranges := range c.seq {
 		if !inRanges(ranges, m.ref.seq) {
-			return false
+			return no
 		}
 	}
 	for _, ranges := range c.uid {
 		if !inRanges(ranges, uint32(m.ref.uid)) {
-			return false
+			return no
 		}
 	}
-	if msg := m.msg; msg != nil {
-		for _, f := range c.flag {
-			if !hasFlag(msg.Flags, f) {
-				return false
+	r := yes
+	if c.hasMeta() {
+		if l < levelMeta {
+			r = unknown
+		} else if !c.matchMeta(m.msg) {
+			return no
+		}
+	}
+	if len(c.header) > 0 {
+		if l < levelHeader {
+			r = unknown
+		} else {
+			for _, h := range c.header {
+				if !m.text.matchHeader(h.key, h.value) {
+					return no
+				}
 			}
 		}
-		for _, f := range c.notFlag {
-			if hasFlag(msg.Flags, f) {
-				return false
+	}
+	if len(c.body) > 0 {
+		if l < levelBody {
+			r = unknown
+		} else {
+			for _, b := range c.body {
+				if !m.text.bodyContains(b) {
+					return no
+				}
 			}
 		}
-		if !matchDate(msg.InternalDate, c.since, c.before) {
-			return false
+	}
+	for _, t := range c.text {
+		// TEXT is the header or the body (RFC 3501 6.4.4).
+		if l < levelHeader {
+			r = unknown
+			continue
 		}
-		if c.larger > 0 && msg.Size <= c.larger {
-			return false
+		if m.text.headersContain(t) {
+			continue
 		}
-		if c.smaller > 0 && msg.Size >= c.smaller {
-			return false
+		if l < levelBody {
+			r = unknown
+			continue
 		}
-		if !c.sentSince.IsZero() || !c.sentBefore.IsZero() {
-			if msg.Envelope == nil || msg.Envelope.Date.IsZero() || !matchDate(msg.Envelope.Date, c.sentSince, c.sentBefore) {
-				return false
-			}
-		}
-		for _, h := range c.header {
-			if !m.matchHeader(h.Key, h.Value) {
-				return false
-			}
-		}
-		for _, b := range c.body {
-			if !bytes.Contains(m.body(), []byte(b)) {
-				return false
-			}
-		}
-		for _, t := range c.text {
-			if !strings.Contains(m.headers(), t) && !bytes.Contains(m.body(), []byte(t)) {
-				return false
-			}
+		if !m.text.bodyContains(t) {
+			return no
 		}
 	}
 	for _, sub := range c.not {
-		if sub.match(m) {
-			return false
+		switch sub.eval(m, l) {
+		case yes:
+			return no
+		case unknown:
+			r = unknown
 		}
 	}
 	for _, pair := range c.or {
-		if !pair[0].match(m) && !pair[1].match(m) {
+		a := pair[0].eval(m, l)
+		if a == yes {
+			continue
+		}
+		b := pair[1].eval(m, l)
+		switch {
+		case b == yes:
+		case a == no && b == no:
+			return no
+		default:
+			r = unknown
+		}
+	}
+	return r
+}
+
+// matchMeta tests flags, dates and size.
+func (c *criteria) matchMeta(msg *storage.Message) bool {
+	for _, f := range c.flag {
+		if !hasFlag(msg.Flags, f) {
+			return false
+		}
+	}
+	for _, f := range c.notFlag {
+		if hasFlag(msg.Flags, f) {
+			return false
+		}
+	}
+	if !matchDate(msg.InternalDate, c.since, c.before) {
+		return false
+	}
+	if c.larger > 0 && msg.Size <= c.larger {
+		return false
+	}
+	if c.smaller > 0 && msg.Size >= c.smaller {
+		return false
+	}
+	if c.hasSentDate() {
+		if msg.Envelope == nil || msg.Envelope.Date.IsZero() || !matchDate(msg.Envelope.Date, c.sentSince, c.sentBefore) {
 			return false
 		}
 	}
@@ -303,65 +503,317 @@ func decodeHeaderValue(v string) string {
 	return v
 }
 
-func (m *candidate) parseHeader() {
-	if m.headerParsed {
+// maxHeaderBytes is go-message's default limit on a header (ReadOptions):
+// gomessage.Read fails on a longer one.
+const maxHeaderBytes = 1 << 20
+
+// msgText is the text of the message under test, derived from its raw
+// bytes as criteria ask for it: the raw header block, the parsed header,
+// the decoded body. One serves a whole SEARCH and is reset for each
+// message, so that its buffers are reused rather than allocated per
+// message.
+type msgText struct {
+	msgState
+
+	rd       bytes.Reader
+	br       *bufio.Reader
+	buf      bytes.Buffer
+	blockBuf []byte
+	rawBuf   []byte
+	bodyBuf  []byte
+}
+
+// msgState is what msgText has derived from one message so far.
+type msgState struct {
+	raw []byte
+
+	blockDone bool
+	block     []byte // the raw header lower-cased (blockMayContain)
+	encoded   bool   // the raw header has an encoded word (RFC 2047)
+	folded    bool   // the raw header has a continuation line
+
+	parsed    bool
+	header    textproto.Header
+	headerErr error
+	bodyStart int // offset of the body in raw, when headerErr is nil
+
+	headerTextDone bool
+	headerText     string
+
+	rawDone    bool
+	rawLower   []byte // the whole raw message lower-cased (bodyContains)
+	rawDecodes bool   // go-message may decode some of its text
+
+	bodyDone bool
+	bodyText []byte // decoded text parts, lower-cased
+}
+
+func (t *msgText) reset(msg *storage.Message) {
+	if t == nil {
 		return
 	}
-	m.headerParsed = true
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.msg.Body)))
-	if err != nil {
+	t.msgState = msgState{}
+	if msg != nil {
+		t.raw = msg.Body
+		if t.raw == nil {
+			// Loaded for the header criteria only (levelHeader).
+			t.raw = msg.Header
+		}
+	}
+}
+
+// scanBlock finds the raw header block, the bytes up to the first empty
+// line, which is where textproto.ReadHeader stops.
+func (t *msgText) scanBlock() {
+	if t.blockDone {
 		return
 	}
-	m.header = h
-	var sb strings.Builder
-	for f := h.Fields(); f.Next(); {
-		sb.WriteString(f.Key())
-		sb.WriteString(": ")
-		sb.WriteString(decodeHeaderValue(f.Value()))
-		sb.WriteByte('\n')
+	t.blockDone = true
+	raw := t.raw
+	end := len(raw)
+	switch {
+	case bytes.HasPrefix(raw, []byte("\n")), bytes.HasPrefix(raw, []byte("\r\n")):
+		end = 0
+	default:
+		if i := bytes.Index(raw, []byte("\n\r\n")); i >= 0 {
+			end = i + 1
+		}
+		if i := bytes.Index(raw[:end], []byte("\n\n")); i >= 0 {
+			end = i + 1
+		}
 	}
-	m.headerText = strings.ToLower(sb.String())
+	block := raw[:end]
+	t.encoded = bytes.Contains(block, []byte("=?"))
+	t.folded = bytes.Contains(block, []byte("\n ")) || bytes.Contains(block, []byte("\n\t"))
+	t.block = appendLower(t.blockBuf[:0], block)
+	t.blockBuf = t.block[:0]
+}
+
+// blockMayContain is false when no decoded header value can contain the
+// lower-cased n, decided on the raw header without parsing it. Without an
+// encoded word, a decoded value is its raw text unfolded: the lines of a
+// field trimmed and joined by one space (textproto.ReadHeader), and ASCII
+// characters, where lines and values start and end, are rune boundaries.
+// So unless n has a space and the header is folded, a value containing n
+// lower-cased means the raw header contains n lower-cased; the converse
+// does not hold, and a true answer is checked on the parsed header.
+func (t *msgText) blockMayContain(n needle) bool {
+	t.scanBlock()
+	if t.encoded || (t.folded && strings.IndexByte(n.s, ' ') >= 0) {
+		return true
+	}
+	return bytes.Contains(t.block, n.b)
+}
+
+func (t *msgText) parseHeader() {
+	if t.parsed {
+		return
+	}
+	t.parsed = true
+	t.rd.Reset(t.raw)
+	if t.br == nil {
+		t.br = bufio.NewReader(&t.rd)
+	} else {
+		t.br.Reset(&t.rd)
+	}
+	t.header, t.headerErr = textproto.ReadHeader(t.br)
+	t.bodyStart = len(t.raw) - t.rd.Len() - t.br.Buffered()
 }
 
 // matchHeader is HEADER key value and FROM/TO/CC/BCC/SUBJECT: a
 // case-insensitive substring of the decoded field; an empty value matches
-// any message that has the field (RFC 3501 6.4.4).
-func (m *candidate) matchHeader(key, lowerValue string) bool {
-	m.parseHeader()
-	for f := m.header.FieldsByKey(key); f.Next(); {
-		if lowerValue == "" || strings.Contains(strings.ToLower(decodeHeaderValue(f.Value())), lowerValue) {
+// any message that has the field (RFC 3501 6.4.4). A header that cannot
+// be parsed matches nothing.
+func (t *msgText) matchHeader(key string, value needle) bool {
+	if !t.blockMayContain(value) {
+		return false
+	}
+	t.parseHeader()
+	if t.headerErr != nil {
+		return false
+	}
+	for f := t.header.FieldsByKey(key); f.Next(); {
+		if value.s == "" || strings.Contains(strings.ToLower(decodeHeaderValue(f.Value())), value.s) {
 			return true
 		}
 	}
 	return false
 }
 
-func (m *candidate) headers() string {
-	m.parseHeader()
-	return m.headerText
+// headersContain is the header half of TEXT: n in the decoded,
+// lower-cased "Key: value" lines. A needle without a colon, space or line
+// break lies inside one key or one value piece, so the raw header scan
+// rules it out as for matchHeader.
+func (t *msgText) headersContain(n needle) bool {
+	if !strings.ContainsAny(n.s, ": \n") && !t.blockMayContain(n) {
+		return false
+	}
+	if !t.headerTextDone {
+		t.headerTextDone = true
+		t.parseHeader()
+		if t.headerErr == nil {
+			var sb strings.Builder
+			for f := t.header.Fields(); f.Next(); {
+				sb.WriteString(f.Key())
+				sb.WriteString(": ")
+				sb.WriteString(decodeHeaderValue(f.Value()))
+				sb.WriteByte('\n')
+			}
+			t.headerText = strings.ToLower(sb.String())
+		}
+	}
+	return strings.Contains(t.headerText, n.s)
+}
+
+// bodyContains is BODY: n in the decoded text of the message. When
+// go-message cannot decode anything in the message (see mayDecode), that
+// text is made of pieces of the raw message, cut at line ends, each
+// followed by a line feed; ASCII characters being rune boundaries, the
+// raw message lower-cased then contains any needle without a line feed
+// that the text lower-cased contains, and most messages are ruled out
+// without parsing them.
+func (t *msgText) bodyContains(n needle) bool {
+	if strings.IndexByte(n.s, '\n') < 0 {
+		if !t.rawDone {
+			t.rawDone = true
+			t.rawLower = appendLower(t.rawBuf[:0], t.raw)
+			t.rawBuf = t.rawLower[:0]
+			t.scanBlock()
+			headers := t.rawLower
+			if !bytes.Contains(t.block, []byte("multipart/")) {
+				// One part (go-message lower-cases the media type it
+				// parses, and keeps as is one it cannot parse, which
+				// then names no multipart): its header is the only one.
+				headers = t.block
+			}
+			t.rawDecodes = mayDecode(headers)
+		}
+		if !t.rawDecodes && !bytes.Contains(t.rawLower, n.b) {
+			return false
+		}
+	}
+	return bytes.Contains(t.body(), n.b)
+}
+
+// mayDecode reports whether go-message might turn some text of a message
+// into something else, given l, the message's headers lower-cased (or
+// more of the message): a transfer encoding to undo, a charset to
+// convert, or a nested message whose header collectText writes decoded.
+// It answers true on anything it is not sure of, such as a charset
+// parameter in any other form than the plain utf-8 and us-ascii ones,
+// which go-message leaves as they are.
+func mayDecode(l []byte) bool {
+	if bytes.Contains(l, []byte("content-transfer-encoding")) || bytes.Contains(l, []byte("message/")) {
+		return true
+	}
+	for rest := l; ; {
+		i := bytes.Index(rest, []byte("charset"))
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len("charset"):]
+		ok := false
+		for _, v := range []string{"=utf-8", "=us-ascii", `="utf-8"`, `="us-ascii"`} {
+			if after, found := bytes.CutPrefix(rest, []byte(v)); found && (len(after) == 0 || !isTokenByte(after[0])) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return true
+		}
+	}
+}
+
+// isTokenByte reports whether c can continue an RFC 2045 token
+// (lower-cased): whether "charset=utf-8" followed by c could name
+// another charset.
+func isTokenByte(c byte) bool {
+	return c > ' ' && c < 0x7f && strings.IndexByte(`()<>@,;:\"/[]?=`, c) < 0
 }
 
 // body returns the lower-cased text of the message's text parts with
-// transfer encodings undone, so BODY and TEXT find words in quoted-printable
-// and base64 parts too.
-func (m *candidate) body() []byte {
-	if m.bodyParsed {
-		return m.bodyText
+// transfer encodings (and, where go-message knows them, charsets) undone,
+// so BODY and TEXT find words in quoted-printable and base64 parts too.
+func (t *msgText) body() []byte {
+	if t.bodyDone {
+		return t.bodyText
 	}
-	m.bodyParsed = true
-	var buf bytes.Buffer
-	if e, err := gomessage.Read(bytes.NewReader(m.msg.Body)); e != nil {
-		collectText(&buf, e, 0)
-	} else if err != nil {
-		// Not parseable as MIME: search the raw text after the header.
-		if i := bytes.Index(m.msg.Body, []byte("\r\n\r\n")); i >= 0 {
-			buf.Write(m.msg.Body[i+4:])
-		} else {
-			buf.Write(m.msg.Body)
+	t.bodyDone = true
+	t.parseHeader()
+	var text []byte
+	switch {
+	case t.headerErr != nil:
+		// Not parseable as MIME (gomessage.Read fails the same way):
+		// search the raw text after the header.
+		text = t.raw
+		if i := bytes.Index(text, []byte("\r\n\r\n")); i >= 0 {
+			text = text[i+4:]
+		}
+	case t.bodyStart > maxHeaderBytes-2:
+		// Past go-message's header limit: let it fail as it does.
+		t.buf.Reset()
+		if e, err := gomessage.Read(bytes.NewReader(t.raw)); e != nil {
+			collectText(&t.buf, e, 0)
+		} else if err != nil {
+			text = t.raw
+			if i := bytes.Index(text, []byte("\r\n\r\n")); i >= 0 {
+				text = text[i+4:]
+			}
+		}
+		if text == nil {
+			text = t.buf.Bytes()
+		}
+	default:
+		h := gomessage.Header{Header: t.header}
+		if plain, ok := plainText(h); ok {
+			// The common single text part: the stored bytes are the text,
+			// and collectText would only copy them.
+			if plain {
+				t.bodyText = appendLower(t.bodyBuf[:0], t.raw[t.bodyStart:])
+				t.bodyText = append(t.bodyText, '\n')
+			} else {
+				t.bodyText = t.bodyBuf[:0]
+			}
+			t.bodyBuf = t.bodyText[:0]
+			return t.bodyText
+		}
+		// What gomessage.Read does after reading the header.
+		t.buf.Reset()
+		if e, _ := gomessage.New(h, bytes.NewReader(t.raw[t.bodyStart:])); e != nil {
+			collectText(&t.buf, e, 0)
+		}
+		text = t.buf.Bytes()
+	}
+	t.bodyText = appendLower(t.bodyBuf[:0], text)
+	t.bodyBuf = t.bodyText[:0]
+	return t.bodyText
+}
+
+// plainText reports, for an entity whose body go-message would pass
+// through unchanged (not multipart, no transfer encoding, no charset to
+// convert), whether collectText would take that body as text (plain) or
+// skip it. ok is false for every other entity.
+func plainText(h gomessage.Header) (plain, ok bool) {
+	t, params, _ := h.ContentType()
+	if strings.HasPrefix(t, "multipart/") || t == "message/rfc822" || t == "message/global" {
+		return false, false
+	}
+	switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+	case "", "7bit", "8bit", "binary":
+	default:
+		return false, false
+	}
+	if strings.HasPrefix(t, "text/") {
+		if cs, has := params["charset"]; has {
+			switch strings.ToLower(cs) {
+			case "utf-8", "us-ascii":
+			default:
+				return false, false
+			}
 		}
 	}
-	m.bodyText = bytes.ToLower(buf.Bytes())
-	return m.bodyText
+	return t == "" || strings.HasPrefix(t, "text/"), true
 }
 
 // maxMIMEDepth bounds recursion into nested messages and multiparts.
@@ -401,4 +853,57 @@ func collectText(buf *bytes.Buffer, e *gomessage.Entity, depth int) {
 		io.Copy(buf, e.Body)
 		buf.WriteByte('\n')
 	}
+}
+
+// appendLower appends src lower-cased to dst, byte for byte what
+// bytes.ToLower returns (invalid UTF-8 becomes U+FFFD), without its
+// allocation, and eight bytes at a time while the text is ASCII.
+func appendLower(dst, src []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(src))[:n+len(src)]
+	out := dst[n:]
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		w := binary.LittleEndian.Uint64(src[i:])
+		if w&0x8080808080808080 != 0 {
+			break
+		}
+		// With every byte below 0x80, adding 0x3f sets a byte's top bit
+		// when it is 'A' or above, adding 0x25 when it is above 'Z',
+		// without carrying into the next byte; the difference marks the
+		// capitals, whose 0x20 bit is then set.
+		upper := (w + 0x3f3f3f3f3f3f3f3f) &^ (w + 0x2525252525252525) & 0x8080808080808080
+		binary.LittleEndian.PutUint64(out[i:], w|upper>>2)
+	}
+	for ; i < len(src); i++ {
+		c := src[i]
+		if c >= utf8.RuneSelf {
+			return appendLowerRunes(dst[:n+i], src[i:])
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return dst
+}
+
+// appendLowerRunes is appendLower past the first non-ASCII byte: what
+// bytes.Map(unicode.ToLower, src) does.
+func appendLowerRunes(dst, src []byte) []byte {
+	for i := 0; i < len(src); {
+		c := src[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(src[i:])
+		dst = utf8.AppendRune(dst, unicode.ToLower(r))
+		i += size
+	}
+	return dst
 }

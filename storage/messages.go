@@ -479,12 +479,21 @@ func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64,
 					return fmt.Errorf("message %d: %w", uid, err)
 				}
 			}
-			if opts.Body {
+			if opts.Body || opts.Header {
 				b := mb.body.Get(key[:])
 				if b == nil {
 					return fmt.Errorf("message %d: no body: %w", uid, errCorrupt)
 				}
-				msg.Body = bytes.Clone(b)
+				switch {
+				case opts.Body:
+					msg.Body = bytes.Clone(b)
+					if opts.Header {
+						n := headerLen(msg.Body)
+						msg.Header = msg.Body[:n:n]
+					}
+				default:
+					msg.Header = bytes.Clone(b[:headerLen(b)])
+				}
 			}
 			msgs = append(msgs, msg)
 		}
@@ -494,6 +503,25 @@ func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64,
 		return nil, fmt.Errorf("storage: messages: %w", err)
 	}
 	return msgs, nil
+}
+
+// headerLen is the length of raw's header with the empty line that ends
+// it: where textproto.ReadHeader stops reading, lines ending in LF or CRLF.
+func headerLen(raw []byte) int {
+	switch {
+	case bytes.HasPrefix(raw, []byte("\n")):
+		return 1
+	case bytes.HasPrefix(raw, []byte("\r\n")):
+		return 2
+	}
+	n := len(raw)
+	if i := bytes.Index(raw, []byte("\n\r\n")); i >= 0 {
+		n = i + 3
+	}
+	if i := bytes.Index(raw[:n], []byte("\n\n")); i >= 0 {
+		n = i + 2
+	}
+	return n
 }
 
 // sortedUIDs returns uids ascending without duplicates or zeros, so that

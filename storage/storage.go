@@ -288,6 +288,11 @@ type LoadOptions struct {
 	Envelope      bool
 	BodyStructure bool
 	Body          bool // the raw message
+	// Header loads Message.Header, the start of the raw message up to
+	// and including the empty line that ends its header (all of it when
+	// no line is empty): what header SEARCH criteria read, without
+	// copying the body.
+	Header bool
 }
 
 // Message is one stored message.
@@ -299,6 +304,7 @@ type Message struct {
 	Envelope      *imap.Envelope     // when loaded
 	BodyStructure imap.BodyStructure // when loaded
 	Body          []byte             // when loaded
+	Header        []byte             // when loaded (see LoadOptions.Header)
 }
 
 // FlagUpdate is one message's flags after a StoreFlags.
