@@ -7,7 +7,6 @@ import base64
 import re
 import signal
 import socket
-import time
 
 from harness import LOOPBACK, PASSWORD, message, wait_for
 from test_queue import Relay, entry, entry_in, fast_queue

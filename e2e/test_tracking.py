@@ -13,44 +13,8 @@ import re
 import time
 import urllib.request
 
-from harness import (LOOPBACK, fetch, logout, message, ok, parse, select, status,
+from harness import (LOOPBACK, Idler, fetch, logout, message, ok, parse, select, status,
                      wait_for)
-
-
-class Idler:
-    """Raw IDLE (RFC 2177) on an imaplib connection."""
-
-    def __init__(self, c):
-        self.c, self.lines = c, []
-
-    def start(self):
-        self.tag = self.c._new_tag().decode()
-        self.c.send(f"{self.tag} IDLE\r\n".encode())
-        return self.expect(rb"^\+", 5)
-
-    def expect(self, pattern, timeout):
-        """Reads lines until one matches pattern or the deadline passes."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.c.sock.settimeout(left)
-            try:
-                line = self.c.readline()
-            except OSError:  # socket timeout: nothing arrived in time
-                return None
-            if not line:
-                return None
-            self.lines.append(line)
-            if re.search(pattern, line):
-                return line
-
-    def done(self):
-        self.c.send(b"DONE\r\n")
-        line = self.expect(rb"^" + self.tag.encode() + rb" ", 5)
-        self.c.sock.settimeout(15)
-        return line
 
 
 def sent_status(d, user):
