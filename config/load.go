@@ -156,6 +156,9 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load on data already read; name is used in error messages.
 func Parse(name string, data []byte) (*Config, error) {
+	if e := checkShape(name, data); e != nil {
+		return nil, joinErrors([]*Error{e})
+	}
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
