@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 
-.PHONY: all build run test unit fuzz e2e lint bench clean install check-systemd check-monitoring
+.PHONY: all build run test unit fuzz e2e lint bench clean install check-systemd check-monitoring imaptest
 
 all: build
 
@@ -75,3 +75,8 @@ check-monitoring:
 
 clean:
 	rm -rf bin
+
+## imaptest: Dovecot's IMAP compliance scripts against a fresh daemon per script group (not part of
+## `make test`: imaptest is built by hand with ../shared/tools/imaptest/build.sh; see e2e/imaptest.py)
+imaptest: build
+	POCHTA_BIN=$(CURDIR)/$(BIN) python3 e2e/imaptest.py
