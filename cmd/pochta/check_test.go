@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"github.com/pochta/pochta/storage"
 )
@@ -133,5 +135,52 @@ func TestCheckFindsAndRepairsADamagedRecordWithAndWithoutTheDaemon(t *testing.T)
 	code, stdout, _ := pochta(t, "", "status", "--json", "--config", cfg)
 	if code != 0 || !strings.Contains(stdout, `"messages": 2`) {
 		t.Errorf("status after repair: exit %d, %s; want 2 messages", code, stdout)
+	}
+}
+
+func TestBackupRemovesTheTemporaryFileOfAKilledBackupButNotOfARunningOne(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", "alice@example.test", "--password-stdin", "--config", cfg); code != 0 {
+		t.Fatalf("user add: exit %d: %s", code, stderr)
+	}
+	backups := filepath.Join(dir, "backups")
+	if err := os.MkdirAll(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	killed := filepath.Join(backups, ".pochta-backup-111")
+	running := filepath.Join(backups, ".pochta-backup-222")
+	for _, name := range []string{killed, running} {
+		if err := os.WriteFile(name, []byte("half a database"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(name, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backup still running holds the lock on its file.
+	holder, err := os.Open(running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := unix.Flock(int(holder.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, stderr := pochta(t, "", "backup", backups, "--config", cfg)
+	if code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(killed); !errors.Is(err, os.ErrNotExist) || !strings.Contains(stderr, killed) {
+		t.Errorf("the killed backup's temporary file is still there (%v), stderr %q", err, stderr)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Errorf("the running backup's temporary file was removed: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(backups, "pochta-*.db"))
+	if len(left) != 1 {
+		t.Errorf("backups written: %v, want one", left)
 	}
 }
