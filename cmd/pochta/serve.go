@@ -112,7 +112,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// store closes.
 	var q *queue.Queue
 	if cfg.EmailQueue.Enabled {
-		if q, err = startQueue(ctx, cfg, store, reg, logger); err != nil {
+		if q, err = startQueue(ctx, cfg, store, reg, counts.Queue(), logger); err != nil {
 			return err
 		}
 		defer q.Close()
