@@ -51,18 +51,21 @@ func (l *credListener) Accept() (net.Conn, error) {
 		} else {
 			reason = fmt.Sprintf("user %d may not administer this daemon: only root and the user it runs as (uid %d) may", uid, l.self)
 		}
-		l.log.Warn("control: connection refused", "reason", reason)
-		go refuse(c, reason)
+		go refuse(c, reason, l.log)
 	}
 }
 
 // refuse answers the first request on c with 403 and reason, then closes c.
 // The request head is read first (at most 8 KiB), so that the client sees
-// the answer rather than a reset.
-func refuse(c net.Conn, reason string) {
+// the answer rather than a reset. Only a connection that sent a request is
+// logged: the CLI's Dial probes the socket with an empty connection first.
+func refuse(c net.Conn, reason string, log *slog.Logger) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	_, _ = http.ReadRequest(bufio.NewReader(io.LimitReader(c, 8<<10)))
+	if _, err := http.ReadRequest(bufio.NewReader(io.LimitReader(c, 8<<10))); err != nil {
+		return
+	}
+	log.Warn("control: connection refused", "reason", reason)
 	body := fmt.Sprintf(`{"error":%q}`+"\n", "control socket: "+reason)
 	fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
 }

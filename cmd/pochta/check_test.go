@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
+	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -182,5 +183,17 @@ func TestBackupRemovesTheTemporaryFileOfAKilledBackupButNotOfARunningOne(t *test
 	left, _ := filepath.Glob(filepath.Join(backups, "pochta-*.db"))
 	if len(left) != 1 {
 		t.Errorf("backups written: %v, want one", left)
+	}
+}
+
+func TestDevelopmentBannerPrintsTheAbsoluteDataPath(t *testing.T) {
+	var out strings.Builder
+	printDevelopmentHint(&out, config.Development())
+	abs, err := filepath.Abs("data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "data in "+abs) {
+		t.Errorf("banner:\n%s\nwant the data path %s", out.String(), abs)
 	}
 }
