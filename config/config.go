@@ -121,6 +121,10 @@ type EmailQueue struct {
 	RetryMin            Duration `toml:"retry_min"`
 	RetryMax            Duration `toml:"retry_max"`
 	HealthCheckInterval Duration `toml:"health_check_interval"`
+	// RelayAlertInterval is the least time between two "Mail relay is
+	// down"/"back online" pairs; a relay flapping faster is logged and
+	// counted instead.
+	RelayAlertInterval Duration `toml:"relay_alert_interval"`
 }
 
 // EmailLimit is [email_limit]: daily relay limits, mirroring the legacy
@@ -219,6 +223,7 @@ func Defaults() *Config {
 			RetryMin:            Duration{5 * time.Minute},
 			RetryMax:            Duration{4 * time.Hour},
 			HealthCheckInterval: Duration{time.Minute},
+			RelayAlertInterval:  Duration{time.Hour},
 		},
 		EmailLimit: EmailLimit{
 			SystemLimit: 0,

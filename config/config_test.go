@@ -143,6 +143,7 @@ trace_users = ["alice@corp.test"]
 			RelayPasswordFile: "/etc/pochta/relay.pass", MaxAttempts: 3, DelayNoticeAfter: 0,
 			RetryMin: Duration{time.Minute}, RetryMax: Duration{36 * time.Hour},
 			HealthCheckInterval: Duration{30 * time.Second},
+			RelayAlertInterval:  Duration{time.Hour},
 		},
 		EmailLimit: EmailLimit{SystemLimit: 10000, UserLimit: 0, Timezone: "Europe/Berlin"},
 		Alerts:     Alerts{Admins: []string{"ops@corp.test"}},

@@ -178,6 +178,9 @@ func (c *Config) validate() []*Error {
 	if q.HealthCheckInterval.Duration <= 0 {
 		v.fail("must be positive", "email_queue.health_check_interval")
 	}
+	if q.RelayAlertInterval.Duration <= 0 {
+		v.fail("must be positive", "email_queue.relay_alert_interval")
+	}
 
 	l := c.EmailLimit
 	if l.SystemLimit < 0 {

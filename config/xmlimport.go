@@ -34,6 +34,11 @@ import (
 // few kilobytes, and anything this large is the wrong file.
 const maxXMLSize = 8 << 20
 
+// maxXMLDepth bounds element nesting. A real config.xml is four or five
+// levels deep; without a bound a 200,000-deep file made the import build
+// a path string per level (quadratic) and recurse that deep.
+const maxXMLDepth = 64
+
 // Import is the result of ImportXML: the translated configuration, where
 // each imported key came from, and the warnings for what was left out.
 type Import struct {
@@ -205,6 +210,10 @@ func parseXML(name string, data []byte) (*xmlNode, error) {
 		case xml.StartElement:
 			// The whitespace before an element is a token of its own, so
 			// the position read before this token is where "<" stands.
+			if len(stack) >= maxXMLDepth {
+				return nil, joinErrors([]*Error{{File: name, Line: line,
+					Msg: fmt.Sprintf("elements nested more than %d deep; a config.xml is a few levels deep (is this the right file?)", maxXMLDepth)}})
+			}
 			n := &xmlNode{name: t.Name.Local, line: line, attrs: t.Attr}
 			if len(stack) == 0 {
 				if root != nil {

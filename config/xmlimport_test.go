@@ -269,3 +269,30 @@ func TestRelayTLSModeFollowsThePortForPlainOnOff(t *testing.T) {
 		}
 	}
 }
+
+func TestImportXMLRefusesDeepNestingQuicklyNamingTheLine(t *testing.T) {
+	const depth = 200000
+	var b strings.Builder
+	b.WriteString("<configuration>\n")
+	for i := 0; i < depth; i++ {
+		b.WriteString("<a>")
+		if i == 70 {
+			b.WriteString("\n")
+		}
+	}
+	for i := 0; i < depth; i++ {
+		b.WriteString("</a>")
+	}
+	b.WriteString("\n</configuration>\n")
+	data := []byte(b.String())
+	var err error
+	// Allocation is the measure of work here, not the clock: the quadratic
+	// import allocated a path of every depth, gigabytes for this file.
+	allocs := testing.AllocsPerRun(1, func() { _, err = ImportXML("deep.xml", data) })
+	if err == nil || !strings.Contains(err.Error(), "deep.xml:2") || !strings.Contains(err.Error(), "nested more than") {
+		t.Fatalf("ImportXML of %d-deep XML: %v; want a nesting error at deep.xml:2", depth, err)
+	}
+	if allocs > 10000 {
+		t.Errorf("refusing the deep file took %.0f allocations, want a bounded few", allocs)
+	}
+}

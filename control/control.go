@@ -40,6 +40,9 @@ type API interface {
 	Status(ctx context.Context) (*Status, error)
 	// Backup writes a consistent copy of the database to w.
 	Backup(ctx context.Context, w io.Writer) (int64, error)
+	// Check reads every record and reports those it cannot decode; with
+	// repair it quarantines the bad messages (storage.Store.Check).
+	Check(ctx context.Context, repair bool) (*storage.CheckReport, error)
 }
 
 // UserInfo is one user as the CLI shows it.

@@ -33,6 +33,7 @@ var errorKinds = map[string]error{
 	"invalid":     storage.ErrInvalid,
 	"auth_failed": storage.ErrAuthFailed,
 	"closed":      storage.ErrClosed,
+	"damaged":     storage.ErrDamaged,
 }
 
 type errorBody struct {
@@ -55,6 +56,7 @@ func Handler(api API, logger *slog.Logger) http.Handler {
 	mux.HandleFunc("PATCH /v1/users/{address}/settings", h.settings)
 	mux.HandleFunc("GET /v1/status", h.status)
 	mux.HandleFunc("GET /v1/backup", h.backup)
+	mux.HandleFunc("POST /v1/check", h.check)
 	h.registerQueue(mux)
 	h.registerSent(mux)
 	return mux
@@ -118,6 +120,19 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	h.reply(w, s, err)
 }
 
+type checkRequest struct {
+	Repair bool `json:"repair"`
+}
+
+func (h *handler) check(w http.ResponseWriter, r *http.Request) {
+	var req checkRequest
+	if !h.decode(w, r, &req) {
+		return
+	}
+	rep, err := h.api.Check(r.Context(), req.Repair)
+	h.reply(w, rep, err)
+}
+
 func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	// Once the first byte is out the status is sent; a failure after that
@@ -169,7 +184,8 @@ func (h *handler) reply(w http.ResponseWriter, v any, err error) {
 
 // Listen creates the control socket at path with mode 0600, replacing a
 // stale socket left by a daemon that died. It refuses to replace a socket
-// another daemon still answers on.
+// another daemon still answers on. The listener accepts connections from
+// root and the daemon's own user only (peercred.go).
 func Listen(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
@@ -186,7 +202,7 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	return l, nil
+	return newCredListener(l), nil
 }
 
 // Client implements API over a running daemon's control socket.
@@ -283,6 +299,15 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
 		return n, fmt.Errorf("backup: daemon stopped after %d bytes (see its log)", n)
 	}
 	return n, nil
+}
+
+// Check implements API.
+func (c *Client) Check(ctx context.Context, repair bool) (*storage.CheckReport, error) {
+	var rep storage.CheckReport
+	if err := c.call(ctx, http.MethodPost, "/v1/check", checkRequest{Repair: repair}, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
 }
 
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {

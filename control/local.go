@@ -145,6 +145,15 @@ func (l *Local) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// Check implements API.
+func (l *Local) Check(ctx context.Context, repair bool) (*storage.CheckReport, error) {
+	rep, err := l.Store.Check(ctx, repair)
+	if err != nil {
+		return rep, fmt.Errorf("check: %w", err)
+	}
+	return rep, nil
+}
+
 // isLocal reports whether address is in one of the local domains.
 func (l *Local) isLocal(address string) bool {
 	if len(l.Domains) == 0 {

@@ -2,11 +2,15 @@
 go through the control socket) or not (they open the database): `user list
 --json` prints the same thing, `user passwd` changes the login password at
 once, `user del` removes the user (login and delivery fail afterwards).
-Operator mistakes get exit 1 with a message, usage errors exit 2."""
+Operator mistakes get exit 1 with a message, usage errors exit 2. Run from
+another directory (where the development config's ./data holds nothing) or
+with `--config /dev/null`, `status`, `user passwd` and `queue list` exit 1
+naming the absolute database path they looked at, and create no file."""
 import imaplib
 import json
 import os
 import stat
+import subprocess
 
 from harness import PASSWORD, logout, login_fails, message
 
@@ -104,3 +108,27 @@ def run(s):
     s.check("an unknown flag exits 2", r.returncode == 2, r.returncode)
     r = d.cli("user", "list", "--help", check=False)
     s.check("--help prints usage", "user list" in (r.stdout + r.stderr), (r.stdout + r.stderr)[:200])
+
+    # From another directory, with the daemon running elsewhere: no new
+    # empty database answering "users: 0", but a pointer to the right one.
+    elsewhere = os.path.join(s.tmp, "elsewhere")
+    os.makedirs(elsewhere)
+    env = {k: v for k, v in os.environ.items() if k != "POCHTA_CONFIG"}
+    looked = os.path.join(elsewhere, "data", "pochta.db")
+    system_db = "/var/lib/pochta/pochta.db"
+    system_db_existed = os.path.exists(system_db)
+    for args, stdin in ((["status"], None), (["user", "passwd", bob, "--password-stdin"], "x-Pass-12345\n"),
+                        (["queue", "list"], None)):
+        r = subprocess.run([d.bin, *args], cwd=elsewhere, env=env, input=stdin, capture_output=True, text=True,
+                           timeout=30)
+        s.check(f"pochta {' '.join(args[:2])} from another directory exits 1 naming the path it looked at and --config",
+                r.returncode == 1 and looked in r.stderr and "--config" in r.stderr,
+                f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
+        r = subprocess.run([d.bin, *args, "--config", "/dev/null"], cwd=elsewhere, env=env, input=stdin,
+                           capture_output=True, text=True, timeout=30)
+        if not system_db_existed:
+            s.check(f"pochta {' '.join(args[:2])} --config /dev/null exits 1 naming /var/lib/pochta/pochta.db",
+                    r.returncode == 1 and system_db in r.stderr, f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
+    s.check("nothing was created in the other directory", os.listdir(elsewhere) == [], os.listdir(elsewhere))
+    if not system_db_existed:
+        s.check("--config /dev/null created no /var/lib/pochta/pochta.db", not os.path.exists(system_db))

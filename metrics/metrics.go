@@ -31,6 +31,8 @@ type Metrics struct {
 	connectionsRefused *prometheus.CounterVec
 	authThrottled      *prometheus.CounterVec
 	commandsDelayed    *prometheus.CounterVec
+
+	queue *Queue // queue.go
 }
 
 // New creates the metrics and registers them on reg. databasePath is the
@@ -90,6 +92,7 @@ func New(reg prometheus.Registerer, databasePath string) *Metrics {
 	reg.MustRegister(m.smtpConnections, m.smtpReceived, m.smtpBytes, m.smtpRejected, m.localDeliveries,
 		m.authFailures, m.imapOpen, m.imapCommands, m.panics,
 		m.connectionsRefused, m.authThrottled, m.commandsDelayed)
+	m.queue = newQueue(reg)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pochta_storage_file_size_bytes",
 		Help: "Size of the bbolt database file.",

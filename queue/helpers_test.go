@@ -316,24 +316,6 @@ func selfSigned(t *testing.T) (*tls.Config, *x509.CertPool) {
 
 // --- the queue under test ---------------------------------------------------
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 type env struct {
 	t     *testing.T
 	path  string

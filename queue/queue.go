@@ -30,7 +30,12 @@
 //     message's fault: no attempt is spent, the queue pauses, the admins get
 //     "Mail relay is down" once, and the relay is probed (connect, TLS, AUTH,
 //     QUIT) every HealthCheckInterval; the first complete answer gives "Mail
-//     relay is back online" and the queue resumes. A refused login (5xx to
+//     relay is back online" and the queue resumes. The pair is mailed at
+//     most once per RelayAlertInterval: a relay that flaps is down again
+//     within the interval is logged and counted
+//     (pochta_relay_alerts_suppressed_total), not mailed, and so is its
+//     coming back; if it is still down when the interval ends, the admins
+//     get "Mail relay is down" then. A refused login (5xx to
 //     AUTH), a failed TLS handshake, a relay without STARTTLS or AUTH when
 //     they are configured, or a 5xx greeting is a settings problem: "Cannot
 //     connect to the mail relay" once, and the same pause. The state is
@@ -96,6 +101,7 @@ const (
 	DefaultRetryMin            = 5 * time.Minute
 	DefaultRetryMax            = 4 * time.Hour
 	DefaultHealthCheckInterval = time.Minute
+	DefaultRelayAlertInterval  = time.Hour
 	DefaultConcurrency         = 4
 	// RFC 5321 4.5.3.2 recommends 5 minutes for the replies to commands and
 	// 10 for the reply to the end of DATA.
@@ -135,6 +141,9 @@ type Options struct {
 	DelayNoticeAfter    int
 	RetryMin, RetryMax  time.Duration
 	HealthCheckInterval time.Duration
+	// RelayAlertInterval is the least time between two "Mail relay is
+	// down" alerts (each with its "back online"); 0 means one hour.
+	RelayAlertInterval time.Duration
 
 	// SystemLimit and UserLimit are relayed messages per day; 0 is no
 	// limit. Location is where days begin (nil: time.Local).
@@ -149,11 +158,24 @@ type Options struct {
 
 	// Now is the clock (tests move days with it); nil means time.Now.
 	Now func() time.Time
+	// Metrics receives the counts package metrics keeps; nil means none.
+	Metrics Metrics
 	// Registerer receives the queue's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger receives the log lines; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Metrics receives the queue's counts that package metrics registers.
+type Metrics interface {
+	// RelayAlertSuppressed counts a relay change not mailed to the
+	// admins; alert is "down" or "back".
+	RelayAlertSuppressed(alert string)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) RelayAlertSuppressed(string) {}
 
 // Queue relays queued mail. Create it with New, then Start it; Close stops
 // it.
@@ -167,6 +189,12 @@ type Queue struct {
 	m     *queueMetrics
 
 	wake chan struct{}
+
+	// alertMu orders the relay alert decisions (relayFailed, relayBack)
+	// with their store writes, and guards what the admins were told.
+	alertMu  sync.Mutex
+	recorded string    // the health last stored: what the admins were told
+	lastDown time.Time // q.now() of the last "Mail relay is down" mailed
 
 	mu        sync.Mutex
 	inflight  map[uint64]bool
@@ -213,7 +241,7 @@ func New(opts Options) (*Queue, error) {
 // with the settings they started with.
 func (q *Queue) Reconfigure(opts Options) error {
 	cur := q.opt()
-	opts.Store, opts.Now, opts.Registerer, opts.Logger = cur.Store, cur.Now, nil, cur.Logger
+	opts.Store, opts.Now, opts.Registerer, opts.Logger, opts.Metrics = cur.Store, cur.Now, nil, cur.Logger, cur.Metrics
 	o, err := normalize(opts)
 	if err != nil {
 		return err
@@ -266,6 +294,7 @@ func normalize(opts Options) (Options, error) {
 	setDefault(&o.RetryMax, DefaultRetryMax)
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
 	setDefault(&o.HealthCheckInterval, DefaultHealthCheckInterval)
+	setDefault(&o.RelayAlertInterval, DefaultRelayAlertInterval)
 	setDefault(&o.Concurrency, DefaultConcurrency)
 	setDefault(&o.DialTimeout, DefaultDialTimeout)
 	setDefault(&o.CommandTimeout, DefaultCommandTimeout)
@@ -275,6 +304,9 @@ func normalize(opts Options) (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -296,6 +328,9 @@ func (q *Queue) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
+	q.alertMu.Lock() // before q.mu, as in relayFailed
+	q.recorded = state
+	q.alertMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.started {
@@ -468,12 +503,15 @@ func (q *Queue) probe(ctx context.Context) {
 }
 
 // relayFailed pauses the queue and alerts the admins once per change of
-// state.
+// state, at most once per RelayAlertInterval for "down".
 func (q *Queue) relayFailed(f *failure) {
 	state := relayDown
 	if f.fault == faultSettings {
 		state = relaySettings
 	}
+	q.alertMu.Lock()
+	defer q.alertMu.Unlock()
+	now := q.now()
 	q.mu.Lock()
 	prev := q.state
 	q.state = state
@@ -481,21 +519,40 @@ func (q *Queue) relayFailed(f *failure) {
 		q.nextProbe = time.Now().Add(q.opt().HealthCheckInterval)
 	}
 	q.mu.Unlock()
+	quiet := state == relayDown && !q.lastDown.IsZero() && now.Sub(q.lastDown) < q.opt().RelayAlertInterval
 	q.m.relayUp.Set(0)
-	if prev == state {
+	if prev != state {
+		q.log.Warn("queue paused: the mail relay is not usable", "relay", q.opt().Relay, "state", stateName(state), "err", f.text)
+		q.Wake()
+	}
+	switch {
+	case q.recorded == state:
+		return // the admins know
+	case quiet:
+		if prev != state {
+			q.log.Info("queue: relay alert not mailed: the relay went down again within relay_alert_interval",
+				"alert", SubjectRelayDown, "last_alert", q.lastDown, "relay_alert_interval", q.opt().RelayAlertInterval)
+			q.opt().Metrics.RelayAlertSuppressed("down")
+		}
 		return
 	}
-	q.log.Warn("queue paused: the mail relay is not usable", "relay", q.opt().Relay, "state", stateName(state), "err", f.text)
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	if _, err := q.store.SetRelayState(ctx, state, q.relayAlert(state, f.text)); err != nil {
 		q.log.Error("queue: recording the relay state failed", "state", stateName(state), "err", err)
+		return
 	}
-	q.Wake()
+	q.recorded = state
+	if state == relayDown {
+		q.lastDown = now
+	}
 }
 
-// relayBack resumes the queue after the relay answered.
+// relayBack resumes the queue after the relay answered. "Back online" is
+// mailed only when the admins were told it was not.
 func (q *Queue) relayBack() {
+	q.alertMu.Lock()
+	defer q.alertMu.Unlock()
 	q.mu.Lock()
 	prev := q.state
 	q.state = relayUp
@@ -505,12 +562,19 @@ func (q *Queue) relayBack() {
 		return
 	}
 	q.log.Info("queue resumed: the mail relay answers again", "relay", q.opt().Relay)
+	q.Wake()
+	if q.recorded == relayUp {
+		q.log.Info("queue: relay alert not mailed: its down alert was not mailed either", "alert", SubjectRelayBack)
+		q.opt().Metrics.RelayAlertSuppressed("back")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 	defer cancel()
 	if _, err := q.store.SetRelayState(ctx, relayUp, q.relayAlert(relayUp, "")); err != nil {
 		q.log.Error("queue: recording the relay state failed", "state", "up", "err", err)
+		return
 	}
-	q.Wake()
+	q.recorded = relayUp
 }
 
 func stateName(s string) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/pochta/pochta/internal/testclock"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -189,7 +190,7 @@ func TestOnlyPendingRecipientsAreRetried(t *testing.T) {
 }
 
 func TestAPermanentFailureStaysFinalAcrossARestart(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC))
 	e := newEnv(t, func(o *Options) {
 		o.RetryMin, o.RetryMax, o.Now = time.Hour, time.Hour, clock.Now
 	})
@@ -374,7 +375,7 @@ func TestRelaysOverSTARTTLSAndImplicitTLS(t *testing.T) {
 
 func TestDailyLimitsHoldMailUntilTheNextDay(t *testing.T) {
 	zone := time.FixedZone("UTC+3", 3*3600)
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 22, 0, 0, 0, zone)}
+	clock := testclock.New(time.Date(2030, 1, 1, 22, 0, 0, 0, zone))
 	e := newEnv(t, func(o *Options) {
 		o.SystemLimit, o.UserLimit = 3, 1
 		o.Location, o.Now = zone, clock.Now

@@ -40,9 +40,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +57,16 @@ import (
 // ErrLocked is returned (wrapped) by Open when another process holds the
 // database. The CLI uses it to decide to talk to the running daemon instead.
 var ErrLocked = errors.New("database is in use by another process")
+
+// ErrNoDatabase is returned (wrapped) by Open with Options.MustExist when
+// there is no database at the path.
+var ErrNoDatabase = errors.New("no database")
+
+// ErrDamaged is returned (wrapped) when the file is not a bbolt database
+// (empty, or something else) or bbolt finds it damaged. The error text
+// names the file and says what to do: run `pochta check`, or restore a
+// backup.
+var ErrDamaged = errors.New("the database is damaged")
 
 const schemaVersion = 1
 
@@ -88,6 +100,10 @@ type Options struct {
 	// MaxBatchBytes bounds the message bytes written in one shared
 	// transaction; 0 means 32 MiB. A single larger request still runs.
 	MaxBatchBytes int
+	// MustExist makes Open fail with ErrNoDatabase instead of creating a
+	// new, empty database where none exists. Only the commands that are
+	// meant to start a store (serve, user add) leave it false.
+	MustExist bool
 }
 
 type boltStore struct {
@@ -111,9 +127,11 @@ type boltStore struct {
 	listeners []func(Event)
 }
 
-// Open opens (creating if needed) the bbolt database at path. When another
-// process has it open, Open fails after Options.LockTimeout with an error
-// wrapping ErrLocked.
+// Open opens (creating if needed, unless Options.MustExist) the bbolt
+// database at path. When another process has it open, Open fails after
+// Options.LockTimeout with an error wrapping ErrLocked. A file that exists
+// but is empty or not a bbolt database is refused (ErrDamaged), never
+// initialised over; so is a file bbolt cannot read.
 func Open(path string, opts Options) (Store, error) {
 	return openBolt(path, opts)
 }
@@ -134,23 +152,32 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
 		return nil, fmt.Errorf("storage: password cost %d: %w", cost, ErrInvalid)
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	switch err := checkFile(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		if opts.MustExist {
+			return nil, fmt.Errorf("storage: %s: %w", path, ErrNoDatabase)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("storage: create directory: %w", err)
 		}
+	case err != nil:
+		return nil, err
 	}
 	// The timeout turns a second process into a clear error instead of a
 	// hang; the default fsync on commit (NoSync false) is what makes an
 	// acknowledged message durable.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := openRecovering(path, timeout)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("storage: open %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+		return nil, err
 	}
-	if err := initSchema(db); err != nil {
+	if err := guard(path, func() error { return initSchema(db) }); err != nil {
 		db.Close()
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
 	// Unknown users are compared against this hash so that Authenticate
@@ -179,6 +206,87 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 	}
 	go s.runWriter()
 	return s, nil
+}
+
+// bboltMagic opens every bbolt meta page, after the 16-byte page header.
+const bboltMagic = 0xED0CDAED
+
+// checkFile refuses a file that is not a bbolt database before bolt.Open
+// sees it: bolt.Open would initialise an empty file as a new store, so a
+// database truncated to zero bytes would silently become an empty one.
+// The magic is looked for in both meta pages (at 0 and at the page size),
+// since bbolt itself survives one damaged meta page.
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("storage: %s is a directory, not a database file: %w", path, ErrInvalid)
+	}
+	if fi.Size() == 0 {
+		return fmt.Errorf("storage: %s is an empty file, not a pochta database (a full disk or a crash may have truncated it); "+
+			"restore it from a backup, or remove it to start with an empty store: %w", path, ErrDamaged)
+	}
+	head := make([]byte, 20)
+	for _, off := range []int64{0, 4096, int64(os.Getpagesize()), 16384, 65536} {
+		if n, _ := f.ReadAt(head, off); n == len(head) && binary.LittleEndian.Uint32(head[16:]) == bboltMagic {
+			return nil
+		}
+	}
+	return fmt.Errorf("storage: %s is not a pochta database (not a bbolt file); check [message_server] database, "+
+		"or restore the file from a backup: %w", path, ErrDamaged)
+}
+
+// damagedError is the one message a person gets for a file bbolt cannot
+// read: which file, and what to do about it.
+func damagedError(path string, cause any) error {
+	return fmt.Errorf("storage: %s is damaged (%v); run `pochta check` to find and quarantine the damaged records, "+
+		"or restore the file from a backup: %w", path, cause, ErrDamaged)
+}
+
+// guard runs fn, turning a bbolt panic on a damaged page (bbolt panics on
+// pages it cannot interpret, and a page pointer past the file faults) into
+// a damaged-database error, so one bad page fails one request, not the
+// daemon.
+func guard(path string, fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = damagedError(path, p)
+		}
+	}()
+	return fn()
+}
+
+// openRecovering is bolt.Open with its errors and panics on a damaged file
+// turned into ErrDamaged (it reads the meta pages and the freelist).
+func openRecovering(path string, timeout time.Duration) (db *bolt.DB, err error) {
+	err = guard(path, func() error {
+		var oerr error
+		db, oerr = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+		return oerr
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("storage: open %s: %w", path, ErrLocked)
+	case errors.Is(err, ErrDamaged):
+		return nil, err
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
+		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
+		return nil, damagedError(path, err)
+	}
+	return nil, fmt.Errorf("storage: open %s: %w", path, err)
 }
 
 func initSchema(db *bolt.DB) error {
@@ -235,7 +343,7 @@ func (s *boltStore) view(ctx context.Context, fn func(tx *bolt.Tx) error) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := s.db.View(fn)
+	err := guard(s.path, func() error { return s.db.View(fn) })
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}

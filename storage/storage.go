@@ -130,6 +130,10 @@ type Store interface {
 	Backup(ctx context.Context, w io.Writer) (int64, error)
 	// Stats returns store-wide figures.
 	Stats(ctx context.Context) (*Stats, error)
+	// Check reads every user, mailbox and message record and reports those
+	// it cannot decode; with repair it moves the bad messages into a
+	// quarantine nothing serves (check.go).
+	Check(ctx context.Context, repair bool) (*CheckReport, error)
 	// Close waits for pending writes and closes the database.
 	Close() error
 }

@@ -109,6 +109,7 @@ func (r *request) finish(err error) {
 // exec runs the request's func in tx, turning a panic into an error so that
 // one bad request cannot take the writer (and every mailbox) down.
 func (s *boltStore) exec(r *request, tx *bolt.Tx) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a page pointer past the map
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("storage: write request panicked", "panic", p, "stack", string(debug.Stack()))
@@ -185,7 +186,8 @@ func (s *boltStore) commit(reqs []*request) bool {
 			return true
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := guard(s.path, tx.Commit); err != nil {
+		_ = guard(s.path, tx.Rollback) // after a panic in Commit; otherwise ErrTxClosed
 		for _, r := range reqs {
 			r.finish(fmt.Errorf("storage: commit: %w", err))
 		}

@@ -88,12 +88,30 @@ func (m *Manager) Reload() error {
 
 // TLSConfig returns a server tls.Config using the current certificate.
 // Each call returns a new tls.Config the caller may adjust.
+// TLS 1.2 is offered with forward-secret AEAD suites only (ECDHE with
+// AES-GCM or ChaCha20-Poly1305, as Mozilla's "intermediate" profile); TLS
+// 1.3 suites are not configurable in Go and are all AEAD with ECDHE.
 func (m *Manager) TLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: TLS12CipherSuites(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return m.cert.Load(), nil
 		},
+	}
+}
+
+// TLS12CipherSuites are the suites offered to TLS 1.2 clients: ECDHE key
+// exchange (forward secrecy) with an AEAD cipher. No CBC, no SHA-1 MAC, no
+// RSA key exchange.
+func TLS12CipherSuites() []uint16 {
+	return []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 	}
 }
 

@@ -268,3 +268,50 @@ func TestReloadServesTheNewCertificateToNewConnections(t *testing.T) {
 		t.Error("a failed Reload replaced the working certificate")
 	}
 }
+
+func TestTLS12OffersOnlyForwardSecretAEADSuites(t *testing.T) {
+	m, err := Load("", "", t.TempDir(), "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveGreeting(t, m.TLSConfig())
+	roots := x509.NewCertPool()
+	roots.AddCert(m.Certificate().Leaf)
+	dial := func(suite uint16) (uint16, error) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+			RootCAs: roots, ServerName: "mail.example.test",
+			MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite},
+		})
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		return conn.ConnectionState().CipherSuite, nil
+	}
+	for _, suite := range []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,    // CBC with a SHA-1 MAC
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, // CBC
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,         // no forward secrecy
+		tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	} {
+		if _, err := dial(suite); err == nil {
+			t.Errorf("a TLS 1.2 client offering only %s completed the handshake", tls.CipherSuiteName(suite))
+		}
+	}
+	for _, suite := range []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	} {
+		got, err := dial(suite)
+		if err != nil || got != suite {
+			t.Errorf("a TLS 1.2 client offering %s: suite %s, error %v; want that suite", tls.CipherSuiteName(suite), tls.CipherSuiteName(got), err)
+		}
+	}
+	for _, suite := range m.TLSConfig().CipherSuites {
+		name := tls.CipherSuiteName(suite)
+		if !strings.HasPrefix(name, "TLS_ECDHE_") || !(strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20")) {
+			t.Errorf("configured suite %s is not ECDHE with AEAD", name)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pochta/pochta/control"
 )
 
@@ -49,6 +51,9 @@ func backupCommand() *command {
 		minArgs: 1, maxArgs: 1,
 		run: func(ctx context.Context, e *env, args []string) error {
 			return withAPI(e, func(api control.API) error {
+				for _, stale := range removeStaleBackups(args[0]) {
+					fmt.Fprintf(e.stderr, "removed %s, left by a backup that did not finish\n", stale)
+				}
 				path, n, err := writeBackup(ctx, api, args[0])
 				if err != nil {
 					return err
@@ -68,11 +73,17 @@ func writeBackup(ctx context.Context, api control.API, dir string) (string, int6
 		return "", 0, fmt.Errorf("backup directory: %w", err)
 	}
 	final := filepath.Join(dir, "pochta-"+time.Now().UTC().Format("20060102T150405Z")+".db")
-	f, err := os.CreateTemp(dir, ".pochta-backup-*")
+	f, err := os.CreateTemp(dir, backupTempPattern)
 	if err != nil {
 		return "", 0, fmt.Errorf("backup: %w", err)
 	}
 	defer os.Remove(f.Name()) // no-op after the rename
+	// Held until the process ends, however it ends: the lock is how the
+	// next backup tells a running one from one that was killed.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return "", 0, fmt.Errorf("backup: lock %s: %w", f.Name(), err)
+	}
 	n, err := api.Backup(ctx, f)
 	if err == nil {
 		err = f.Sync()
@@ -90,6 +101,37 @@ func writeBackup(ctx context.Context, api control.API, dir string) (string, int6
 		return "", n, fmt.Errorf("backup: %w", err)
 	}
 	return final, n, nil
+}
+
+// backupTempPattern names a backup being written (os.CreateTemp pattern).
+const backupTempPattern = ".pochta-backup-*"
+
+// staleBackupAge is how old an unlocked temporary file must be before it is
+// taken for a leftover: a backup locks its file right after creating it,
+// and the age closes that moment's gap.
+const staleBackupAge = time.Minute
+
+// removeStaleBackups deletes the temporary files that killed backups left
+// in dir (a killed process loses its lock; a running backup keeps it) and
+// returns their names. Errors only mean a file stays for the next time.
+func removeStaleBackups(dir string) []string {
+	names, _ := filepath.Glob(filepath.Join(dir, backupTempPattern))
+	var removed []string
+	for _, name := range names {
+		fi, err := os.Lstat(name)
+		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < staleBackupAge {
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && os.Remove(name) == nil {
+			removed = append(removed, name)
+		}
+		f.Close()
+	}
+	return removed
 }
 
 func versionCommand() *command {

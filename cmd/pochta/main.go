@@ -49,6 +49,7 @@ type opts struct {
 	status        string
 	source        string
 	user          string
+	repair        bool
 }
 
 // env is what a running command sees.
@@ -68,7 +69,7 @@ func commands() []*command {
 	cmds := []*command{
 		serveCommand(),
 		userAddCommand(), userPasswdCommand(), userDelCommand(), userListCommand(), userSettingsCommand(),
-		statusCommand(), backupCommand(), sentStatusCommand(),
+		statusCommand(), backupCommand(), sentStatusCommand(), checkCommand(),
 		configCheckCommand(), configImportCommand(),
 		queueListCommand(), queueShowCommand(), queueResendCommand(), queueDeleteCommand(),
 		versionCommand(),

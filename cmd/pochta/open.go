@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
@@ -24,8 +25,30 @@ func loadConfig(e *env) (*config.Config, error) {
 }
 
 // adminAPI returns the control API of the running daemon, or, when none
-// runs, one working on the database directly. close releases it.
+// runs, one working on the database directly. close releases it. Where no
+// database exists it fails (noDatabaseError) rather than create one: a
+// command run from the wrong directory must not answer from a new, empty
+// store as if every user were gone.
 func adminAPI(cfg *config.Config) (api control.API, close func(), err error) {
+	return openAdminAPI(cfg, false)
+}
+
+// withAPICreating is withAPI for the one admin command that may start a
+// store, `user add`: with no database yet, it creates one.
+func withAPICreating(e *env, fn func(control.API) error) error {
+	cfg, err := loadConfig(e)
+	if err != nil {
+		return err
+	}
+	api, done, err := openAdminAPI(cfg, true)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(api)
+}
+
+func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(), err error) {
 	client, err := control.Dial(cfg.SocketPath())
 	if err == nil {
 		return client, func() {}, nil
@@ -33,11 +56,16 @@ func adminAPI(cfg *config.Config) (api control.API, close func(), err error) {
 	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("data directory: %w", err)
+	if create {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("data directory: %w", err)
+		}
 	}
-	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: slog.New(slog.DiscardHandler)})
+	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: slog.New(slog.DiscardHandler), MustExist: !create})
 	if err != nil {
+		if errors.Is(err, storage.ErrNoDatabase) {
+			return nil, nil, noDatabaseError(cfg)
+		}
 		if errors.Is(err, storage.ErrLocked) {
 			return nil, nil, fmt.Errorf("the database %s is held by a running daemon, but its control socket %s does not answer: %w",
 				cfg.DatabasePath(), cfg.SocketPath(), err)
@@ -52,4 +80,18 @@ func adminAPI(cfg *config.Config) (api control.API, close func(), err error) {
 		Domains:         cfg.Domains,
 	}
 	return local, func() { store.Close() }, nil
+}
+
+// noDatabaseError says where the command looked and how to point it at the
+// right place.
+func noDatabaseError(cfg *config.Config) error {
+	path, err := filepath.Abs(cfg.DatabasePath())
+	if err != nil {
+		path = cfg.DatabasePath()
+	}
+	where := "give the configuration that names it with --config FILE (or $" + config.EnvVar + ")"
+	if !filepath.IsAbs(cfg.DataDir) {
+		where += fmt.Sprintf(", or run the command in the directory the daemon (`make run`) was started in: data_dir %q is relative to the current directory", cfg.DataDir)
+	}
+	return fmt.Errorf("no database at %s (this command does not create one); %s", path, where)
 }

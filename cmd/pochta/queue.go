@@ -237,12 +237,12 @@ func when(t *time.Time) string {
 }
 
 // startQueue starts the outbound queue of [email_queue] on store.
-func startQueue(ctx context.Context, cfg *config.Config, store storage.Store, reg prometheus.Registerer, logger *slog.Logger) (*queue.Queue, error) {
+func startQueue(ctx context.Context, cfg *config.Config, store storage.Store, reg prometheus.Registerer, counts queue.Metrics, logger *slog.Logger) (*queue.Queue, error) {
 	o, err := queueOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	o.Store, o.Registerer, o.Logger = store, reg, logger.With("component", "queue")
+	o.Store, o.Registerer, o.Metrics, o.Logger = store, reg, counts, logger.With("component", "queue")
 	q, err := queue.New(o)
 	if err != nil {
 		return nil, err
@@ -274,6 +274,7 @@ func queueOptions(cfg *config.Config) (queue.Options, error) {
 		RetryMin:            qc.RetryMin.Duration,
 		RetryMax:            qc.RetryMax.Duration,
 		HealthCheckInterval: qc.HealthCheckInterval.Duration,
+		RelayAlertInterval:  qc.RelayAlertInterval.Duration,
 		SystemLimit:         lc.SystemLimit,
 		UserLimit:           lc.UserLimit,
 		Location:            cfg.Location(),

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,7 +112,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// store closes.
 	var q *queue.Queue
 	if cfg.EmailQueue.Enabled {
-		if q, err = startQueue(ctx, cfg, store, reg, logger); err != nil {
+		if q, err = startQueue(ctx, cfg, store, reg, counts.Queue(), logger); err != nil {
 			return err
 		}
 		defer q.Close()
@@ -329,6 +330,10 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, *slog.LevelVar)
 
 func printDevelopmentHint(w io.Writer, cfg *config.Config) {
 	domain := cfg.Domains[0]
+	dataDir := cfg.DataDir
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs // admin commands run from elsewhere need --config or this directory
+	}
 	fmt.Fprintf(w, `
 pochta is running a development instance (no config file): data in %s.
 Create a first user in another terminal:
@@ -341,5 +346,5 @@ Then point a mail client at it (user name = the full address):
 The certificate is self-signed (%s/tls-cert.pem): accept it in the client.
 Stop with Ctrl-C.
 
-`, cfg.DataDir, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, cfg.DataDir)
+`, dataDir, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, dataDir)
 }

@@ -29,7 +29,7 @@ func userAddCommand() *command {
 			fs.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from the first line of standard input instead of prompting")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			return withAPI(e, func(api control.API) error {
+			return withAPICreating(e, func(api control.API) error {
 				password, err := readPassword(e)
 				if err != nil {
 					return err

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
+
+	"github.com/pochta/pochta/config"
+	"github.com/pochta/pochta/storage"
+)
+
+func TestAdminCommandsWithoutADatabaseSayWhereTheyLookedAndCreateNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	dbPath := filepath.Join(dir, "data", "pochta.db")
+	for _, args := range [][]string{
+		{"status"},
+		{"user", "list"},
+		{"user", "passwd", "alice@example.test", "--password-stdin"},
+		{"queue", "list"},
+		{"check"},
+		{"backup", filepath.Join(dir, "backups")},
+	} {
+		code, _, stderr := pochta(t, "a-long-password\n", append(args, "--config", cfg)...)
+		if code != exitError || !strings.Contains(stderr, "no database at "+dbPath) || !strings.Contains(stderr, "--config") {
+			t.Errorf("pochta %v without a database: exit %d, stderr %q; want 1 naming %s and --config", args, code, stderr, dbPath)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("pochta %v created the data directory (%v)", args, err)
+		}
+	}
+	if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", "alice@example.test", "--password-stdin", "--config", cfg); code != 0 {
+		t.Fatalf("user add (which may create the database): exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(dbPath); err != nil {
+		t.Fatalf("user add did not create the database: %v", err)
+	}
+}
+
+// spoilParsed overwrites one message's envelope record with garbage, with
+// bbolt directly, using the layout documented in storage/bolt.go.
+func spoilParsed(t *testing.T, dbPath, user string, box uint64, uid uint32) {
+	t.Helper()
+	db, err := bolt.Open(dbPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	id, key := make([]byte, 8), make([]byte, 4)
+	binary.BigEndian.PutUint64(id, box)
+	binary.BigEndian.PutUint32(key, uid)
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("users")).Bucket([]byte(user)).Bucket([]byte("boxes")).Bucket(id).Bucket([]byte("parsed"))
+		return b.Put(key, []byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type checkJSON struct {
+	Checked int `json:"checked"`
+	Bad     []struct {
+		User    string `json:"user"`
+		Mailbox string `json:"mailbox"`
+		UID     uint32 `json:"uid"`
+		Error   string `json:"error"`
+	} `json:"bad"`
+}
+
+func runCheck(t *testing.T, cfg string, args ...string) (int, checkJSON) {
+	t.Helper()
+	code, stdout, stderr := pochta(t, "", append([]string{"check", "--json", "--config", cfg}, args...)...)
+	var rep checkJSON
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("check --json printed %q (stderr %q): %v", stdout, stderr, err)
+	}
+	return code, rep
+}
+
+func TestCheckFindsAndRepairsADamagedRecordWithAndWithoutTheDaemon(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	dbPath := filepath.Join(dir, "data", "pochta.db")
+	if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", "alice@example.test", "--password-stdin", "--config", cfg); code != 0 {
+		t.Fatalf("user add: exit %d: %s", code, stderr)
+	}
+	store, err := storage.Open(dbPath, storage.Options{PasswordCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, s := range []string{"one", "two", "three"} {
+		if _, err := store.Append(ctx, "alice@example.test", "INBOX", &storage.NewMessage{Raw: []byte("Subject: " + s + "\r\n\r\n" + s + "\r\n")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	box, err := store.MailboxStatus(ctx, "alice@example.test", "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	if code, rep := runCheck(t, cfg); code != 0 || len(rep.Bad) != 0 || rep.Checked == 0 {
+		t.Fatalf("check of a sound database: exit %d, %+v", code, rep)
+	}
+	spoilParsed(t, dbPath, "alice@example.test", box.ID, 2)
+
+	// Without a daemon the CLI reads the file itself.
+	code, rep := runCheck(t, cfg)
+	if code != exitError || len(rep.Bad) != 1 || rep.Bad[0].User != "alice@example.test" || rep.Bad[0].Mailbox != "INBOX" || rep.Bad[0].UID != 2 || rep.Bad[0].Error == "" {
+		t.Fatalf("check without daemon: exit %d, %+v; want 1 and alice's INBOX UID 2", code, rep)
+	}
+
+	// With the daemon running, through its control socket.
+	startDaemon(t, cfg, filepath.Join(dir, "data"))
+	if code, rep := runCheck(t, cfg); code != exitError || len(rep.Bad) != 1 {
+		t.Fatalf("check through the daemon: exit %d, %+v", code, rep)
+	}
+	if code, rep := runCheck(t, cfg, "--repair"); code != 0 || len(rep.Bad) != 1 {
+		t.Fatalf("check --repair: exit %d, %+v; want 0 after quarantining the one bad record", code, rep)
+	}
+	if code, rep := runCheck(t, cfg); code != 0 || len(rep.Bad) != 0 {
+		t.Fatalf("check after repair: exit %d, %+v", code, rep)
+	}
+	code, stdout, _ := pochta(t, "", "status", "--json", "--config", cfg)
+	if code != 0 || !strings.Contains(stdout, `"messages": 2`) {
+		t.Errorf("status after repair: exit %d, %s; want 2 messages", code, stdout)
+	}
+}
+
+func TestBackupRemovesTheTemporaryFileOfAKilledBackupButNotOfARunningOne(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", "alice@example.test", "--password-stdin", "--config", cfg); code != 0 {
+		t.Fatalf("user add: exit %d: %s", code, stderr)
+	}
+	backups := filepath.Join(dir, "backups")
+	if err := os.MkdirAll(backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	killed := filepath.Join(backups, ".pochta-backup-111")
+	running := filepath.Join(backups, ".pochta-backup-222")
+	for _, name := range []string{killed, running} {
+		if err := os.WriteFile(name, []byte("half a database"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(name, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backup still running holds the lock on its file.
+	holder, err := os.Open(running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := unix.Flock(int(holder.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	code, _, stderr := pochta(t, "", "backup", backups, "--config", cfg)
+	if code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(killed); !errors.Is(err, os.ErrNotExist) || !strings.Contains(stderr, killed) {
+		t.Errorf("the killed backup's temporary file is still there (%v), stderr %q", err, stderr)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Errorf("the running backup's temporary file was removed: %v", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(backups, "pochta-*.db"))
+	if len(left) != 1 {
+		t.Errorf("backups written: %v, want one", left)
+	}
+}
+
+func TestDevelopmentBannerPrintsTheAbsoluteDataPath(t *testing.T) {
+	var out strings.Builder
+	printDevelopmentHint(&out, config.Development())
+	abs, err := filepath.Abs("data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "data in "+abs) {
+		t.Errorf("banner:\n%s\nwant the data path %s", out.String(), abs)
+	}
+}
