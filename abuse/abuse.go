@@ -10,10 +10,16 @@
 //   - An address that keeps failing is answered ever more slowly, then
 //     refused outright for a while; refused attempts never reach the password
 //     check, so a blocked guesser learns nothing.
-//   - An account under attack from many addresses is slowed only for the
-//     addresses that have failed on it: its owner, logging in correctly from
-//     an address with no failures, is never slowed or locked out by someone
-//     else's guessing.
+//   - An account under attack (many failures from any addresses) has its
+//     password checks paced: at most one per AccountCheckInterval from the
+//     addresses that have failed on it, and one per interval from those
+//     that have not, however many connections and addresses guess in
+//     parallel; an attempt whose turn is more than MaxDelay away is
+//     answered with a temporary failure, unchecked. The two schedules are
+//     apart, so guessers who keep failing never take the turns of an owner
+//     logging in from a clean address; and an owner whose login is cached
+//     (package auth) is not checked at all. No wait before a check and
+//     after its failure exceeds MaxDelay in total.
 //   - Memory is bounded by what happened within the block time: entries
 //     older than that are swept as the tables grow.
 //   - IPv6 clients are counted per /64, the block one host usually owns, so
