@@ -65,6 +65,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/pochta/pochta/abuse"
+	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/trace"
 )
@@ -124,12 +125,21 @@ type Options struct {
 	// commands outside IDLE ([limits] imap_idle_timeout); 0 means
 	// DefaultIdleTimeout. Before login go-imap's 30 s applies.
 	IdleTimeout time.Duration
+	// CommandTimeout bounds the wait for a command before login and the
+	// reading of each command once it has begun ([limits]
+	// imap_command_timeout); 0 means DefaultCommandTimeout. Its literals
+	// may extend a command to 5 minutes in all, never more.
+	CommandTimeout time.Duration
 	// IDLETimeout is how long one IDLE command may wait for DONE; 0 means
 	// DefaultIDLETimeout, or IdleTimeout if that is longer.
 	IDLETimeout time.Duration
 	// Logins throttles failed logins per client address and account; share
 	// one with the SMTP server. Nil means no throttling.
 	Logins *abuse.Logins
+	// Auth checks passwords (throttle, login cache, bounded checker pool);
+	// share one with the SMTP server. Nil means one made from Store and
+	// Logins with package auth's defaults.
+	Auth *auth.Authenticator
 	// Connections bounds open connections per client address and in total;
 	// share one with the SMTP server. Nil means no limit.
 	Connections *abuse.Connections
@@ -185,11 +195,12 @@ type Server struct {
 	reg         *registry
 
 	// The abuse limits (limits.go).
-	logins         *abuse.Logins
+	auth           *auth.Authenticator
 	conns          *abuse.Connections
 	commandRate    abuse.Rate
 	idleTimeout    time.Duration
 	idleCmdTimeout time.Duration // in IDLE
+	commandTimeout time.Duration
 
 	// ctx is the parent of every storage call; Close cancels it.
 	ctx    context.Context
@@ -266,6 +277,14 @@ func New(opts Options) (*Server, error) {
 	if idleCmd <= 0 {
 		idleCmd = max(DefaultIDLETimeout, idle)
 	}
+	authn := opts.Auth
+	if authn == nil {
+		authn = auth.New(auth.Options{Check: opts.Store.Authenticate, Logins: opts.Logins})
+	}
+	cmdTimeout := opts.CommandTimeout
+	if cmdTimeout <= 0 {
+		cmdTimeout = DefaultCommandTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		store:          opts.Store,
@@ -273,11 +292,12 @@ func New(opts Options) (*Server, error) {
 		appendLimit:    uint32(limit),
 		log:            log,
 		metrics:        metrics,
-		logins:         opts.Logins,
+		auth:           authn,
 		conns:          opts.Connections,
 		commandRate:    opts.CommandRate,
 		idleTimeout:    idle,
 		idleCmdTimeout: idleCmd,
+		commandTimeout: cmdTimeout,
 		ctx:            ctx,
 		cancel:         cancel,
 		listeners:      make(map[net.Listener]struct{}),
