@@ -275,3 +275,62 @@ func TestZeroRateHasNoBucket(t *testing.T) {
 		t.Errorf("default burst for 0.5/s = %v, want 1", b.burst)
 	}
 }
+
+func TestPreLoginHalfEvictsTheOldestOfTheBiggestHolder(t *testing.T) {
+	c := NewConnections(0, 6) // pre-login half: 3
+	var evicted []string
+	admit := func(addr netip.Addr, name string) *Slot {
+		s, why := c.Admit(addr, func() { evicted = append(evicted, name) })
+		if s == nil {
+			t.Fatalf("%s refused (%s); strangers are evicted, not refused", name, why)
+		}
+		return s
+	}
+	user := admit(office, "user")
+	user.LoggedIn()
+	admit(attacker, "a1")
+	admit(attacker, "a2")
+	admit(netip.MustParseAddr("203.0.113.9"), "b1")
+	// The half is full: a newcomer evicts the attacker's oldest.
+	admit(netip.MustParseAddr("203.0.113.10"), "c1")
+	if len(evicted) != 1 || evicted[0] != "a1" {
+		t.Fatalf("evicted %v, want [a1]", evicted)
+	}
+	if n := c.PreLogin(); n != 3 {
+		t.Errorf("%d pre-login connections, want the half (3)", n)
+	}
+	// Logged-in sessions fill the rest; the user's is never evicted.
+	for i := range 2 {
+		admit(netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}), "u").LoggedIn()
+	}
+	for i := range 10 {
+		admit(netip.AddrFrom4([4]byte{198, 19, 0, byte(i)}), "stranger")
+	}
+	for _, e := range evicted {
+		if e == "user" || e == "u" {
+			t.Fatalf("a logged-in session was evicted: %v", evicted)
+		}
+	}
+	if n := c.Count(); n != 6 {
+		t.Errorf("%d connections counted, want the total 6", n)
+	}
+	// With every slot logged in, a newcomer is refused.
+	for range 3 {
+		c.preLoginLoggedInForTest()
+	}
+	if s, why := c.Admit(attacker, func() {}); s != nil || why != RefusedTotal {
+		t.Errorf("newcomer with every slot logged in: %v %q, want refused (total)", s, why)
+	}
+	user.Release()
+	if s, _ := c.Admit(attacker, func() {}); s == nil {
+		t.Error("a released slot was not given back")
+	}
+}
+
+// preLoginLoggedInForTest logs in the oldest pre-login connection.
+func (c *Connections) preLoginLoggedInForTest() {
+	c.mu.Lock()
+	s := c.oldestStranger()
+	c.mu.Unlock()
+	s.LoggedIn()
+}
