@@ -100,6 +100,10 @@ type Limits struct {
 	// logged-in IMAP client outside IDLE.
 	SMTPIdleTimeout Duration `toml:"smtp_idle_timeout"`
 	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
+	// IMAPCommandTimeout bounds the wait for an IMAP command before login
+	// and the reading of every IMAP command once it has begun; it is not
+	// extended by the client's bytes (an APPEND literal may take 5m).
+	IMAPCommandTimeout Duration `toml:"imap_command_timeout"`
 	// CommandsPerSecond paces each submission and IMAP session's commands
 	// (bursts of one second's worth); over it the server reads more slowly
 	// instead of failing commands. The trusted inbound port is exempt. 0
@@ -208,6 +212,7 @@ func Defaults() *Config {
 			MaxConnections:           2000,
 			SMTPIdleTimeout:          Duration{5 * time.Minute},
 			IMAPIdleTimeout:          Duration{30 * time.Minute},
+			IMAPCommandTimeout:       Duration{30 * time.Second},
 			CommandsPerSecond:        1000,
 		},
 		EmailQueue: EmailQueue{

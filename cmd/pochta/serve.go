@@ -160,6 +160,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Logger:            logger.With("proto", "imap"),
 		Metrics:           counts.IMAP(),
 		IdleTimeout:       cfg.Limits.IMAPIdleTimeout.Duration,
+		CommandTimeout:    cfg.Limits.IMAPCommandTimeout.Duration,
 		Auth:              logins,
 		Connections:       limits.connections,
 		CommandRate:       limits.commandRate,
