@@ -87,8 +87,8 @@ type Limits struct {
 	// each answer is slowed (0.5 s doubling, at most 5 s).
 	AuthFailuresPerAddress int `toml:"auth_failures_per_address"`
 	// AuthFailuresPerAccount failed logins on one account, from any
-	// address, slow that account's logins from addresses that have failed;
-	// logins from addresses without failures are not touched.
+	// address, put that account under attack: its password checks are
+	// paced (package abuse), failing and clean addresses on queues apart.
 	AuthFailuresPerAccount int      `toml:"auth_failures_per_account"`
 	AuthBlockTime          Duration `toml:"auth_block_time"`
 	// MaxConnectionsPerAddress and MaxConnections bound open SMTP and IMAP
