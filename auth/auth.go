@@ -10,9 +10,11 @@
 //     cached login succeeds at once; then the throttle's waits and pacing
 //     apply; only then is the password checked.
 //   - Password checks (bcrypt, ~55 ms of a core at cost 10) run on at most
-//     Workers goroutines at once; at most Queue more wait for a turn, and
-//     beyond that a login is answered ErrBusy (a temporary failure), so
-//     logins can never take every core from logged-in sessions.
+//     Workers goroutines at once (by default one fewer than the cores, at
+//     least one); at most Queue more wait for a turn, and beyond that a
+//     login is answered ErrBusy (a temporary failure, after a second so
+//     that guessers do not just retry faster), so logins can never take
+//     every core from logged-in sessions.
 //   - The cache holds only successful logins, keyed by HMAC-SHA256 under a
 //     random per-process key of the address and password (neither is kept
 //     in memory in the clear, and the keys mean nothing to another
@@ -49,6 +51,10 @@ const (
 	// bursts of a few hundred ms of logins, short enough that a waiter's
 	// turn comes well within a client's timeout.
 	queuePerWorker = 8
+	// busyDelay is how long a login refused as busy waits for its answer:
+	// answered at once, a guesser would only retry faster, spending the
+	// cores on connections instead of on bcrypt.
+	busyDelay = time.Second
 )
 
 // Errors of Login; test them with errors.Is (RefusedError with errors.As).
@@ -80,7 +86,8 @@ type Options struct {
 	// Logins throttles failed logins; nil means no throttling.
 	Logins *abuse.Logins
 	// Workers bounds the password checks running at once; 0 means
-	// GOMAXPROCS.
+	// GOMAXPROCS-1 (at least 1), so one core's worth is always left to
+	// the sessions that are logged in.
 	Workers int
 	// Queue bounds the logins waiting for a worker; 0 means 8 per worker.
 	Queue int
@@ -101,14 +108,16 @@ type Authenticator struct {
 
 	workers chan struct{} // a token per running check
 	queue   int64         // bound on waiters
-	waiting atomic.Int64
+	// busyDelay delays answering a login refused because the queue is full.
+	busyDelay time.Duration
+	waiting   atomic.Int64
 }
 
 // New returns an Authenticator with opts, zero fields replaced by the
 // defaults.
 func New(opts Options) *Authenticator {
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	if opts.Queue <= 0 {
 		opts.Queue = queuePerWorker * opts.Workers
@@ -123,11 +132,12 @@ func New(opts Options) *Authenticator {
 		opts.Now = time.Now
 	}
 	return &Authenticator{
-		check:   opts.Check,
-		logins:  opts.Logins,
-		cache:   newCache(opts.CacheSize, opts.CacheTTL, opts.Now),
-		workers: make(chan struct{}, opts.Workers),
-		queue:   int64(opts.Queue),
+		check:     opts.Check,
+		logins:    opts.Logins,
+		cache:     newCache(opts.CacheSize, opts.CacheTTL, opts.Now),
+		workers:   make(chan struct{}, opts.Workers),
+		queue:     int64(opts.Queue),
+		busyDelay: busyDelay,
 	}
 }
 
@@ -215,6 +225,7 @@ func (a *Authenticator) checkOnPool(ctx context.Context, account, password strin
 	default:
 		if a.waiting.Add(1) > a.queue {
 			a.waiting.Add(-1)
+			sleep(ctx, a.busyDelay)
 			return nil, ErrBusy
 		}
 		select {

@@ -164,6 +164,7 @@ func TestPoolBoundsChecksAndRefusesBeyondTheQueue(t *testing.T) {
 		return nil, storage.ErrAuthFailed
 	}
 	a := New(Options{Check: blocking, Workers: 2, Queue: 3})
+	a.busyDelay = 0
 	results := make(chan error, 10)
 	for i := range 10 {
 		go func() {
