@@ -3,7 +3,12 @@
 //
 //   - Logins throttles failed logins (SMTP AUTH, IMAP LOGIN and
 //     AUTHENTICATE alike) per client address and per account.
-//   - Connections bounds open connections per client address and in total.
+//   - Connections bounds open connections per client address and in total,
+//     and keeps connections that have not logged in to half of the total
+//     by evicting the oldest of the address holding the most.
+//   - Ending makes a server's decision to end a connection (a read
+//     timeout, an eviction) final below the protocol libraries, which sit
+//     on top of TLS and would otherwise read on under a fresh deadline.
 //   - Bucket is the per-session command rate (a token bucket).
 //
 // What it promises:

@@ -25,7 +25,12 @@
 //     greeting; each session's commands are paced to Options.CommandRate by
 //     reading the next command later, never by failing it; a logged-in
 //     client silent for IdleTimeout outside IDLE, or for IDLETimeout in
-//     IDLE, is disconnected (limits.go).
+//     IDLE, and any client whose command is not read within
+//     CommandTimeout (trickled or not), gets "* BYE" and is disconnected;
+//     connections not yet logged in hold at most half of the total, the
+//     oldest of the biggest holder evicted when a newcomer needs room
+//     (limits.go). Passwords are checked through package auth (cache,
+//     bounded pool, pacing).
 //   - With Options.Trace, the sessions of traced users are logged line by
 //     line, credentials and message literals masked (package trace).
 //

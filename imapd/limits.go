@@ -157,7 +157,8 @@ type guardedConn struct {
 	rate  *abuse.Bucket  // nil without a command rate
 	trace *trace.Session // set before go-imap starts; nil when not traced
 
-	ending abuse.Ending
+	ending  abuse.Ending
+	byeOnce sync.Once
 
 	mu       sync.Mutex
 	waiting  bool      // the current deadline is a wait for a command or DONE
@@ -234,7 +235,7 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.ending.End(abuse.EndTimeout)
-		c.bye()
+		c.byeOnce.Do(c.bye)
 	}
 	return n, err
 }
@@ -310,16 +311,6 @@ func guardOf(c net.Conn) *guardedConn {
 	}
 	g, _ := c.(*guardedConn)
 	return g
-}
-
-// pause waits d, or less if the server closes.
-func (s *Server) pause(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.ctx.Done():
-	}
 }
 
 // remoteIP returns the peer's IP, or the zero Addr for non-IP transports.

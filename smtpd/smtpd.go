@@ -28,7 +28,12 @@
 //     connection is closed); connections over Options.Connections get
 //     421 4.7.0 at connect; each session's commands are paced to
 //     Options.CommandRate by reading the next command later, never by
-//     failing it; a client silent for ReadTimeout gets 421 and is closed.
+//     failing it; a command line, a step of an AUTH exchange or a whole
+//     DATA not complete within ReadTimeout gets 421 and is closed, however
+//     the client trickles its bytes (abuse.Ending); connections not yet
+//     logged in hold at most half of the total, the oldest of the biggest
+//     holder evicted (421) when a newcomer needs room. Passwords are
+//     checked through package auth (cache, bounded pool, pacing).
 //   - The submission ports relay nothing for an unauthenticated client
 //     (MAIL before AUTH is 530); the inbound port serves only
 //     TrustedNetworks.
