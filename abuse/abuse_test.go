@@ -334,3 +334,15 @@ func (c *Connections) preLoginLoggedInForTest() {
 	c.mu.Unlock()
 	s.LoggedIn()
 }
+
+func TestThrottleWaitsStayWithinFiveSeconds(t *testing.T) {
+	logins := NewLogins(LoginOptions{FailuresPerAddress: 100, FailuresPerAccount: 1})
+	logins.Failed(attacker, "alice@example.com", 0)
+	v := logins.Check(attacker, "alice@example.com")
+	if v.Delay != 5*time.Second {
+		t.Fatalf("failing address on an attacked account: delay %v, want 5s", v.Delay)
+	}
+	if after, _ := logins.Failed(attacker, "alice@example.com", v.Delay); v.Delay+after > 5*time.Second {
+		t.Errorf("wait before the check %v plus after its failure %v exceed the documented 5 s", v.Delay, after)
+	}
+}
