@@ -3,17 +3,28 @@
 //
 //   - Logins throttles failed logins (SMTP AUTH, IMAP LOGIN and
 //     AUTHENTICATE alike) per client address and per account.
-//   - Connections bounds open connections per client address and in total.
+//   - Connections bounds open connections per client address and in total,
+//     and keeps connections that have not logged in to half of the total
+//     by evicting the oldest of the address holding the most.
+//   - Ending makes a server's decision to end a connection (a read
+//     timeout, an eviction) final below the protocol libraries, which sit
+//     on top of TLS and would otherwise read on under a fresh deadline.
 //   - Bucket is the per-session command rate (a token bucket).
 //
 // What it promises:
 //   - An address that keeps failing is answered ever more slowly, then
 //     refused outright for a while; refused attempts never reach the password
 //     check, so a blocked guesser learns nothing.
-//   - An account under attack from many addresses is slowed only for the
-//     addresses that have failed on it: its owner, logging in correctly from
-//     an address with no failures, is never slowed or locked out by someone
-//     else's guessing.
+//   - An account under attack (many failures from any addresses) has its
+//     password checks paced: at most one per AccountCheckInterval from the
+//     addresses that have failed on it, and one per interval from those
+//     that have not, however many connections and addresses guess in
+//     parallel; an attempt whose turn is more than MaxDelay away is
+//     answered with a temporary failure, unchecked. The two schedules are
+//     apart, so guessers who keep failing never take the turns of an owner
+//     logging in from a clean address; and an owner whose login is cached
+//     (package auth) is not checked at all. No wait before a check and
+//     after its failure exceeds MaxDelay in total.
 //   - Memory is bounded by what happened within the block time: entries
 //     older than that are swept as the tables grow.
 //   - IPv6 clients are counted per /64, the block one host usually owns, so

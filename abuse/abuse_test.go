@@ -55,7 +55,7 @@ func TestFailuresAreSlowedProgressivelyThenRefused(t *testing.T) {
 		if v := l.Check(attacker, "alice@example.com"); v != (Verdict{}) {
 			t.Fatalf("attempt %d: verdict %+v before the limit", i+1, v)
 		}
-		delay, blocked := l.Failed(attacker, "alice@example.com")
+		delay, blocked := l.Failed(attacker, "alice@example.com", 0)
 		if delay != w {
 			t.Errorf("failure %d: delay %v, want %v", i+1, delay, w)
 		}
@@ -83,7 +83,7 @@ func TestFailuresAreSlowedProgressivelyThenRefused(t *testing.T) {
 	if v := l.Check(attacker, "alice@example.com"); v != (Verdict{}) {
 		t.Errorf("after the block: %+v, want a fresh start", v)
 	}
-	if delay, _ := l.Failed(attacker, "alice@example.com"); delay != 0 {
+	if delay, _ := l.Failed(attacker, "alice@example.com", 0); delay != 0 {
 		t.Errorf("first failure after the block: delay %v, want none", delay)
 	}
 }
@@ -92,10 +92,10 @@ func TestSuccessForgetsTheAddressFailures(t *testing.T) {
 	clock := newFakeClock()
 	l := newTestLogins(clock)
 	for range 5 {
-		l.Failed(office, "alice@example.com")
+		l.Failed(office, "alice@example.com", 0)
 	}
 	l.Succeeded(office)
-	if delay, _ := l.Failed(office, "alice@example.com"); delay != 0 {
+	if delay, _ := l.Failed(office, "alice@example.com", 0); delay != 0 {
 		t.Errorf("failure after a success: delay %v, want none (count reset)", delay)
 	}
 }
@@ -104,7 +104,7 @@ func TestSuccessDoesNotLiftABlock(t *testing.T) {
 	clock := newFakeClock()
 	l := newTestLogins(clock)
 	for range 10 {
-		l.Failed(attacker, "alice@example.com")
+		l.Failed(attacker, "alice@example.com", 0)
 	}
 	l.Succeeded(attacker)
 	if v := l.Check(attacker, "alice@example.com"); !v.Refused {
@@ -116,11 +116,11 @@ func TestFailuresAreForgottenAfterTheBlockTime(t *testing.T) {
 	clock := newFakeClock()
 	l := newTestLogins(clock)
 	for range 9 {
-		l.Failed(attacker, "alice@example.com")
+		l.Failed(attacker, "alice@example.com", 0)
 		clock.advance(time.Minute)
 	}
 	clock.advance(15 * time.Minute)
-	if _, blocked := l.Failed(attacker, "alice@example.com"); blocked {
+	if _, blocked := l.Failed(attacker, "alice@example.com", 0); blocked {
 		t.Error("a failure 15 minutes after the last one blocked the address; old failures should be forgotten")
 	}
 }
@@ -136,12 +136,12 @@ func TestAttackedAccountSlowsFailingAddressesButNotAFreshOne(t *testing.T) {
 		if v := l.Check(bot, "Alice@Example.com "); v != (Verdict{}) {
 			t.Fatalf("bot %d before the account limit: %+v", i, v)
 		}
-		l.Failed(bot, "Alice@Example.com ")
+		l.Failed(bot, "Alice@Example.com ", 0)
 	}
 	if v := l.Check(bots[0], "alice@example.com"); v.Refused || v.Delay != 5*time.Second {
 		t.Errorf("failing address on the attacked account: %+v, want a 5s delay, not a refusal", v)
 	}
-	if delay, _ := l.Failed(netip.MustParseAddr("203.0.113.200"), "alice@example.com"); delay != 5*time.Second {
+	if delay, _ := l.Failed(netip.MustParseAddr("203.0.113.200"), "alice@example.com", 0); delay != 5*time.Second {
 		t.Errorf("failure on the attacked account: delay %v, want the maximum", delay)
 	}
 	// The owner, from an address that has not failed, is not touched.
@@ -162,7 +162,7 @@ func TestIPv6ClientsAreCountedPerSlash64(t *testing.T) {
 	clock := newFakeClock()
 	l := newTestLogins(clock)
 	for i := range 10 {
-		l.Failed(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1)), "alice@example.com")
+		l.Failed(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1)), "alice@example.com", 0)
 	}
 	if v := l.Check(netip.MustParseAddr("2001:db8:1:2:ffff::1"), "alice@example.com"); !v.Refused {
 		t.Errorf("same /64: %+v, want refused", v)
@@ -172,7 +172,7 @@ func TestIPv6ClientsAreCountedPerSlash64(t *testing.T) {
 	}
 	// IPv4-mapped IPv6 is the IPv4 client.
 	for range 10 {
-		l.Failed(attacker, "bob@example.com")
+		l.Failed(attacker, "bob@example.com", 0)
 	}
 	if v := l.Check(netip.AddrFrom16(attacker.As16()), "bob@example.com"); !v.Refused {
 		t.Errorf("IPv4-mapped form of a blocked address: %+v, want refused", v)
@@ -183,11 +183,11 @@ func TestOldRecordsAreSweptAsTheTablesGrow(t *testing.T) {
 	clock := newFakeClock()
 	l := newTestLogins(clock)
 	for i := range 3000 {
-		l.Failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), fmt.Sprintf("u%d@example.com", i))
+		l.Failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), fmt.Sprintf("u%d@example.com", i), 0)
 	}
 	clock.advance(16 * time.Minute)
 	for i := range 10 {
-		l.Failed(netip.AddrFrom4([4]byte{172, 16, 0, byte(i)}), "x@example.com")
+		l.Failed(netip.AddrFrom4([4]byte{172, 16, 0, byte(i)}), "x@example.com", 0)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -273,5 +273,76 @@ func TestZeroRateHasNoBucket(t *testing.T) {
 	}
 	if b := NewBucket(Rate{PerSecond: 0.5}, nil); b.burst != 1 {
 		t.Errorf("default burst for 0.5/s = %v, want 1", b.burst)
+	}
+}
+
+func TestPreLoginHalfEvictsTheOldestOfTheBiggestHolder(t *testing.T) {
+	c := NewConnections(0, 6) // pre-login half: 3
+	var evicted []string
+	admit := func(addr netip.Addr, name string) *Slot {
+		s, why := c.Admit(addr, func() { evicted = append(evicted, name) })
+		if s == nil {
+			t.Fatalf("%s refused (%s); strangers are evicted, not refused", name, why)
+		}
+		return s
+	}
+	user := admit(office, "user")
+	user.LoggedIn()
+	admit(attacker, "a1")
+	admit(attacker, "a2")
+	admit(netip.MustParseAddr("203.0.113.9"), "b1")
+	// The half is full: a newcomer evicts the attacker's oldest.
+	admit(netip.MustParseAddr("203.0.113.10"), "c1")
+	if len(evicted) != 1 || evicted[0] != "a1" {
+		t.Fatalf("evicted %v, want [a1]", evicted)
+	}
+	if n := c.PreLogin(); n != 3 {
+		t.Errorf("%d pre-login connections, want the half (3)", n)
+	}
+	// Logged-in sessions fill the rest; the user's is never evicted.
+	for i := range 2 {
+		admit(netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}), "u").LoggedIn()
+	}
+	for i := range 10 {
+		admit(netip.AddrFrom4([4]byte{198, 19, 0, byte(i)}), "stranger")
+	}
+	for _, e := range evicted {
+		if e == "user" || e == "u" {
+			t.Fatalf("a logged-in session was evicted: %v", evicted)
+		}
+	}
+	if n := c.Count(); n != 6 {
+		t.Errorf("%d connections counted, want the total 6", n)
+	}
+	// With every slot logged in, a newcomer is refused.
+	for range 3 {
+		c.preLoginLoggedInForTest()
+	}
+	if s, why := c.Admit(attacker, func() {}); s != nil || why != RefusedTotal {
+		t.Errorf("newcomer with every slot logged in: %v %q, want refused (total)", s, why)
+	}
+	user.Release()
+	if s, _ := c.Admit(attacker, func() {}); s == nil {
+		t.Error("a released slot was not given back")
+	}
+}
+
+// preLoginLoggedInForTest logs in the oldest pre-login connection.
+func (c *Connections) preLoginLoggedInForTest() {
+	c.mu.Lock()
+	s := c.oldestStranger()
+	c.mu.Unlock()
+	s.LoggedIn()
+}
+
+func TestThrottleWaitsStayWithinFiveSeconds(t *testing.T) {
+	logins := NewLogins(LoginOptions{FailuresPerAddress: 100, FailuresPerAccount: 1})
+	logins.Failed(attacker, "alice@example.com", 0)
+	v := logins.Check(attacker, "alice@example.com")
+	if v.Delay != 5*time.Second {
+		t.Fatalf("failing address on an attacked account: delay %v, want 5s", v.Delay)
+	}
+	if after, _ := logins.Failed(attacker, "alice@example.com", v.Delay); v.Delay+after > 5*time.Second {
+		t.Errorf("wait before the check %v plus after its failure %v exceed the documented 5 s", v.Delay, after)
 	}
 }

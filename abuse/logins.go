@@ -14,6 +14,9 @@ const (
 	DefaultBlockTime          = 15 * time.Minute
 	DefaultBaseDelay          = 500 * time.Millisecond
 	DefaultMaxDelay           = 5 * time.Second
+	// DefaultAccountCheckInterval paces the password checks of an account
+	// under attack: at most one per interval, from all addresses together.
+	DefaultAccountCheckInterval = 250 * time.Millisecond
 )
 
 // freeFailures is how many failures an address gets answered at once: a
@@ -36,8 +39,16 @@ type LoginOptions struct {
 	// third from an address); each further failure doubles it, up to
 	// MaxDelay.
 	BaseDelay time.Duration
-	// MaxDelay bounds every wait Logins asks for.
+	// MaxDelay bounds every wait Logins asks for: the wait before a check
+	// and the wait after its failure together (see Failed).
 	MaxDelay time.Duration
+	// AccountCheckInterval paces an account that has seen
+	// FailuresPerAccount failures: its password checks, from every
+	// connection and address together, are spaced at least this far
+	// apart, and an attempt that would wait longer than MaxDelay for its
+	// turn is refused as busy. This bounds parallel guessing from many
+	// connections and addresses to one check per interval.
+	AccountCheckInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now Clock
 }
@@ -65,6 +76,12 @@ type clientFailures struct {
 type accountFailures struct {
 	failures int
 	last     time.Time
+	// Once the account is under attack, its password checks are paced on
+	// two schedules: one for addresses that have failed (suspects), one
+	// for addresses that have not, so that guessers who keep failing
+	// cannot book every turn of an owner logging in from a clean address.
+	// Each is the earliest time its next check may run.
+	nextSuspect, nextFresh time.Time
 }
 
 // NewLogins returns a throttle with opts, zero fields replaced by the
@@ -85,6 +102,9 @@ func NewLogins(opts LoginOptions) *Logins {
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = DefaultMaxDelay
 	}
+	if opts.AccountCheckInterval <= 0 {
+		opts.AccountCheckInterval = DefaultAccountCheckInterval
+	}
 	return &Logins{
 		opts:     opts,
 		clients:  make(map[netip.Prefix]*clientFailures),
@@ -101,34 +121,70 @@ type Verdict struct {
 	Refused bool
 	// Until is when the block ends (set with Refused).
 	Until time.Time
+	// Busy says the account is under attack and its password checks are
+	// booked beyond MaxDelay: answer with a temporary failure and do not
+	// check the password.
+	Busy bool
 	// Delay is how long to wait before checking the password: set when the
-	// account is under attack and this address has failed before.
+	// account is under attack (MaxDelay when this address has failed
+	// before, else the wait for the account's next check).
 	Delay time.Duration
 }
 
+// CheckAddress reports whether addr is blocked (Verdict.Refused and
+// Until), without judging or booking anything for an account: it is asked
+// before a login cache, which must not answer a blocked guesser.
+func (l *Logins) CheckAddress(addr netip.Addr) Verdict {
+	now := l.opts.Now.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.client(clientKey(addr), now, false); c != nil && now.Before(c.blockedUntil) {
+		return Verdict{Refused: true, Until: c.blockedUntil}
+	}
+	return Verdict{}
+}
+
 // Check judges a login attempt from addr for account before its password
-// is checked.
+// is checked. An attempt on an account under attack that is not refused
+// books one of the account's paced checks: the caller waits Delay and then
+// checks the password.
 func (l *Logins) Check(addr netip.Addr, account string) Verdict {
 	now := l.opts.Now.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.client(clientKey(addr), now, false)
-	if c == nil {
-		return Verdict{}
-	}
-	if now.Before(c.blockedUntil) {
+	if c != nil && now.Before(c.blockedUntil) {
 		return Verdict{Refused: true, Until: c.blockedUntil}
 	}
-	if c.failures > 0 && l.attacked(accountKey(account), now) {
-		return Verdict{Delay: l.opts.MaxDelay}
+	a := l.attackedAccount(accountKey(account), now)
+	if a == nil {
+		return Verdict{}
 	}
-	return Verdict{}
+	// A suspect always waits MaxDelay; a clean address only for its turn.
+	start, next := now, &a.nextFresh
+	if c != nil && c.failures > 0 {
+		start, next = now.Add(l.opts.MaxDelay), &a.nextSuspect
+	}
+	if start.Before(*next) {
+		start = *next
+	}
+	delay := start.Sub(now)
+	if delay > l.opts.MaxDelay {
+		return Verdict{Busy: true}
+	}
+	*next = start.Add(l.opts.AccountCheckInterval)
+	if delay == 0 {
+		return Verdict{}
+	}
+	return Verdict{Delay: delay}
 }
 
-// Failed records a failed login from addr for account. It returns how long
-// to wait before answering the failure, and whether this failure blocked
-// the address (so the caller can log that once).
-func (l *Logins) Failed(addr netip.Addr, account string) (delay time.Duration, blocked bool) {
+// Failed records a failed login from addr for account. waited is how long
+// the caller already waited before the check (Verdict.Delay). It returns
+// how long to wait before answering the failure, so that both waits
+// together stay within MaxDelay, and whether this failure blocked the
+// address (so the caller can log that once).
+func (l *Logins) Failed(addr netip.Addr, account string, waited time.Duration) (delay time.Duration, blocked bool) {
 	now := l.opts.Now.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -153,7 +209,7 @@ func (l *Logins) Failed(addr netip.Addr, account string) (delay time.Duration, b
 		c.blockedUntil = now.Add(l.opts.BlockTime)
 		blocked = true
 	}
-	return delay, blocked
+	return max(0, min(delay, l.opts.MaxDelay-waited)), blocked
 }
 
 // Succeeded records a successful login from addr: the address's failures
@@ -205,11 +261,14 @@ func (l *Logins) clientExpired(c *clientFailures, now time.Time) bool {
 	return now.Sub(c.last) >= l.opts.BlockTime
 }
 
-// attacked reports whether account has seen FailuresPerAccount failures
-// within BlockTime.
-func (l *Logins) attacked(account string, now time.Time) bool {
+// attackedAccount returns account's record when it has seen
+// FailuresPerAccount failures within BlockTime, else nil.
+func (l *Logins) attackedAccount(account string, now time.Time) *accountFailures {
 	a := l.accounts[account]
-	return a != nil && now.Sub(a.last) < l.opts.BlockTime && a.failures >= l.opts.FailuresPerAccount
+	if a != nil && now.Sub(a.last) < l.opts.BlockTime && a.failures >= l.opts.FailuresPerAccount {
+		return a
+	}
+	return nil
 }
 
 // sweep drops expired records once the tables have doubled since the last

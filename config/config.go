@@ -87,8 +87,8 @@ type Limits struct {
 	// each answer is slowed (0.5 s doubling, at most 5 s).
 	AuthFailuresPerAddress int `toml:"auth_failures_per_address"`
 	// AuthFailuresPerAccount failed logins on one account, from any
-	// address, slow that account's logins from addresses that have failed;
-	// logins from addresses without failures are not touched.
+	// address, put that account under attack: its password checks are
+	// paced (package abuse), failing and clean addresses on queues apart.
 	AuthFailuresPerAccount int      `toml:"auth_failures_per_account"`
 	AuthBlockTime          Duration `toml:"auth_block_time"`
 	// MaxConnectionsPerAddress and MaxConnections bound open SMTP and IMAP
@@ -100,6 +100,10 @@ type Limits struct {
 	// logged-in IMAP client outside IDLE.
 	SMTPIdleTimeout Duration `toml:"smtp_idle_timeout"`
 	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
+	// IMAPCommandTimeout bounds the wait for an IMAP command before login
+	// and the reading of every IMAP command once it has begun; it is not
+	// extended by the client's bytes (an APPEND literal may take 5m).
+	IMAPCommandTimeout Duration `toml:"imap_command_timeout"`
 	// CommandsPerSecond paces each submission and IMAP session's commands
 	// (bursts of one second's worth); over it the server reads more slowly
 	// instead of failing commands. The trusted inbound port is exempt. 0
@@ -212,6 +216,7 @@ func Defaults() *Config {
 			MaxConnections:           2000,
 			SMTPIdleTimeout:          Duration{5 * time.Minute},
 			IMAPIdleTimeout:          Duration{30 * time.Minute},
+			IMAPCommandTimeout:       Duration{30 * time.Second},
 			CommandsPerSecond:        1000,
 		},
 		EmailQueue: EmailQueue{

@@ -136,7 +136,8 @@ trace_users = ["alice@corp.test"]
 			AuthFailuresPerAddress: 5, AuthFailuresPerAccount: 50, AuthBlockTime: Duration{time.Hour},
 			MaxConnectionsPerAddress: 0, MaxConnections: 500,
 			SMTPIdleTimeout: Duration{10 * time.Minute}, IMAPIdleTimeout: Duration{45 * time.Minute},
-			CommandsPerSecond: 0,
+			IMAPCommandTimeout: Duration{30 * time.Second},
+			CommandsPerSecond:  0,
 		},
 		EmailQueue: EmailQueue{
 			Enabled: false, Relay: "", RelayTLS: "tls", RelayUsername: "pochta",
@@ -346,6 +347,7 @@ func TestValidateChecksEachRule(t *testing.T) {
 		{"per address over total", func(c *Config) { c.Limits.MaxConnectionsPerAddress = 3000 },
 			"[limits] max_connections_per_address: max_connections_per_address (3000) must not exceed max_connections (2000)"},
 		{"zero smtp idle", func(c *Config) { c.Limits.SMTPIdleTimeout = Duration{} }, "[limits] smtp_idle_timeout: must be positive"},
+		{"zero imap command timeout", func(c *Config) { c.Limits.IMAPCommandTimeout = Duration{} }, "[limits] imap_command_timeout: must be positive"},
 		{"zero imap idle", func(c *Config) { c.Limits.IMAPIdleTimeout = Duration{} }, "[limits] imap_idle_timeout: must be positive"},
 		{"negative rate", func(c *Config) { c.Limits.CommandsPerSecond = -1 }, "[limits] commands_per_second: must not be negative"},
 		{"relay without port", func(c *Config) { c.EmailQueue.Relay = "smtp.example.net" }, `[email_queue] relay: "smtp.example.net" is not host:port`},

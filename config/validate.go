@@ -138,6 +138,9 @@ func (c *Config) validate() []*Error {
 	if lim.IMAPIdleTimeout.Duration <= 0 {
 		v.fail(`must be positive (RFC 3501 5.4 asks for at least "30m")`, "limits.imap_idle_timeout")
 	}
+	if lim.IMAPCommandTimeout.Duration <= 0 {
+		v.fail(`must be positive (the default is "30s")`, "limits.imap_command_timeout")
+	}
 	if lim.CommandsPerSecond < 0 {
 		v.fail("must not be negative (0 means no limit)", "limits.commands_per_second")
 	}

@@ -7,6 +7,7 @@ another directory (where the development config's ./data holds nothing) or
 with `--config /dev/null`, `status`, `user passwd` and `queue list` exit 1
 naming the absolute database path they looked at, and create no file."""
 import imaplib
+import smtplib
 import json
 import os
 import stat
@@ -22,6 +23,14 @@ def listing(d):
 
 def addresses(users):
     return sorted(u.get("address") for u in users)
+
+
+def smtp_refuses(d, user, password):
+    try:
+        d.smtp(login=user, password=password).quit()
+        return False
+    except smtplib.SMTPAuthenticationError:
+        return True
 
 
 def can_login(d, user, password):
@@ -60,11 +69,18 @@ def run(s):
     dave = d.add_user("dave")
     s.check("user add while running shows up in the list", dave in addresses(listing(d)[1]))
     s.check("a user added while running can log in at once", can_login(d, dave, PASSWORD))
+    # Logged in once on each protocol, bob's and carol's logins are cached
+    # in the daemon: passwd and del must drop them.
+    s.check("bob logs in over IMAP before passwd (cached from now)", can_login(d, bob, PASSWORD))
+    s.works("bob logs in over SMTP before passwd", lambda: d.smtp(login=bob).quit())
+    s.check("carol logs in before del (cached from now)", can_login(d, carol, PASSWORD))
     d.cli("user", "passwd", bob, "--password-stdin", stdin="n3w-Pass\n")
     s.check("user passwd (running): new password works", can_login(d, bob, "n3w-Pass"))
     s.check("user passwd (running): old password refused", login_fails(d, bob, PASSWORD))
     s.works("user passwd (running): SMTP AUTH takes the new password",
             lambda: d.smtp(login=bob, password="n3w-Pass").quit())
+    s.check("user passwd (running): SMTP AUTH refuses the old password, cached before",
+            smtp_refuses(d, bob, PASSWORD))
     d.cli("user", "del", carol)
     s.check("user del (running): carol can no longer log in", login_fails(d, carol, PASSWORD))
     s.check("user del (running): carol is not listed", carol not in addresses(listing(d)[1]))

@@ -9,6 +9,8 @@ invalid modified UTF-7 and invalid UTF-8 in CREATE and SELECT (refused,
 nothing created, LIST still sane, another user's folders untouched);
 sequence sets 1:4294967295 and *:1 in FETCH, STORE and SEARCH; an SMTP DATA
 that never ends (closed after [limits] smtp_idle_timeout, set to 3 s here);
+SMTP AUTH and IMAP commands trickled a byte at a time (421 / BYE and closed
+within smtp_idle_timeout / imap_command_timeout, 3 s here);
 clients that never read their replies (IMAP FETCH of big bodies, pipelined
 SMTP). After every case a control client still delivers and reads mail, and
 the daemon's resident memory (VmRSS) stays under 300 MiB.
@@ -28,6 +30,7 @@ from harness import LOOPBACK, PASSWORD, by_subject, logout, message, ok, wait_fo
 RSS_LIMIT = 300 << 20
 TIMEOUT = b"<no answer and no close before the deadline>"
 SMTP_IDLE = 3  # seconds; [limits] smtp_idle_timeout below
+IMAP_CMD = 3  # seconds; [limits] imap_command_timeout below
 
 
 class Raw:
@@ -378,6 +381,54 @@ def endless_data(s, d):
     s.check("DATA that never ends: nothing of it was stored", not left, len(left))
 
 
+def trickle_until_closed(r, data, bound):
+    """Sends data one byte every 0.2 s from a thread while reading; returns
+    (everything read, closed within bound + 5 s, seconds taken)."""
+    import threading
+    stop = threading.Event()
+
+    def drip():
+        i = 0
+        while not stop.is_set():
+            try:
+                r.s.sendall(data[i % len(data):i % len(data) + 1])
+            except OSError:
+                return
+            i += 1
+            stop.wait(0.2)
+
+    t = threading.Thread(target=drip, daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    try:
+        got, closed = r.drain(t0 + bound + 5)
+    finally:
+        stop.set()
+        t.join(5)
+    return got, closed, time.monotonic() - t0
+
+
+def trickling_clients(s, d):
+    # One byte every 0.2 s used to keep a connection forever: go-smtp took a
+    # timeout inside AUTH as a pause and read on under a fresh deadline.
+    r = Raw(d.ports["sub"])
+    r.line()
+    r.send(b"EHLO hostile.test\r\nAUTH LOGIN\r\n")
+    r.until(b"334")
+    got, closed, took = trickle_until_closed(r, b"bWFsbG9yeUBleGFtcGxlLnRlc3Q=", SMTP_IDLE)
+    s.check(f"SMTP AUTH trickled a byte at a time: 421 4.4.2 and closed within smtp_idle_timeout ({took:.1f} s)",
+            closed and b"421 4.4.2" in got, got[-120:])
+    r.close()
+    for label, login in (("before login", False), ("after login", True)):
+        r = imap_login(d, "mallory") if login else Raw(d.ports["imap"])
+        if not login:
+            r.line()
+        got, closed, took = trickle_until_closed(r, b"t1 NOOP NOOP NOOP NOOP NOOP ", IMAP_CMD)
+        s.check(f"IMAP command trickled {label}: * BYE and closed within imap_command_timeout ({took:.1f} s)",
+                closed and b"* BYE" in got, got[-120:])
+        r.close()
+
+
 def slow_readers(s, d, ctl):
     # Big bodies to fetch: 12 messages of 1 MB.
     c = d.imap(d.addr("mallory"))
@@ -456,7 +507,7 @@ def far_zone(s, d):
 
 
 def run(s):
-    d = s.daemon(extra=f'[limits]\nsmtp_idle_timeout = "{SMTP_IDLE}s"\n').start()
+    d = s.daemon(extra=f'[limits]\nsmtp_idle_timeout = "{SMTP_IDLE}s"\nimap_command_timeout = "{IMAP_CMD}s"\n').start()
     for u in ("ctl", "ctl2", "mallory", "victim"):
         d.add_user(u)
     ctl = Control(s, d)
@@ -464,6 +515,7 @@ def run(s):
     for name, case in (("random bytes", random_bytes), ("100 KB lines", long_lines),
                        ("10 GB literals", huge_literals), ("bad mailbox names", mailbox_names),
                        ("huge sequence sets", sequence_sets), ("DATA that never ends", endless_data),
+                       ("trickling clients", trickling_clients),
                        ("BDAT ending in Bcc", bdat_bcc_last)):
         t0 = time.monotonic()
         s.step(f"{name}: ran without an exception", case, s, d)

@@ -181,15 +181,18 @@ func TestConnectionsOverTheLimitsGetBye(t *testing.T) {
 	e := newTestEnv(t, withOptions(func(o *Options) {
 		o.Connections = abuse.NewConnections(2, 3)
 	}))
+	// Logged-in sessions fill the total (pre-login strangers would be
+	// evicted instead, TestStrangersCannotLockOutAUser).
 	first := e.greetedFrom("")
-	e.greetedFrom("")
+	first.ok(fmt.Sprintf(`a LOGIN %s "%s"`, alice, password))
+	e.greetedFrom("").ok(fmt.Sprintf(`a LOGIN %s "%s"`, alice, password))
 	r, line := rawOn(t, dialFrom(t, "", e.addr))
 	if !strings.HasPrefix(line, "* BYE [UNAVAILABLE] Too many connections (from your address)") {
 		t.Fatalf("third connection from one address: %q, want * BYE", line)
 	}
 	r.wantClosed()
 
-	e.greetedFrom(otherClient)
+	e.greetedFrom(otherClient).ok(fmt.Sprintf(`a LOGIN %s "%s"`, alice, password))
 	// Over the total, on the implicit-TLS port the BYE follows the handshake.
 	tc := tls.Client(dialFrom(t, otherClient, e.tlsAddr), e.clientTLS)
 	if _, line := rawOn(t, tc); !strings.HasPrefix(line, "* BYE [UNAVAILABLE] Too many connections (in total)") {

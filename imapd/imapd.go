@@ -25,7 +25,12 @@
 //     greeting; each session's commands are paced to Options.CommandRate by
 //     reading the next command later, never by failing it; a logged-in
 //     client silent for IdleTimeout outside IDLE, or for IDLETimeout in
-//     IDLE, is disconnected (limits.go).
+//     IDLE, and any client whose command is not read within
+//     CommandTimeout (trickled or not), gets "* BYE" and is disconnected;
+//     connections not yet logged in hold at most half of the total, the
+//     oldest of the biggest holder evicted when a newcomer needs room
+//     (limits.go). Passwords are checked through package auth (cache,
+//     bounded pool, pacing).
 //   - With Options.Trace, the sessions of traced users are logged line by
 //     line, credentials and message literals masked (package trace).
 //
@@ -65,6 +70,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/pochta/pochta/abuse"
+	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/trace"
 )
@@ -124,12 +130,21 @@ type Options struct {
 	// commands outside IDLE ([limits] imap_idle_timeout); 0 means
 	// DefaultIdleTimeout. Before login go-imap's 30 s applies.
 	IdleTimeout time.Duration
+	// CommandTimeout bounds the wait for a command before login and the
+	// reading of each command once it has begun ([limits]
+	// imap_command_timeout); 0 means DefaultCommandTimeout. Its literals
+	// may extend a command to 5 minutes in all, never more.
+	CommandTimeout time.Duration
 	// IDLETimeout is how long one IDLE command may wait for DONE; 0 means
 	// DefaultIDLETimeout, or IdleTimeout if that is longer.
 	IDLETimeout time.Duration
 	// Logins throttles failed logins per client address and account; share
 	// one with the SMTP server. Nil means no throttling.
 	Logins *abuse.Logins
+	// Auth checks passwords (throttle, login cache, bounded checker pool);
+	// share one with the SMTP server. Nil means one made from Store and
+	// Logins with package auth's defaults.
+	Auth *auth.Authenticator
 	// Connections bounds open connections per client address and in total;
 	// share one with the SMTP server. Nil means no limit.
 	Connections *abuse.Connections
@@ -185,11 +200,12 @@ type Server struct {
 	reg         *registry
 
 	// The abuse limits (limits.go).
-	logins         *abuse.Logins
+	auth           *auth.Authenticator
 	conns          *abuse.Connections
 	commandRate    abuse.Rate
 	idleTimeout    time.Duration
 	idleCmdTimeout time.Duration // in IDLE
+	commandTimeout time.Duration
 
 	// ctx is the parent of every storage call; Close cancels it.
 	ctx    context.Context
@@ -266,6 +282,14 @@ func New(opts Options) (*Server, error) {
 	if idleCmd <= 0 {
 		idleCmd = max(DefaultIDLETimeout, idle)
 	}
+	authn := opts.Auth
+	if authn == nil {
+		authn = auth.New(auth.Options{Check: opts.Store.Authenticate, Logins: opts.Logins})
+	}
+	cmdTimeout := opts.CommandTimeout
+	if cmdTimeout <= 0 {
+		cmdTimeout = DefaultCommandTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		store:          opts.Store,
@@ -273,11 +297,12 @@ func New(opts Options) (*Server, error) {
 		appendLimit:    uint32(limit),
 		log:            log,
 		metrics:        metrics,
-		logins:         opts.Logins,
+		auth:           authn,
 		conns:          opts.Connections,
 		commandRate:    opts.CommandRate,
 		idleTimeout:    idle,
 		idleCmdTimeout: idleCmd,
+		commandTimeout: cmdTimeout,
 		ctx:            ctx,
 		cancel:         cancel,
 		listeners:      make(map[net.Listener]struct{}),

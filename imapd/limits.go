@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapserver"
+
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/trace"
 )
@@ -25,11 +27,25 @@ const (
 )
 
 // go-imap (v2.0.0-beta.8, imapserver/conn.go) arms a read deadline of 30 s
-// to read a command, 5 min for an APPEND literal, and 35 min both to wait
-// for a logged-in client's next command and to wait for DONE in IDLE.
-// guardedConn tells the waits from the reads by that length: anything
-// longer than waitThreshold is a wait, and gets pochta's own timeout.
-const waitThreshold = 10 * time.Minute
+// to wait for a command before login and to read a command, 5 min for each
+// literal, and 35 min both to wait for a logged-in client's next command
+// and to wait for DONE in IDLE. guardedConn tells them apart by that
+// length: anything longer than waitThreshold is a wait, and gets pochta's
+// idle timeout; anything up to commandThreshold is a command read (or the
+// wait before login), and gets CommandTimeout; what lies between is a
+// literal, which may extend its command to at most literalTimeout after
+// the command began, however many literals it has (go-imap re-arms for
+// each, so a client trickling small literals was never cut off).
+const (
+	waitThreshold    = 10 * time.Minute
+	commandThreshold = time.Minute
+	literalTimeout   = 5 * time.Minute
+)
+
+// DefaultCommandTimeout bounds the wait for a command before login and the
+// reading of every command once its first byte has arrived ([limits]
+// imap_command_timeout); it is go-imap's own 30 s.
+const DefaultCommandTimeout = 30 * time.Second
 
 // acceptTimeout bounds the time from accept to go-imap's first deadline;
 // on the implicit-TLS port it bounds the handshake, which go-imap starts
@@ -60,12 +76,15 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr := remoteIP(c)
-		release, why := l.srv.conns.Open(addr)
-		if release == nil {
+		// A connection is a stranger's until LOGIN succeeds, and may be
+		// evicted while it is (abuse.Connections).
+		g := &guardedConn{Conn: c, srv: l.srv}
+		slot, why := l.srv.conns.Admit(addr, func() { g.end(abuse.EndEvicted) })
+		if slot == nil {
 			l.srv.refuse(c, addr, why, l.implicitTLS)
 			continue
 		}
-		return l.srv.guard(c, release), nil
+		return l.srv.guard(g, slot), nil
 	}
 }
 
@@ -107,9 +126,9 @@ func (s *Server) refuse(c net.Conn, addr netip.Addr, reason string, implicitTLS 
 
 // guard wraps an admitted connection and registers it, so that Close can
 // end it.
-func (s *Server) guard(c net.Conn, release func()) *guardedConn {
-	c.SetReadDeadline(time.Now().Add(acceptTimeout))
-	g := &guardedConn{Conn: c, srv: s, release: release, rate: abuse.NewBucket(s.commandRate, nil)}
+func (s *Server) guard(g *guardedConn, slot *abuse.Slot) *guardedConn {
+	g.Conn.SetReadDeadline(g.ending.Deadline(time.Now().Add(acceptTimeout)))
+	g.slot, g.rate = slot, abuse.NewBucket(s.commandRate, nil)
 	s.mu.Lock()
 	s.open[g] = struct{}{}
 	s.mu.Unlock()
@@ -123,19 +142,29 @@ func (s *Server) guard(c net.Conn, release func()) *guardedConn {
 //   - The command rate: go-imap arms a deadline twice per command (to wait
 //     for it, then to read it), so each costs half a token, and waiting
 //     before arming it delays reading the next command.
-//   - The idle timeouts: a wait for the next command gets IdleTimeout, or
-//     IDLETimeout while the session is in IDLE (setIdling), and a read
-//     that times out closes the connection (Read).
+//   - The timeouts: a wait for the next command gets IdleTimeout, or
+//     IDLETimeout while the session is in IDLE (setIdling); a command
+//     (and the wait before login) CommandTimeout; its literals together
+//     literalTimeout. A read that times out ends the connection for good
+//     (abuse.Ending): the client gets "* BYE" and the connection closes
+//     (Read).
+//   - Eviction: a stranger's connection evicted by abuse.Connections ends
+//     the same way, with its own BYE text.
 type guardedConn struct {
 	net.Conn
-	srv     *Server
-	release func()
-	rate    *abuse.Bucket  // nil without a command rate
-	trace   *trace.Session // set before go-imap starts; nil when not traced
+	srv   *Server
+	slot  *abuse.Slot
+	rate  *abuse.Bucket  // nil without a command rate
+	trace *trace.Session // set before go-imap starts; nil when not traced
 
-	mu      sync.Mutex
-	waiting bool // the current deadline is a wait for a command or DONE
-	idling  bool // the session is in IDLE
+	ending  abuse.Ending
+	byeOnce sync.Once
+
+	mu       sync.Mutex
+	waiting  bool      // the current deadline is a wait for a command or DONE
+	idling   bool      // the session is in IDLE
+	cmdStart time.Time // when the command being read began; zero while waiting
+	imapConn *imapserver.Conn
 }
 
 func (c *guardedConn) SetReadDeadline(t time.Time) error {
@@ -146,11 +175,26 @@ func (c *guardedConn) SetReadDeadline(t time.Time) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.waiting = !t.IsZero() && time.Until(t) > waitThreshold
-	if c.waiting {
-		t = time.Now().Add(c.waitTimeout())
+	now := time.Now()
+	d := t.Sub(now)
+	c.waiting = !t.IsZero() && d > waitThreshold
+	switch {
+	case t.IsZero():
+	case c.waiting:
+		c.cmdStart = time.Time{}
+		t = now.Add(c.waitTimeout())
+	case d <= commandThreshold:
+		c.cmdStart = now
+		t = now.Add(c.srv.commandTimeout)
+	default: // a literal
+		if c.cmdStart.IsZero() {
+			c.cmdStart = now
+		}
+		if limit := c.cmdStart.Add(literalTimeout); t.After(limit) {
+			t = limit
+		}
 	}
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.SetReadDeadline(c.ending.Deadline(t))
 }
 
 func (c *guardedConn) SetDeadline(t time.Time) error {
@@ -176,28 +220,77 @@ func (c *guardedConn) setIdling(on bool) {
 	defer c.mu.Unlock()
 	c.idling = on
 	if on && c.waiting {
-		c.Conn.SetReadDeadline(time.Now().Add(c.waitTimeout()))
+		c.Conn.SetReadDeadline(c.ending.Deadline(time.Now().Add(c.waitTimeout())))
 	}
 }
 
-// Read closes the connection when a read deadline expires. go-imap would
+// Read ends the connection when a read deadline expires: it says BYE
+// (through go-imap, which writes through TLS) and closes. go-imap would
 // otherwise take a timeout while waiting for a command as "no command yet"
-// and go on to read one under a fresh 30 s deadline, and a timeout in IDLE
-// as a server error; closed, the session ends at once.
+// and go on to read one under a fresh deadline, and a timeout in IDLE as a
+// server error. Read runs on go-imap's goroutine, which is not writing
+// while it reads, so the BYE goes out before go-imap sees the error.
 func (c *guardedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		c.Conn.Close()
+		c.ending.End(abuse.EndTimeout)
+		c.byeOnce.Do(c.bye)
 	}
 	return n, err
+}
+
+// bye says why the connection ends and closes it.
+func (c *guardedConn) bye() {
+	c.mu.Lock()
+	ic := c.imapConn
+	c.mu.Unlock()
+	text := "Autologout; idle for too long"
+	switch {
+	case c.ending.Reason() == abuse.EndEvicted:
+		text = "Too many connections are waiting to log in; yours was the oldest. Try again"
+	case !c.waitingNow():
+		text = "Command not completed in time; closing the connection"
+	}
+	if ic == nil {
+		c.Conn.Close()
+		return
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	ic.Bye(text) // closes the connection
+}
+
+func (c *guardedConn) waitingNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiting
+}
+
+// end ends the connection for reason: go-imap's read in progress (or its
+// next one) times out, and Read says BYE and closes.
+func (c *guardedConn) end(reason string) {
+	if c.ending.End(reason) {
+		c.srv.log.Info("connection ended", "remote", remoteIP(c.Conn).String(), "reason", reason)
+		c.Conn.SetReadDeadline(abuse.PastDeadline)
+	}
+}
+
+// started gives the connection its go-imap Conn, for BYE. A nil receiver
+// is allowed.
+func (c *guardedConn) started(ic *imapserver.Conn) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.imapConn = ic
+	c.mu.Unlock()
 }
 
 func (c *guardedConn) Close() error {
 	c.srv.mu.Lock()
 	delete(c.srv.open, c)
 	c.srv.mu.Unlock()
-	c.release()
+	c.slot.Release()
 	return c.Conn.Close()
 }
 
@@ -220,20 +313,18 @@ func guardOf(c net.Conn) *guardedConn {
 	return g
 }
 
-// pause waits d, or less if the server closes.
-func (s *Server) pause(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.ctx.Done():
-	}
-}
-
 // remoteIP returns the peer's IP, or the zero Addr for non-IP transports.
 func remoteIP(c net.Conn) netip.Addr {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		return a.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
+}
+
+// loggedIn marks the connection's session as logged in: it is no longer
+// a stranger's and cannot be evicted. A nil receiver is allowed.
+func (c *guardedConn) loggedIn() {
+	if c != nil {
+		c.slot.LoggedIn()
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -52,6 +53,7 @@ var (
 func newSession(srv *Server, conn *imapserver.Conn) *session {
 	nc := conn.NetConn()
 	s := &session{srv: srv, conn: conn, remote: remoteIP(nc), limits: guardOf(nc)}
+	s.limits.started(conn)
 	s.ctx = storage.WithOrigin(srv.ctx, s)
 	s.log = srv.log.With("remote", nc.RemoteAddr().String())
 	return s
@@ -133,58 +135,47 @@ func (s *session) Close() (err error) {
 }
 
 // Login implements imapserver.Session; AUTHENTICATE PLAIN ends here too.
-// Options.Logins is asked first: a blocked address gets NO [UNAVAILABLE]
-// without its password being checked, and failures are answered more
-// slowly as they add up.
+// The password goes through Options.Auth (package auth: the failed-login
+// throttle, the login cache and the bounded pool of password checks). A
+// blocked address gets NO [UNAVAILABLE] without its password being
+// checked; a busy checker NO [UNAVAILABLE] too, to be retried.
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("LOGIN", &err)
-	logins := s.srv.logins
-	if logins != nil {
-		v := logins.Check(s.remote, username)
-		if v.Refused {
-			s.srv.metrics.AuthThrottled()
-			s.log.Info("login refused", "username", username, "reason", "too many failed logins", "until", v.Until)
-			s.countAuthFailure(username)
-			return imapNo(imap.ResponseCodeUnavailable, fmt.Sprintf(
-				"Too many failed logins from %s; logins from this address are refused until %s",
-				s.remote, v.Until.UTC().Format(time.RFC3339)))
-		}
-		if v.Delay > 0 {
-			s.srv.metrics.AuthThrottled()
-			s.srv.pause(v.Delay)
-		}
+	r, err := s.srv.auth.Login(s.ctx, s.remote, username, password)
+	if r.Throttled {
+		s.srv.metrics.AuthThrottled()
 	}
-	u, err := s.srv.store.Authenticate(s.ctx, username, password)
-	if errors.Is(err, storage.ErrAuthFailed) || errors.Is(err, storage.ErrInvalid) || errors.Is(err, storage.ErrNotFound) {
+	var refused *auth.RefusedError
+	switch {
+	case err == nil:
+	case errors.As(err, &refused):
+		s.log.Info("login refused", "username", username, "reason", "too many failed logins", "until", refused.Until)
+		s.countAuthFailure(username)
+		return imapNo(imap.ResponseCodeUnavailable, fmt.Sprintf(
+			"Too many failed logins from %s; logins from this address are refused until %s",
+			s.remote, refused.Until.UTC().Format(time.RFC3339)))
+	case errors.Is(err, auth.ErrFailed):
 		s.srv.metrics.AuthFailed()
 		s.log.Info("login failed", "username", username, "failures", s.authFailures+1)
-		if logins != nil {
-			delay, blocked := logins.Failed(s.remote, username)
-			if blocked {
-				s.log.Warn("too many failed logins; refusing logins from this address",
-					"protocol", "imap", "for", logins.BlockTime().String())
-			}
-			if delay > 0 {
-				s.srv.metrics.AuthThrottled()
-				s.srv.pause(delay)
-			}
+		if r.Blocked {
+			s.log.Warn("too many failed logins; refusing logins from this address", "protocol", "imap")
 		}
 		s.limits.tracer().LoginFailed(username)
 		s.countAuthFailure(username)
 		return imapserver.ErrAuthFailed
-	}
-	if err != nil {
+	case errors.Is(err, auth.ErrBusy):
+		s.log.Info("login busy", "username", username)
+		return imapNo(imap.ResponseCodeUnavailable, "Too many logins are being checked; try again later")
+	default:
 		return s.storageError("LOGIN", err)
 	}
-	if logins != nil {
-		logins.Succeeded(s.remote)
-	}
-	s.user = u.Address
+	s.user = r.Address
 	// Decided once per connection: from here an untraced session's trace
 	// costs an atomic load per read and write.
 	s.limits.tracer().LoggedIn(s.user)
+	s.limits.loggedIn()
 	s.log = s.log.With("user", s.user)
-	s.log.Info("logged in")
+	s.log.Info("logged in", "cached", r.Cached)
 	return nil
 }
 

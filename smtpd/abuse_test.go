@@ -184,9 +184,11 @@ func TestAttackedAccountStillLetsItsOwnerInFromACleanAddress(t *testing.T) {
 	if _, after, _ := m.snapshot(); after != before {
 		t.Errorf("the owner's login from a clean address was throttled (%d -> %d)", before, after)
 	}
-	// The failing address is slowed on that account, not refused.
-	if code, msg := attacker.cmd(t, authPlain(alice, testPassword)); code != 235 {
-		t.Fatalf("right password from the failing address: %d %s, want 235 (slowed, not refused)", code, msg)
+	// The failing address is slowed on that account, not refused; with a
+	// password the owner has not just used (the login cache would answer
+	// that one at once, as it is right).
+	if code, msg := attacker.cmd(t, authPlain(alice, "guess again")); code != 535 {
+		t.Fatalf("another guess from the failing address: %d %s, want 535 (slowed, not refused)", code, msg)
 	}
 	if _, after, _ := m.snapshot(); after != before+1 {
 		t.Errorf("throttled %d -> %d, want the failing address's login counted as slowed", before, after)
@@ -198,8 +200,14 @@ func TestConnectionsOverTheLimitsGet421(t *testing.T) {
 	env := startServer(t, func(o *Options) {
 		o.Connections = abuse.NewConnections(2, 3)
 		o.Metrics = m
+		o.AllowInsecureAuth = true
 	})
+	// Logged-in sessions fill the total (pre-login strangers would be
+	// evicted instead, TestStrangersCannotLockOutAUser).
 	first := greeted(t, "", env.submission)
+	if code, msg := first.cmd(t, authPlain(alice, testPassword)); code != 235 {
+		t.Fatalf("AUTH: %d %s", code, msg)
+	}
 	greeted(t, "", env.inbound)
 	// A third from 127.0.0.1 is over the per-address limit, on any port.
 	r, code, msg := rawFrom(t, "", env.submission)
@@ -208,7 +216,10 @@ func TestConnectionsOverTheLimitsGet421(t *testing.T) {
 	}
 	r.wantClosed(t)
 	// Another address gets the last slot of the total...
-	greeted(t, otherClient, env.submission)
+	other := greeted(t, otherClient, env.submission)
+	if code, msg := other.cmd(t, authPlain(alice, testPassword)); code != 235 {
+		t.Fatalf("AUTH: %d %s", code, msg)
+	}
 	// ...and then the total is reached for everyone, the implicit-TLS port
 	// too, where the reply comes after the handshake.
 	c := dialFrom(t, otherClient, env.submissions)

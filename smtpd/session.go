@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -43,6 +44,8 @@ var (
 		Message: "Message not received completely; nothing was stored"}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Temporary authentication failure; try again later"}
+	errAuthBusy = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many logins are being checked; try again later"}
 )
 
 // session is one SMTP connection's state between go-smtp and the store. The
@@ -336,59 +339,47 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-// authenticate checks a login through the store; storage.Authenticate
-// takes the same time for unknown users and wrong passwords. Options.Logins
-// is asked first: a blocked address gets 421 without its password being
-// checked, and failures are answered more slowly as they add up.
+// authenticate checks a login through Options.Auth (package auth: the
+// failed-login throttle, the login cache and the bounded pool of password
+// checks). A blocked address gets 421 and the connection is closed; a
+// busy checker gets 454, a temporary failure the client retries.
 func (s *submissionSession) authenticate(username, password string) error {
-	account := strings.ToLower(strings.TrimSpace(username))
-	logins := s.srv.opts.Logins
-	if logins != nil {
-		v := logins.Check(s.remote, account)
-		if v.Refused {
-			s.srv.metrics.AuthThrottled()
-			s.srv.log.Info("smtp auth refused", "listener", s.kind.String(), "remote", s.remote.String(),
-				"user", username, "reason", "too many failed logins", "until", v.Until)
-			s.tc.hangUp()
-			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-				Message: fmt.Sprintf("Too many failed logins from %s; logins from this address are refused until %s",
-					s.remote, v.Until.UTC().Format(time.RFC3339))}
-		}
-		if v.Delay > 0 {
-			s.srv.metrics.AuthThrottled()
-			time.Sleep(v.Delay)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()
-	u, err := s.srv.opts.Store.Authenticate(ctx, account, password)
+	r, err := s.srv.auth.Login(ctx, s.remote, username, password)
+	if r.Throttled {
+		s.srv.metrics.AuthThrottled()
+	}
+	var refused *auth.RefusedError
 	switch {
 	case err == nil:
-		s.user = u.Address
+		s.user = r.Address
 		// Decided once per connection: from here an untraced session's
 		// trace costs an atomic load per read and write.
 		s.tc.tracer().LoggedIn(s.user)
-		if logins != nil {
-			logins.Succeeded(s.remote)
-		}
-		s.srv.log.Info("smtp auth", "listener", s.kind.String(), "remote", s.remote.String(), "user", s.user)
+		s.tc.loggedIn()
+		s.srv.log.Info("smtp auth", "listener", s.kind.String(), "remote", s.remote.String(), "user", s.user,
+			"cached", r.Cached)
 		return nil
-	case errors.Is(err, storage.ErrAuthFailed), errors.Is(err, storage.ErrInvalid), errors.Is(err, storage.ErrNotFound):
+	case errors.As(err, &refused):
+		s.srv.log.Info("smtp auth refused", "listener", s.kind.String(), "remote", s.remote.String(),
+			"user", username, "reason", "too many failed logins", "until", refused.Until)
+		s.tc.hangUp()
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: fmt.Sprintf("Too many failed logins from %s; logins from this address are refused until %s",
+				s.remote, refused.Until.UTC().Format(time.RFC3339))}
+	case errors.Is(err, auth.ErrFailed):
 		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
 		s.srv.metrics.AuthFailed()
-		s.tc.tracer().LoginFailed(account)
-		if logins != nil {
-			delay, blocked := logins.Failed(s.remote, account)
-			if blocked {
-				s.srv.log.Warn("too many failed logins; refusing logins from this address", "protocol", "smtp",
-					"remote", s.remote.String(), "for", logins.BlockTime().String())
-			}
-			if delay > 0 {
-				s.srv.metrics.AuthThrottled()
-				time.Sleep(delay)
-			}
+		s.tc.tracer().LoginFailed(strings.ToLower(strings.TrimSpace(username)))
+		if r.Blocked {
+			s.srv.log.Warn("too many failed logins; refusing logins from this address", "protocol", "smtp",
+				"remote", s.remote.String())
 		}
 		return smtp.ErrAuthFailed
+	case errors.Is(err, auth.ErrBusy):
+		s.srv.log.Info("smtp auth busy", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
+		return errAuthBusy
 	default:
 		s.srv.log.Error("smtp auth error", "listener", s.kind.String(), "remote", s.remote.String(), "err", err)
 		return errAuthTemporary

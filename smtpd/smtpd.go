@@ -28,7 +28,12 @@
 //     connection is closed); connections over Options.Connections get
 //     421 4.7.0 at connect; each session's commands are paced to
 //     Options.CommandRate by reading the next command later, never by
-//     failing it; a client silent for ReadTimeout gets 421 and is closed.
+//     failing it; a command line, a step of an AUTH exchange or a whole
+//     DATA not complete within ReadTimeout gets 421 and is closed, however
+//     the client trickles its bytes (abuse.Ending); connections not yet
+//     logged in hold at most half of the total, the oldest of the biggest
+//     holder evicted (421) when a newcomer needs room. Passwords are
+//     checked through package auth (cache, bounded pool, pacing).
 //   - The submission ports relay nothing for an unauthenticated client
 //     (MAIL before AUTH is 530); the inbound port serves only
 //     TrustedNetworks.
@@ -65,6 +70,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pochta/pochta/abuse"
+	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/trace"
 )
@@ -130,8 +136,13 @@ type Options struct {
 	// smtp_idle_timeout): a client silent that long gets 421 and is closed.
 	ReadTimeout, WriteTimeout time.Duration
 	// Logins throttles failed AUTHs per client address and account; share
-	// one with the IMAP server. Nil means no throttling.
+	// one with the IMAP server. Nil means no throttling. Used only to make
+	// the Authenticator when Auth is nil.
 	Logins *abuse.Logins
+	// Auth checks passwords (throttle, login cache, bounded checker pool);
+	// share one with the IMAP server. Nil means one made from Store and
+	// Logins with package auth's defaults.
+	Auth *auth.Authenticator
 	// Connections bounds open connections per client address and in total;
 	// share one with the IMAP server. Nil means no limit.
 	Connections *abuse.Connections
@@ -205,6 +216,7 @@ func (k listenerKind) String() string {
 // Server serves SMTP on any number of listeners. Create it with New.
 type Server struct {
 	opts    Options
+	auth    *auth.Authenticator
 	log     *slog.Logger
 	metrics Metrics
 	domains map[string]bool
@@ -261,8 +273,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Metrics != nil {
 		m = opts.Metrics
 	}
+	authn := opts.Auth
+	if authn == nil {
+		authn = auth.New(auth.Options{Check: opts.Store.Authenticate, Logins: opts.Logins})
+	}
 	return &Server{
 		opts:    opts,
+		auth:    authn,
 		log:     log.With("component", "smtpd"),
 		metrics: m,
 		domains: domains,
@@ -528,8 +545,8 @@ func (s *Server) refuse(c net.Conn, kind listenerKind, addr netip.Addr, reason, 
 
 // track registers an accepted connection so Shutdown can drain it; release
 // gives its slot in Options.Connections back when it closes.
-func (s *Server) track(c net.Conn, kind listenerKind, release func()) *trackedConn {
-	tc := &trackedConn{Conn: c, srv: s, release: release}
+func (s *Server) track(tc *trackedConn, kind listenerKind, release func()) *trackedConn {
+	tc.release = release
 	if kind != kindInbound {
 		tc.rate = abuse.NewBucket(s.opts.CommandRate, nil)
 	}
@@ -569,14 +586,27 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 				fmt.Sprintf("554 5.7.1 %s access denied: %s is not a trusted network\r\n", l.srv.opts.Hostname, addr))
 			continue
 		}
-		release, why := l.srv.opts.Connections.Open(addr)
+		// The inbound port has no login: its trusted peers are never
+		// counted as strangers. A submission connection is one until AUTH
+		// succeeds, and may be evicted while it is (abuse.Connections).
+		tc := &trackedConn{Conn: c, srv: l.srv}
+		var release func()
+		var why string
+		if l.kind == kindInbound {
+			release, why = l.srv.opts.Connections.Open(addr)
+		} else {
+			tc.slot, why = l.srv.opts.Connections.Admit(addr, func() { tc.end(abuse.EndEvicted) })
+			if tc.slot != nil {
+				release = tc.slot.Release
+			}
+		}
 		if release == nil {
 			l.srv.refuse(c, l.kind, addr, why,
 				fmt.Sprintf("421 4.7.0 %s too many connections (%s); try again later\r\n", l.srv.opts.Hostname, connectionLimitText(why)))
 			continue
 		}
 		l.srv.metrics.Connection(l.kind.String())
-		return l.srv.track(c, l.kind, release), nil
+		return l.srv.track(tc, l.kind, release), nil
 	}
 }
 
@@ -605,6 +635,13 @@ type trackedConn struct {
 	rate    *abuse.Bucket // nil without a command rate
 	gs      *smtp.Server  // the go-smtp Server of this connection; under srv.mu
 	trace   *trace.Session
+	slot    *abuse.Slot // the connection's place in Options.Connections; nil on the inbound port
+	// ending makes a read timeout (or an eviction) final: go-smtp would
+	// take a timeout inside AUTH as a pause and read on under a fresh
+	// deadline, so a client trickling bytes kept its connection forever.
+	// Once ending, every read fails at once and go-smtp's main loop
+	// answers "421 4.4.2 Idle timeout" and closes.
+	ending abuse.Ending
 
 	mu        sync.Mutex
 	busy      bool // a mail transaction is open
@@ -635,7 +672,23 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	if c.draining && !c.busy {
 		t = pastDeadline
 	}
-	return c.Conn.SetReadDeadline(t)
+	return c.Conn.SetReadDeadline(c.ending.Deadline(t))
+}
+
+// Read notes a timeout, which ends the connection (see ending).
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.ending.Read(err)
+	return n, err
+}
+
+// end ends the connection for reason: go-smtp's read in progress (or its
+// next one) times out, and it answers 421 and closes.
+func (c *trackedConn) end(reason string) {
+	if c.ending.End(reason) {
+		c.srv.log.Info("smtp connection ended", "remote", remoteIP(c.Conn).String(), "reason", reason)
+		c.Conn.SetReadDeadline(abuse.PastDeadline)
+	}
 }
 
 // hangUp closes the connection before go-smtp reads the next command, that
@@ -736,4 +789,12 @@ func (e errorLog) emit(msg string) {
 		return
 	}
 	e.log.Debug("smtp connection error", "detail", msg)
+}
+
+// loggedIn marks the connection's session as logged in: it is no longer
+// a stranger's and cannot be evicted. A nil receiver is allowed.
+func (c *trackedConn) loggedIn() {
+	if c != nil {
+		c.slot.LoggedIn()
+	}
 }

@@ -39,7 +39,15 @@ func main() {
 	fetchN := flag.Int("fetch", 10000, "messages in the mailbox fetched over IMAP")
 	idle := flag.Int("idle", 1000, "idle IMAP connections to hold")
 	limit := flag.Duration("limit", 4*time.Minute, "stop every phase after this long")
+	logins := flag.Bool("logins", false, "measure logins instead (logins.go): connect+AUTH+message per client, and FETCH latency under password guessing")
 	flag.Parse()
+	if *logins {
+		if err := runLogins(*bin, *limit); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*bin, *perLevel, *fetchN, *idle, *limit); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
@@ -65,7 +73,7 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startDaemon(bin, dir string) (*daemon, error) {
+func startDaemon(bin, dir string, extraConfig ...string) (*daemon, error) {
 	addrs := make([]string, 5)
 	for i := range addrs {
 		a, err := freeAddr()
@@ -92,7 +100,7 @@ allow_insecure_auth = true
 listen = %q
 [log]
 level = "warn"
-`, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2], addrs[3], addrs[4])
+`, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]) + strings.Join(extraConfig, "\n")
 	if err := os.WriteFile(d.cfg, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/autoconfig"
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
@@ -127,6 +128,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	tracer.Set(cfg.Log.TraceUsers)
 	reloads := &reloader{path: cfgPath, running: cfg, level: level, certs: certs, queue: q, sweeper: sweeper, trace: tracer, log: logger}
 	limits := newSharedLimits(cfg.Limits)
+	// One password checker for every port: its login cache must be
+	// dropped on every password change, so the control API changes users
+	// through the store it guards.
+	logins := auth.New(auth.Options{Check: store.Authenticate, Logins: limits.logins})
 	smtpServer, err := smtpd.New(smtpd.Options{
 		Hostname:          cfg.Hostname,
 		Domains:           cfg.Domains,
@@ -140,7 +145,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Logger:            logger.With("proto", "smtp"),
 		Metrics:           counts.SMTP(),
 		ReadTimeout:       cfg.Limits.SMTPIdleTimeout.Duration,
-		Logins:            limits.logins,
+		Auth:              logins,
 		Connections:       limits.connections,
 		CommandRate:       limits.commandRate,
 		Trace:             tracer,
@@ -156,7 +161,8 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Logger:            logger.With("proto", "imap"),
 		Metrics:           counts.IMAP(),
 		IdleTimeout:       cfg.Limits.IMAPIdleTimeout.Duration,
-		Logins:            limits.logins,
+		CommandTimeout:    cfg.Limits.IMAPCommandTimeout.Duration,
+		Auth:              logins,
 		Connections:       limits.connections,
 		CommandRate:       limits.commandRate,
 		Trace:             tracer,
@@ -166,7 +172,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	}
 
 	api := &control.Local{
-		Store:           store,
+		Store:           logins.Guard(store),
 		Version:         version,
 		PollInterval:    cfg.MessageServer.PollInterval.Duration,
 		MessageLifetime: cfg.MessageServer.MessageLifetime.Duration,
