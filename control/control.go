@@ -81,4 +81,27 @@ type Status struct {
 	DaemonRunning bool `json:"daemon_running"`
 	// Queue counts the outbound queue's entries by status.
 	Queue storage.QueueCounts `json:"queue"`
+	// Relay is the outbound relay's state.
+	Relay RelayState `json:"relay"`
+}
+
+// Relay states in RelayState.State.
+const (
+	RelayUp            = "up"
+	RelayDown          = "down"     // unreachable: the queue is paused
+	RelaySettings      = "settings" // answers but refuses our login or TLS: the queue is paused
+	RelayNotConfigured = "not configured"
+	RelayUnknown       = "unknown" // no daemon runs, so nobody watches the relay
+)
+
+// RelayState is the outbound relay as the running daemon's queue sees it.
+type RelayState struct {
+	// Address is [email_queue] relay ("" when not configured).
+	Address string `json:"address"`
+	// State is one of RelayUp, RelayDown, RelaySettings,
+	// RelayNotConfigured, RelayUnknown.
+	State string `json:"state"`
+	// Since is when the daemon last saw the state change (or started);
+	// absent when not known.
+	Since *time.Time `json:"since,omitempty"`
 }

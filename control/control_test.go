@@ -43,10 +43,10 @@ func newDaemon(t *testing.T) (*Local, *Client, string) {
 func TestClientAndLocalGiveTheSameAnswers(t *testing.T) {
 	local, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := client.AddUser(ctx, "Alice@Example.com", "pw-one", true); err != nil {
+	if _, err := client.AddUser(ctx, "Alice@Example.com", "pw-one-long", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := local.AddUser(ctx, "bob@example.com", "pw-two", false); err != nil {
+	if _, err := local.AddUser(ctx, "bob@example.com", "pw-two-long", false); err != nil {
 		t.Fatal(err)
 	}
 	viaClient, err := client.Users(ctx)
@@ -81,10 +81,10 @@ func TestErrorsKeepTheirKindAcrossTheSocket(t *testing.T) {
 	if err := client.DeleteUser(ctx, "nobody@example.com"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("delete unknown user: %v, want ErrNotFound", err)
 	}
-	if _, err := client.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
-	_, err := client.AddUser(ctx, "a@example.com", "pw", false)
+	_, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false)
 	if !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("duplicate user: %v, want ErrExists", err)
 	}
@@ -99,7 +99,7 @@ func TestErrorsKeepTheirKindAcrossTheSocket(t *testing.T) {
 func TestSettingsPollIntervalDefaultsAndPersists(t *testing.T) {
 	_, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := client.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
 	s, err := client.Settings(ctx, "a@example.com", nil)
@@ -126,7 +126,7 @@ func TestSettingsPollIntervalDefaultsAndPersists(t *testing.T) {
 func TestBackupThroughTheSocketIsAnOpenableDatabase(t *testing.T) {
 	_, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := client.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -183,11 +183,11 @@ func TestSocketIsPrivateAndStaleSocketIsReplaced(t *testing.T) {
 func TestAddUserRefusesAddressesOutsideTheLocalDomains(t *testing.T) {
 	local, client, _ := newDaemon(t)
 	local.Domains = []string{"example.com"}
-	_, err := client.AddUser(context.Background(), "eve@elsewhere.test", "pw", false)
+	_, err := client.AddUser(context.Background(), "eve@elsewhere.test", "pw-long-enough", false)
 	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "example.com") {
 		t.Fatalf("add user outside the domains: %v", err)
 	}
-	if _, err := client.AddUser(context.Background(), "eve@Example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(context.Background(), "eve@Example.com", "pw-long-enough", false); err != nil {
 		t.Fatalf("add user in a local domain: %v", err)
 	}
 }

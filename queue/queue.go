@@ -172,6 +172,7 @@ type Queue struct {
 	inflight  map[uint64]bool
 	state     string    // relay health (relayUp, relayDown, relaySettings)
 	nextProbe time.Time // real time; meaningful while state != relayUp
+	since     time.Time // real time the state last changed (or Start)
 	started   bool
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -303,6 +304,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	}
 	q.started = true
 	q.state = state
+	q.since = time.Now()
 	q.nextProbe = time.Now() // a relay recorded as down is probed at once
 	q.m.relayUp.Set(boolFloat(state == relayUp))
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -313,7 +315,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	// rather than when the relay goes down.
 	for _, a := range q.opt().Admins {
 		if _, err := q.store.User(ctx, a); errors.Is(err, storage.ErrNotFound) {
-			q.log.Warn("queue: an [alerts] admin is not a user here and will not receive alerts", "admin", a)
+			q.log.Info("queue: an [alerts] admin is not a user yet, so alerts to it are dropped; create it with `pochta user add "+a+" --admin`", "admin", a)
 		}
 	}
 	return nil
@@ -480,6 +482,9 @@ func (q *Queue) relayFailed(f *failure) {
 	if prev == relayUp {
 		q.nextProbe = time.Now().Add(q.opt().HealthCheckInterval)
 	}
+	if prev != state {
+		q.since = time.Now()
+	}
 	q.mu.Unlock()
 	q.m.relayUp.Set(0)
 	if prev == state {
@@ -499,6 +504,9 @@ func (q *Queue) relayBack() {
 	q.mu.Lock()
 	prev := q.state
 	q.state = relayUp
+	if prev != relayUp {
+		q.since = time.Now()
+	}
 	q.mu.Unlock()
 	q.m.relayUp.Set(1)
 	if prev == relayUp {
@@ -511,6 +519,14 @@ func (q *Queue) relayBack() {
 		q.log.Error("queue: recording the relay state failed", "state", "up", "err", err)
 	}
 	q.Wake()
+}
+
+// RelayHealth reports the relay's state ("up", "down" or "settings") and
+// since when; before Start it reports "up" and the zero time.
+func (q *Queue) RelayHealth() (state string, since time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return stateName(q.state), q.since
 }
 
 func stateName(s string) string {

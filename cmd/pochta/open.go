@@ -20,6 +20,7 @@ func loadConfig(e *env) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.log, _ = newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	return cfg, nil
 }
 
@@ -50,6 +51,7 @@ func adminAPI(cfg *config.Config) (api control.API, close func(), err error) {
 		PollInterval:    cfg.MessageServer.PollInterval.Duration,
 		MessageLifetime: cfg.MessageServer.MessageLifetime.Duration,
 		Domains:         cfg.Domains,
+		Relay:           func() control.RelayState { return relayWithoutDaemon(cfg) },
 	}
 	return local, func() { store.Close() }, nil
 }
