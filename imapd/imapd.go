@@ -200,7 +200,7 @@ type Server struct {
 	appends   int           // APPENDs in progress
 	appendsIn chan struct{} // closed when appends drops to 0 during Close
 	listeners map[net.Listener]struct{}
-	sessions  map[*session]string // the logged-in user's address, or ""
+	sessions  map[*session]string       // the logged-in user's address, or ""
 	open      map[*guardedConn]struct{} // connections not yet closed
 	refusing  int                       // goroutines answering refused connections
 }
