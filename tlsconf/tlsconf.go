@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -154,6 +155,10 @@ func ensureSelfSigned(dataDir, certFile, keyFile, hostname string) error {
 			reason = "expired"
 		} else if err := cert.Leaf.VerifyHostname(hostname); err != nil {
 			reason = "made for another hostname"
+		} else if missing := missingDevelopmentNames(cert.Leaf); missing != "" {
+			// Made by an older pochta that named only the hostname:
+			// clients connecting to 127.0.0.1 or localhost refused it.
+			reason = "made by an older pochta: it does not name " + missing + " or cannot be imported as an authority"
 		}
 		if reason == "" {
 			return nil
@@ -185,7 +190,24 @@ func ensureSelfSigned(dataDir, certFile, keyFile, hostname string) error {
 	return nil
 }
 
-// selfSigned creates an ECDSA P-256 certificate and key, PEM-encoded.
+// missingDevelopmentNames names what an existing self-signed certificate
+// lacks of what selfSigned puts in: localhost, 127.0.0.1 and ::1 as
+// subjectAltNames, and being its own authority. "" when nothing is missing.
+func missingDevelopmentNames(c *x509.Certificate) string {
+	var missing []string
+	for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+		if c.VerifyHostname(name) != nil {
+			missing = append(missing, name)
+		}
+	}
+	if !c.IsCA {
+		missing = append(missing, "CA:TRUE")
+	}
+	return strings.Join(missing, ", ")
+}
+
+// selfSigned creates an ECDSA P-256 certificate and key, PEM-encoded: for
+// hostname, localhost, 127.0.0.1 and ::1, and its own authority.
 func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -201,9 +223,15 @@ func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err err
 		// An hour of slack for clients whose clocks run a little behind.
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(selfSignedValidity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
+		// Its own authority (CA:TRUE, may sign certificates, no further
+		// CA below it): Thunderbird imports only authorities, and clients
+		// given it as their CA file (fetchmail, mbsync, swaks) then verify
+		// it as an ordinary chain of one.
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	for _, name := range []string{hostname, "localhost"} {

@@ -3,9 +3,13 @@ package tlsconf
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -266,5 +270,69 @@ func TestReloadServesTheNewCertificateToNewConnections(t *testing.T) {
 	}
 	if m.Certificate().Leaf.SerialNumber.Cmp(second.SerialNumber) != 0 {
 		t.Error("a failed Reload replaced the working certificate")
+	}
+}
+
+// A client given tls-cert.pem as its only authority (fetchmail's
+// sslcertfile, mbsync's CertificateFile, Thunderbird's imported authority)
+// must accept the server under every name a development setup uses.
+func TestSelfSignedCertificateVerifiesForHostnameAndLoopbackNames(t *testing.T) {
+	m, err := Load("", "", t.TempDir(), "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := m.Certificate().Leaf
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	for _, name := range []string{"mail.example.test", "localhost", "127.0.0.1", "::1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots}); err != nil {
+			t.Errorf("verify as %s with the certificate as the CA: %v", name, err)
+		}
+	}
+	if !leaf.IsCA || leaf.KeyUsage&x509.KeyUsageCertSign == 0 {
+		t.Errorf("IsCA = %v, KeyUsage = %b: Thunderbird imports only authorities", leaf.IsCA, leaf.KeyUsage)
+	}
+}
+
+// A self-signed certificate from an older pochta named only the hostname
+// and was no authority; it is replaced on the next start.
+func TestOldSelfSignedCertificateWithoutLoopbackNamesIsReplaced(t *testing.T) {
+	dataDir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: "mail.example.test"},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour * 24),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"mail.example.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, SelfSignedCert), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, SelfSignedKey), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load("", "", dataDir, "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := m.Certificate().Leaf
+	if leaf.SerialNumber.Cmp(big.NewInt(7)) == 0 {
+		t.Fatal("the old certificate without localhost, 127.0.0.1 and ::1 was kept")
+	}
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("replacement: %v", err)
 	}
 }
