@@ -221,8 +221,8 @@ func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err err
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: hostname, Organization: []string{"pochta self-signed"}},
 		// An hour of slack for clients whose clocks run a little behind.
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(selfSignedValidity),
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(selfSignedValidity),
 		// Its own authority (CA:TRUE, may sign certificates, no further
 		// CA below it): Thunderbird imports only authorities, and clients
 		// given it as their CA file (fetchmail, mbsync, swaks) then verify
