@@ -576,3 +576,17 @@ func TestTrustedPrefixesParseTheNetworks(t *testing.T) {
 		t.Errorf("TrustedPrefixes = %v, want %v", got, want)
 	}
 }
+
+func TestConfigCheckNamesTheLineOfASecondListenerOnOneAddress(t *testing.T) {
+	path := writeConfig(t, "[smtp]\nsubmission = \"127.0.0.1:2587\"\n\n[imap]\nlisten = \"127.0.0.1:2143\"\n\n[metrics]\nlisten = \"[::]:2587\"\n")
+	_, err := Load(path)
+	want := path + `:8: [metrics] listen: [smtp] submission "127.0.0.1:2587" and [metrics] listen "[::]:2587" listen on the same address; give each its own port`
+	if got := errorLines(err); len(got) != 1 || got[0] != want {
+		t.Fatalf("Load = %q\nwant %q", got, want)
+	}
+	// Different hosts on one port do not overlap.
+	path = writeConfig(t, "[imap]\nlisten = \"127.0.0.1:2143\"\n[metrics]\nlisten = \"127.0.0.2:2143\"\n")
+	if _, err := Load(path); err != nil {
+		t.Fatalf("distinct addresses refused: %v", err)
+	}
+}

@@ -191,3 +191,60 @@ func TestAddUserRefusesAddressesOutsideTheLocalDomains(t *testing.T) {
 		t.Fatalf("add user in a local domain: %v", err)
 	}
 }
+
+// One password rule, whichever way the request comes.
+func TestPasswordRuleHoldsThroughTheSocketAndDirectly(t *testing.T) {
+	local, client, _ := newDaemon(t)
+	ctx := context.Background()
+	const addr = "frederick@example.com"
+	if _, err := local.AddUser(ctx, addr, "a-good-password", false); err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]string{
+		"":                      "too short",
+		"seven77":               "too short",
+		"frederick":             "must not be the address",
+		"FREDERICK":             "must not be the address",
+		"Frederick@Example.com": "must not be the address",
+	}
+	for name, api := range map[string]API{"local": local, "client": client} {
+		for pw, want := range refused {
+			if _, err := api.AddUser(ctx, "frederick@example.com", pw, false); !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: add with password %q: %v, want %q", name, pw, err, want)
+			}
+			if err := api.SetPassword(ctx, addr, pw); !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: passwd %q: %v, want %q", name, pw, err, want)
+			}
+		}
+		if err := api.SetPassword(ctx, addr, "frederick-2"); err != nil {
+			t.Errorf("%s: a good password: %v", name, err)
+		}
+	}
+	if _, err := local.Store.Authenticate(ctx, addr, "frederick-2"); err != nil {
+		t.Fatalf("the accepted password does not log in: %v", err)
+	}
+}
+
+func TestDeleteUserEndsTheirSessionsAfterTheDeletion(t *testing.T) {
+	local, client, _ := newDaemon(t)
+	ctx := context.Background()
+	var ended []string
+	local.OnUserDeleted = func(address string) {
+		if _, err := local.Store.User(ctx, address); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("OnUserDeleted(%s) before the user was gone: %v", address, err)
+		}
+		ended = append(ended, address)
+	}
+	if _, err := local.AddUser(ctx, "erin@example.com", "erin-password", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.DeleteUser(ctx, "Erin@Example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.DeleteUser(ctx, "erin@example.com"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if !reflect.DeepEqual(ended, []string{"erin@example.com"}) {
+		t.Fatalf("sessions ended for %v, want erin@example.com once", ended)
+	}
+}
