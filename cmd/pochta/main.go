@@ -186,10 +186,15 @@ func commandGroup(word string) []*command {
 // with exit 2.
 func groupUsage(argv []string, group []*command, stdout, stderr io.Writer) int {
 	w, code := stderr, exitUsage
-	if len(argv) > 1 && (argv[1] == "--help" || argv[1] == "-h" || argv[1] == "help") {
-		w, code = stdout, exitOK
-	} else if len(argv) > 1 {
-		fmt.Fprintf(stderr, "pochta: unknown command %q\n\n", strings.Join(argv, " "))
+	for i, a := range argv[1:] {
+		if a == "--help" || a == "-h" || i == 0 && a == "help" {
+			w, code = stdout, exitOK
+			break
+		}
+		if i == 0 && !strings.HasPrefix(a, "-") {
+			fmt.Fprintf(stderr, "pochta: unknown command %q\n\n", argv[0]+" "+a)
+			break
+		}
 	}
 	fmt.Fprintf(w, "usage: pochta %s SUBCOMMAND [ARGS] [--config FILE]\n\nsubcommands:\n", argv[0])
 	for _, c := range group {

@@ -68,7 +68,7 @@ func TestGroupWithoutSubcommandListsItsSubcommands(t *testing.T) {
 		"sent":   {"sent status"},
 		"config": {"config check", "config import"},
 	} {
-		code, stdout, stderr := pochta(t, "", group)
+		code, stdout, stderr := pochta(t, "", group, "--config", "/nonexistent.toml")
 		if code != exitUsage || stdout != "" {
 			t.Errorf("pochta %s: exit %d, stdout %q; want exit 2 and the list on stderr", group, code, stdout)
 		}
