@@ -195,3 +195,17 @@ func TestStatusWithoutQueueSaysRelayNotConfigured(t *testing.T) {
 		t.Fatalf("daemon without queue: %q", got)
 	}
 }
+
+func TestDevelopmentBannerMakesTheAdminTheFirstStep(t *testing.T) {
+	var b bytes.Buffer
+	printDevelopmentHint(&b, config.Development())
+	banner := b.String()
+	admin := strings.Index(banner, "./bin/pochta user add postmaster@example.com --admin")
+	user := strings.Index(banner, "./bin/pochta user add alice@example.com")
+	if admin < 0 || user < admin {
+		t.Fatalf("the banner does not put creating the admin first:\n%s", banner)
+	}
+	if !strings.Contains(banner, "development relay 127.0.0.1:2526") {
+		t.Fatalf("the banner does not mention the development relay:\n%s", banner)
+	}
+}
