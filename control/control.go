@@ -8,7 +8,12 @@
 // while the daemon runs the CLI must go through it). Serve exposes a Local
 // over that socket. Errors keep their kind across the socket: a Client
 // returns errors that match storage.ErrNotFound, ErrExists, ErrInvalid… with
-// errors.Is, exactly as Local does.
+// errors.Is, exactly as Local does. Their text is one sentence for a person
+// (a *Problem: "user bob@example.com already exists"); the internal chain
+// behind it travels along for the debug log (Problem.Detail).
+//
+// AddUser and SetPassword apply the one password rule (CheckPassword), so
+// it holds whichever implementation the CLI reaches.
 package control
 
 import (

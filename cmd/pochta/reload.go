@@ -16,9 +16,10 @@ import (
 )
 
 // reloader applies a re-read configuration file to the running daemon
-// (SIGHUP). What can change live is applied; every other changed section
-// is named in a log line as waiting for a restart. A file that does not
-// load changes nothing: the daemon keeps running with what it has.
+// (SIGHUP). What can change live is applied; the one log line of a reload
+// names every changed key and, apart, the sections waiting for a restart.
+// A file that does not load changes nothing: the daemon keeps running with
+// what it has, and the line gives the first error.
 type reloader struct {
 	path    string         // "" for the built-in development config
 	running *config.Config // the configuration in force
