@@ -158,7 +158,7 @@ func ensureSelfSigned(dataDir, certFile, keyFile, hostname string) error {
 		} else if missing := missingDevelopmentNames(cert.Leaf); missing != "" {
 			// Made by an older pochta that named only the hostname:
 			// clients connecting to 127.0.0.1 or localhost refused it.
-			reason = "made by an older pochta: it does not name " + missing + " or cannot be imported as an authority"
+			reason = "made by an older pochta: it does not name " + missing
 		}
 		if reason == "" {
 			return nil
@@ -190,9 +190,9 @@ func ensureSelfSigned(dataDir, certFile, keyFile, hostname string) error {
 	return nil
 }
 
-// missingDevelopmentNames names what an existing self-signed certificate
-// lacks of what selfSigned puts in: localhost, 127.0.0.1 and ::1 as
-// subjectAltNames, and being its own authority. "" when nothing is missing.
+// missingDevelopmentNames names the subjectAltNames selfSigned puts in
+// (localhost, 127.0.0.1, ::1) that an existing self-signed certificate
+// lacks; "" when none is missing.
 func missingDevelopmentNames(c *x509.Certificate) string {
 	var missing []string
 	for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
@@ -200,14 +200,11 @@ func missingDevelopmentNames(c *x509.Certificate) string {
 			missing = append(missing, name)
 		}
 	}
-	if !c.IsCA {
-		missing = append(missing, "CA:TRUE")
-	}
 	return strings.Join(missing, ", ")
 }
 
-// selfSigned creates an ECDSA P-256 certificate and key, PEM-encoded: for
-// hostname, localhost, 127.0.0.1 and ::1, and its own authority.
+// selfSigned creates an ECDSA P-256 certificate and key, PEM-encoded, for
+// hostname, localhost, 127.0.0.1 and ::1.
 func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -223,15 +220,15 @@ func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err err
 		// An hour of slack for clients whose clocks run a little behind.
 		NotBefore: now.Add(-time.Hour),
 		NotAfter:  now.Add(selfSignedValidity),
-		// Its own authority (CA:TRUE, may sign certificates, no further
-		// CA below it): Thunderbird imports only authorities, and clients
-		// given it as their CA file (fetchmail, mbsync, swaks) then verify
-		// it as an ordinary chain of one.
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		// A server certificate, not an authority (CA:FALSE): OpenSSL
+		// clients given it as their CA file (fetchmail, offlineimap, swaks,
+		// Python) accept a self-signed leaf as its own trust anchor, and
+		// mbsync 1.4 then matches it as a "host" certificate, without the
+		// name check it cannot do for an IP address such as 127.0.0.1;
+		// as a CA, mbsync would check the name and refuse 127.0.0.1.
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	for _, name := range []string{hostname, "localhost"} {
