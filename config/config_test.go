@@ -40,7 +40,14 @@ func plain(c *Config) Config {
 }
 
 func TestLoadReadsEverySection(t *testing.T) {
-	path := writeConfig(t, `
+	// The certificate files must exist: Validate checks they can be read.
+	sslDir := t.TempDir()
+	for _, name := range []string{"mail.pem", "mail.key"} {
+		if err := os.WriteFile(filepath.Join(sslDir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := writeConfig(t, strings.ReplaceAll(`
 hostname = "mx.corp.test"
 domains  = ["corp.test", "corp2.test"]
 data_dir = "/srv/pochta"
@@ -111,7 +118,7 @@ socket = "/run/pochta/ctl.sock"
 format      = "json"
 level       = "debug"
 trace_users = ["alice@corp.test"]
-`)
+`, "/etc/ssl", sslDir))
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -131,7 +138,7 @@ trace_users = ["alice@corp.test"]
 			AllowInsecureAuth: true,
 		},
 		IMAP: IMAP{Listen: "", TLSListen: "[::1]:1993", AllowInsecureAuth: true},
-		TLS:  TLS{CertFile: "/etc/ssl/mail.pem", KeyFile: "/etc/ssl/mail.key"},
+		TLS:  TLS{CertFile: filepath.Join(sslDir, "mail.pem"), KeyFile: filepath.Join(sslDir, "mail.key")},
 		Limits: Limits{
 			AuthFailuresPerAddress: 5, AuthFailuresPerAccount: 50, AuthBlockTime: Duration{time.Hour},
 			MaxConnectionsPerAddress: 0, MaxConnections: 500,
@@ -339,7 +346,14 @@ func TestValidateChecksEachRule(t *testing.T) {
 		{"bad port", func(c *Config) { c.SMTP.Inbound = "127.0.0.1:99999" }, `[smtp] inbound: "127.0.0.1:99999": port "99999" must be a number`},
 		{"no port", func(c *Config) { c.Metrics.Listen = "localhost" }, `[metrics] listen: "localhost" is not host:port`},
 		{"tiny messages", func(c *Config) { c.SMTP.MaxMessageSize = 1000 }, "[smtp] max_message_size: must be at least 1024"},
-		{"cert without key", func(c *Config) { c.TLS.CertFile = "/c.pem" }, "[tls] cert_file: cert_file and key_file must be set together"},
+		{"cert without key", func(c *Config) { c.TLS.CertFile = "config_test.go" }, "[tls] cert_file: cert_file and key_file must be set together"},
+		{"missing cert", func(c *Config) { c.TLS.CertFile, c.TLS.KeyFile = "no-such.pem", "config_test.go" }, `[tls] cert_file: "no-such.pem" does not exist`},
+		{"missing key", func(c *Config) { c.TLS.CertFile, c.TLS.KeyFile = "config_test.go", "no-such.key" }, `[tls] key_file: "no-such.key" does not exist`},
+		{"port 0", func(c *Config) { c.SMTP.Inbound = "127.0.0.1:0" }, `[smtp] inbound: "127.0.0.1:0": port 0 would listen on a random port`},
+		{"two listeners on one port", func(c *Config) { c.Metrics.Listen = c.IMAP.Listen },
+			`[metrics] listen: [imap] listen "0.0.0.0:143" and [metrics] listen "0.0.0.0:143" listen on the same address`},
+		{"wildcard overlaps every address", func(c *Config) { c.HTTP.Listen = "127.0.0.1:587" },
+			`[http] listen: [smtp] submission "0.0.0.0:587" and [http] listen "127.0.0.1:587" listen on the same address`},
 		{"no login failures", func(c *Config) { c.Limits.AuthFailuresPerAddress = 0 }, "[limits] auth_failures_per_address: must be at least 1"},
 		{"no account failures", func(c *Config) { c.Limits.AuthFailuresPerAccount = 0 }, "[limits] auth_failures_per_account: must be at least 1"},
 		{"zero block", func(c *Config) { c.Limits.AuthBlockTime = Duration{} }, "[limits] auth_block_time: must be positive"},
@@ -563,5 +577,19 @@ func TestTrustedPrefixesParseTheNetworks(t *testing.T) {
 	want := []string{"127.0.0.1/32", "10.0.0.0/8", "::1/128"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("TrustedPrefixes = %v, want %v", got, want)
+	}
+}
+
+func TestConfigCheckNamesTheLineOfASecondListenerOnOneAddress(t *testing.T) {
+	path := writeConfig(t, "[smtp]\nsubmission = \"127.0.0.1:2587\"\n\n[imap]\nlisten = \"127.0.0.1:2143\"\n\n[metrics]\nlisten = \"[::]:2587\"\n")
+	_, err := Load(path)
+	want := path + `:8: [metrics] listen: [smtp] submission "127.0.0.1:2587" and [metrics] listen "[::]:2587" listen on the same address; give each its own port`
+	if got := errorLines(err); len(got) != 1 || got[0] != want {
+		t.Fatalf("Load = %q\nwant %q", got, want)
+	}
+	// Different hosts on one port do not overlap.
+	path = writeConfig(t, "[imap]\nlisten = \"127.0.0.1:2143\"\n[metrics]\nlisten = \"127.0.0.2:2143\"\n")
+	if _, err := Load(path); err != nil {
+		t.Fatalf("distinct addresses refused: %v", err)
 	}
 }

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/mail"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -110,6 +113,8 @@ func (c *Config) validate() []*Error {
 		v.fail("cert_file and key_file must be set together (leave both empty for a self-signed certificate)",
 			"tls.cert_file", "tls.key_file")
 	}
+	v.readable(c.TLS.CertFile, "tls.cert_file")
+	v.readable(c.TLS.KeyFile, "tls.key_file")
 
 	lim := c.Limits
 	if lim.AuthFailuresPerAddress < 1 {
@@ -205,6 +210,7 @@ func (c *Config) validate() []*Error {
 	v.listen(c.Metrics.Listen, "metrics.listen")
 	v.listen(c.HTTP.Listen, "http.listen")
 	v.nonEmpty(c.Control.Socket, "control.socket")
+	v.distinctListeners(c)
 
 	switch c.Log.Format {
 	case "text", "json":
@@ -220,6 +226,106 @@ func (c *Config) validate() []*Error {
 		v.address(a, "log.trace_users")
 	}
 	return v.errs
+}
+
+// readable checks that a file the daemon will read at start exists and can
+// be opened, so that `config check` fails where serve would.
+func (v *validator) readable(path, key string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			v.fail(fmt.Sprintf("%q does not exist", path), key)
+		case errors.Is(err, fs.ErrPermission):
+			v.fail(fmt.Sprintf("%q cannot be read by this user (permission denied)", path), key)
+		default:
+			v.fail(fmt.Sprintf("%q cannot be read: %v", path, errors.Unwrap(err)), key)
+		}
+		return
+	}
+	f.Close()
+}
+
+// distinctListeners refuses two listen keys on one address: the same
+// host:port, or one port where either host is a wildcard ("", 0.0.0.0,
+// [::]), which binds every address. The second key in the file is named.
+func (v *validator) distinctListeners(c *Config) {
+	type bound struct {
+		key, host string
+		port      int
+	}
+	var seen []bound
+	for _, l := range []struct{ key, addr string }{
+		{"smtp.submission", c.SMTP.Submission},
+		{"smtp.submissions", c.SMTP.Submissions},
+		{"smtp.inbound", c.SMTP.Inbound},
+		{"imap.listen", c.IMAP.Listen},
+		{"imap.tls_listen", c.IMAP.TLSListen},
+		{"metrics.listen", c.Metrics.Listen},
+		{"http.listen", c.HTTP.Listen},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		host, port, err := splitHostPort(l.addr)
+		if err != nil {
+			continue // reported by listen
+		}
+		if port == 0 {
+			v.fail(fmt.Sprintf("%q: port 0 would listen on a random port that no client can know; give a port number", l.addr), l.key)
+			continue
+		}
+		for _, b := range seen {
+			if b.port == port && hostsOverlap(b.host, host) {
+				v.fail(fmt.Sprintf("%s %q and %s %q listen on the same address; give each its own port",
+					displayKey(b.key), c.listenAddr(b.key), displayKey(l.key), l.addr), l.key, b.key)
+				break
+			}
+		}
+		seen = append(seen, bound{key: l.key, host: host, port: port})
+	}
+}
+
+// listenAddr is the value of one of the listen keys, for messages.
+func (c *Config) listenAddr(key string) string {
+	switch key {
+	case "smtp.submission":
+		return c.SMTP.Submission
+	case "smtp.submissions":
+		return c.SMTP.Submissions
+	case "smtp.inbound":
+		return c.SMTP.Inbound
+	case "imap.listen":
+		return c.IMAP.Listen
+	case "imap.tls_listen":
+		return c.IMAP.TLSListen
+	case "metrics.listen":
+		return c.Metrics.Listen
+	case "http.listen":
+		return c.HTTP.Listen
+	}
+	return ""
+}
+
+// hostsOverlap reports whether two listen hosts can share a socket address:
+// equal, or either one a wildcard.
+func hostsOverlap(a, b string) bool {
+	wildcard := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || err == nil && ip.IsUnspecified()
+	}
+	if wildcard(a) || wildcard(b) {
+		return true
+	}
+	ia, errA := netip.ParseAddr(a)
+	ib, errB := netip.ParseAddr(b)
+	if errA == nil && errB == nil {
+		return ia.Unmap() == ib.Unmap()
+	}
+	return strings.EqualFold(a, b)
 }
 
 func (v *validator) nonEmpty(s, key string) {

@@ -8,7 +8,12 @@
 // while the daemon runs the CLI must go through it). Serve exposes a Local
 // over that socket. Errors keep their kind across the socket: a Client
 // returns errors that match storage.ErrNotFound, ErrExists, ErrInvalid… with
-// errors.Is, exactly as Local does.
+// errors.Is, exactly as Local does. Their text is one sentence for a person
+// (a *Problem: "user bob@example.com already exists"); the internal chain
+// behind it travels along for the debug log (Problem.Detail).
+//
+// AddUser and SetPassword apply the one password rule (CheckPassword), so
+// it holds whichever implementation the CLI reaches.
 package control
 
 import (
@@ -84,4 +89,27 @@ type Status struct {
 	DaemonRunning bool `json:"daemon_running"`
 	// Queue counts the outbound queue's entries by status.
 	Queue storage.QueueCounts `json:"queue"`
+	// Relay is the outbound relay's state.
+	Relay RelayState `json:"relay"`
+}
+
+// Relay states in RelayState.State.
+const (
+	RelayUp            = "up"
+	RelayDown          = "down"     // unreachable: the queue is paused
+	RelaySettings      = "settings" // answers but refuses our login or TLS: the queue is paused
+	RelayNotConfigured = "not configured"
+	RelayUnknown       = "unknown" // no daemon runs, so nobody watches the relay
+)
+
+// RelayState is the outbound relay as the running daemon's queue sees it.
+type RelayState struct {
+	// Address is [email_queue] relay ("" when not configured).
+	Address string `json:"address"`
+	// State is one of RelayUp, RelayDown, RelaySettings,
+	// RelayNotConfigured, RelayUnknown.
+	State string `json:"state"`
+	// Since is when the daemon last saw the state change (or started);
+	// absent when not known.
+	Since *time.Time `json:"since,omitempty"`
 }

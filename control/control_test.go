@@ -43,10 +43,10 @@ func newDaemon(t *testing.T) (*Local, *Client, string) {
 func TestClientAndLocalGiveTheSameAnswers(t *testing.T) {
 	local, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := client.AddUser(ctx, "Alice@Example.com", "pw-one", true); err != nil {
+	if _, err := client.AddUser(ctx, "Alice@Example.com", "pw-one-long", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := local.AddUser(ctx, "bob@example.com", "pw-two", false); err != nil {
+	if _, err := local.AddUser(ctx, "bob@example.com", "pw-two-long", false); err != nil {
 		t.Fatal(err)
 	}
 	viaClient, err := client.Users(ctx)
@@ -81,10 +81,10 @@ func TestErrorsKeepTheirKindAcrossTheSocket(t *testing.T) {
 	if err := client.DeleteUser(ctx, "nobody@example.com"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("delete unknown user: %v, want ErrNotFound", err)
 	}
-	if _, err := client.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
-	_, err := client.AddUser(ctx, "a@example.com", "pw", false)
+	_, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false)
 	if !errors.Is(err, storage.ErrExists) {
 		t.Fatalf("duplicate user: %v, want ErrExists", err)
 	}
@@ -99,7 +99,7 @@ func TestErrorsKeepTheirKindAcrossTheSocket(t *testing.T) {
 func TestSettingsPollIntervalDefaultsAndPersists(t *testing.T) {
 	_, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := client.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
 	s, err := client.Settings(ctx, "a@example.com", nil)
@@ -126,7 +126,7 @@ func TestSettingsPollIntervalDefaultsAndPersists(t *testing.T) {
 func TestBackupThroughTheSocketIsAnOpenableDatabase(t *testing.T) {
 	_, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := client.AddUser(ctx, "a@example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(ctx, "a@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -183,11 +183,68 @@ func TestSocketIsPrivateAndStaleSocketIsReplaced(t *testing.T) {
 func TestAddUserRefusesAddressesOutsideTheLocalDomains(t *testing.T) {
 	local, client, _ := newDaemon(t)
 	local.Domains = []string{"example.com"}
-	_, err := client.AddUser(context.Background(), "eve@elsewhere.test", "pw", false)
+	_, err := client.AddUser(context.Background(), "eve@elsewhere.test", "pw-long-enough", false)
 	if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), "example.com") {
 		t.Fatalf("add user outside the domains: %v", err)
 	}
-	if _, err := client.AddUser(context.Background(), "eve@Example.com", "pw", false); err != nil {
+	if _, err := client.AddUser(context.Background(), "eve@Example.com", "pw-long-enough", false); err != nil {
 		t.Fatalf("add user in a local domain: %v", err)
+	}
+}
+
+// One password rule, whichever way the request comes.
+func TestPasswordRuleHoldsThroughTheSocketAndDirectly(t *testing.T) {
+	local, client, _ := newDaemon(t)
+	ctx := context.Background()
+	const addr = "frederick@example.com"
+	if _, err := local.AddUser(ctx, addr, "a-good-password", false); err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]string{
+		"":                      "too short",
+		"seven77":               "too short",
+		"frederick":             "must not be the address",
+		"FREDERICK":             "must not be the address",
+		"Frederick@Example.com": "must not be the address",
+	}
+	for name, api := range map[string]API{"local": local, "client": client} {
+		for pw, want := range refused {
+			if _, err := api.AddUser(ctx, "frederick@example.com", pw, false); !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: add with password %q: %v, want %q", name, pw, err, want)
+			}
+			if err := api.SetPassword(ctx, addr, pw); !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: passwd %q: %v, want %q", name, pw, err, want)
+			}
+		}
+		if err := api.SetPassword(ctx, addr, "frederick-2"); err != nil {
+			t.Errorf("%s: a good password: %v", name, err)
+		}
+	}
+	if _, err := local.Store.Authenticate(ctx, addr, "frederick-2"); err != nil {
+		t.Fatalf("the accepted password does not log in: %v", err)
+	}
+}
+
+func TestDeleteUserEndsTheirSessionsAfterTheDeletion(t *testing.T) {
+	local, client, _ := newDaemon(t)
+	ctx := context.Background()
+	var ended []string
+	local.OnUserDeleted = func(address string) {
+		if _, err := local.Store.User(ctx, address); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("OnUserDeleted(%s) before the user was gone: %v", address, err)
+		}
+		ended = append(ended, address)
+	}
+	if _, err := local.AddUser(ctx, "erin@example.com", "erin-password", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.DeleteUser(ctx, "Erin@Example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.DeleteUser(ctx, "erin@example.com"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if !reflect.DeepEqual(ended, []string{"erin@example.com"}) {
+		t.Fatalf("sessions ended for %v, want erin@example.com once", ended)
 	}
 }

@@ -37,8 +37,11 @@ var errorKinds = map[string]error{
 }
 
 type errorBody struct {
+	// Error is the sentence a person reads (Problem.Sentence).
 	Error string `json:"error"`
 	Kind  string `json:"kind,omitempty"`
+	// Detail is the internal chain behind it, for the debug log.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Handler serves api over HTTP+JSON.
@@ -79,7 +82,7 @@ type passwordRequest struct {
 
 func (h *handler) users(w http.ResponseWriter, r *http.Request) {
 	users, err := h.api.Users(r.Context())
-	h.reply(w, users, err)
+	h.reply(w, r, users, err)
 }
 
 func (h *handler) addUser(w http.ResponseWriter, r *http.Request) {
@@ -88,11 +91,11 @@ func (h *handler) addUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := h.api.AddUser(r.Context(), req.Address, req.Password, req.Admin)
-	h.reply(w, u, err)
+	h.reply(w, r, u, err)
 }
 
 func (h *handler) deleteUser(w http.ResponseWriter, r *http.Request) {
-	h.reply(w, struct{}{}, h.api.DeleteUser(r.Context(), r.PathValue("address")))
+	h.reply(w, r, struct{}{}, h.api.DeleteUser(r.Context(), r.PathValue("address")))
 }
 
 func (h *handler) setPassword(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +103,7 @@ func (h *handler) setPassword(w http.ResponseWriter, r *http.Request) {
 	if !h.decode(w, r, &req) {
 		return
 	}
-	h.reply(w, struct{}{}, h.api.SetPassword(r.Context(), r.PathValue("address"), req.Password))
+	h.reply(w, r, struct{}{}, h.api.SetPassword(r.Context(), r.PathValue("address"), req.Password))
 }
 
 func (h *handler) settings(w http.ResponseWriter, r *http.Request) {
@@ -112,12 +115,12 @@ func (h *handler) settings(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s, err := h.api.Settings(r.Context(), r.PathValue("address"), update)
-	h.reply(w, s, err)
+	h.reply(w, r, s, err)
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	s, err := h.api.Status(r.Context())
-	h.reply(w, s, err)
+	h.reply(w, r, s, err)
 }
 
 type checkRequest struct {
@@ -130,7 +133,7 @@ func (h *handler) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep, err := h.api.Check(r.Context(), req.Repair)
-	h.reply(w, rep, err)
+	h.reply(w, r, rep, err)
 }
 
 func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
@@ -151,16 +154,21 @@ func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		h.reply(w, nil, fmt.Errorf("bad request body: %v: %w", err, storage.ErrInvalid))
+		h.reply(w, r, nil, fmt.Errorf("bad request body: %v: %w", err, storage.ErrInvalid))
 		return false
 	}
 	return true
 }
 
-func (h *handler) reply(w http.ResponseWriter, v any, err error) {
+func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		body := errorBody{Error: err.Error()}
+		body := errorBody{Error: Sentence(err), Detail: err.Error()}
+		var p *Problem
+		if errors.As(err, &p) {
+			body.Detail = p.Detail()
+		}
+		h.log.Debug("control: request refused", "method", r.Method, "path", r.URL.Path, "err", body.Error, "detail", body.Detail)
 		status := http.StatusInternalServerError
 		for kind, target := range errorKinds {
 			if errors.Is(err, target) {
@@ -366,5 +374,9 @@ func decodeError(resp *http.Response) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxRequestBody)).Decode(&body); err != nil || body.Error == "" {
 		return fmt.Errorf("control: daemon answered %s", resp.Status)
 	}
-	return &remoteError{msg: body.Error, kind: errorKinds[body.Kind]}
+	detail := body.Detail
+	if detail == "" {
+		detail = body.Error
+	}
+	return &Problem{Sentence: body.Error, Err: &remoteError{msg: detail, kind: errorKinds[body.Kind]}}
 }

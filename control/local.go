@@ -26,23 +26,28 @@ type Local struct {
 	// Domains are the local domains; users are addresses in one of them.
 	// Empty: any domain (tests).
 	Domains []string
+	// OnUserDeleted, when set, is called after a user is deleted, with the
+	// canonical address: the daemon ends that user's IMAP sessions.
+	OnUserDeleted func(address string)
+	// Relay, when set, reports the relay's state for Status (the daemon's
+	// queue); nil means no daemon watches a relay.
+	Relay func() RelayState
 }
 
 // AddUser implements API.
 func (l *Local) AddUser(ctx context.Context, address, password string, admin bool) (*UserInfo, error) {
-	if password == "" {
-		return nil, fmt.Errorf("add user %s: empty password: %w", address, storage.ErrInvalid)
+	if err := l.checkAddress(address); err != nil {
+		return nil, err
 	}
-	if !l.isLocal(address) {
-		return nil, fmt.Errorf("add user %s: the domain is not one of this server's domains (%s): %w",
-			address, strings.Join(l.Domains, ", "), storage.ErrInvalid)
+	if err := CheckPassword(address, password); err != nil {
+		return nil, err
 	}
 	if err := l.Store.CreateUser(ctx, address, password, admin); err != nil {
-		return nil, fmt.Errorf("add user %s: %w", address, err)
+		return nil, userProblem("create user", address, err)
 	}
 	u, err := l.Store.User(ctx, address)
 	if err != nil {
-		return nil, fmt.Errorf("add user %s: %w", address, err)
+		return nil, userProblem("read back user", address, err)
 	}
 	info := userInfo(u)
 	return &info, nil
@@ -50,19 +55,23 @@ func (l *Local) AddUser(ctx context.Context, address, password string, admin boo
 
 // SetPassword implements API.
 func (l *Local) SetPassword(ctx context.Context, address, password string) error {
-	if password == "" {
-		return fmt.Errorf("set password of %s: empty password: %w", address, storage.ErrInvalid)
+	if err := CheckPassword(address, password); err != nil {
+		return err
 	}
 	if err := l.Store.SetPassword(ctx, address, password); err != nil {
-		return fmt.Errorf("set password of %s: %w", address, err)
+		return userProblem("set the password of", address, err)
 	}
 	return nil
 }
 
-// DeleteUser implements API.
+// DeleteUser implements API. The user's IMAP sessions end (OnUserDeleted)
+// once the deletion is committed.
 func (l *Local) DeleteUser(ctx context.Context, address string) error {
 	if err := l.Store.DeleteUser(ctx, address); err != nil {
-		return fmt.Errorf("delete user %s: %w", address, err)
+		return userProblem("delete user", address, err)
+	}
+	if l.OnUserDeleted != nil {
+		l.OnUserDeleted(strings.ToLower(address))
 	}
 	return nil
 }
@@ -71,7 +80,7 @@ func (l *Local) DeleteUser(ctx context.Context, address string) error {
 func (l *Local) Users(ctx context.Context) ([]UserInfo, error) {
 	users, err := l.Store.Users(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
+		return nil, &Problem{"cannot list the users: " + rootCause(err), err}
 	}
 	out := make([]UserInfo, 0, len(users))
 	for i := range users {
@@ -84,16 +93,16 @@ func (l *Local) Users(ctx context.Context) ([]UserInfo, error) {
 func (l *Local) Settings(ctx context.Context, address string, update *SettingsUpdate) (*UserSettings, error) {
 	u, err := l.Store.User(ctx, address)
 	if err != nil {
-		return nil, fmt.Errorf("settings of %s: %w", address, err)
+		return nil, userProblem("read the settings of", address, err)
 	}
 	if update != nil && update.PollInterval != nil {
 		if *update.PollInterval < 0 {
-			return nil, fmt.Errorf("settings of %s: poll interval %s must be positive: %w", address, *update.PollInterval, storage.ErrInvalid)
+			return nil, &Problem{fmt.Sprintf("the poll interval %s must be positive", *update.PollInterval), storage.ErrInvalid}
 		}
 		s := u.Settings
 		s.PollInterval = *update.PollInterval
 		if err := l.Store.SetSettings(ctx, u.Address, s); err != nil {
-			return nil, fmt.Errorf("settings of %s: %w", address, err)
+			return nil, userProblem("store the settings of", address, err)
 		}
 		u.Settings = s
 	}
@@ -113,11 +122,11 @@ func (l *Local) Settings(ctx context.Context, address string, update *SettingsUp
 func (l *Local) Status(ctx context.Context) (*Status, error) {
 	st, err := l.Store.Stats(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+		return nil, &Problem{"cannot read the database's statistics: " + rootCause(err), err}
 	}
 	queue, err := l.Store.QueueCounts(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+		return nil, &Problem{"cannot count the queue's entries: " + rootCause(err), err}
 	}
 	lifetime := "off"
 	if l.MessageLifetime > 0 {
@@ -133,6 +142,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 		Messages:        st.Messages,
 		DaemonRunning:   l.Running,
 		Queue:           queue,
+		Relay:           l.relayState(),
 	}, nil
 }
 
@@ -140,7 +150,7 @@ func (l *Local) Status(ctx context.Context) (*Status, error) {
 func (l *Local) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	n, err := l.Store.Backup(ctx, w)
 	if err != nil {
-		return n, fmt.Errorf("backup: %w", err)
+		return n, &Problem{"the backup failed: " + rootCause(err), err}
 	}
 	return n, nil
 }
@@ -154,15 +164,37 @@ func (l *Local) Check(ctx context.Context, repair bool) (*storage.CheckReport, e
 	return rep, nil
 }
 
-// isLocal reports whether address is in one of the local domains.
-func (l *Local) isLocal(address string) bool {
-	if len(l.Domains) == 0 {
-		return true
+func (l *Local) relayState() RelayState {
+	if l.Relay == nil {
+		return RelayState{State: RelayUnknown}
 	}
-	at := strings.LastIndexByte(address, '@')
-	return at >= 0 && slices.ContainsFunc(l.Domains, func(d string) bool {
-		return strings.EqualFold(d, address[at+1:])
-	})
+	return l.Relay()
+}
+
+// checkAddress refuses, in one sentence, an address without a domain or
+// with a domain that is not local.
+func (l *Local) checkAddress(address string) error {
+	local, domain, ok := strings.Cut(address, "@")
+	if !ok || domain == "" {
+		example := "example.com"
+		if len(l.Domains) > 0 {
+			example = l.Domains[0]
+		}
+		return &Problem{
+			Sentence: fmt.Sprintf("the address %q needs a domain: users are full addresses such as %s@%s", address, local, example),
+			Err:      storage.ErrInvalid,
+		}
+	}
+	if len(l.Domains) > 0 && !slices.ContainsFunc(l.Domains, func(d string) bool { return strings.EqualFold(d, domain) }) {
+		return &Problem{
+			Sentence: fmt.Sprintf("%s is not one of this server's domains (%s): add it to domains in the configuration first", domain, strings.Join(l.Domains, ", ")),
+			Err:      storage.ErrInvalid,
+		}
+	}
+	if _, err := storage.NormalizeAddress(address); err != nil {
+		return &Problem{"cannot use " + rootCause(err), err}
+	}
+	return nil
 }
 
 func userInfo(u *storage.User) UserInfo {

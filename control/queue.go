@@ -31,7 +31,7 @@ type QueueAPI interface {
 func (l *Local) QueueList(ctx context.Context, f storage.QueueFilter) ([]storage.QueueEntry, error) {
 	list, err := l.Store.QueueEntries(ctx, f)
 	if err != nil {
-		return nil, fmt.Errorf("queue list: %w", err)
+		return nil, &Problem{"cannot list the queue: " + rootCause(err), err}
 	}
 	return list, nil
 }
@@ -40,7 +40,7 @@ func (l *Local) QueueList(ctx context.Context, f storage.QueueFilter) ([]storage
 func (l *Local) QueueShow(ctx context.Context, id uint64) (*storage.QueueEntry, error) {
 	e, err := l.Store.QueueEntry(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("queue show: %w", err)
+		return nil, queueProblem("show", id, err)
 	}
 	return e, nil
 }
@@ -49,7 +49,7 @@ func (l *Local) QueueShow(ctx context.Context, id uint64) (*storage.QueueEntry, 
 func (l *Local) QueueResend(ctx context.Context, id uint64) (*storage.QueueEntry, error) {
 	e, err := l.Store.ResendQueueEntry(ctx, id, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("queue resend: %w", err)
+		return nil, queueProblem("resend", id, err)
 	}
 	return e, nil
 }
@@ -57,7 +57,7 @@ func (l *Local) QueueResend(ctx context.Context, id uint64) (*storage.QueueEntry
 // QueueDelete implements API.
 func (l *Local) QueueDelete(ctx context.Context, id uint64) error {
 	if err := l.Store.DeleteQueueEntry(ctx, id); err != nil {
-		return fmt.Errorf("queue delete: %w", err)
+		return queueProblem("delete", id, err)
 	}
 	return nil
 }
@@ -119,7 +119,7 @@ func (h *handler) queueList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := storage.QueueFilter{Status: q.Get("status"), Source: q.Get("source"), User: q.Get("user")}
 	list, err := h.api.QueueList(r.Context(), f)
-	h.reply(w, list, err)
+	h.reply(w, r, list, err)
 }
 
 // queueID parses the {id} of a queue path.
@@ -135,28 +135,28 @@ func queueID(r *http.Request) (uint64, error) {
 func (h *handler) queueShow(w http.ResponseWriter, r *http.Request) {
 	id, err := queueID(r)
 	if err != nil {
-		h.reply(w, nil, err)
+		h.reply(w, r, nil, err)
 		return
 	}
 	e, err := h.api.QueueShow(r.Context(), id)
-	h.reply(w, e, err)
+	h.reply(w, r, e, err)
 }
 
 func (h *handler) queueResend(w http.ResponseWriter, r *http.Request) {
 	id, err := queueID(r)
 	if err != nil {
-		h.reply(w, nil, err)
+		h.reply(w, r, nil, err)
 		return
 	}
 	e, err := h.api.QueueResend(r.Context(), id)
-	h.reply(w, e, err)
+	h.reply(w, r, e, err)
 }
 
 func (h *handler) queueDelete(w http.ResponseWriter, r *http.Request) {
 	id, err := queueID(r)
 	if err != nil {
-		h.reply(w, nil, err)
+		h.reply(w, r, nil, err)
 		return
 	}
-	h.reply(w, struct{}{}, h.api.QueueDelete(r.Context(), id))
+	h.reply(w, r, struct{}{}, h.api.QueueDelete(r.Context(), id))
 }

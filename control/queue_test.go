@@ -29,7 +29,7 @@ func queueSome(t *testing.T, l *Local, subject string) uint64 {
 func TestQueueAnswersAreTheSameOverTheSocket(t *testing.T) {
 	local, client, _ := newDaemon(t)
 	ctx := context.Background()
-	if _, err := local.AddUser(ctx, "alice@example.com", "pw", false); err != nil {
+	if _, err := local.AddUser(ctx, "alice@example.com", "pw-long-enough", false); err != nil {
 		t.Fatal(err)
 	}
 	id := queueSome(t, local, "one")

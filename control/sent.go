@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -42,7 +41,7 @@ type SentRecipient struct {
 func (l *Local) SentStatus(ctx context.Context, address string) ([]SentMessage, error) {
 	list, err := l.Store.SentStatus(ctx, address)
 	if err != nil {
-		return nil, fmt.Errorf("sent status of %s: %w", address, err)
+		return nil, userProblem("show the sent status of", address, err)
 	}
 	out := make([]SentMessage, 0, len(list))
 	for _, m := range list {
@@ -74,5 +73,5 @@ func (h *handler) registerSent(mux *http.ServeMux) {
 
 func (h *handler) sentStatus(w http.ResponseWriter, r *http.Request) {
 	list, err := h.api.SentStatus(r.Context(), r.PathValue("address"))
-	h.reply(w, list, err)
+	h.reply(w, r, list, err)
 }

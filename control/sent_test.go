@@ -15,7 +15,7 @@ func TestSentStatusListsPendingRecipientsLocallyAndThroughTheSocket(t *testing.T
 	local, client, _ := newDaemon(t)
 	ctx := context.Background()
 	for _, u := range []string{"alice@example.com", "bob@example.com", "carol@example.com"} {
-		if _, err := local.AddUser(ctx, u, "pw", false); err != nil {
+		if _, err := local.AddUser(ctx, u, "pw-long-enough", false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -269,7 +269,10 @@ level = "info"
     # --- CLI ---------------------------------------------------------------
 
     def cli(self, *args, stdin=None, check=True, timeout=30):
+        # stdin is never the terminal the tests run from: a command that asks
+        # on a terminal (user del) must not wait for an answer here.
         r = subprocess.run([self.bin, *args, "--config", self.config], input=stdin,
+                           stdin=subprocess.DEVNULL if stdin is None else None,
                            capture_output=True, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise RuntimeError(f"pochta {' '.join(args)} exited {r.returncode}: {r.stderr.strip()[-300:]}")

@@ -5,15 +5,23 @@ once, `user del` removes the user (login and delivery fail afterwards).
 Operator mistakes get exit 1 with a message, usage errors exit 2. Run from
 another directory (where the development config's ./data holds nothing) or
 with `--config /dev/null`, `status`, `user passwd` and `queue list` exit 1
-naming the absolute database path they looked at, and create no file."""
+naming the absolute database path they looked at, and create no file.
+A new user's first steps: `pochta user` (no subcommand) lists the user
+commands, `queue list` says the queue is empty, a weak password is refused
+in one sentence, `user del` asks on a terminal and ends the user's IMAP
+sessions with BYE, and the development certificate verifies as
+127.0.0.1, localhost and ::1 for a client that trusts tls-cert.pem."""
 import imaplib
 import smtplib
 import json
 import os
+import pty
+import socket
+import ssl
 import stat
 import subprocess
 
-from harness import PASSWORD, logout, login_fails, message
+from harness import LOOPBACK, PASSWORD, logout, login_fails, message
 
 
 def listing(d):
@@ -109,8 +117,8 @@ def run(s):
 
     # Mistakes.
     r = d.cli("user", "add", bob, "--password-stdin", stdin="x-Pass-123\n", check=False)
-    s.check("adding an existing user exits 1 with a message", r.returncode == 1 and r.stderr.strip(),
-            f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
+    s.check("adding an existing user exits 1 with one sentence", r.returncode == 1 and
+            r.stderr == f"pochta: user {bob} already exists\n", f"exit {r.returncode}: {r.stderr!r}")
     r = d.cli("user", "del", d.addr("nosuch"), check=False)
     s.check("deleting an unknown user exits 1 with a message", r.returncode == 1 and r.stderr.strip(),
             f"exit {r.returncode}: {r.stderr.strip()[-200:]}")
@@ -148,3 +156,88 @@ def run(s):
     s.check("nothing was created in the other directory", os.listdir(elsewhere) == [], os.listdir(elsewhere))
     if not system_db_existed:
         s.check("--config /dev/null created no /var/lib/pochta/pochta.db", not os.path.exists(system_db))
+
+    first_steps(s, d)
+
+
+def first_steps(s, d):
+    """What a new user meets first (issue 10, items 3, 6, 7, 8)."""
+    for group, sub in (("user", "user add"), ("queue", "queue list"), ("sent", "sent status"), ("config", "config check")):
+        r = d.cli(group, check=False)
+        s.check(f"`pochta {group}` exits 2 listing its subcommands", r.returncode == 2 and sub in r.stderr
+                and "unknown command" not in r.stderr, f"exit {r.returncode}: {r.stderr[:300]!r}")
+    r = d.cli("queue", "list")
+    s.check("queue list on an empty queue says so", r.stdout == "the queue is empty\n", repr(r.stdout))
+    r = d.cli("queue", "list", "--json")
+    s.check("queue list --json on an empty queue is []", json.loads(r.stdout) == [], repr(r.stdout))
+
+    r = d.cli("user", "add", d.addr("weak"), "--password-stdin", stdin="a\n", check=False)
+    s.check("a one-letter password is refused saying why", r.returncode == 1 and "at least 8 characters" in r.stderr,
+            f"exit {r.returncode}: {r.stderr!r}")
+    r = d.cli("user", "add", d.addr("weakling"), "--password-stdin", stdin="WEAKLING\n", check=False)
+    s.check("the local part as password is refused", r.returncode == 1 and "must not be the address" in r.stderr,
+            f"exit {r.returncode}: {r.stderr!r}")
+    r = d.cli("user", "add", "carol", "--password-stdin", stdin="carol-password\n", check=False)
+    s.check("an address without a domain: it needs a domain", r.returncode == 1 and "needs a domain" in r.stderr,
+            f"exit {r.returncode}: {r.stderr!r}")
+
+    # user del on a terminal asks first.
+    frank = d.add_user("frank")
+    for answer, code, gone in (("n\n", 1, False), ("y\n", 0, True)):
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([d.bin, "user", "del", frank, "--config", d.config], stdin=slave,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            os.write(master, answer.encode())
+            out, err = p.communicate(timeout=30)
+        finally:
+            os.close(master)
+            os.close(slave)
+        s.check(f"user del on a terminal asks, answer {answer.strip()!r}",
+                p.returncode == code and f"Delete {frank} and all their mail? [y/N]" in err
+                and (frank not in addresses(d.users())) == gone, f"exit {p.returncode}: {err!r} {out!r}")
+
+    # Deleting a user ends their IMAP sessions at once.
+    gina = d.add_user("gina")
+    conns = []
+    for idle in (False, True):
+        c = socket.create_connection((LOOPBACK, d.ports["imap"]), 10)
+        c.settimeout(10)
+        f = c.makefile("rb")
+        f.readline()
+        c.sendall(f'a1 LOGIN "{gina}" "{PASSWORD}"\r\na2 SELECT INBOX\r\n'.encode())
+        while not f.readline().startswith(b"a2 "):
+            pass
+        if idle:
+            c.sendall(b"a3 IDLE\r\n")
+            f.readline()  # "+ idling"
+        conns.append((c, f, "idling" if idle else "selected"))
+    d.cli("user", "del", gina)
+    for c, f, what in conns:
+        lines = []
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                lines.append(line)
+            closed = True
+        except OSError as e:
+            closed = e
+        c.close()
+        s.check(f"user del: the {what} session got BYE and was closed",
+                closed is True and any(x.startswith(b"* BYE") for x in lines), (closed, lines))
+
+    # The development certificate, trusted as a CA file the way fetchmail,
+    # mbsync or swaks are told to, verifies under every loopback name.
+    for name in ("127.0.0.1", "localhost", d.hostname):
+        ctx = ssl.create_default_context(cafile=d.cert)
+        try:
+            with socket.create_connection((LOOPBACK, d.ports["imaps"]), 10) as raw:
+                with ctx.wrap_socket(raw, server_hostname=name) as t:
+                    ok, detail = t.recv(100).startswith(b"* OK"), ""
+        except (ssl.SSLError, OSError) as e:
+            ok, detail = False, repr(e)
+        s.check(f"tls-cert.pem as the CA verifies the server as {name}", ok, detail)
+    sans = d.cert_names()
+    s.check("the certificate names ::1 too", "0:0:0:0:0:0:0:1" in sans or "::1" in sans, sans)

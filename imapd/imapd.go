@@ -216,7 +216,7 @@ type Server struct {
 	appends   int           // APPENDs in progress
 	appendsIn chan struct{} // closed when appends drops to 0 during Close
 	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
+	sessions  map[*session]string       // the logged-in user's address, or ""
 	open      map[*guardedConn]struct{} // connections not yet closed
 	refusing  int                       // goroutines answering refused connections
 }
@@ -306,7 +306,7 @@ func New(opts Options) (*Server, error) {
 		ctx:            ctx,
 		cancel:         cancel,
 		listeners:      make(map[net.Listener]struct{}),
-		sessions:       make(map[*session]struct{}),
+		sessions:       make(map[*session]string),
 		open:           make(map[*guardedConn]struct{}),
 		trace:          opts.Trace,
 	}
@@ -340,8 +340,10 @@ func (s *Server) ServeTLS(l net.Listener) error {
 
 func (s *Server) serve(l net.Listener) error {
 	if !s.addListener(l) {
+		// Close came first (a shutdown racing the start): as after Close,
+		// there is nothing to report.
 		l.Close()
-		return errors.New("imapd: server closed")
+		return nil
 	}
 	defer s.removeListener(l)
 	var delay time.Duration // after a temporary accept error
@@ -493,7 +495,7 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
-		s.sessions[sess] = struct{}{}
+		s.sessions[sess] = ""
 	}
 	s.mu.Unlock()
 	if closed {
@@ -501,6 +503,51 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	}
 	s.metrics.SessionOpened()
 	return sess, nil, nil
+}
+
+// loggedIn records which user a session belongs to, for EndUserSessions.
+func (s *Server) loggedIn(sess *session, user string) {
+	s.mu.Lock()
+	if _, ok := s.sessions[sess]; ok {
+		s.sessions[sess] = user
+	}
+	s.mu.Unlock()
+}
+
+// EndUserSessions ends every session of user (a canonical address): each
+// gets an untagged BYE and its connection closes. The control API calls it
+// once the user's deletion is committed. It returns when every BYE is
+// written, or after byeTimeout, when the connections that did not take it
+// (a client not reading) are closed without it.
+func (s *Server) EndUserSessions(user string) {
+	s.mu.Lock()
+	var victims []*session
+	for sess, u := range s.sessions {
+		if u == user {
+			victims = append(victims, sess)
+		}
+	}
+	s.mu.Unlock()
+	if len(victims) == 0 {
+		return
+	}
+	s.log.Info("ending the sessions of a deleted user", "user", user, "sessions", len(victims))
+	var wg sync.WaitGroup
+	for _, sess := range victims {
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				sess.conn.Bye("Your account was deleted")
+			}()
+			select {
+			case <-done:
+			case <-time.After(byeTimeout):
+				sess.conn.NetConn().Close()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (s *Server) removeSession(sess *session) {

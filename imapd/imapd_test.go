@@ -924,3 +924,37 @@ func TestIMAP4rev2ClientGetsListOnSelectAndESearch(t *testing.T) {
 		t.Errorf("SEARCH under IMAP4rev2 = %q", got)
 	}
 }
+
+func TestDeletedUsersSessionsGetByeAndClose(t *testing.T) {
+	e := newTestEnv(t)
+	selected := e.raw()
+	selected.ok(`a1 LOGIN "` + bob + `" "` + password + `"`)
+	selected.ok("a2 SELECT INBOX")
+	idle := e.raw()
+	idle.ok(`b1 LOGIN "` + bob + `" "` + password + `"`)
+	idle.send("b2 IDLE")
+	idle.expect("+ ")
+	other := e.raw()
+	other.ok(`c1 LOGIN "` + alice + `" "` + password + `"`)
+
+	if err := e.store.DeleteUser(context.Background(), bob); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { e.srv.EndUserSessions(bob); close(done) }()
+	for name, c := range map[string]*rawConn{"selected": selected, "idling": idle} {
+		if line := c.expect("* BYE"); !strings.Contains(line, "deleted") {
+			t.Errorf("%s session: %q", name, line)
+		}
+		if line, err := c.r.ReadString('\n'); err == nil {
+			t.Errorf("%s session still open after BYE: read %q", name, line)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(waitLimit):
+		t.Fatal("EndUserSessions did not return")
+	}
+	// Another user's session is untouched.
+	other.ok("c2 NOOP")
+}

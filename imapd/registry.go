@@ -338,6 +338,10 @@ func (box *sharedMailbox) waitExpunged(ctx context.Context, uids []imap.UID) boo
 // that have box selected if the mailbox no longer exists.
 func (r *registry) checkDeleted(box *sharedMailbox, origin *session) {
 	mailboxes, err := r.srv.store.Mailboxes(r.srv.ctx, box.key.user)
+	if errors.Is(err, storage.ErrNotFound) {
+		// The user is gone, and the mailbox with them.
+		mailboxes, err = nil, nil
+	}
 	if err != nil {
 		if !errors.Is(err, context.Canceled) && !errors.Is(err, storage.ErrClosed) {
 			r.srv.log.Warn("checking for a deleted mailbox", "user", box.key.user, "err", err)

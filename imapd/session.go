@@ -170,6 +170,14 @@ func (s *session) Login(username, password string) (err error) {
 		return s.storageError("LOGIN", err)
 	}
 	s.user = r.Address
+	s.srv.loggedIn(s, s.user)
+	// A deletion committed between Authenticate and loggedIn found no
+	// session to end; this one must not live on for a user that is gone.
+	if _, err := s.srv.store.User(s.ctx, s.user); errors.Is(err, storage.ErrNotFound) {
+		s.srv.loggedIn(s, "")
+		s.user = ""
+		return imapNo(imap.ResponseCodeAuthenticationFailed, "Authentication failed")
+	}
 	// Decided once per connection: from here an untraced session's trace
 	// costs an atomic load per read and write.
 	s.limits.tracer().LoggedIn(s.user)

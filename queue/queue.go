@@ -200,6 +200,7 @@ type Queue struct {
 	inflight  map[uint64]bool
 	state     string    // relay health (relayUp, relayDown, relaySettings)
 	nextProbe time.Time // real time; meaningful while state != relayUp
+	since     time.Time // real time the state last changed (or Start)
 	started   bool
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -338,6 +339,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	}
 	q.started = true
 	q.state = state
+	q.since = time.Now()
 	q.nextProbe = time.Now() // a relay recorded as down is probed at once
 	q.m.relayUp.Set(boolFloat(state == relayUp))
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -348,7 +350,7 @@ func (q *Queue) Start(ctx context.Context) error {
 	// rather than when the relay goes down.
 	for _, a := range q.opt().Admins {
 		if _, err := q.store.User(ctx, a); errors.Is(err, storage.ErrNotFound) {
-			q.log.Warn("queue: an [alerts] admin is not a user here and will not receive alerts", "admin", a)
+			q.log.Info("queue: an [alerts] admin is not a user yet, so alerts to it are dropped; create it with `pochta user add "+a+" --admin`", "admin", a)
 		}
 	}
 	return nil
@@ -518,6 +520,9 @@ func (q *Queue) relayFailed(f *failure) {
 	if prev == relayUp {
 		q.nextProbe = time.Now().Add(q.opt().HealthCheckInterval)
 	}
+	if prev != state {
+		q.since = time.Now()
+	}
 	q.mu.Unlock()
 	quiet := state == relayDown && !q.lastDown.IsZero() && now.Sub(q.lastDown) < q.opt().RelayAlertInterval
 	q.m.relayUp.Set(0)
@@ -556,6 +561,9 @@ func (q *Queue) relayBack() {
 	q.mu.Lock()
 	prev := q.state
 	q.state = relayUp
+	if prev != relayUp {
+		q.since = time.Now()
+	}
 	q.mu.Unlock()
 	q.m.relayUp.Set(1)
 	if prev == relayUp {
@@ -575,6 +583,14 @@ func (q *Queue) relayBack() {
 		return
 	}
 	q.recorded = relayUp
+}
+
+// RelayHealth reports the relay's state ("up", "down" or "settings") and
+// since when; before Start it reports "up" and the zero time.
+func (q *Queue) RelayHealth() (state string, since time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return stateName(q.state), q.since
 }
 
 func stateName(s string) string {

@@ -740,7 +740,7 @@ func (s *boltStore) copyMessages(ctx context.Context, user string, mailboxID uin
 		}
 		if move {
 			for i, uid := range res.SourceUIDs {
-				if err := src.trackMove(uid, dst, res.DestUIDs[i]); err != nil {
+				if err := src.trackMove(uid, dst, res.DestUIDs[i], ev); err != nil {
 					return nil, err
 				}
 				if err := src.remove(smb, uid, metas[i], ev); err != nil {

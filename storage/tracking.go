@@ -13,7 +13,8 @@ package storage
 //	                                     record's whole life) or a recipient's
 //	                                     copy (while it is unread)
 //
-// Each recipient moves through: unread -> read | deleted | expired (local),
+// Each recipient moves through: unread -> read | deleted | expired (local;
+// deleted: expunged unread from any mailbox, or moved unread into Trash),
 // queued -> relayed | failed (external; a resent entry may report again).
 // Every change happens inside the write transaction that causes it (STORE
 // or FETCH BODY[] setting \Seen, EXPUNGE, MOVE, the lifetime sweep, the
@@ -491,7 +492,13 @@ func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList
 // trackMove follows a tracked message from (x, uid) to (dst, newUID) of the
 // same user. MOVE calls it before removing the original, so the removal
 // does not count as a deletion.
-func (x *boxTx) trackMove(uid imap.UID, dst *boxTx, newUID imap.UID) error {
+//
+// One rule for Trash, however the client deletes: an unread recipient's
+// copy that reaches the \Trash mailbox is TrackDeleted. A client without
+// MOVE copies and expunges, and the expunge already counts (untrack); so a
+// MOVE into Trash counts the same. A MOVE anywhere else keeps the copy
+// unread and followed (an expunge anywhere counts as deleted, as before).
+func (x *boxTx) trackMove(uid imap.UID, dst *boxTx, newUID imap.UID, ev *eventList) error {
 	id, ok := x.trackedID(uid)
 	if !ok {
 		return nil
@@ -504,6 +511,13 @@ func (x *boxTx) trackMove(uid imap.UID, dst *boxTx, newUID imap.UID) error {
 		return nil
 	}
 	switch rc := rec.localCopy(x.u.addr, x.id, uid); {
+	case rc != nil && dst.rec.SpecialUse == imap.MailboxAttrTrash:
+		before := rec.pending()
+		if rc.State == TrackUnread {
+			rc.State, rc.Changed = TrackDeleted, time.Now().UTC()
+		}
+		rc.Box, rc.UID = 0, 0
+		return settle(x.u.tx, id, rec, before, []*boxTx{x, dst}, ev)
 	case rc != nil:
 		rc.Box, rc.UID = dst.id, uint32(newUID)
 	case rec.isSentCopy(x.u.addr, x.id, uid):

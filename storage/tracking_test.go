@@ -305,6 +305,40 @@ func TestMovedCopiesStayTracked(t *testing.T) {
 	}
 }
 
+func TestUnreadCopyInTrashIsDeletedWhetherMovedOrCopiedAndExpunged(t *testing.T) {
+	s := trackingStore(t)
+	ctx := context.Background()
+	res := submit(t, s, "unwanted", bob, carol)
+	// bob's client has MOVE.
+	if _, err := s.Move(ctx, bob, res.Copies[bob].MailboxID, []imap.UID{res.Copies[bob].UID}, Trash); err != nil {
+		t.Fatal(err)
+	}
+	if got := states(t, s, alice, res.TrackingID); got[bob] != TrackDeleted || got[carol] != TrackUnread {
+		t.Fatalf("after bob moved his unread copy to Trash: %v, want bob deleted", got)
+	}
+	// carol's client copies to Trash and expunges the original.
+	if _, err := s.Copy(ctx, carol, res.Copies[carol].MailboxID, []imap.UID{res.Copies[carol].UID}, Trash); err != nil {
+		t.Fatal(err)
+	}
+	expunge(t, s, carol, res.Copies[carol])
+	if got := states(t, s, alice, res.TrackingID); got[bob] != TrackDeleted || got[carol] != TrackDeleted {
+		t.Fatalf("after carol copied to Trash and expunged: %v, want both deleted", got)
+	}
+	if !isSeen(t, s, alice, res.Sent) {
+		t.Fatal("Sent copy not \\Seen once nobody is pending")
+	}
+	// Reading it in Trash later changes nothing: deleted stays deleted.
+	trash := mustMailbox(t, s, bob, Trash)
+	uids, err := s.UIDs(ctx, bob, trash.ID)
+	if err != nil || len(uids) != 1 {
+		t.Fatalf("bob's Trash: %v %v", uids, err)
+	}
+	markSeen(t, s, ctx, bob, &Appended{MailboxID: trash.ID, UID: uids[0]})
+	if got := states(t, s, alice, res.TrackingID); got[bob] != TrackDeleted {
+		t.Fatalf("after bob read it in Trash: %v", got)
+	}
+}
+
 func TestDeletedSentCopyDoesNotBreakReading(t *testing.T) {
 	s := trackingStore(t)
 	res := submit(t, s, "regret", bob)

@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -172,6 +173,10 @@ func ensureSelfSigned(dataDir, certFile, keyFile, hostname string) error {
 			reason = "expired"
 		} else if err := cert.Leaf.VerifyHostname(hostname); err != nil {
 			reason = "made for another hostname"
+		} else if missing := missingDevelopmentNames(cert.Leaf); missing != "" {
+			// Made by an older pochta that named only the hostname:
+			// clients connecting to 127.0.0.1 or localhost refused it.
+			reason = "made by an older pochta: it does not name " + missing
 		}
 		if reason == "" {
 			return nil
@@ -203,7 +208,21 @@ func ensureSelfSigned(dataDir, certFile, keyFile, hostname string) error {
 	return nil
 }
 
-// selfSigned creates an ECDSA P-256 certificate and key, PEM-encoded.
+// missingDevelopmentNames names the subjectAltNames selfSigned puts in
+// (localhost, 127.0.0.1, ::1) that an existing self-signed certificate
+// lacks; "" when none is missing.
+func missingDevelopmentNames(c *x509.Certificate) string {
+	var missing []string
+	for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+		if c.VerifyHostname(name) != nil {
+			missing = append(missing, name)
+		}
+	}
+	return strings.Join(missing, ", ")
+}
+
+// selfSigned creates an ECDSA P-256 certificate and key, PEM-encoded, for
+// hostname, localhost, 127.0.0.1 and ::1.
 func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -217,8 +236,14 @@ func selfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err err
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: hostname, Organization: []string{"pochta self-signed"}},
 		// An hour of slack for clients whose clocks run a little behind.
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(selfSignedValidity),
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(selfSignedValidity),
+		// A server certificate, not an authority (CA:FALSE): OpenSSL
+		// clients given it as their CA file (fetchmail, offlineimap, swaks,
+		// Python) accept a self-signed leaf as its own trust anchor, and
+		// mbsync 1.4 then matches it as a "host" certificate, without the
+		// name check it cannot do for an IP address such as 127.0.0.1;
+		// as a CA, mbsync would check the name and refuse 127.0.0.1.
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,

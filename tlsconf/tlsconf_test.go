@@ -3,9 +3,13 @@ package tlsconf
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -313,5 +317,71 @@ func TestTLS12OffersOnlyForwardSecretAEADSuites(t *testing.T) {
 		if !strings.HasPrefix(name, "TLS_ECDHE_") || !(strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20")) {
 			t.Errorf("configured suite %s is not ECDHE with AEAD", name)
 		}
+	}
+}
+
+// A client given tls-cert.pem as its only trust anchor (fetchmail's
+// sslcertfile, offlineimap's sslcacertfile, swaks --tls-ca-path) must
+// accept the server under every name a development setup uses.
+func TestSelfSignedCertificateVerifiesForHostnameAndLoopbackNames(t *testing.T) {
+	m, err := Load("", "", t.TempDir(), "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := m.Certificate().Leaf
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	for _, name := range []string{"mail.example.test", "localhost", "127.0.0.1", "::1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots}); err != nil {
+			t.Errorf("verify as %s with the certificate as the CA: %v", name, err)
+		}
+	}
+	// mbsync 1.4 trusts a non-CA certificate in its CertificateFile as a
+	// host certificate, without the name check it cannot do for 127.0.0.1.
+	if leaf.IsCA {
+		t.Error("the development certificate is a CA: mbsync would check names and refuse 127.0.0.1")
+	}
+}
+
+// A self-signed certificate from an older pochta named only the hostname;
+// it is replaced on the next start.
+func TestOldSelfSignedCertificateWithoutLoopbackNamesIsReplaced(t *testing.T) {
+	dataDir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: "mail.example.test"},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour * 24),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"mail.example.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, SelfSignedCert), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, SelfSignedKey), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load("", "", dataDir, "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := m.Certificate().Leaf
+	if leaf.SerialNumber.Cmp(big.NewInt(7)) == 0 {
+		t.Fatal("the old certificate without localhost, 127.0.0.1 and ::1 was kept")
+	}
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("replacement: %v", err)
 	}
 }

@@ -38,10 +38,32 @@ func statusCommand() *command {
 				fmt.Fprintf(e.stdout, "users:             %d\n", s.Users)
 				fmt.Fprintf(e.stdout, "messages:          %d\n", s.Messages)
 				fmt.Fprintf(e.stdout, "queue:             %d outbox, %d held, %d sent, %d failed\n", s.Queue.Outbox, s.Queue.Held, s.Queue.Sent, s.Queue.Failed)
+				fmt.Fprintf(e.stdout, "relay:             %s\n", describeRelay(s.Relay))
 				return nil
 			})
 		},
 	}
+}
+
+// describeRelay is the relay line of `pochta status`.
+func describeRelay(r control.RelayState) string {
+	var text string
+	switch r.State {
+	case control.RelayNotConfigured:
+		return "not configured (mail for other domains is refused)"
+	case control.RelayUnknown:
+		text = "unknown (no daemon is running to watch it)"
+	case control.RelayDown:
+		text = "down: unreachable, the queue is paused"
+	case control.RelaySettings:
+		text = "down: it refuses our login or TLS, the queue is paused"
+	default:
+		text = r.State
+	}
+	if r.Since != nil {
+		text += " since " + r.Since.Local().Format(time.DateTime)
+	}
+	return r.Address + " " + text
 }
 
 func backupCommand() *command {

@@ -13,11 +13,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/pochta/pochta/control"
 )
 
 // Exit codes promised by SPEC.md.
@@ -50,6 +55,7 @@ type opts struct {
 	source        string
 	user          string
 	repair        bool
+	yes           bool
 }
 
 // env is what a running command sees.
@@ -58,6 +64,11 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// log is the command's debug log (stderr at the configured [log]
+	// level once the configuration is loaded; discarded before).
+	log *slog.Logger
+	// terminal is true when stdin is a terminal (prompts are allowed).
+	terminal bool
 }
 
 // usageError is a mistake in how a command was called: exit code 2.
@@ -93,11 +104,14 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			return exitOK
 		}
+		if group := commandGroup(argv[0]); group != nil {
+			return groupUsage(argv, group, stdout, stderr)
+		}
 		fmt.Fprintf(stderr, "pochta: unknown command %q\n\n", strings.Join(argv, " "))
 		printOverview(stderr)
 		return exitUsage
 	}
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, log: slog.New(slog.DiscardHandler), terminal: isTerminal(stdin)}
 	fs := newFlagSet(cmd, &e.o)
 	args, err := parseInterleaved(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
@@ -122,10 +136,78 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			printUsage(stderr, cmd, fs)
 			return exitUsage
 		}
-		fmt.Fprintf(stderr, "pochta %s: %v\n", cmd.name, err)
+		// A person reads one sentence per failure; the layers behind it
+		// go to the debug log ([log] level = "debug").
+		for _, line := range sentences(err) {
+			fmt.Fprintf(stderr, "pochta: %s\n", line)
+		}
+		e.log.Debug("command failed", "command", cmd.name, "err", errorDetail(err))
 		return exitError
 	}
 	return exitOK
+}
+
+// sentences are the lines a person reads for err: one per failure joined
+// in it (queue resend 1 2 3 can fail three times), each the sentence of its
+// control.Problem when it has one.
+func sentences(err error) []string {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range joined.Unwrap() {
+			out = append(out, sentences(e)...)
+		}
+		return out
+	}
+	return []string{control.Sentence(err)}
+}
+
+// errorDetail is err's whole internal chain, for the debug log.
+func errorDetail(err error) string {
+	var p *control.Problem
+	if errors.As(err, &p) && p.Err != nil {
+		return p.Sentence + " (" + p.Detail() + ")"
+	}
+	return err.Error()
+}
+
+// commandGroup returns the commands whose first word is word when that word
+// names a group ("user", "queue", "sent", "config") rather than a command.
+func commandGroup(word string) []*command {
+	var group []*command
+	for _, c := range commands() {
+		if first, _, ok := strings.Cut(c.name, " "); ok && first == word {
+			group = append(group, c)
+		}
+	}
+	return group
+}
+
+// groupUsage answers a group word without a known subcommand with the
+// group's subcommands: on stdout with exit 0 for --help, else on stderr
+// with exit 2.
+func groupUsage(argv []string, group []*command, stdout, stderr io.Writer) int {
+	w, code := stderr, exitUsage
+	for i, a := range argv[1:] {
+		if a == "--help" || a == "-h" || i == 0 && a == "help" {
+			w, code = stdout, exitOK
+			break
+		}
+		if i == 0 && !strings.HasPrefix(a, "-") {
+			fmt.Fprintf(stderr, "pochta: unknown command %q\n\n", argv[0]+" "+a)
+			break
+		}
+	}
+	fmt.Fprintf(w, "usage: pochta %s SUBCOMMAND [ARGS] [--config FILE]\n\nsubcommands:\n", argv[0])
+	for _, c := range group {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\n`pochta %s SUBCOMMAND --help` shows a subcommand's flags.\n", argv[0])
+	return code
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // newFlagSet defines the command's flags (and --config, which every

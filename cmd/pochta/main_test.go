@@ -175,10 +175,10 @@ func TestUserCommandsGiveTheSameOutputWithAndWithoutDaemon(t *testing.T) {
 		t.Fatalf("with daemon:\n%s\nwithout:\n%s", withDaemon, withoutDaemon)
 	}
 
-	if code, _, stderr := pochta(t, "pw-bob\n", "user", "add", "bob@example.test", "--password-stdin", "--config", cfg); code != 0 {
+	if code, _, stderr := pochta(t, "pw-bob-long\n", "user", "add", "bob@example.test", "--password-stdin", "--config", cfg); code != 0 {
 		t.Fatalf("user add with daemon: exit %d: %s", code, stderr)
 	}
-	code, _, stderr = pochta(t, "x\n", "user", "add", "bob@example.test", "--password-stdin", "--config", cfg)
+	code, _, stderr = pochta(t, "x-long-password\n", "user", "add", "bob@example.test", "--password-stdin", "--config", cfg)
 	if code != exitError || !strings.Contains(stderr, "bob@example.test") {
 		t.Fatalf("duplicate user: exit %d, stderr %q", code, stderr)
 	}

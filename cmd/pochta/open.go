@@ -21,6 +21,7 @@ func loadConfig(e *env) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.log, _ = newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	return cfg, nil
 }
 
@@ -78,6 +79,7 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 		PollInterval:    cfg.MessageServer.PollInterval.Duration,
 		MessageLifetime: cfg.MessageServer.MessageLifetime.Duration,
 		Domains:         cfg.Domains,
+		Relay:           func() control.RelayState { return relayWithoutDaemon(cfg) },
 	}
 	return local, func() { store.Close() }, nil
 }

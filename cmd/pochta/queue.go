@@ -44,7 +44,11 @@ func queueListCommand() *command {
 					return printJSON(e.stdout, list)
 				}
 				if len(list) == 0 {
-					fmt.Fprintln(e.stdout, "the queue has no such entries")
+					if f == (storage.QueueFilter{}) {
+						fmt.Fprintln(e.stdout, "the queue is empty")
+					} else {
+						fmt.Fprintln(e.stdout, "the queue has no such entries")
+					}
 					return nil
 				}
 				return printQueueTable(e.stdout, list)
@@ -196,7 +200,7 @@ func parseIDs(args []string) ([]uint64, error) {
 // notFound words an unknown ID plainly; other errors pass as they are.
 func notFound(id uint64, err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("no queue entry %d", id)
+		return &control.Problem{Sentence: fmt.Sprintf("there is no queue entry %d", id), Err: err}
 	}
 	return err
 }

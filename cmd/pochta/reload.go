@@ -1,10 +1,12 @@
 package main
 
 import (
-	"errors"
+	"encoding"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
+	"sync"
 
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/expiry"
@@ -14,9 +16,10 @@ import (
 )
 
 // reloader applies a re-read configuration file to the running daemon
-// (SIGHUP). What can change live is applied; every other changed section
-// is named in a log line as waiting for a restart. A file that does not
-// load changes nothing: the daemon keeps running with what it has.
+// (SIGHUP). What can change live is applied; the one log line of a reload
+// names every changed key and, apart, the sections waiting for a restart.
+// A file that does not load changes nothing: the daemon keeps running with
+// what it has, and the line gives the first error.
 type reloader struct {
 	path    string         // "" for the built-in development config
 	running *config.Config // the configuration in force
@@ -26,31 +29,30 @@ type reloader struct {
 	sweeper *expiry.Sweeper
 	trace   *trace.Tracer
 	log     *slog.Logger
+
+	mu sync.Mutex // guards running, which `pochta status` reads
 }
 
-// liveKeys are applied by reload; everything else needs a restart.
-var liveKeys = []string{
-	"[log] level", "[tls] certificate contents", "[email_queue] relay settings, retries and notices",
-	"[email_limit]", "[alerts] admins", "[message_server] message_lifetime",
-	"[log] trace_users (for logins from now on)",
-}
-
-// reload re-reads the file and applies it.
-func (r *reloader) reload() error {
+// reload re-reads the file, applies it and logs one line: what changed
+// ("configuration reloaded: email_limit.user_limit 2000→10, log.level
+// info→debug"), or why nothing did (the first error, file:line:key).
+func (r *reloader) reload() {
 	if r.path == "" {
-		return errors.New("no configuration file (built-in development config): nothing to reload")
+		r.log.Warn("reload refused, nothing changed: no configuration file (built-in development config)")
+		return
 	}
 	next, err := config.Load(r.path)
 	if err != nil {
-		return fmt.Errorf("reload refused, nothing changed: %w", err)
+		r.log.Error("reload refused, nothing changed: " + firstError(err))
+		return
 	}
-	var errs []error
+	var errs []string
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(next.Log.Level)); err == nil {
 		r.level.Set(lv)
 	}
 	if err := r.certs.Reload(); err != nil {
-		errs = append(errs, fmt.Errorf("TLS certificate: %w (the previous certificate stays in use)", err))
+		errs = append(errs, fmt.Sprintf("TLS certificate: %v (the previous certificate stays in use)", err))
 	}
 	if r.queue != nil && next.EmailQueue.Enabled {
 		o, err := queueOptions(next)
@@ -58,19 +60,130 @@ func (r *reloader) reload() error {
 			err = r.queue.Reconfigure(o)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("queue: %w (the previous queue settings stay in force)", err))
+			errs = append(errs, fmt.Sprintf("queue: %v (the previous queue settings stay in force)", err))
 		}
 	}
 	if err := r.sweeper.SetLifetime(next.MessageServer.MessageLifetime.Duration); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, err.Error())
 	}
 	r.trace.Set(next.Log.TraceUsers)
-	for _, key := range restartNeeded(r.running, next) {
-		r.log.Warn("configuration changed but takes effect only after a restart", "key", key)
-	}
+	r.mu.Lock()
+	old := r.running
 	r.running = next
-	r.log.Info("configuration reloaded", "path", r.path, "applied", liveKeys)
-	return errors.Join(errs...)
+	r.mu.Unlock()
+
+	line := "configuration reloaded: " + describeChanges(configChanges(old, next))
+	if restart := restartNeeded(old, next); len(restart) > 0 {
+		line += "; after a restart only: " + strings.Join(restart, ", ")
+	}
+	if len(errs) > 0 {
+		r.log.Error(line + "; not applied: " + strings.Join(errs, "; "))
+		return
+	}
+	r.log.Info(line)
+}
+
+// current is the configuration in force.
+func (r *reloader) current() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.running
+}
+
+// firstError is the first of the errors config.Load joined (each names
+// file:line:key), with a count of the others.
+func firstError(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	return fmt.Sprintf("%s (and %d more: pochta config check lists them)", lines[0], len(lines)-1)
+}
+
+// configChange is one key whose value differs between two configurations.
+type configChange struct {
+	key       string // "email_limit.user_limit"
+	old, next string
+}
+
+// configChanges lists every key that differs, in the order of the schema,
+// named by their TOML keys. Secrets are not shown, only that they changed.
+func configChanges(old, next *config.Config) []configChange {
+	var out []configChange
+	var walk func(prefix string, a, b reflect.Value)
+	walk = func(prefix string, a, b reflect.Value) {
+		t := a.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if !f.IsExported() || tag == "" || tag == "-" {
+				continue
+			}
+			key := tag
+			if prefix != "" {
+				key = prefix + "." + tag
+			}
+			av, bv := a.Field(i), b.Field(i)
+			if av.Kind() == reflect.Struct && !isScalar(av) {
+				walk(key, av, bv)
+				continue
+			}
+			if reflect.DeepEqual(av.Interface(), bv.Interface()) {
+				continue
+			}
+			c := configChange{key: key, old: showValue(av), next: showValue(bv)}
+			if strings.Contains(tag, "password") {
+				c.old, c.next = "", ""
+			}
+			out = append(out, c)
+		}
+	}
+	walk("", reflect.ValueOf(*old), reflect.ValueOf(*next))
+	return out
+}
+
+// isScalar is true for struct types that are one value in TOML (durations).
+func isScalar(v reflect.Value) bool {
+	_, ok := v.Interface().(encoding.TextMarshaler)
+	return ok
+}
+
+func showValue(v reflect.Value) string {
+	if m, ok := v.Interface().(encoding.TextMarshaler); ok {
+		b, err := m.MarshalText()
+		if err == nil {
+			return string(b)
+		}
+	}
+	switch v.Kind() {
+	case reflect.String:
+		if v.String() == "" {
+			return `""`
+		}
+		return v.String()
+	case reflect.Slice:
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = showValue(v.Index(i))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+func describeChanges(changes []configChange) string {
+	if len(changes) == 0 {
+		return "nothing changed"
+	}
+	parts := make([]string, len(changes))
+	for i, c := range changes {
+		if c.old == "" && c.next == "" {
+			parts[i] = c.key + " changed"
+			continue
+		}
+		parts[i] = c.key + " " + c.old + "→" + c.next
+	}
+	return strings.Join(parts, ", ")
 }
 
 // restartNeeded names the changed settings that reload cannot apply.

@@ -33,7 +33,7 @@ func sentStatusCommand() *command {
 					return nil
 				}
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "DATE\tSUBJECT\tNOT DELIVERED\tRECIPIENTS")
+				fmt.Fprintln(tw, "DATE\tSUBJECT\tMESSAGE-ID\tNOT DELIVERED\tRECIPIENTS")
 				for _, m := range list {
 					pending := "-"
 					if len(m.Pending) > 0 {
@@ -43,8 +43,12 @@ func sentStatusCommand() *command {
 					for _, r := range m.Recipients {
 						states = append(states, r.Address+" ("+r.State+")")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Date.Local().Format(time.DateTime),
-						oneLine(m.Subject), pending, strings.Join(states, ", "))
+					messageID := m.MessageID
+					if messageID == "" {
+						messageID = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Date.Local().Format(time.DateTime),
+						oneLine(m.Subject), cell(messageID, 100), pending, strings.Join(states, ", "))
 				}
 				return tw.Flush()
 			})

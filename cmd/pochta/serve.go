@@ -178,6 +178,8 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		MessageLifetime: cfg.MessageServer.MessageLifetime.Duration,
 		Domains:         cfg.Domains,
 		Running:         true,
+		OnUserDeleted:   imapServer.EndUserSessions,
+		Relay:           func() control.RelayState { return relayState(reloads.current(), q) },
 	}
 	controlServer := &http.Server{Handler: control.Handler(api, logger), ReadHeaderTimeout: 10 * time.Second}
 	metricsServer := &http.Server{Handler: metricsHandler(reg), ReadHeaderTimeout: 10 * time.Second}
@@ -247,9 +249,7 @@ wait:
 			break wait
 		case <-hup:
 			notifySystemd(logger, daemon.SdNotifyReloading)
-			if err := reloads.reload(); err != nil {
-				logger.Error("SIGHUP: configuration reload incomplete", "err", err)
-			}
+			reloads.reload()
 			notifySystemd(logger, daemon.SdNotifyReady)
 		}
 	}
@@ -340,17 +340,49 @@ func printDevelopmentHint(w io.Writer, cfg *config.Config) {
 	if abs, err := filepath.Abs(dataDir); err == nil {
 		dataDir = abs // admin commands run from elsewhere need --config or this directory
 	}
+	admin := "postmaster@" + domain
+	if len(cfg.Alerts.Admins) > 0 {
+		admin = cfg.Alerts.Admins[0]
+	}
 	fmt.Fprintf(w, `
 pochta is running a development instance (no config file): data in %s.
-Create a first user in another terminal:
+Next: create the admin, who receives the server's alerts, in another terminal:
+
+    ./bin/pochta user add %s --admin
+
+and a first user:
 
     ./bin/pochta user add alice@%s
 
 Then point a mail client at it (user name = the full address):
     IMAP  %s (STARTTLS)   or %s (SSL/TLS)
     SMTP  %s (STARTTLS)   or %s (SSL/TLS)
-The certificate is self-signed (%s/tls-cert.pem): accept it in the client.
+The certificate is self-signed (%s/tls-cert.pem): import it as trusted (README: "Trusting the development certificate").
+Mail for other domains goes to the development relay %s; it waits in the queue until something listens there (README: "The development relay").
 Stop with Ctrl-C.
 
-`, dataDir, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, dataDir)
+`, dataDir, admin, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, dataDir, cfg.EmailQueue.Relay)
+}
+
+// relayState is what `pochta status` shows for the relay: the queue's view
+// while it runs.
+func relayState(cfg *config.Config, q *queue.Queue) control.RelayState {
+	if q == nil || cfg.EmailQueue.Relay == "" {
+		return control.RelayState{Address: cfg.EmailQueue.Relay, State: control.RelayNotConfigured}
+	}
+	state, since := q.RelayHealth()
+	rs := control.RelayState{Address: cfg.EmailQueue.Relay, State: state}
+	if !since.IsZero() {
+		rs.Since = &since
+	}
+	return rs
+}
+
+// relayWithoutDaemon is the relay's state when no daemon runs: nobody
+// watches it, unless there is none to watch.
+func relayWithoutDaemon(cfg *config.Config) control.RelayState {
+	if !cfg.EmailQueue.Enabled || cfg.EmailQueue.Relay == "" {
+		return control.RelayState{Address: cfg.EmailQueue.Relay, State: control.RelayNotConfigured}
+	}
+	return control.RelayState{Address: cfg.EmailQueue.Relay, State: control.RelayUnknown}
 }

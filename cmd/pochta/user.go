@@ -71,11 +71,25 @@ func userPasswdCommand() *command {
 
 func userDelCommand() *command {
 	return &command{
-		name: "user del", args: "ADDRESS",
-		summary: "deletes a user and all their mail",
+		name: "user del", args: "ADDRESS [--yes]",
+		summary: "deletes a user and all their mail and ends their IMAP sessions; asks first on a terminal",
 		minArgs: 1, maxArgs: 1,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation (it is asked only when standard input is a terminal)")
+		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			return withAPI(e, func(api control.API) error {
+				// Scripts (stdin not a terminal) are not asked: SPEC's
+				// `pochta user del ADDRESS` keeps working unattended.
+				if !e.o.yes && e.terminal {
+					ok, err := confirm(e, fmt.Sprintf("Delete %s and all their mail? [y/N] ", strings.ToLower(args[0])))
+					if err != nil {
+						return err
+					}
+					if !ok {
+						return &control.Problem{Sentence: fmt.Sprintf("%s was not deleted", strings.ToLower(args[0]))}
+					}
+				}
 				if err := api.DeleteUser(ctx, args[0]); err != nil {
 					return err
 				}
@@ -194,7 +208,7 @@ func readPassword(e *env) (string, error) {
 		return p, nil
 	}
 	f, ok := e.stdin.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !ok || !e.terminal {
 		return "", &usageError{"standard input is not a terminal: use --password-stdin"}
 	}
 	fmt.Fprint(e.stderr, "Password: ")
@@ -216,6 +230,17 @@ func readPassword(e *env) (string, error) {
 		return "", errors.New("empty password")
 	}
 	return string(p1), nil
+}
+
+// confirm asks a yes/no question on the terminal; only "y" or "yes" is yes.
+func confirm(e *env, question string) (bool, error) {
+	fmt.Fprint(e.stderr, question)
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("reading the answer: %w", err)
+	}
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes", nil
 }
 
 func printJSON(w io.Writer, v any) error {
