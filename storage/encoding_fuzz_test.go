@@ -22,7 +22,7 @@ func FuzzParsedRecordRoundTrip(f *testing.F) {
 	f.Add([]byte("To: undisclosed-recipients:;, \"q\\\"uote\" <a@b>, =?utf-8?q?x?= <c@d>\r\nIn-Reply-To: <a@b> <c@d>\r\n\r\n"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		env, bs := parseMessage(raw)
+		env, bs := parseMessage(raw, true)
 		if env == nil || bs == nil {
 			t.Fatalf("parseMessage gave envelope %v, body structure %v", env, bs)
 		}
