@@ -10,13 +10,13 @@ import (
 
 func TestReadAllMakesEveryLineEndCRLF(t *testing.T) {
 	cases := map[string]string{
-		"a\r\nb\r\n":           "a\r\nb\r\n",
-		"a\nb\n":               "a\r\nb\r\n",
-		"a\rb\r":               "a\r\nb\r\n",
-		"x\r.\ry\r\n":          "x\r\n.\r\ny\r\n",
-		"\r\r\n\n":             "\r\n\r\n\r\n",
-		"\n":                   "\r\n",
-		"end\r":                "end\r\n",
+		"a\r\nb\r\n":          "a\r\nb\r\n",
+		"a\nb\n":              "a\r\nb\r\n",
+		"a\rb\r":              "a\r\nb\r\n",
+		"x\r.\ry\r\n":         "x\r\n.\r\ny\r\n",
+		"\r\r\n\n":            "\r\n\r\n\r\n",
+		"\n":                  "\r\n",
+		"end\r":               "end\r\n",
 		"mixed\r\n\rlf\n\r\n": "mixed\r\n\r\nlf\r\n\r\n",
 	}
 	for in, want := range cases {
