@@ -41,6 +41,8 @@ var (
 		Message: "No valid recipients"}
 	errIncomplete = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 		Message: "Message not received completely; nothing was stored"}
+	errAddressLiteral = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2},
+		Message: "Mail to address literals like user@[192.0.2.1] is not relayed; use a domain name"}
 	errTooDeep = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: fmt.Sprintf("Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting)}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
@@ -160,6 +162,12 @@ func (s *Server) route(ctx context.Context, addr string) (rcpt string, external 
 		if strings.ContainsAny(addr, "<>") {
 			return "", false, errBadAddress
 		}
+		// An address literal names a host, not a domain: relaying to
+		// one would let a user reach any machine the server can,
+		// loopback and the local network included.
+		if message.IsAddressLiteral(domain) {
+			return "", false, errAddressLiteral
+		}
 		// The whole address is kept as given: the local part of another
 		// domain's address may be case-sensitive (RFC 5321 2.4).
 		return addr, true, nil
@@ -199,7 +207,7 @@ func (s *session) Data(r io.Reader) error {
 	now := time.Now()
 	rcpt := ""
 	if len(s.rcpts)+len(s.external) == 1 {
-		rcpt = append(s.rcpts, s.external...)[0]
+		rcpt = message.QuoteLocalPart(append(s.rcpts, s.external...)[0])
 	}
 	_, isTLS := s.conn.TLSConnectionState()
 	received := receivedField(receivedInfo{
@@ -213,7 +221,7 @@ func (s *session) Data(r io.Reader) error {
 	})
 	in := prepareInput{
 		received:   received,
-		returnPath: s.from,
+		returnPath: message.QuoteLocalPart(s.from),
 		hostname:   s.srv.opts.Hostname,
 		now:        now,
 	}
@@ -425,6 +433,8 @@ func recipientReason(err error) string {
 		return "relay_disabled"
 	case errBadAddress:
 		return "bad_address"
+	case errAddressLiteral:
+		return "address_literal"
 	case errTemporary:
 		return "temporary"
 	}

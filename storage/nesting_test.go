@@ -1,0 +1,88 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/internal/mimetest"
+	"github.com/pochta/pochta/message"
+)
+
+// nestedBodyStructure is depth multiparts around one text part.
+func nestedBodyStructure(depth int) imap.BodyStructure {
+	var bs imap.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain"}
+	for range depth {
+		bs = &imap.BodyStructureMultiPart{Subtype: "mixed", Children: []imap.BodyStructure{bs}}
+	}
+	return bs
+}
+
+// The encoder and the decoder share one limit: whatever is written at the
+// limit reads back, and past it nothing is written.
+func TestParsedRecordNestingLimitIsShared(t *testing.T) {
+	for _, depth := range []int{message.MaxNesting - 1, message.MaxNesting} {
+		rec, err := encodeParsed(&imap.Envelope{}, nestedBodyStructure(depth))
+		if err != nil {
+			t.Fatalf("depth %d: encode: %v", depth, err)
+		}
+		if _, _, err := decodeParsed(rec, true, true); err != nil {
+			t.Fatalf("depth %d: the decoder refuses what the encoder wrote: %v", depth, err)
+		}
+	}
+	for _, depth := range []int{message.MaxNesting + 1, 1000} {
+		_, err := encodeParsed(&imap.Envelope{}, nestedBodyStructure(depth))
+		if !errors.Is(err, message.ErrTooDeep) || !errors.Is(err, ErrInvalid) {
+			t.Fatalf("depth %d: encode gave %v, want ErrTooDeep and ErrInvalid", depth, err)
+		}
+	}
+}
+
+// Before the shared limit a 1000-level message was stored and then every
+// FETCH of the mailbox failed. Now Append refuses it and the mailbox keeps
+// reading; one at the limit is stored and reads back.
+func TestAppendRefusesDeepMIMEAndMailboxStaysReadable(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	mustCreateUser(t, s, "alice@example.test")
+	_, err := s.Append(ctx, "alice@example.test", Inbox, &NewMessage{Raw: mimetest.Nested(1000)})
+	if !errors.Is(err, message.ErrTooDeep) {
+		t.Fatalf("append of 1000 levels: %v, want ErrTooDeep", err)
+	}
+	if _, err := s.Append(ctx, "alice@example.test", Inbox, &NewMessage{Raw: mimetest.Nested(message.MaxNesting)}); err != nil {
+		t.Fatalf("append at the limit: %v", err)
+	}
+	box, err := s.Mailbox(ctx, "alice@example.test", Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids, err := s.UIDs(ctx, "alice@example.test", box.ID)
+	if err != nil || len(uids) != 1 {
+		t.Fatalf("uids %v, err %v; want one message", uids, err)
+	}
+	if _, err := s.Messages(ctx, "alice@example.test", box.ID, uids, LoadOptions{Envelope: true, BodyStructure: true, Body: true}); err != nil {
+		t.Fatalf("FETCH of the mailbox: %v", err)
+	}
+}
+
+// Refusing a deep message costs the same at depth 1000 as at 10000: the
+// intake check stops at the limit and nothing parses the rest. Counted in
+// allocations; before the check, parsing allocated per level and took
+// time quadratic in the depth.
+func TestAppendRefusalCostDoesNotGrowWithDepth(t *testing.T) {
+	s, _ := openTestStore(t)
+	ctx := context.Background()
+	mustCreateUser(t, s, "alice@example.test")
+	allocs := func(depth int) float64 {
+		raw := mimetest.Nested(depth)
+		return testing.AllocsPerRun(3, func() {
+			_, _ = s.Append(ctx, "alice@example.test", Inbox, &NewMessage{Raw: raw})
+		})
+	}
+	at1000, at10000 := allocs(1000), allocs(10000)
+	if at10000 > at1000+20 {
+		t.Errorf("refusing 10000 levels allocates %.0f times, 1000 levels %.0f", at10000, at1000)
+	}
+}
