@@ -148,3 +148,42 @@ func TestIdleDataAfterHugeSizeHintReservesNothing(t *testing.T) {
 		}
 	}
 }
+
+// Relaying to an address literal would reach any host the server can:
+// refused at RCPT with a clear reply; domain names still relay.
+func TestRcptRefusesAddressLiterals(t *testing.T) {
+	env := startServer(t, nil)
+	c := env.login(t, alice)
+	if err := c.Mail(alice, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, rcpt := range []string{"bob@[127.0.0.1]", "bob@[IPv6:::1]"} {
+		err := c.Rcpt(rcpt, nil)
+		wantReply(t, err, 550, smtp.EnhancedCode{5, 1, 2})
+		if !strings.Contains(err.Error(), "address literal") {
+			t.Errorf("RCPT %s: reply %q does not say why", rcpt, err)
+		}
+	}
+	if err := c.Rcpt("dave@remote.test", nil); err != nil {
+		t.Fatalf("a domain name after the refusals: %v", err)
+	}
+}
+
+// A quoted local part keeps its quotes in the stored Return-Path, so the
+// address means what the client sent.
+func TestInboundReturnPathQuotesLocalPart(t *testing.T) {
+	env := startServer(t, nil)
+	r := dialRaw(t, env.inbound, nil)
+	for _, line := range []string{"EHLO client.test", `MAIL FROM:<"x@y"@evil.test>`, "RCPT TO:<" + bob + ">", "DATA"} {
+		if code, msg := r.cmd(t, line); code >= 400 {
+			t.Fatalf("%s: %d %s", line, code, msg)
+		}
+	}
+	if code, msg := r.cmd(t, "Subject: quoted\r\n\r\nhi\r\n."); code != 250 {
+		t.Fatalf("end of data: %d %s", code, msg)
+	}
+	h := headerOf(env.onlyMessage(t, bob, storage.Inbox).Body)
+	if !strings.HasPrefix(h, "Return-Path: <\"x@y\"@evil.test>\r\n") {
+		t.Errorf("stored header:\n%s", h)
+	}
+}
