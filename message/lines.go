@@ -23,28 +23,60 @@ var ErrTooLarge = errors.New("message too large")
 // longer than limit bytes (after normalising) fails with ErrTooLarge.
 // The caller's reader error, if any, is returned wrapped.
 func ReadAll(r io.Reader, headroom int, limit int64) ([]byte, error) {
+	// Up to blockSize the buffer grows by append; past it the bytes go
+	// into blocks of blockSize, copied once into a buffer of the exact
+	// size at the end. So a big message costs its size plus at most its
+	// size again for a moment, and allocates about twice its size in all,
+	// where growing one buffer would allocate four times and keep up to
+	// a quarter unused.
+	const blockSize = 1 << 20
 	buf := make([]byte, headroom, headroom+readChunk)
+	var blocks [][]byte
+	total := int64(0)
 	var chunk [readChunk]byte
 	prevCR := false
 	for {
 		n, err := r.Read(chunk[:])
 		if n > 0 {
+			before := len(buf)
+			if blocks == nil && len(buf)+2*n > blockSize && len(buf) > headroom {
+				// Keep the small head as it is: it is the first block.
+				blocks = append(blocks, buf)
+				buf = make([]byte, 0, blockSize)
+				before = 0
+			} else if blocks != nil && len(buf)+2*n > cap(buf) {
+				blocks = append(blocks, buf)
+				buf = make([]byte, 0, blockSize)
+				before = 0
+			}
 			buf, prevCR = appendCRLF(buf, chunk[:n], prevCR)
-			if int64(len(buf)-headroom) > limit {
-				return buf, ErrTooLarge
+			total += int64(len(buf) - before)
+			if total > limit {
+				return nil, ErrTooLarge
 			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return buf, fmt.Errorf("reading the message: %w", err)
+			return nil, fmt.Errorf("reading the message: %w", err)
 		}
 	}
 	if prevCR {
 		buf = append(buf, '\n')
 	}
-	return buf, nil
+	if blocks == nil {
+		return buf, nil
+	}
+	size := len(buf)
+	for _, b := range blocks {
+		size += len(b)
+	}
+	out := make([]byte, 0, size)
+	for _, b := range blocks {
+		out = append(out, b...)
+	}
+	return append(out, buf...), nil
 }
 
 // NormalizeLineEndings returns raw with every bare CR and bare LF turned

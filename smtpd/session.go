@@ -191,14 +191,23 @@ func (s *Server) route(ctx context.Context, addr string) (rcpt string, external 
 func (s *session) Data(r io.Reader) error {
 	start := time.Now()
 
-	buf, err := s.readMessage(r)
-	raw := buf[maxTraceFields:]
-	size := len(raw)
+	read, err := s.readMessage(r)
 	if err != nil {
 		reply, result := s.readError(err)
-		s.logTransaction(start, size, result, err)
+		s.logTransaction(start, 0, result, err)
 		return s.srv.reject(strings.ReplaceAll(result, " ", "_"), reply)
 	}
+	// Every copy below is a slice of this buffer until Deliver has
+	// returned: the store has then written them (or failed) and keeps
+	// no reference.
+	defer func() {
+		if err := read.Release(); err != nil {
+			s.srv.log.Error("smtp: releasing a message buffer", "id", s.id, "err", err)
+		}
+	}()
+	buf := read.Bytes()
+	raw := buf[maxTraceFields:]
+	size := len(raw)
 	if len(s.rcpts)+len(s.external) == 0 {
 		s.logTransaction(start, size, "rejected", errNoRecipients)
 		return s.srv.reject("no_recipients", errNoRecipients)
@@ -281,11 +290,12 @@ func (s *session) Data(r io.Reader) error {
 
 // readMessage reads DATA (or the BDAT chunks) completely into one buffer
 // with maxTraceFields of headroom, line endings made CRLF; the reader
-// enforces MaxMessageBytes. The buffer grows with the bytes that arrive:
-// nothing is reserved from the client's SIZE.
-func (s *session) readMessage(r io.Reader) ([]byte, error) {
+// enforces MaxMessageBytes. The buffer grows with the bytes that arrive
+// (nothing is reserved from the client's SIZE), and past
+// message.SpoolAfter the rest goes to a spool file in Options.SpoolDir.
+func (s *session) readMessage(r io.Reader) (*message.Buffer, error) {
 	// Normalising may add a byte per line; the reader bounds the input.
-	return message.ReadAll(r, maxTraceFields, 2*s.srv.opts.MaxMessageSize+2)
+	return message.Read(r, maxTraceFields, 2*s.srv.opts.MaxMessageSize+2, s.srv.opts.SpoolDir)
 }
 
 // readError turns a failed DATA read into the reply and a log result.

@@ -72,6 +72,14 @@ var (
 	bucketBody    = []byte("body")
 )
 
+// initialMmapSize is the address space bbolt maps up front. Each time the
+// file outgrows the mapping, bbolt remaps it and first copies every value
+// the open write transaction touched onto the heap: with a few 25 MB
+// messages in a batch that was most of a big delivery's memory. Mapping
+// 1 GiB of address space (not memory: pages are read in on demand)
+// removes those copies until the database reaches that size.
+const initialMmapSize = 1 << 30
+
 // Options tune a bbolt-backed store.
 type Options struct {
 	// Logger receives the store's log lines; nil means slog.Default().
@@ -142,7 +150,7 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 	// The timeout turns a second process into a clear error instead of a
 	// hang; the default fsync on commit (NoSync false) is what makes an
 	// acknowledged message durable.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("storage: open %s: %w", path, ErrLocked)

@@ -197,7 +197,7 @@ func parseMessage(raw []byte, wantBS bool) (env *imap.Envelope, bs imap.BodyStru
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 	env = imapserver.ExtractEnvelope(h)
 	if wantBS {
-		bs = imapserver.ExtractBodyStructure(bytes.NewReader(raw))
+		bs = extractBodyStructure(raw)
 	}
 	return env, bs
 }
