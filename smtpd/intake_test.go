@@ -187,3 +187,37 @@ func TestInboundReturnPathQuotesLocalPart(t *testing.T) {
 		t.Errorf("stored header:\n%s", h)
 	}
 }
+
+// A big message in flight costs about its size in allocations, not a
+// multiple: DATA streams into a spool file past message.SpoolAfter, the
+// copies share the body, and the body structure is counted, not copied.
+// What is left is bbolt's page buffer for the one stored copy.
+func TestBigMessageAllocatesAboutItsSize(t *testing.T) {
+	const size = 8 << 20
+	env := startServer(t, func(o *Options) {
+		o.MaxMessageSize = 16 << 20
+		o.SpoolDir = t.TempDir()
+	})
+	line := strings.Repeat("x", 76) + "\r\n"
+	data := []byte("From: someone@elsewhere.test\r\nSubject: big\r\n\r\n" + strings.Repeat(line, size/len(line)) + ".\r\n")
+	r := dialRaw(t, env.inbound, nil)
+	for _, cmd := range []string{"EHLO client.test", "MAIL FROM:<someone@elsewhere.test>", "RCPT TO:<" + bob + ">", "DATA"} {
+		if code, msg := r.cmd(t, cmd); code >= 400 {
+			t.Fatalf("%s: %d %s", cmd, code, msg)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := r.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := r.read(t); code != 250 {
+		t.Fatalf("end of data: %d %s", code, msg)
+	}
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MiB message allocated %d MiB", size>>20, allocated>>20)
+	if limit := uint64(5 * size / 2); allocated > limit {
+		t.Errorf("a %d-byte message allocated %d bytes in the server (limit %d)", size, allocated, limit)
+	}
+}
