@@ -134,9 +134,10 @@ level = "warn"
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stderr = os.Stderr
-	if v := os.Getenv("BIGMSG_DAEMON_GODEBUG"); v != "" {
-		// For looking inside: GODEBUG=gctrace=1 for the daemon only.
-		cmd.Env = append(os.Environ(), "GODEBUG="+v)
+	if v := os.Getenv("BIGMSG_DAEMON_ENV"); v != "" {
+		// For looking inside, the daemon only: GODEBUG=gctrace=1,
+		// GOMEMLIMIT=300MiB (space-separated).
+		cmd.Env = append(os.Environ(), strings.Fields(v)...)
 	}
 	if err := cmd.Start(); err != nil {
 		return err
