@@ -221,3 +221,40 @@ func TestBigMessageAllocatesAboutItsSize(t *testing.T) {
 		t.Errorf("a %d-byte message allocated %d bytes in the server (limit %d)", size, allocated, limit)
 	}
 }
+
+// BDAT goes through the same intake as DATA: the deep message gets
+// 554 5.6.0 at its LAST chunk, and bare CRs become CRLF.
+func TestBDATGoesThroughTheSameIntake(t *testing.T) {
+	env := startServer(t, nil)
+	r := dialRaw(t, env.inbound, nil)
+	send := func(raw []byte) (int, string) {
+		for _, cmd := range []string{"RSET", "MAIL FROM:<someone@elsewhere.test>", "RCPT TO:<" + bob + ">"} {
+			if code, msg := r.cmd(t, cmd); code >= 400 {
+				t.Fatalf("%s: %d %s", cmd, code, msg)
+			}
+		}
+		half := len(raw) / 2
+		if _, err := fmt.Fprintf(r, "BDAT %d\r\n%s", half, raw[:half]); err != nil {
+			t.Fatal(err)
+		}
+		if code, msg := r.read(t); code != 250 {
+			t.Fatalf("first chunk: %d %s", code, msg)
+		}
+		if _, err := fmt.Fprintf(r, "BDAT %d LAST\r\n%s", len(raw)-half, raw[half:]); err != nil {
+			t.Fatal(err)
+		}
+		return r.read(t)
+	}
+	if code, msg := r.cmd(t, "EHLO client.test"); code != 250 || !strings.Contains(msg, "CHUNKING") {
+		t.Fatalf("EHLO: %d %s (no CHUNKING)", code, msg)
+	}
+	if code, msg := send(mimetest.Nested(300)); code != 554 || !strings.HasPrefix(msg, "5.6.0") {
+		t.Errorf("BDAT of 300 levels: %d %s, want 554 5.6.0", code, msg)
+	}
+	if code, msg := send([]byte("Subject: cr\r\n\r\na\r.\rb\r\n")); code != 250 {
+		t.Fatalf("BDAT with bare CRs: %d %s", code, msg)
+	}
+	if body := string(env.onlyMessage(t, bob, storage.Inbox).Body); !strings.HasSuffix(body, "\r\n\r\na\r\n.\r\nb\r\n") {
+		t.Errorf("stored %q", body)
+	}
+}
