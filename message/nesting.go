@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"mime"
 	"strings"
+
+	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
 )
 
 // MaxNesting is the deepest MIME structure pochta stores: a part may sit
@@ -25,10 +27,12 @@ func IsTooDeep(err error) bool { return errors.Is(err, ErrTooDeep) }
 // any parser in pochta reads as multipart.
 const maxHeaderScan = 16 << 10
 
-// nestingFrame is one open container: a multipart with its boundary, or a
-// message/rfc822 part (boundary "").
+// nestingFrame is one open container: a multipart with its boundary (which
+// may be "", as go-message reads a Content-Type it cannot parse), or a
+// message/rfc822 part.
 type nestingFrame struct {
-	boundary string
+	multipart bool
+	boundary  string
 }
 
 // CheckNesting returns ErrTooDeep when the MIME structure of raw (a whole
@@ -41,8 +45,8 @@ func CheckNesting(raw []byte) error {
 	var stack []nestingFrame
 	pos := 0
 	inHeader := true
-	var contentType []byte // the current part's Content-Type, unfolded
-	inContentType := false
+	var contentType []byte // the current part's first Content-Type, unfolded
+	inContentType, seenContentType := false, false
 	for pos < len(raw) {
 		end := len(raw)
 		if i := bytes.IndexByte(raw[pos:], '\n'); i >= 0 {
@@ -53,13 +57,13 @@ func CheckNesting(raw []byte) error {
 		if inHeader {
 			switch {
 			case len(line) == 0:
-				inHeader, inContentType = false, false
+				inHeader, inContentType, seenContentType = false, false, false
 				opened, err := openContainer(contentType, &stack)
 				if err != nil {
 					return err
 				}
 				contentType = contentType[:0]
-				if opened && stack[len(stack)-1].boundary == "" {
+				if opened && !stack[len(stack)-1].multipart {
 					// message/rfc822: its body is a message, header first.
 					inHeader = true
 				}
@@ -70,8 +74,9 @@ func CheckNesting(raw []byte) error {
 			default:
 				inContentType = false
 				name, value, ok := bytes.Cut(line, []byte(":"))
-				if ok && strings.EqualFold(string(bytes.TrimRight(name, " \t")), "Content-Type") {
-					inContentType = true
+				if ok && !seenContentType && strings.EqualFold(string(bytes.TrimRight(name, " \t")), "Content-Type") {
+					// The first one counts, as in go-message.
+					inContentType, seenContentType = true, true
 					contentType = append(contentType[:0], value[:min(len(value), maxHeaderScan)]...)
 				}
 			}
@@ -81,10 +86,11 @@ func CheckNesting(raw []byte) error {
 			continue
 		}
 		// A boundary line closes every container inside the multipart
-		// it belongs to, as a MIME parser reading the outer part would.
-		for i := len(stack) - 1; i >= 0; i-- {
+		// it belongs to. The outermost match wins: a MIME parser reads an
+		// inner multipart through its outer part, which ends first.
+		for i := 0; i < len(stack); i++ {
 			b := stack[i].boundary
-			if b == "" || !isBoundaryLine(line[2:], b) {
+			if !stack[i].multipart || !isBoundaryLine(line[2:], b) {
 				continue
 			}
 			rest := line[2+len(b):]
@@ -118,25 +124,24 @@ func isBoundaryLine(s []byte, b string) bool {
 	return len(bytes.Trim(rest, " \t")) == 0
 }
 
-// openContainer pushes a frame when contentType names a multipart (with a
-// boundary) or an encapsulated message, and reports whether it did. The
-// part that opens it sits inside len(*stack) containers; its children one
-// more, which is what is checked against MaxNesting.
+// openContainer pushes a frame when contentType names a multipart or an
+// encapsulated message, read as go-message reads it for go-imap's body
+// structure (parameters RFC 2047-decoded; an unparsable value taken whole,
+// so "multipart/..." with broken parameters is a multipart with boundary
+// ""), and reports whether it did. The part that opens it sits inside
+// len(*stack) containers; its children one more, which is what is checked
+// against MaxNesting.
 func openContainer(contentType []byte, stack *[]nestingFrame) (bool, error) {
 	if len(contentType) == 0 {
 		return false, nil
 	}
-	mediaType, params, err := mime.ParseMediaType(strings.TrimSpace(string(contentType)))
-	if err != nil && mediaType == "" {
-		return false, nil
-	}
+	var h textproto.Header
+	h.Set("Content-Type", strings.TrimSpace(string(contentType)))
+	mediaType, params, _ := (&gomessage.Header{Header: h}).ContentType()
+	primary, _, _ := strings.Cut(mediaType, "/")
 	switch {
-	case strings.HasPrefix(mediaType, "multipart/"):
-		b := params["boundary"]
-		if b == "" {
-			return false, nil
-		}
-		*stack = append(*stack, nestingFrame{boundary: b})
+	case primary == "multipart":
+		*stack = append(*stack, nestingFrame{multipart: true, boundary: params["boundary"]})
 	case mediaType == "message/rfc822" || mediaType == "message/global":
 		*stack = append(*stack, nestingFrame{})
 		if len(*stack) > MaxNesting {

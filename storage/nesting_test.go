@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -84,5 +86,71 @@ func TestAppendRefusalCostDoesNotGrowWithDepth(t *testing.T) {
 	at1000, at10000 := allocs(1000), allocs(10000)
 	if at10000 > at1000+20 {
 		t.Errorf("refusing 10000 levels allocates %.0f times, 1000 levels %.0f", at10000, at1000)
+	}
+}
+
+// bodyDepth is the number of containers around the deepest part of bs, as
+// the record encoder counts them.
+func bodyDepth(bs imap.BodyStructure) int {
+	switch bs := bs.(type) {
+	case *imap.BodyStructureMultiPart:
+		d := 0
+		for _, c := range bs.Children {
+			d = max(d, 1+bodyDepth(c))
+		}
+		return d
+	case *imap.BodyStructureSinglePart:
+		if bs.MessageRFC822 != nil && bs.MessageRFC822.BodyStructure != nil {
+			return 1 + bodyDepth(bs.MessageRFC822.BodyStructure)
+		}
+	}
+	return 0
+}
+
+// The intake check and the parser agree on the depth of tricky messages:
+// CheckNesting refuses exactly those whose parsed body structure is too
+// deep to encode. An undercount would let the parser walk a deep message
+// (time quadratic in its depth) only for the encoder to refuse it.
+func TestCheckNestingAgreesWithTheParser(t *testing.T) {
+	nest := func(depth int, contentType func(i int) string, delim func(i int) string) []byte {
+		var b strings.Builder
+		b.WriteString("Subject: tricky\r\n")
+		for i := range depth {
+			b.WriteString("Content-Type: " + contentType(i) + "\r\n\r\n" + delim(i) + "\r\n")
+		}
+		b.WriteString("Content-Type: text/plain\r\n\r\nx\r\n")
+		return []byte(b.String())
+	}
+	cases := map[string][]byte{
+		"plain boundaries": mimetest.Nested(message.MaxNesting + 50),
+		"encoded-word boundaries": nest(message.MaxNesting+50,
+			func(i int) string { return fmt.Sprintf(`multipart/mixed; boundary="=?utf-8?q?b%d?="`, i) },
+			func(i int) string { return fmt.Sprintf("--b%d", i) }),
+		"one boundary for all levels": nest(message.MaxNesting+50,
+			func(int) string { return "multipart/mixed; boundary=same" },
+			func(int) string { return "--same" }),
+		"broken parameters": nest(message.MaxNesting+50,
+			func(int) string { return "multipart/mixed; boundary=x; =broken" },
+			func(int) string { return "--" }),
+		"folded content type": nest(message.MaxNesting+50,
+			func(i int) string { return fmt.Sprintf("multipart/mixed;\r\n boundary=f%d", i) },
+			func(i int) string { return fmt.Sprintf("--f%d", i) }),
+		"second content type ignored": nest(message.MaxNesting+50,
+			func(i int) string { return fmt.Sprintf("multipart/mixed; boundary=s%d\r\nContent-Type: text/plain", i) },
+			func(i int) string { return fmt.Sprintf("--s%d", i) }),
+		"boundary with trailing blanks": nest(message.MaxNesting+50,
+			func(i int) string { return fmt.Sprintf("multipart/mixed; boundary=t%d", i) },
+			func(i int) string { return fmt.Sprintf("--t%d \t", i) }),
+		"encapsulated messages": nest(message.MaxNesting+50,
+			func(int) string { return "message/rfc822" },
+			func(int) string { return "Subject: inner" }),
+	}
+	for name, raw := range cases {
+		depth := bodyDepth(extractBodyStructure(raw))
+		tooDeep := message.CheckNesting(raw) != nil
+		t.Logf("%s: parsed depth %d, refused %v", name, depth, tooDeep)
+		if tooDeep != (depth > message.MaxNesting) {
+			t.Errorf("%s: CheckNesting refuses %v, parsed depth %d (limit %d)", name, tooDeep, depth, message.MaxNesting)
+		}
 	}
 }
