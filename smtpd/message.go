@@ -365,7 +365,7 @@ func normalizeAddress(addr string) (string, bool) {
 		return "", false
 	}
 	domain := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
-	if !validDomain(domain) && !isAddressLiteral(domain) {
+	if !validDomain(domain) && !message.IsAddressLiteral(domain) {
 		return "", false
 	}
 	return addr[:at] + "@" + domain, true
@@ -389,8 +389,4 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
-}
-
-func isAddressLiteral(d string) bool {
-	return len(d) > 2 && d[0] == '[' && d[len(d)-1] == ']'
 }
