@@ -34,6 +34,17 @@ def run(s):
     c.close()
     s.check("nothing was delivered or stored for the spoof", count_all(d, carol) == 0 and count_all(d, bob) == 0)
 
+    # The envelope is alice's, the From header bob's.
+    c = d.smtp(tls="starttls", login=alice)
+    c.mail(alice)
+    c.rcpt(carol)
+    code, msg = c.data(message(f"Bob <{bob}>", carol, "header spoof"))
+    c.close()
+    s.check("a From header naming bob gets 550 5.7.1 saying whose address it must be",
+            code == 550 and msg.startswith(b"5.7.1") and f"From header must be your own address {alice}".encode() in msg,
+            f"{code} {msg!r}")
+    s.check("carol got nothing from the header spoof", count_all(d, carol) == 0 and count_all(d, alice) == 0)
+
     # No AUTH at all, over TLS.
     c = d.smtp(tls="starttls")
     code, msg = c.mail(alice)

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/pochta/pochta/auth"
+	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -357,8 +358,11 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if size > int64(s.srv.appendLimit) {
 		return nil, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")
 	}
-	raw := make([]byte, size)
-	if _, err := io.ReadFull(r, raw); err != nil {
+	// The literal's announced size bounds nothing here but the limit
+	// check above: the buffer grows with the bytes that arrive, and
+	// every line ends in CRLF once read.
+	raw, err := message.ReadAll(io.LimitReader(r, size), 0, 2*size+2)
+	if err != nil {
 		return nil, err
 	}
 	msg := &storage.NewMessage{
@@ -368,6 +372,10 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	}
 	res, err := s.srv.store.Append(s.ctx, s.user, name, msg)
 	if err != nil {
+		if message.IsTooDeep(err) {
+			return nil, imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
+				"Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting))
+		}
 		return nil, s.destError("APPEND", err)
 	}
 	if v := s.view; v != nil && res.MailboxID == v.box.key.id {

@@ -72,6 +72,7 @@ type testRelay struct {
 	closeData bool // Data reads a little and drops the connection
 	txs       []relayed
 	hangups   int
+	wire      []byte // every byte clients sent, as sent
 
 	srv      *smtp.Server
 	tlsCfg   *tls.Config // STARTTLS offered when set (and implicit TLS with implicit)
@@ -210,8 +211,30 @@ func (l *switchListener) Accept() (net.Conn, error) {
 			}()
 			continue
 		}
-		return c, nil
+		return &recordingConn{Conn: c, r: l.r}, nil
 	}
+}
+
+// recordingConn keeps what the client sends in testRelay.wire, for tests
+// of the exact command syntax (go-smtp's server unquotes addresses).
+type recordingConn struct {
+	net.Conn
+	r *testRelay
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.r.mu.Lock()
+	c.r.wire = append(c.r.wire, p[:n]...)
+	c.r.mu.Unlock()
+	return n, err
+}
+
+// wireText returns what clients have sent so far.
+func (r *testRelay) wireText() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return string(r.wire)
 }
 
 type relaySessionT struct {

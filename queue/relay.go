@@ -24,6 +24,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/pochta/pochta/message"
 )
 
 // fault says that an attempt did not reach the point where the message
@@ -329,7 +331,9 @@ func (r *relay) send(ctx context.Context, from string, rcpts []string, body stri
 		}
 		opts.UTF8 = true
 	}
-	if err := s.c.Mail(from, opts); err != nil {
+	// Addresses are kept as go-smtp parsed them, local part unquoted;
+	// on the wire a local part like "x@y" must be quoted again.
+	if err := s.c.Mail(message.QuoteLocalPart(from), opts); err != nil {
 		if aborted() {
 			return out
 		}
@@ -338,7 +342,7 @@ func (r *relay) send(ctx context.Context, from string, rcpts []string, body stri
 	}
 	var accepted []string
 	for i, a := range valid {
-		err := s.c.Rcpt(a, nil)
+		err := s.c.Rcpt(message.QuoteLocalPart(a), nil)
 		if err == nil {
 			accepted = append(accepted, a)
 			continue

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/charset"
+
+	"github.com/pochta/pochta/message"
 )
 
-// message is a received message ready for storage.
-type message struct {
+// editedMessage is a received message ready for storage: its copies share
+// the body bytes where they can.
+type editedMessage struct {
 	sent      []byte // the sender's copy: keeps Bcc
 	delivered []byte // the recipients' copy: no Bcc, with Return-Path
 	relayed   []byte // the copy for the relay: no Bcc, no Return-Path
@@ -49,26 +52,55 @@ type prepareInput struct {
 	returnPath string // the envelope sender ("" for the null sender)
 	hostname   string // right-hand side of a created Message-ID
 	now        time.Time
+	// addFrom, when set, is the address of a From field to add: the
+	// message has none and was submitted by this user (RFC 6409 8.1).
+	addFrom string
 }
 
-// prepareMessage edits the header of raw without re-serialising anything
-// else: bare LF becomes CRLF, the Received field goes on top, Message-ID
-// and Date are added when missing (RFC 6409 8.3, 8.4), and the recipients'
-// copy gets a Return-Path (RFC 5321 4.4, final delivery) and loses every
-// Bcc field with its continuation lines (RFC 5322 3.6.3).
-func prepareMessage(raw []byte, in prepareInput) message {
-	raw = normalizeLineEndings(raw)
+// maxTraceFields bounds what prepareMessage puts in front of a message's
+// own header: Return-Path (an address, at most 256 octets by RFC 5321
+// 4.5.3.1.3) plus the Received field (an EHLO name cut to 255, an IP, a
+// host name of at most 253, an ID, one address and a date), with room to
+// spare. Messages are read into a buffer with this much headroom, so the
+// copies can be edited in place.
+const maxTraceFields = 2048
+
+// prepareMessage edits the header of raw; see editHeader.
+func prepareMessage(raw []byte, in prepareInput) editedMessage {
+	buf := make([]byte, maxTraceFields, maxTraceFields+len(raw))
+	return editHeader(append(buf, raw...), maxTraceFields, in)
+}
+
+// editHeader edits the header of the message buf[headroom:] without
+// re-serialising anything else: line endings become CRLF, the Received
+// field goes on top, Message-ID and Date (and From, with in.addFrom) are
+// added when missing (RFC 6409 8.1, 8.3, 8.4), and the recipients' copy
+// gets a Return-Path (RFC 5321 4.4, final delivery) and loses every Bcc
+// field with its continuation lines (RFC 5322 3.6.3).
+//
+// The body is not copied: the recipients' and the relay's copies are both
+// slices of buf, their header written into the headroom and over the
+// original header, right in front of the body. Only a message with a Bcc
+// field costs a second copy, the sender's, which keeps it.
+func editHeader(buf []byte, headroom int, in prepareInput) editedMessage {
+	raw := message.NormalizeLineEndings(buf[headroom:])
+	if len(raw) != len(buf)-headroom {
+		buf = append(make([]byte, headroom, headroom+len(raw)), raw...)
+		raw = buf[headroom:]
+	}
 	h := scanHeader(raw)
 
 	var added []byte
+	inPlace := true
 	if h.end > 0 && raw[h.end-1] != '\n' {
 		// The header runs to the end of the data without a final CRLF
 		// (BDAT allows that). The CRLF goes into the last field itself:
 		// added after it, it would be left behind as an empty line when
 		// that field is a Bcc and is dropped, and turn the fields added
-		// below into body.
+		// below into body. There is no body to share.
 		raw = append(raw[:h.end:h.end], "\r\n"...)
 		h.fields[len(h.fields)-1].end, h.end = len(raw), len(raw)
+		inPlace = false
 	}
 	messageID := strings.TrimSpace(h.value(raw, "Message-ID"))
 	if messageID == "" {
@@ -78,15 +110,23 @@ func prepareMessage(raw []byte, in prepareInput) message {
 	if !h.has("Date") {
 		added = append(added, "Date: "+in.now.Format(time.RFC1123Z)+"\r\n"...)
 	}
+	if in.addFrom != "" && !h.has("From") {
+		added = append(added, "From: "+in.addFrom+"\r\n"...)
+	}
 	if !h.blank && h.end < len(raw) {
 		// RFC 5322 2.1: the body follows an empty line. Without one, the
 		// first non-field line would be read as a broken header field.
 		added = append(added, "\r\n"...)
 	}
+	m := editedMessage{
+		messageID: messageID,
+		subject:   decodeHeaderValue(h.value(raw, "Subject")),
+		important: h.isImportant(raw),
+	}
 
-	build := func(prefix string, skipBcc bool) []byte {
-		out := make([]byte, 0, len(prefix)+len(in.received)+len(raw)+len(added))
-		out = append(out, prefix...)
+	// header returns the header of a copy (without its Return-Path).
+	header := func(skipBcc bool) []byte {
+		out := make([]byte, 0, len(in.received)+h.end+len(added))
 		out = append(out, in.received...)
 		pos := 0
 		if skipBcc {
@@ -98,17 +138,31 @@ func prepareMessage(raw []byte, in prepareInput) message {
 			}
 		}
 		out = append(out, raw[pos:h.end]...)
-		out = append(out, added...)
-		return append(out, raw[h.end:]...)
+		return append(out, added...)
 	}
-	return message{
-		sent:      build("", false),
-		delivered: build("Return-Path: <"+in.returnPath+">\r\n", true),
-		relayed:   build("", true),
-		messageID: messageID,
-		subject:   decodeHeaderValue(h.value(raw, "Subject")),
-		important: h.isImportant(raw),
+	body := raw[h.end:]
+	hasBcc := h.has("Bcc")
+	returnPath := "Return-Path: <" + in.returnPath + ">\r\n"
+	relayHeader := header(true)
+	if hasBcc {
+		sentHeader := header(false)
+		m.sent = append(append(make([]byte, 0, len(sentHeader)+len(body)), sentHeader...), body...)
 	}
+	bodyStart := headroom + h.end
+	if start := bodyStart - len(relayHeader) - len(returnPath); inPlace && start >= 0 {
+		copy(buf[start:], returnPath)
+		copy(buf[start+len(returnPath):], relayHeader)
+		m.delivered = buf[start:]
+		m.relayed = buf[start+len(returnPath):]
+	} else {
+		m.relayed = append(relayHeader, body...)
+		m.delivered = append([]byte(returnPath), m.relayed...)
+	}
+	if !hasBcc {
+		// Without Bcc the sender's copy is the relay's, byte for byte.
+		m.sent = m.relayed
+	}
+	return m
 }
 
 // value returns the unfolded value of the first field called name, or "".
@@ -211,29 +265,6 @@ func fieldName(line []byte) (string, bool) {
 	return string(name), true
 }
 
-// normalizeLineEndings turns every bare LF into CRLF (RFC 5322 2.3: lines
-// end in CRLF; IMAP clients rely on it). raw is returned as is when it has
-// none.
-func normalizeLineEndings(raw []byte) []byte {
-	bare := 0
-	for i, c := range raw {
-		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
-			bare++
-		}
-	}
-	if bare == 0 {
-		return raw
-	}
-	out := make([]byte, 0, len(raw)+bare)
-	for i, c := range raw {
-		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 // receivedInfo is what the Received field records.
 type receivedInfo struct {
 	helo     string
@@ -334,7 +365,7 @@ func normalizeAddress(addr string) (string, bool) {
 		return "", false
 	}
 	domain := strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
-	if !validDomain(domain) && !isAddressLiteral(domain) {
+	if !validDomain(domain) && !message.IsAddressLiteral(domain) {
 		return "", false
 	}
 	return addr[:at] + "@" + domain, true
@@ -358,8 +389,4 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
-}
-
-func isAddressLiteral(d string) bool {
-	return len(d) > 2 && d[0] == '[' && d[len(d)-1] == ']'
 }

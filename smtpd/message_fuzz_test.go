@@ -101,8 +101,10 @@ func FuzzPrepareMessage(f *testing.F) {
 		in := prepareInput{received: received, returnPath: returnPath, hostname: testHostname, now: testNow}
 		m := prepareMessage(bytes.Clone(raw), in)
 
-		// Independent of normalizeLineEndings: every LF ends up as CRLF.
-		norm := bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+		// Independent of message.NormalizeLineEndings: every LF and
+		// every bare CR ends up as CRLF.
+		norm := bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+		norm = bytes.ReplaceAll(bytes.ReplaceAll(norm, []byte("\r"), []byte("\n")), []byte("\n"), []byte("\r\n"))
 
 		if !bytes.HasPrefix(m.sent, []byte(received)) {
 			t.Fatalf("sender's copy does not start with the Received field:\n%q", m.sent)

@@ -13,7 +13,7 @@ var (
 	regexpMessageID = regexp.MustCompile(`<[A-Z2-7]+@mail\.example\.test>`)
 )
 
-func prepareForTest(raw string) message {
+func prepareForTest(raw string) editedMessage {
 	return prepareMessage([]byte(raw), prepareInput{
 		received:   "Received: test\r\n",
 		returnPath: alice,
@@ -50,10 +50,34 @@ func TestPrepareMessageStripsFoldedBccOnlyFromDelivered(t *testing.T) {
 }
 
 func TestPrepareMessageKeepsBodyByteExact(t *testing.T) {
-	body := "line one\r\n\r\n.leading dot\r\nFrom: not a header\r\n\ttab\r\n\x00\xff binary\rbare CR\r\n"
+	body := "line one\r\n\r\n.leading dot\r\nFrom: not a header\r\n\ttab\r\n\x00\xff binary\r\n"
 	m := prepareForTest(fullHeader + "\r\n" + body)
 	if !strings.HasSuffix(string(m.delivered), "\r\n\r\n"+body) || !strings.HasSuffix(string(m.sent), "\r\n\r\n"+body) {
 		t.Errorf("body changed:\n%q", m.delivered)
+	}
+}
+
+// A bare CR would reach IMAP clients and the relay as it came; "\r.\r"
+// looks like the end of DATA to a receiver that takes CR as a line end.
+func TestPrepareMessageNormalisesBareCR(t *testing.T) {
+	m := prepareForTest(fullHeader + "\r\nbefore\r.\rafter\rend\r\n")
+	for name, c := range map[string][]byte{"sent": m.sent, "delivered": m.delivered, "relayed": m.relayed} {
+		if !strings.HasSuffix(string(c), "\r\n\r\nbefore\r\n.\r\nafter\r\nend\r\n") {
+			t.Errorf("%s copy keeps a bare CR:\n%q", name, c)
+		}
+	}
+}
+
+// The copies share the body bytes: the recipients' and the relay's copies
+// are slices of one buffer, and without Bcc the sender's is the relay's.
+func TestPrepareMessageSharesTheBody(t *testing.T) {
+	m := prepareForTest(fullHeader + "\r\nbody\r\n")
+	if &m.relayed[len(m.relayed)-1] != &m.delivered[len(m.delivered)-1] || &m.sent[0] != &m.relayed[0] {
+		t.Error("the copies of a message without Bcc do not share one buffer")
+	}
+	m = prepareForTest(fullHeader + "Bcc: c@example.test\r\n\r\nbody\r\n")
+	if &m.relayed[len(m.relayed)-1] != &m.delivered[len(m.delivered)-1] {
+		t.Error("the recipients' and the relay's copies do not share one buffer")
 	}
 }
 

@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pochta/pochta/auth"
+	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -42,6 +42,10 @@ var (
 		Message: "No valid recipients"}
 	errIncomplete = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 		Message: "Message not received completely; nothing was stored"}
+	errAddressLiteral = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2},
+		Message: "Mail to address literals like user@[192.0.2.1] is not relayed; use a domain name"}
+	errTooDeep = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: fmt.Sprintf("Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting)}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Temporary authentication failure; try again later"}
 	errAuthBusy = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
@@ -64,7 +68,6 @@ type session struct {
 	// The current transaction, cleared by Reset.
 	id       string
 	from     string
-	sizeHint int64
 	rcpts    []string // accepted local recipients, canonical, unique
 	external []string // accepted external recipients, unique
 }
@@ -86,14 +89,14 @@ func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
 // Reset implements smtp.Session.
 func (s *session) Reset() {
 	s.tc.setBusy(false)
-	s.id, s.from, s.sizeHint, s.rcpts, s.external = "", "", 0, nil, nil
+	s.id, s.from, s.rcpts, s.external = "", "", nil, nil
 }
 
 // Logout implements smtp.Session.
 func (s *session) Logout() error { return nil }
 
 // Mail implements smtp.Session.
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if s.kind != kindInbound {
 		if s.user == "" {
 			return s.srv.reject("auth_required", errAuthRequired)
@@ -117,9 +120,6 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.tc.setBusy(true)
 	s.id = newTransactionID()
 	s.from = from
-	if opts != nil {
-		s.sizeHint = opts.Size
-	}
 	return nil
 }
 
@@ -165,6 +165,12 @@ func (s *Server) route(ctx context.Context, addr string) (rcpt string, external 
 		if strings.ContainsAny(addr, "<>") {
 			return "", false, errBadAddress
 		}
+		// An address literal names a host, not a domain: relaying to
+		// one would let a user reach any machine the server can,
+		// loopback and the local network included.
+		if message.IsAddressLiteral(domain) {
+			return "", false, errAddressLiteral
+		}
 		// The whole address is kept as given: the local part of another
 		// domain's address may be case-sensitive (RFC 5321 2.4).
 		return addr, true, nil
@@ -188,13 +194,23 @@ func (s *Server) route(ctx context.Context, addr string) (rcpt string, external 
 func (s *session) Data(r io.Reader) error {
 	start := time.Now()
 
-	raw, err := s.readMessage(r)
-	size := len(raw)
+	read, err := s.readMessage(r)
 	if err != nil {
 		reply, result := s.readError(err)
-		s.logTransaction(start, size, result, err)
+		s.logTransaction(start, 0, result, err)
 		return s.srv.reject(strings.ReplaceAll(result, " ", "_"), reply)
 	}
+	// Every copy below is a slice of this buffer until Deliver has
+	// returned: the store has then written them (or failed) and keeps
+	// no reference.
+	defer func() {
+		if err := read.Release(); err != nil {
+			s.srv.log.Error("smtp: releasing a message buffer", "id", s.id, "err", err)
+		}
+	}()
+	buf := read.Bytes()
+	raw := buf[maxTraceFields:]
+	size := len(raw)
 	if len(s.rcpts)+len(s.external) == 0 {
 		s.logTransaction(start, size, "rejected", errNoRecipients)
 		return s.srv.reject("no_recipients", errNoRecipients)
@@ -203,7 +219,7 @@ func (s *session) Data(r io.Reader) error {
 	now := time.Now()
 	rcpt := ""
 	if len(s.rcpts)+len(s.external) == 1 {
-		rcpt = append(s.rcpts, s.external...)[0]
+		rcpt = message.QuoteLocalPart(append(s.rcpts, s.external...)[0])
 	}
 	_, isTLS := s.conn.TLSConnectionState()
 	received := receivedField(receivedInfo{
@@ -215,12 +231,26 @@ func (s *session) Data(r io.Reader) error {
 		rcpt:     rcpt,
 		date:     now,
 	})
-	msg := prepareMessage(raw, prepareInput{
+	in := prepareInput{
 		received:   received,
-		returnPath: s.from,
+		returnPath: message.QuoteLocalPart(s.from),
 		hostname:   s.srv.opts.Hostname,
 		now:        now,
-	})
+	}
+	if s.kind != kindInbound {
+		// SPEC "Mail behaviour": a user sends as themselves, in the
+		// header as in the envelope. The trusted inbound port is exempt.
+		missing, err := message.CheckFrom(raw[:scanHeader(raw).end], s.user)
+		if err != nil {
+			s.logTransaction(start, size, "rejected", err)
+			return s.srv.reject("spoofed_from", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+				Message: err.Error()})
+		}
+		if missing {
+			in.addFrom = s.user
+		}
+	}
+	msg := editHeader(buf, maxTraceFields, in)
 
 	d := &storage.Delivery{
 		From:      s.from,
@@ -249,6 +279,10 @@ func (s *session) Data(r io.Reader) error {
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()
 	if _, err := s.srv.opts.Store.Deliver(ctx, d); err != nil {
+		if message.IsTooDeep(err) {
+			s.logTransaction(start, len(msg.sent), "rejected", err)
+			return s.srv.reject("too_deep", errTooDeep)
+		}
 		s.logTransaction(start, len(msg.sent), "failed", err)
 		return s.srv.reject("not_stored", errNotStored)
 	}
@@ -257,21 +291,20 @@ func (s *session) Data(r io.Reader) error {
 	return nil
 }
 
-// readMessage reads DATA completely; the reader enforces MaxMessageBytes.
-func (s *session) readMessage(r io.Reader) ([]byte, error) {
-	var buf bytes.Buffer
-	if hint := s.sizeHint; hint > 0 && hint <= s.srv.opts.MaxMessageSize {
-		// The client's SIZE saves the doublings; it is bounded by our limit.
-		buf.Grow(int(hint) + 1024)
-	}
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
+// readMessage reads DATA (or the BDAT chunks) completely into one buffer
+// with maxTraceFields of headroom, line endings made CRLF; the reader
+// enforces MaxMessageBytes. The buffer grows with the bytes that arrive
+// (nothing is reserved from the client's SIZE), and past
+// message.SpoolAfter the rest goes to a spool file in Options.SpoolDir.
+func (s *session) readMessage(r io.Reader) (*message.Buffer, error) {
+	// Normalising may add a byte per line; the reader bounds the input.
+	return message.Read(r, maxTraceFields, 2*s.srv.opts.MaxMessageSize+2, s.srv.opts.SpoolDir)
 }
 
 // readError turns a failed DATA read into the reply and a log result.
 func (s *session) readError(err error) (reply *smtp.SMTPError, result string) {
 	switch {
-	case errors.Is(err, smtp.ErrDataTooLarge):
+	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, message.ErrTooLarge):
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
 			Message: fmt.Sprintf("Message exceeds the maximum size of %d bytes; nothing was stored", s.srv.opts.MaxMessageSize)}, "too large"
 	case errors.Is(err, smtp.ErrTooLongLine):
@@ -401,6 +434,8 @@ func recipientReason(err error) string {
 		return "relay_disabled"
 	case errBadAddress:
 		return "bad_address"
+	case errAddressLiteral:
+		return "address_literal"
 	case errTemporary:
 		return "temporary"
 	}

@@ -114,6 +114,10 @@ type Options struct {
 	// MaxMessageSize bounds a message in bytes (SIZE at MAIL and the DATA
 	// itself); 0 means DefaultMaxMessageSize.
 	MaxMessageSize int64
+	// SpoolDir receives, unlinked at once, the part of a message past
+	// message.SpoolAfter bytes, which is then mapped rather than held on
+	// the heap; "" keeps every message in memory.
+	SpoolDir string
 	// MaxRecipients bounds RCPT commands per transaction; 0 means
 	// DefaultMaxRecipients.
 	MaxRecipients int

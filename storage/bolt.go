@@ -84,6 +84,14 @@ var (
 	bucketBody    = []byte("body")
 )
 
+// initialMmapSize is the address space bbolt maps up front. Each time the
+// file outgrows the mapping, bbolt remaps it and first copies every value
+// the open write transaction touched onto the heap: with a few 25 MB
+// messages in a batch that was most of a big delivery's memory. Mapping
+// 1 GiB of address space (not memory: pages are read in on demand)
+// removes those copies until the database reaches that size.
+const initialMmapSize = 1 << 30
+
 // Options tune a bbolt-backed store.
 type Options struct {
 	// Logger receives the store's log lines; nil means slog.Default().
@@ -272,7 +280,7 @@ func guard(path string, fn func() error) (err error) {
 func openRecovering(path string, timeout time.Duration) (db *bolt.DB, err error) {
 	err = guard(path, func() error {
 		var oerr error
-		db, oerr = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+		db, oerr = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, InitialMmapSize: initialMmapSize})
 		return oerr
 	})
 	switch {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/message"
 )
 
 const recordVersion = 1
@@ -29,9 +31,11 @@ const recordVersion = 1
 // errCorrupt is returned when a stored record cannot be decoded.
 var errCorrupt = errors.New("corrupt record")
 
-// maxBodyDepth bounds the nesting of decoded body structures, so a corrupt
-// record cannot recurse without end.
-const maxBodyDepth = 100
+// maxBodyDepth bounds the nesting of body structures: the encoder refuses
+// and the decoder rejects anything deeper, with the one limit intake
+// checks (message.MaxNesting), so every record written can be read back
+// and a corrupt record cannot recurse without end.
+const maxBodyDepth = message.MaxNesting
 
 type encoder struct {
 	b []byte
@@ -319,7 +323,11 @@ func (d *decoder) disposition() *imap.BodyStructureDisposition {
 	return &imap.BodyStructureDisposition{Value: d.str(), Params: d.strMap()}
 }
 
-func (e *encoder) bodyStructure(bs imap.BodyStructure) error {
+// bodyStructure writes bs, which sits inside depth containers.
+func (e *encoder) bodyStructure(bs imap.BodyStructure, depth int) error {
+	if depth > maxBodyDepth {
+		return fmt.Errorf("%w: %w", message.ErrTooDeep, ErrInvalid)
+	}
 	switch bs := bs.(type) {
 	case nil:
 		e.byte(bsNil)
@@ -339,7 +347,7 @@ func (e *encoder) bodyStructure(bs imap.BodyStructure) error {
 		if m := bs.MessageRFC822; m != nil {
 			e.byte(1)
 			e.envelope(m.Envelope)
-			if err := e.bodyStructure(m.BodyStructure); err != nil {
+			if err := e.bodyStructure(m.BodyStructure, depth+1); err != nil {
 				return err
 			}
 			e.varint(m.NumLines)
@@ -372,7 +380,7 @@ func (e *encoder) bodyStructure(bs imap.BodyStructure) error {
 			e.uvarint(uint64(len(bs.Children)) + 1)
 		}
 		for _, c := range bs.Children {
-			if err := e.bodyStructure(c); err != nil {
+			if err := e.bodyStructure(c, depth+1); err != nil {
 				return err
 			}
 		}
@@ -462,7 +470,7 @@ func encodeParsed(env *imap.Envelope, bs imap.BodyStructure) ([]byte, error) {
 	e.byte(recordVersion)
 	e.uvarint(uint64(len(envEnc.b)))
 	e.b = append(e.b, envEnc.b...)
-	if err := e.bodyStructure(bs); err != nil {
+	if err := e.bodyStructure(bs, 0); err != nil {
 		return nil, err
 	}
 	return e.b, nil

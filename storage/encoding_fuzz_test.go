@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/internal/mimetest"
+	"github.com/pochta/pochta/message"
 )
 
 // FuzzParsedRecordRoundTrip parses arbitrary bytes as a message the way
@@ -21,8 +24,15 @@ func FuzzParsedRecordRoundTrip(f *testing.F) {
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n--x--\r\n"))
 	f.Add([]byte("To: undisclosed-recipients:;, \"q\\\"uote\" <a@b>, =?utf-8?q?x?= <c@d>\r\nIn-Reply-To: <a@b> <c@d>\r\n\r\n"))
 	f.Add([]byte(""))
+	f.Add(mimetest.Nested(message.MaxNesting))
+	f.Add(mimetest.Nested(message.MaxNesting + 1))
+	f.Add(mimetest.Nested(1000))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		env, bs := parseMessage(raw)
+		if message.CheckNesting(raw) != nil {
+			// Refused at intake: never parsed, never stored.
+			return
+		}
+		env, bs := parseMessage(raw, true)
 		if env == nil || bs == nil {
 			t.Fatalf("parseMessage gave envelope %v, body structure %v", env, bs)
 		}

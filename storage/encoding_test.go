@@ -11,7 +11,7 @@ import (
 )
 
 func TestParsedRecordRoundTripsNestedMultipart(t *testing.T) {
-	env, bs := parseMessage([]byte(nestedMessage))
+	env, bs := parseMessage([]byte(nestedMessage), true)
 
 	// Guard the fixture: the test is only worth something if the parsed
 	// structure has what it claims to exercise.
@@ -64,7 +64,7 @@ func TestParsedRecordRoundTripsNestedMultipart(t *testing.T) {
 }
 
 func TestParsedRecordDecodesOnlyWhatIsAsked(t *testing.T) {
-	env, bs := parseMessage([]byte(nestedMessage))
+	env, bs := parseMessage([]byte(nestedMessage), true)
 	rec, err := encodeParsed(env, bs)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestEncodingKeepsNilAndEmptyApart(t *testing.T) {
 }
 
 func TestDecodingCorruptRecordsFailsWithoutPanic(t *testing.T) {
-	env, bs := parseMessage([]byte(nestedMessage))
+	env, bs := parseMessage([]byte(nestedMessage), true)
 	rec, err := encodeParsed(env, bs)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +158,7 @@ func TestParseFlagsCanonicalises(t *testing.T) {
 }
 
 func FuzzDecodeParsed(f *testing.F) {
-	env, bs := parseMessage([]byte(nestedMessage))
+	env, bs := parseMessage([]byte(nestedMessage), true)
 	rec, err := encodeParsed(env, bs)
 	if err != nil {
 		f.Fatal(err)

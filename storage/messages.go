@@ -15,6 +15,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/pochta/pochta/message"
 )
 
 const (
@@ -149,7 +151,15 @@ func prepare(m *NewMessage, now time.Time) (*prepared, error) {
 	}
 	env, bs := m.Envelope, m.BodyStructure
 	if env == nil || bs == nil {
-		penv, pbs := parseMessage(m.Raw)
+		// The one intake check of the MIME structure, before any parser
+		// walks it: a parser reading nested parts costs time with their
+		// depth, and the record of a deeper one could not be encoded.
+		if bs == nil {
+			if err := message.CheckNesting(m.Raw); err != nil {
+				return nil, fmt.Errorf("%w: %w", err, ErrInvalid)
+			}
+		}
+		penv, pbs := parseMessage(m.Raw, bs == nil)
 		if env == nil {
 			env = penv
 		}
@@ -168,7 +178,9 @@ func prepare(m *NewMessage, now time.Time) (*prepared, error) {
 // parseMessage computes envelope and body structure once, at delivery, so
 // FETCH never parses MIME. A message go-message cannot make sense of is
 // still stored, described as one text/plain part.
-func parseMessage(raw []byte) (env *imap.Envelope, bs imap.BodyStructure) {
+//
+// Without wantBS only the header is read.
+func parseMessage(raw []byte, wantBS bool) (env *imap.Envelope, bs imap.BodyStructure) {
 	defer func() {
 		if recover() != nil {
 			if env == nil {
@@ -184,7 +196,9 @@ func parseMessage(raw []byte) (env *imap.Envelope, bs imap.BodyStructure) {
 	}()
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 	env = imapserver.ExtractEnvelope(h)
-	bs = imapserver.ExtractBodyStructure(bytes.NewReader(raw))
+	if wantBS {
+		bs = extractBodyStructure(raw)
+	}
 	return env, bs
 }
 
@@ -314,6 +328,9 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 		return nil, fmt.Errorf("storage: deliver: nothing to deliver: %w", ErrInvalid)
 	}
 	now := time.Now()
+	shared := *d
+	d = &shared
+	shareBodyStructure(d)
 	var sentCopy, inboxCopy *prepared
 	var err error
 	size := 0
@@ -399,6 +416,32 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 		return nil, fmt.Errorf("storage: deliver: %w", err)
 	}
 	return res, nil
+}
+
+// shareBodyStructure parses the body structure of a delivery's message once
+// for all its copies: they differ in their header only, and the body
+// structure describes the body (RFC 3501 7.4.2 sizes and lines exclude the
+// header). A copy without a body structure of its own is replaced by a
+// shallow copy carrying the shared one.
+func shareBodyStructure(d *Delivery) {
+	copies := []**NewMessage{&d.SentCopy, &d.Copy, &d.RelayCopy}
+	var shared imap.BodyStructure
+	for _, c := range copies {
+		m := *c
+		if m == nil || m.BodyStructure != nil {
+			continue
+		}
+		if shared == nil {
+			if message.CheckNesting(m.Raw) != nil {
+				// prepare refuses it with the reason.
+				return
+			}
+			_, shared = parseMessage(m.Raw, true)
+		}
+		withBS := *m
+		withBS.BodyStructure = shared
+		*c = &withBS
+	}
 }
 
 // openBox finds a user's mailbox by ID inside a transaction.

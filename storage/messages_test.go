@@ -52,7 +52,7 @@ func TestAppendedMessageLoadsBackWithParsedStructure(t *testing.T) {
 	if want := []imap.Flag{imap.FlagSeen, "$Important"}; !reflect.DeepEqual(m.Flags, want) {
 		t.Errorf("flags %v, want %v", m.Flags, want)
 	}
-	env, bs := parseMessage([]byte(nestedMessage))
+	env, bs := parseMessage([]byte(nestedMessage), true)
 	if err := sameEnvelope(env, m.Envelope); err != nil {
 		t.Error(err)
 	}

@@ -138,6 +138,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Store:             store,
 		TLSConfig:         certs.TLSConfig(),
 		MaxMessageSize:    cfg.SMTP.MaxMessageSize,
+		SpoolDir:          cfg.DataDir,
 		MaxRecipients:     cfg.SMTP.MaxRecipients,
 		AllowInsecureAuth: cfg.SMTP.AllowInsecureAuth,
 		TrustedNetworks:   cfg.SMTP.TrustedPrefixes(),

@@ -1,0 +1,79 @@
+"""nesting: a message with 1,000 nested multiparts is refused with
+554 5.6.0 at DATA and with a tagged NO at APPEND (the limit is 100 levels,
+as Postfix's mime_nesting_limit), nothing of it is stored, and
+`FETCH 1:* (BODYSTRUCTURE ENVELOPE BODY[])` on the recipient's INBOX and
+the sender's Sent still answers OK. Before the fix the message was stored
+and its record could not be read back: every FETCH of those mailboxes
+answered NO [SERVERBUG] for good. A message at the limit is delivered and
+fetched."""
+import imaplib
+import re
+
+from harness import LOOPBACK, logout, message
+
+
+def nested(frm, to, depth, subject):
+    head = f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+    open_ = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
+    close = "".join(f"--b{i}--\r\n" for i in reversed(range(depth)))
+    return (head + open_ + "Content-Type: text/plain\r\n\r\ninnermost\r\n" + close).encode()
+
+
+def fetch_all(d, user, box):
+    """FETCH 1:* (BODYSTRUCTURE ENVELOPE BODY[]) -> (status, number of messages)."""
+    c = d.imap(user, tls="implicit")
+    try:
+        typ, data = c.select(box, readonly=True)
+        if typ != "OK":
+            return typ, 0
+        typ, data = c.fetch("1:*", "(BODYSTRUCTURE ENVELOPE BODY.PEEK[])")
+        n = sum(1 for x in data if isinstance(x, tuple))
+        return typ, n
+    finally:
+        logout(c)
+
+
+def append(d, user, box, raw):
+    c = d.imap(user, tls="implicit")
+    try:
+        typ, data = c.append(box, None, None, raw)
+        return typ, data
+    except imaplib.IMAP4.error as e:
+        return "NO", [str(e).encode()]
+    finally:
+        logout(c)
+
+
+def run(s):
+    d = s.daemon().start()
+    alice, bob = d.add_user("alice"), d.add_user("bob")
+    d.send(alice, [bob], message(alice, bob, "before the deep one"))
+
+    deep = nested(alice, bob, 1000, "a thousand levels")
+    c = d.smtp(login=alice)
+    try:
+        c.mail(alice)
+        c.rcpt(bob)
+        code, msg = c.data(deep)
+    finally:
+        c.close()
+    s.check("DATA of 1,000 nested multiparts gets 554 5.6.0", code == 554 and msg.startswith(b"5.6.0"),
+            f"{code} {msg!r}")
+
+    for box in ("INBOX", "Sent"):
+        typ, data = append(d, alice, box, deep)
+        s.check(f"APPEND of 1,000 nested multiparts to {box} gets a tagged NO",
+                typ == "NO" and b"nested deeper than 100" in b" ".join(data), f"{typ} {data!r}")
+
+    at_limit = nested(alice, bob, 100, "a hundred levels")
+    refused = d.send(alice, [bob], at_limit)
+    s.check("a message nested exactly 100 levels is delivered", refused == {}, refused)
+
+    for user, box, want in ((bob, "INBOX", 2), (alice, "Sent", 2)):
+        typ, n = fetch_all(d, user, box)
+        s.check(f"FETCH 1:* (BODYSTRUCTURE ENVELOPE BODY[]) on {user}'s {box} answers OK with {want} messages",
+                typ == "OK" and n == want, f"{typ}, {n} messages")
+
+    log = open(d.logpath, errors="replace").read()
+    s.check("no SERVERBUG or panic in the daemon's log", not re.search(r"SERVERBUG|panic", log), log[-2000:])
+    d.stop()
