@@ -106,10 +106,14 @@ read:
 		maxUID = max(maxUID, m.UID)
 	}
 	t.Logf("%d writes acknowledged before the kill, %d stored", len(acked), len(msgs))
+	var lost []string
 	for _, subject := range acked {
 		if !stored[subject] {
-			t.Errorf("acknowledged write %q lost in the kill (%d of %d acknowledged writes stored)", subject, len(msgs), len(acked))
+			lost = append(lost, subject)
 		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("%d acknowledged writes lost in the kill, the first %q", len(lost), lost[0])
 	}
 	if int(inbox.Messages) != len(msgs) || inbox.UIDNext <= maxUID {
 		t.Errorf("INBOX after the kill %+v with %d messages up to UID %d", inbox, len(msgs), maxUID)
