@@ -28,6 +28,9 @@ import (
 // handle on the same data, until its lease runs out; then it is recovered.
 // The handles follow each other (the first ends without settling, as a
 // crash mid-attempt does) because bbolt lets one process hold the file.
+// With the lease branch's API each claim also takes Owner ("node-a" for
+// the first handle, "node-b" for the second) and LeaseUntil (a minute
+// after its Now), as every claim in queue.go then must.
 //
 //lint:ignore U1000 enabled when issue 11 item 3 (queue lease) is merged
 func queueLeaseExclusiveBetweenHandles(t *testing.T, b Backend) {
@@ -64,8 +67,10 @@ func queueLeaseExclusiveBetweenHandles(t *testing.T, b Backend) {
 // queueRetention (issue 11 item 4, retention; contract name
 // "QueueRetention"): sent and failed entries and their bodies are removed
 // the default retention (30 days) after they settle, at start-up; younger
-// ones and the outbox are kept. The backend opens its stores with the
-// default retention.
+// ones and the outbox are kept. Written for a sweep at start-up; with the
+// lease branch's API, where storage's part is
+// RemoveSettledQueueEntries(cutoff) and the queue package sweeps, replace
+// the reopen by that call with a cutoff 30 days back.
 //
 //lint:ignore U1000 enabled when issue 11 item 4 (retention) is merged
 func queueRetention(t *testing.T, b Backend) {
