@@ -2,40 +2,82 @@ package storagetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/pochta/pochta/storage"
 )
 
+// durableAcrossReopen: every write that returned nil is there after the
+// store is closed and opened again, exactly as it was read before.
 func durableAcrossReopen(t *testing.T, b Backend) {
-	s, path := b.New(t)
+	s, location := b.withUsers(t, alice, bob, carol)
 	ctx := context.Background()
-	const user = "alice@example.com"
-	mustCreateUser(t, s, user)
-	if err := s.CreateMailbox(ctx, user, "Projects/X"); err != nil {
+	if err := s.CreateMailbox(ctx, alice, "Projects/X"); err != nil {
 		t.Fatal(err)
 	}
-	a := mustAppend(t, s, user, "Projects/X", nestedMessage, imap.FlagFlagged)
-	if _, err := s.StoreFlags(ctx, user, a.MailboxID, []imap.UID{a.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+	a := mustAppend(t, s, alice, "Projects/X", nestedMessage, imap.FlagFlagged)
+	if _, err := s.StoreFlags(ctx, alice, a.MailboxID, []imap.UID{a.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen, "Keyword"}); err != nil {
 		t.Fatal(err)
 	}
-	before := mustMailbox(t, s, user, "Projects/X")
-	s = b.reopen(t, s, path)
-	after := mustMailbox(t, s, user, "Projects/X")
-	if *before != *after {
-		t.Errorf("mailbox changed across reopen: %+v vs %+v", before, after)
+	gone := mustAppend(t, s, alice, "Projects/X", simpleMessage("gone"), imap.FlagDeleted)
+	if _, err := s.Expunge(ctx, alice, a.MailboxID, []imap.UID{gone.UID}); err != nil {
+		t.Fatal(err)
 	}
-	m := loadOne(t, s, user, a.MailboxID, a.UID)
-	if !reflect.DeepEqual(m.Flags, []imap.Flag{imap.FlagSeen, imap.FlagFlagged}) || string(m.Body) != nestedMessage || m.Envelope.MessageID != "nested-1@example.com" {
-		t.Errorf("message after reopen: flags %v", m.Flags)
+	if err := s.RenameMailbox(ctx, alice, "Projects", "Work"); err != nil {
+		t.Fatal(err)
 	}
-	if next := mustAppend(t, s, user, "Projects/X", simpleMessage("next")); next.UID != a.UID+1 {
-		t.Errorf("UID after reopen %d", next.UID)
+	if err := s.CreateMailbox(ctx, alice, "Doomed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMailbox(ctx, alice, "Doomed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSubscribed(ctx, alice, "Work/X", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetSettings(ctx, bob, storage.Settings{PollInterval: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPassword(ctx, bob, "changed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, carol); err != nil {
+		t.Fatal(err)
+	}
+	res := mustDeliver(t, s, queueDelivery("kept"))
+	markSeen(t, s, ctx, bob, res.Copies[bob])
+	if _, err := s.Copy(ctx, bob, res.Copies[bob].MailboxID, []imap.UID{res.Copies[bob].UID}, storage.Trash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetRelayState(ctx, "down", nil); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, s)
+
+	s = b.reopen(t, s, location)
+	if after := snapshot(t, s); after != before {
+		t.Errorf("the store after a restart differs:\n%s\nbefore:\n%s", after, before)
+	}
+	if _, err := s.Authenticate(ctx, bob, "changed"); err != nil {
+		t.Errorf("changed password lost across a restart: %v", err)
+	}
+	if _, err := s.User(ctx, carol); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("deleted user back after a restart: %v", err)
+	}
+	m := loadOne(t, s, alice, a.MailboxID, a.UID)
+	if !reflect.DeepEqual(m.Flags, []imap.Flag{imap.FlagSeen, imap.FlagFlagged, "Keyword"}) || string(m.Body) != nestedMessage || m.Envelope.MessageID != "nested-1@example.com" {
+		t.Errorf("message after a restart: flags %v", m.Flags)
+	}
+	if next := mustAppend(t, s, alice, "Work/X", simpleMessage("next")); next.UID != gone.UID+1 {
+		t.Errorf("UID after a restart %d, want %d", next.UID, gone.UID+1)
 	}
 }
 
@@ -463,4 +505,81 @@ func readsReturnCopies(t *testing.T, b Backend) {
 	if st := states(t, s, alice, res.TrackingID); st[bob] != storage.TrackUnread {
 		t.Errorf("tracking %v", st)
 	}
+}
+
+// eventsForEveryCommittedChange: each committed change publishes its
+// events (and only those) before the call returns, so a listener sees
+// the changes of one caller in the order of its calls.
+func eventsForEveryCommittedChange(t *testing.T, b Backend) {
+	s, _ := b.withUsers(t, alice, bob)
+	ctx := context.Background()
+	events := listen(s)
+	seen := 0
+	describe := func(ev storage.Event) string {
+		return fmt.Sprintf("%d %s %d %d %v %d", ev.Kind, ev.User, ev.MailboxID, ev.UID, ev.Flags, ev.QueueID)
+	}
+	expect := func(step string, want ...storage.Event) {
+		t.Helper()
+		all := events.snapshot()
+		var got, exp []string
+		for _, ev := range all[seen:] {
+			got = append(got, describe(ev))
+		}
+		for _, ev := range want {
+			exp = append(exp, describe(ev))
+		}
+		// One commit may list its events in any order; commits may not mix.
+		slices.Sort(got)
+		slices.Sort(exp)
+		if !slices.Equal(got, exp) {
+			t.Errorf("%s: events\n%s\nwant\n%s", step, strings.Join(got, "\n"), strings.Join(exp, "\n"))
+		}
+		seen = len(all)
+	}
+	inbox := mustMailbox(t, s, alice, storage.Inbox).ID
+	if err := s.CreateMailbox(ctx, alice, "Box"); err != nil {
+		t.Fatal(err)
+	}
+	box := mustMailbox(t, s, alice, "Box").ID
+	expect("create", storage.Event{Kind: storage.EventMailboxes, User: alice, MailboxID: box})
+	a := mustAppend(t, s, alice, storage.Inbox, simpleMessage("one"))
+	expect("append", storage.Event{Kind: storage.EventAppend, User: alice, MailboxID: inbox, UID: a.UID, Flags: []imap.Flag{}})
+	markSeen(t, s, ctx, alice, a)
+	expect("store", storage.Event{Kind: storage.EventFlags, User: alice, MailboxID: inbox, UID: a.UID, Flags: []imap.Flag{imap.FlagSeen}})
+	if _, err := s.Copy(ctx, alice, inbox, []imap.UID{a.UID}, "Box"); err != nil {
+		t.Fatal(err)
+	}
+	expect("copy", storage.Event{Kind: storage.EventAppend, User: alice, MailboxID: box, UID: 1, Flags: []imap.Flag{imap.FlagSeen}})
+	if _, err := s.Move(ctx, alice, inbox, []imap.UID{a.UID}, "Box"); err != nil {
+		t.Fatal(err)
+	}
+	expect("move",
+		storage.Event{Kind: storage.EventAppend, User: alice, MailboxID: box, UID: 2, Flags: []imap.Flag{imap.FlagSeen}},
+		storage.Event{Kind: storage.EventExpunge, User: alice, MailboxID: inbox, UID: a.UID})
+	if _, err := s.StoreFlags(ctx, alice, box, []imap.UID{1}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	expect("store deleted", storage.Event{Kind: storage.EventFlags, User: alice, MailboxID: box, UID: 1, Flags: []imap.Flag{imap.FlagSeen, imap.FlagDeleted}})
+	if _, err := s.Expunge(ctx, alice, box, nil); err != nil {
+		t.Fatal(err)
+	}
+	expect("expunge", storage.Event{Kind: storage.EventExpunge, User: alice, MailboxID: box, UID: 1})
+	if err := s.RenameMailbox(ctx, alice, "Box", "Kept"); err != nil {
+		t.Fatal(err)
+	}
+	expect("rename", storage.Event{Kind: storage.EventMailboxes, User: alice, MailboxID: box})
+	if err := s.DeleteMailbox(ctx, alice, "Kept"); err != nil {
+		t.Fatal(err)
+	}
+	expect("delete", storage.Event{Kind: storage.EventMailboxes, User: alice, MailboxID: box})
+	res := mustDeliver(t, s, queueDelivery("out"))
+	expect("deliver",
+		storage.Event{Kind: storage.EventAppend, User: alice, MailboxID: res.Sent.MailboxID, UID: res.Sent.UID, Flags: []imap.Flag{}},
+		storage.Event{Kind: storage.EventAppend, User: bob, MailboxID: res.Copies[bob].MailboxID, UID: res.Copies[bob].UID, Flags: []imap.Flag{}},
+		storage.Event{Kind: storage.EventQueued, QueueID: res.QueueID})
+	// A change that changes nothing publishes nothing.
+	if _, err := s.StoreFlags(ctx, bob, res.Copies[bob].MailboxID, []imap.UID{res.Copies[bob].UID}, imap.StoreFlagsDel, []imap.Flag{imap.FlagFlagged}); err != nil {
+		t.Fatal(err)
+	}
+	expect("no-op store")
 }

@@ -83,6 +83,7 @@ var contract = []struct {
 	{"ReadsReturnCopies", readsReturnCopies},
 	{"ReturnedDataOutlivesTheStore", returnedDataOutlivesTheStore},
 	{"EventsInCommitOrder", eventsInCommitOrder},
+	{"EventsForEveryCommittedChange", eventsForEveryCommittedChange},
 
 	// The outbound queue (queue.go).
 	{"QueueDeliverQueuesExternalRecipients", queueDeliverQueuesExternalRecipients},
