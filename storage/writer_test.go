@@ -7,84 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
 	bolt "go.etcd.io/bbolt"
 )
-
-func TestEventsArriveInCommitOrderUnderConcurrentWriters(t *testing.T) {
-	s, _ := openTestStore(t)
-	ctx := context.Background()
-	users := []string{"alice@example.com", "bob@example.com"}
-	for _, u := range users {
-		mustCreateUser(t, s, u)
-	}
-	events := listen(s)
-
-	const writers, perWriter = 32, 10
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*perWriter)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := WithOrigin(ctx, w)
-			for i := range perWriter {
-				user := users[(w+i)%2]
-				a, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage(fmt.Sprintf("w%d m%d", w, i)))})
-				if err != nil {
-					errs <- err
-					return
-				}
-				if i%3 == 0 {
-					_, err = s.StoreFlags(ctx, user, a.MailboxID, []imap.UID{a.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen})
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-
-	last := map[uint64]imap.UID{}
-	appended := map[uint64]map[imap.UID]bool{}
-	appends := 0
-	for _, ev := range events.snapshot() {
-		if _, ok := ev.Origin.(int); !ok {
-			t.Fatalf("event without the writer's origin: %+v", ev)
-		}
-		switch ev.Kind {
-		case EventAppend:
-			appends++
-			if ev.UID <= last[ev.MailboxID] {
-				t.Fatalf("mailbox %d: append UID %d after %d", ev.MailboxID, ev.UID, last[ev.MailboxID])
-			}
-			last[ev.MailboxID] = ev.UID
-			if appended[ev.MailboxID] == nil {
-				appended[ev.MailboxID] = map[imap.UID]bool{}
-			}
-			appended[ev.MailboxID][ev.UID] = true
-		case EventFlags:
-			// A flag change is seen only after the append it refers to.
-			if !appended[ev.MailboxID][ev.UID] {
-				t.Fatalf("flags event for UID %d before its append", ev.UID)
-			}
-		}
-	}
-	if appends != writers*perWriter {
-		t.Errorf("%d append events, want %d", appends, writers*perWriter)
-	}
-	for _, u := range users {
-		if st := mustMailbox(t, s, u, Inbox); st.Messages != writers*perWriter/2 {
-			t.Errorf("%s has %d messages", u, st.Messages)
-		}
-	}
-}
 
 func TestConcurrentDeliveriesShareTransactions(t *testing.T) {
 	s, _ := openTestStore(t)
