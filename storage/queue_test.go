@@ -238,7 +238,7 @@ func TestClaimChecksSystemLimitFirstThenUserLimitAndCountsSurviveReopen(t *testi
 	claim := func(s Store, id uint64, sysLimit, userLimit int) *QueueClaimed {
 		t.Helper()
 		res, err := s.ClaimQueueEntry(ctx, QueueClaim{ID: id, Now: now, Day: "2030-01-01", HoldUntil: midnight,
-			SystemLimit: sysLimit, UserLimit: userLimit,
+			Owner: "node-a", LeaseUntil: now.Add(time.Minute), SystemLimit: sysLimit, UserLimit: userLimit,
 			SystemAlert: textNotice("admin@example.com", "Daily system e-mail limit reached"),
 			UserAlert:   textNotice(qAlice, "Daily e-mail limit reached")})
 		if err != nil {
@@ -281,7 +281,8 @@ func TestClaimChecksSystemLimitFirstThenUserLimitAndCountsSurviveReopen(t *testi
 		t.Errorf("claim of a held entry before midnight: %+v", r)
 	}
 	// The next day: out it goes.
-	res, err := s.ClaimQueueEntry(ctx, QueueClaim{ID: ids[3], Now: midnight, Day: "2030-01-02", HoldUntil: midnight.Add(24 * time.Hour), SystemLimit: 1, UserLimit: 1})
+	res, err := s.ClaimQueueEntry(ctx, QueueClaim{ID: ids[3], Now: midnight, Day: "2030-01-02", HoldUntil: midnight.Add(24 * time.Hour), SystemLimit: 1, UserLimit: 1,
+		Owner: "node-a", LeaseUntil: midnight.Add(time.Minute)})
 	if err != nil || res.Entry == nil || res.Entry.Status != QueueOutbox {
 		t.Fatalf("claim the next day: %+v %v", res, err)
 	}
@@ -291,7 +292,8 @@ func TestUpdateWritesTheNoticeWithTheFailureAndRefusesAStaleEntry(t *testing.T) 
 	s, _ := queueStore(t)
 	ctx := context.Background()
 	id := mustDeliver(t, s, queueDelivery("final")).QueueID
-	claimed, err := s.ClaimQueueEntry(ctx, QueueClaim{ID: id, Now: time.Now(), Day: "2030-01-01", HoldUntil: time.Now().Add(time.Hour)})
+	claimed, err := s.ClaimQueueEntry(ctx, QueueClaim{ID: id, Now: time.Now(), Day: "2030-01-01", HoldUntil: time.Now().Add(time.Hour),
+		Owner: "node-a", LeaseUntil: time.Now().Add(time.Minute)})
 	if err != nil || claimed.Entry == nil {
 		t.Fatalf("claim: %+v %v", claimed, err)
 	}
