@@ -30,7 +30,7 @@ type reloader struct {
 
 // liveKeys are applied by reload; everything else needs a restart.
 var liveKeys = []string{
-	"[log] level", "[tls] certificate contents", "[email_queue] relay settings, retries and notices",
+	"[log] level", "[tls] certificate contents", "[email_queue] relay settings, retries, notices and retention",
 	"[email_limit]", "[alerts] admins", "[message_server] message_lifetime",
 	"[log] trace_users (for logins from now on)",
 }
@@ -86,6 +86,7 @@ func restartNeeded(old, next *config.Config) []string {
 	diff("data_dir", old.DataDir, next.DataDir)
 	diff("[message_server] database", old.MessageServer.Database, next.MessageServer.Database)
 	diff("[message_server] poll_interval", old.MessageServer.PollInterval, next.MessageServer.PollInterval)
+	diff("[message_server] node", old.MessageServer.Node, next.MessageServer.Node)
 	diff("[smtp]", old.SMTP, next.SMTP)
 	diff("[imap]", old.IMAP, next.IMAP)
 	diff("[tls] cert_file, key_file", old.TLS, next.TLS)
