@@ -74,8 +74,8 @@ type testRelay struct {
 	// accepts: a slow transfer. inData counts the DATAs that reached it.
 	dataGate chan struct{}
 	inData   int
-	txs       []relayed
-	hangups   int
+	txs      []relayed
+	hangups  int
 
 	srv      *smtp.Server
 	tlsCfg   *tls.Config // STARTTLS offered when set (and implicit TLS with implicit)
