@@ -53,6 +53,7 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	start := time.Now()
 	sendCtx, cut := context.WithCancel(ctx)
 	keeper := q.keepLease(e, cut)
+	defer keeper.finish() // a panic must not leave it renewing
 	out := q.relay.Load().send(sendCtx, e.From, e.Pending(), e.Body)
 	rev, lost := keeper.finish()
 	cut()

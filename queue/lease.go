@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pochta/pochta/storage"
@@ -43,6 +44,7 @@ const (
 // leaseKeeper renews one attempt's lease until finish.
 type leaseKeeper struct {
 	stop, done chan struct{}
+	once       sync.Once
 	// Written by the keeper goroutine; read after done is closed.
 	rev  uint64
 	lost error
@@ -65,7 +67,7 @@ func (q *Queue) keepLease(e *storage.QueueEntry, cut context.CancelFunc) *leaseK
 			case <-tick.C:
 			}
 			now := q.now()
-			ctx, cancel := context.WithTimeout(context.Background(), o.LeaseRenew)
+			ctx, cancel := context.WithTimeout(context.Background(), max(o.LeaseRenew, o.Lease/4))
 			saved, err := q.store.RenewQueueLease(ctx, storage.LeaseRenewal{
 				ID: e.ID, Owner: o.Node, Rev: k.rev, Now: now, Until: now.Add(o.Lease)})
 			cancel()
@@ -91,9 +93,10 @@ func (q *Queue) keepLease(e *storage.QueueEntry, cut context.CancelFunc) *leaseK
 }
 
 // finish stops the renewals and returns the entry's Rev as last written,
-// and why the lease was lost (nil if it was not).
+// and why the lease was lost (nil if it was not). Calling it again (the
+// deferred call after a panic) is harmless.
 func (k *leaseKeeper) finish() (uint64, error) {
-	close(k.stop)
+	k.once.Do(func() { close(k.stop) })
 	<-k.done
 	return k.rev, k.lost
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,9 +80,9 @@ func TestSettledEntriesAreRemovedAfterTheRetentionPeriod(t *testing.T) {
 	if e.gone(waiting) {
 		t.Errorf("a waiting entry was removed")
 	}
-	if s, f := removed("sent"), removed("failed"); s != 1 || f != 1 {
-		t.Errorf("removed{sent} = %v, removed{failed} = %v; want 1 and 1", s, f)
-	}
+	// Counted once the sweep's batch returns, just after its commit.
+	waitFor(t, "removed{sent} and removed{failed} at 1", func() bool { return removed("sent") == 1 && removed("failed") == 1 },
+		func() string { return fmt.Sprintf("sent %v failed %v", removed("sent"), removed("failed")) })
 	if c, err := e.store.QueueCounts(context.Background()); err != nil || c != (storage.QueueCounts{Outbox: 1}) {
 		t.Errorf("counts %+v (%v), want the waiting entry only", c, err)
 	}

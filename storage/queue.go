@@ -11,9 +11,10 @@ package storage
 //	"entries"/<id>           QueueEntry (JSON, without the body); the bucket
 //	                         sequence issues IDs
 //	"bodies"/<id>            the message as relayed (Bcc removed)
-//	"due"/<time><id>         entries waiting (outbox: next attempt, held:
-//	                         held_until), so finding what is due reads only
-//	                         what is due; time is Unix nanoseconds
+//	"due"/<time><id>         entries waiting (outbox: next attempt, or the
+//	                         end of its lease if later; held: held_until),
+//	                         so finding what is due reads only what is due;
+//	                         time is Unix nanoseconds
 //	"counts"/<status>        number of entries with that status
 //	"daily"/<day>"|system"   messages counted toward the day's limits
 //	"daily"/<day>"|user|"<address>
@@ -293,7 +294,9 @@ type QueueStore interface {
 	// has room).
 	DueQueueEntries(ctx context.Context, now time.Time, max int) ([]QueueEntry, time.Time, error)
 	// ClaimQueueEntry checks the daily limits for a due entry and either
-	// counts it and returns it with its body, or holds it (QueueClaim).
+	// counts it, leases it to the claimer and returns it with its body,
+	// or holds it (QueueClaim). An entry leased to anyone is not claimed
+	// until the lease runs out (queue_lease.go).
 	ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueClaimed, error)
 	// UpdateQueueEntry records an attempt (QueueUpdate) and ends its
 	// lease. ErrNotFound if the entry was deleted meanwhile, ErrInvalid if
