@@ -28,6 +28,8 @@ package storage
 // the lease. That is safe because a node name belongs to one running
 // process: bbolt allows one process per database file, and nodes sharing
 // a PostgreSQL database must each have their own [message_server] node.
+// Lease times are the claimers' clocks: nodes' clocks must agree to well
+// within a lease (NTP does).
 
 import (
 	"context"
