@@ -52,6 +52,9 @@ type MessageServer struct {
 	Database        string   `toml:"database"`
 	PollInterval    Duration `toml:"poll_interval"`
 	MessageLifetime Duration `toml:"message_lifetime"`
+	// Node names this process among nodes sharing one database (the
+	// owner of its queue leases); "" means the host name.
+	Node string `toml:"node"`
 }
 
 // SMTP is [smtp]: the listeners and limits of mail submission.
@@ -129,6 +132,9 @@ type EmailQueue struct {
 	// down"/"back online" pairs; a relay flapping faster is logged and
 	// counted instead.
 	RelayAlertInterval Duration `toml:"relay_alert_interval"`
+	// Retention is how long sent and failed entries (with their bodies)
+	// are kept after they settle; 0 keeps them.
+	Retention Duration `toml:"retention"`
 }
 
 // EmailLimit is [email_limit]: daily relay limits, mirroring the legacy
@@ -229,6 +235,7 @@ func Defaults() *Config {
 			RetryMax:            Duration{4 * time.Hour},
 			HealthCheckInterval: Duration{time.Minute},
 			RelayAlertInterval:  Duration{time.Hour},
+			Retention:           Duration{30 * 24 * time.Hour},
 		},
 		EmailLimit: EmailLimit{
 			SystemLimit: 0,

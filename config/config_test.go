@@ -56,6 +56,7 @@ data_dir = "/srv/pochta"
 database         = "/srv/db/mail.db"
 poll_interval    = "90s"
 message_lifetime = "30d"
+node             = "mx-1"
 
 [smtp]
 submission          = "127.0.0.1:1587"
@@ -96,6 +97,7 @@ delay_notice_after    = 0
 retry_min             = "1m"
 retry_max             = "1d12h"
 health_check_interval = "30s"
+retention             = "90d"
 
 [email_limit]
 system_limit = 10000
@@ -131,6 +133,7 @@ trace_users = ["alice@corp.test"]
 			Database:        "/srv/db/mail.db",
 			PollInterval:    Duration{90 * time.Second},
 			MessageLifetime: Duration{30 * 24 * time.Hour},
+			Node:            "mx-1",
 		},
 		SMTP: SMTP{
 			Submission: "127.0.0.1:1587", Submissions: "", Inbound: "127.0.0.1:1525",
@@ -152,6 +155,7 @@ trace_users = ["alice@corp.test"]
 			RetryMin: Duration{time.Minute}, RetryMax: Duration{36 * time.Hour},
 			HealthCheckInterval: Duration{30 * time.Second},
 			RelayAlertInterval:  Duration{time.Hour},
+			Retention:           Duration{90 * 24 * time.Hour},
 		},
 		EmailLimit: EmailLimit{SystemLimit: 10000, UserLimit: 0, Timezone: "Europe/Berlin"},
 		Alerts:     Alerts{Admins: []string{"ops@corp.test"}},
@@ -370,6 +374,8 @@ func TestValidateChecksEachRule(t *testing.T) {
 		{"negative notice", func(c *Config) { c.EmailQueue.DelayNoticeAfter = -1 }, "[email_queue] delay_notice_after: must not be negative"},
 		{"zero retry", func(c *Config) { c.EmailQueue.RetryMin = Duration{} }, "[email_queue] retry_min: must be positive"},
 		{"zero health", func(c *Config) { c.EmailQueue.HealthCheckInterval = Duration{} }, "[email_queue] health_check_interval: must be positive"},
+		{"negative retention", func(c *Config) { c.EmailQueue.Retention = Duration{-time.Hour} }, "[email_queue] retention: must not be negative"},
+		{"node with a space", func(c *Config) { c.MessageServer.Node = "mx 1" }, `[message_server] node: "mx 1" is not a node name`},
 		{"negative limit", func(c *Config) { c.EmailLimit.UserLimit = -1 }, "[email_limit] user_limit: must not be negative"},
 		{"empty timezone", func(c *Config) { c.EmailLimit.Timezone = "" }, "[email_limit] timezone: must name a time zone"},
 		{"admin with name", func(c *Config) { c.Alerts.Admins = []string{"Postmaster <pm@example.com>"} }, `[alerts] admins: "Postmaster <pm@example.com>" is not an e-mail address`},

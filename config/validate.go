@@ -76,6 +76,9 @@ func (c *Config) validate() []*Error {
 	if ms.MessageLifetime.Duration < 0 {
 		v.fail(`must not be negative ("0s" keeps unread mail forever)`, "message_server.message_lifetime")
 	}
+	if len(ms.Node) > 255 || strings.ContainsFunc(ms.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		v.fail(fmt.Sprintf("%q is not a node name (at most 255 characters, no spaces or control characters)", ms.Node), "message_server.node")
+	}
 
 	s := c.SMTP
 	v.listen(s.Submission, "smtp.submission")
@@ -188,6 +191,9 @@ func (c *Config) validate() []*Error {
 	}
 	if q.RelayAlertInterval.Duration <= 0 {
 		v.fail("must be positive", "email_queue.relay_alert_interval")
+	}
+	if q.Retention.Duration < 0 {
+		v.fail(`must not be negative ("0s" keeps sent and failed entries forever)`, "email_queue.retention")
 	}
 
 	l := c.EmailLimit

@@ -20,6 +20,8 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 		HoldUntil:   holdUntil,
 		SystemLimit: q.opt().SystemLimit,
 		UserLimit:   q.opt().UserLimit,
+		Owner:       q.opt().Node,
+		LeaseUntil:  now.Add(q.opt().Lease),
 	}
 	if q.opt().SystemLimit > 0 {
 		claim.SystemAlert = q.systemLimitAlert(now, holdUntil)
@@ -41,12 +43,24 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 		q.log.Info("queue entry held by the daily limit", "id", due.ID, "limit", res.Held,
 			"user", due.User, "until", holdUntil, "alerted", res.Alerted)
 		return
+	case res.LeasedBy != "":
+		q.log.Debug("queue entry is being attempted elsewhere", "id", due.ID, "node", res.LeasedBy)
+		return
 	case res.Entry == nil:
 		return
 	}
 	e := res.Entry
 	start := time.Now()
-	out := q.relay.Load().send(ctx, e.From, e.Pending(), e.Body)
+	sendCtx, cut := context.WithCancel(ctx)
+	keeper := q.keepLease(e, cut)
+	defer keeper.finish() // a panic must not leave it renewing
+	out := q.relay.Load().send(sendCtx, e.From, e.Pending(), e.Body)
+	rev, lost := keeper.finish()
+	cut()
+	e.Rev = rev
+	if lost != nil {
+		q.log.Warn("queue: attempt cut off: its lease was lost", "id", e.ID, "err", lost)
+	}
 	upd := q.apply(e, out, res.Counted, q.now())
 
 	// Counted before the result is stored, so whoever sees the result sees

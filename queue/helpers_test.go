@@ -70,9 +70,13 @@ type testRelay struct {
 	authTries int
 	stallData bool // Data blocks until the test ends: the client must time out
 	closeData bool // Data reads a little and drops the connection
-	txs       []relayed
-	hangups   int
-	wire      []byte // every byte clients sent, as sent
+	// dataGate, when set, holds every DATA until it is closed, then
+	// accepts: a slow transfer. inData counts the DATAs that reached it.
+	dataGate chan struct{}
+	inData   int
+	txs      []relayed
+	hangups  int
+	wire     []byte // every byte clients sent, as sent
 
 	srv      *smtp.Server
 	tlsCfg   *tls.Config // STARTTLS offered when set (and implicit TLS with implicit)
@@ -166,6 +170,13 @@ func (r *testRelay) delivered() []relayed {
 		}
 	}
 	return out
+}
+
+// dataCount is how many DATAs reached the gate.
+func (r *testRelay) dataCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inData
 }
 
 func (r *testRelay) hangupCount() int {
@@ -292,8 +303,17 @@ func (s *relaySessionT) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (s *relaySessionT) Data(rd io.Reader) error {
 	s.r.mu.Lock()
-	stall, drop, release := s.r.stallData, s.r.closeData, s.r.release
+	stall, drop, release, gate := s.r.stallData, s.r.closeData, s.r.release, s.r.dataGate
+	if gate != nil {
+		s.r.inData++
+	}
 	s.r.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-release:
+		}
+	}
 	switch {
 	case stall:
 		<-release

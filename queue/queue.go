@@ -53,6 +53,13 @@
 //     entry is never sent again; the one window for a duplicate is a crash
 //     between the relay's 250 and the commit that records it, after which
 //     that entry is tried again.
+//   - Leases (lease.go): a claim leases the entry to this node (Node) for
+//     Lease, renewed while the attempt runs; no other node or store handle
+//     claims it meanwhile, and an attempt that died with its node is taken
+//     over once the lease runs out.
+//   - Retention (retention.go): sent and failed entries, with their
+//     bodies, are removed Retention after they settle (0 keeps them), at
+//     Start and every RetentionInterval.
 //   - Nothing in a message can reach the SMTP command stream: envelope
 //     addresses are checked when queued and again before use (no controls,
 //     spaces or angle brackets; go-smtp also refuses CR and LF), and the body
@@ -62,7 +69,8 @@
 // wakes on storage.EventQueued, on a timer set to the next due entry (which
 // also covers the end of a hold at midnight), and when a worker finishes.
 // At most Concurrency workers attempt deliveries at once, each on its own
-// entry; the in-flight set keeps an entry from being started twice. While
+// entry; the in-flight set keeps an entry from being started twice here,
+// and the lease keeps it from being started anywhere else. While
 // the relay is down the scheduler starts nothing and probes instead.
 package queue
 
@@ -72,6 +80,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,6 +165,19 @@ type Options struct {
 	// TLS handshake), DataTimeout sending the message and the reply to it.
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 
+	// Node names this process among those sharing the store: the owner
+	// of its leases ([message_server] node). "" means the host name. Fixed
+	// at New.
+	Node string
+	// Lease is how long a claim holds an entry without renewal (default
+	// DefaultLease); LeaseRenew how often an attempt renews it (default
+	// Lease/4).
+	Lease, LeaseRenew time.Duration
+	// Retention is how long sent and failed entries are kept after they
+	// settle; 0 keeps them. RetentionInterval is the pause between
+	// sweeps (default DefaultRetentionInterval).
+	Retention, RetentionInterval time.Duration
+
 	// Now is the clock (tests move days with it); nil means time.Now.
 	Now func() time.Time
 	// Metrics receives the counts package metrics keeps; nil means none.
@@ -171,11 +193,15 @@ type Metrics interface {
 	// RelayAlertSuppressed counts a relay change not mailed to the
 	// admins; alert is "down" or "back".
 	RelayAlertSuppressed(alert string)
+	// QueueEntriesRemoved counts n entries of status ("sent" or
+	// "failed") removed by retention.
+	QueueEntriesRemoved(status string, n int)
 }
 
 type noMetrics struct{}
 
-func (noMetrics) RelayAlertSuppressed(string) {}
+func (noMetrics) RelayAlertSuppressed(string)     {}
+func (noMetrics) QueueEntriesRemoved(string, int) {}
 
 // Queue relays queued mail. Create it with New, then Start it; Close stops
 // it.
@@ -243,6 +269,7 @@ func New(opts Options) (*Queue, error) {
 func (q *Queue) Reconfigure(opts Options) error {
 	cur := q.opt()
 	opts.Store, opts.Now, opts.Registerer, opts.Logger, opts.Metrics = cur.Store, cur.Now, nil, cur.Logger, cur.Metrics
+	opts.Node = cur.Node
 	o, err := normalize(opts)
 	if err != nil {
 		return err
@@ -300,6 +327,22 @@ func normalize(opts Options) (Options, error) {
 	setDefault(&o.DialTimeout, DefaultDialTimeout)
 	setDefault(&o.CommandTimeout, DefaultCommandTimeout)
 	setDefault(&o.DataTimeout, DefaultDataTimeout)
+	setDefault(&o.Lease, DefaultLease)
+	setDefault(&o.LeaseRenew, o.Lease/4)
+	setDefault(&o.RetentionInterval, DefaultRetentionInterval)
+	if o.LeaseRenew >= o.Lease {
+		return o, fmt.Errorf("queue: lease renewal every %s does not renew a lease of %s in time", o.LeaseRenew, o.Lease)
+	}
+	if o.Retention < 0 {
+		return o, fmt.Errorf("queue: negative retention %s", o.Retention)
+	}
+	if o.Node == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			o.Node = h
+		} else {
+			o.Node = o.Hostname
+		}
+	}
 	if o.Location == nil {
 		o.Location = time.Local
 	}
@@ -321,13 +364,16 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// Start resumes the stored relay state and starts the scheduler. Entries
-// that were waiting, or in the middle of an attempt when the daemon
-// stopped, are tried at once.
+// Start resumes the stored relay state and starts the scheduler and the
+// retention sweep. Entries that were waiting, or in the middle of an
+// attempt of this node when the daemon stopped, are tried at once.
 func (q *Queue) Start(ctx context.Context) error {
 	state, err := q.store.RelayState(ctx)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
+	}
+	if err := q.releaseOwnLeases(ctx); err != nil {
+		return err
 	}
 	q.alertMu.Lock() // before q.mu, as in relayFailed
 	q.recorded = state
@@ -344,8 +390,14 @@ func (q *Queue) Start(ctx context.Context) error {
 	q.m.relayUp.Set(boolFloat(state == relayUp))
 	runCtx, cancel := context.WithCancel(context.Background())
 	q.cancel = cancel
+	q.workers.Add(1) // run waits for it, as for the workers
+	go func() {
+		defer q.workers.Done()
+		q.housekeep(runCtx)
+	}()
 	go q.run(runCtx)
-	q.log.Info("queue started", "relay", q.opt().Relay, "relay_tls", q.opt().RelayTLS, "relay_state", stateName(state))
+	q.log.Info("queue started", "relay", q.opt().Relay, "relay_tls", q.opt().RelayTLS, "relay_state", stateName(state),
+		"node", q.opt().Node, "retention", q.opt().Retention)
 	// Alerts to an address that is not a user go nowhere; say so now
 	// rather than when the relay goes down.
 	for _, a := range q.opt().Admins {

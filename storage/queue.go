@@ -11,9 +11,10 @@ package storage
 //	"entries"/<id>           QueueEntry (JSON, without the body); the bucket
 //	                         sequence issues IDs
 //	"bodies"/<id>            the message as relayed (Bcc removed)
-//	"due"/<time><id>         entries waiting (outbox: next attempt, held:
-//	                         held_until), so finding what is due reads only
-//	                         what is due; time is Unix nanoseconds
+//	"due"/<time><id>         entries waiting (outbox: next attempt, or the
+//	                         end of its lease if later; held: held_until),
+//	                         so finding what is due reads only what is due;
+//	                         time is Unix nanoseconds
 //	"counts"/<status>        number of entries with that status
 //	"daily"/<day>"|system"   messages counted toward the day's limits
 //	"daily"/<day>"|user|"<address>
@@ -112,6 +113,11 @@ type QueueEntry struct {
 	CountedDay string `json:"counted_day,omitempty"`
 	// Rev changes with every write; UpdateQueueEntry refuses a stale one.
 	Rev uint64 `json:"rev"`
+	// LeaseOwner is the node attempting the entry now, until LeaseUntil
+	// (queue_lease.go); "" when nobody is. Records written before leases
+	// existed decode without one.
+	LeaseOwner string    `json:"lease_owner,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 	// Body is the message as relayed; set only by QueueEntry and
 	// ClaimQueueEntry.
 	Body string `json:"body,omitempty"`
@@ -234,6 +240,10 @@ type QueueClaim struct {
 	// SystemAlert (to the admins) and UserAlert (to the sender) are
 	// written when the entry is held by that limit, once per Day each.
 	SystemAlert, UserAlert *Notice
+	// Owner (the claiming node) and LeaseUntil (after Now) are the lease
+	// the claim takes (queue_lease.go). Both are required.
+	Owner      string
+	LeaseUntil time.Time
 }
 
 // QueueClaimed is the answer to a QueueClaim.
@@ -248,6 +258,9 @@ type QueueClaimed struct {
 	Held string
 	// Alerted: the limit's alert was written by this claim.
 	Alerted bool
+	// LeasedBy names the node whose unexpired lease kept this claim from
+	// taking the entry (Entry is nil then).
+	LeasedBy string
 }
 
 // QueueUpdate is the new state of an entry after an attempt, written with
@@ -281,11 +294,22 @@ type QueueStore interface {
 	// has room).
 	DueQueueEntries(ctx context.Context, now time.Time, max int) ([]QueueEntry, time.Time, error)
 	// ClaimQueueEntry checks the daily limits for a due entry and either
-	// counts it and returns it with its body, or holds it (QueueClaim).
+	// counts it, leases it to the claimer and returns it with its body,
+	// or holds it (QueueClaim). An entry leased to anyone is not claimed
+	// until the lease runs out (queue_lease.go).
 	ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueClaimed, error)
-	// UpdateQueueEntry records an attempt (QueueUpdate). ErrNotFound if
-	// the entry was deleted meanwhile, ErrInvalid if it changed.
+	// UpdateQueueEntry records an attempt (QueueUpdate) and ends its
+	// lease. ErrNotFound if the entry was deleted meanwhile, ErrInvalid if
+	// it changed (another claim took it over after the lease ran out).
 	UpdateQueueEntry(ctx context.Context, u QueueUpdate) (*QueueEntry, error)
+	// RenewQueueLease extends the lease of an attempt in progress
+	// (queue_lease.go).
+	RenewQueueLease(ctx context.Context, r LeaseRenewal) (*QueueEntry, error)
+	// ReleaseQueueLeases ends the leases owner holds (queue_lease.go).
+	ReleaseQueueLeases(ctx context.Context, owner string, now, horizon time.Time) (int, error)
+	// RemoveSettledQueueEntries removes sent and failed entries settled
+	// before cutoff, a bounded batch at a time (queue_retention.go).
+	RemoveSettledQueueEntries(ctx context.Context, cutoff time.Time, after uint64) (*QueueRemoved, error)
 	// ResendQueueEntry puts a failed or sent entry back into the outbox:
 	// attempts reset, failed recipients (all, for a sent entry) pending
 	// again, due at now. ErrNotFound names an unknown ID; ErrInvalid for
@@ -354,7 +378,7 @@ func dueKey(e *QueueEntry) []byte {
 	var t time.Time
 	switch e.Status {
 	case QueueOutbox:
-		t = e.NextAttempt
+		t = e.pickableAt()
 	case QueueHeld:
 		t = e.HeldUntil
 	default:
@@ -848,6 +872,9 @@ func (s *boltStore) DueQueueEntries(ctx context.Context, now time.Time, max int)
 
 // ClaimQueueEntry implements QueueStore.
 func (s *boltStore) ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueClaimed, error) {
+	if err := c.checkLease(); err != nil {
+		return nil, fmt.Errorf("storage: claim queue entry %d: %w", c.ID, err)
+	}
 	sysAlert, size1, err := prepareNotices([]*Notice{c.SystemAlert}, c.Now)
 	if err != nil {
 		return nil, fmt.Errorf("storage: claim queue entry %d: system alert: %w", c.ID, err)
@@ -867,6 +894,10 @@ func (s *boltStore) ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueCl
 			return nil, err
 		}
 		res := &QueueClaimed{}
+		if e.leasedAt(c.Now) {
+			res.LeasedBy = e.LeaseOwner
+			return res, nil
+		}
 		switch {
 		case e.Status == QueueHeld && !e.HeldUntil.After(c.Now):
 		case e.Status == QueueOutbox && !e.NextAttempt.After(c.Now):
@@ -895,6 +926,7 @@ func (s *boltStore) ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueCl
 			}
 			if res.Held != "" {
 				e.Status, e.HeldUntil = QueueHeld, c.HoldUntil
+				e.LeaseOwner, e.LeaseUntil = "", time.Time{}
 				alert, key := sysAlert, sysKey
 				if res.Held == LimitUser {
 					alert, key = userAlert, userKey
@@ -923,6 +955,7 @@ func (s *boltStore) ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueCl
 			}
 			e.CountedDay, res.Counted = c.Day, true
 		}
+		e.LeaseOwner, e.LeaseUntil = c.Owner, c.LeaseUntil
 		if err := q.saveEntry(old, e, ev); err != nil {
 			return nil, err
 		}
@@ -982,6 +1015,8 @@ func (s *boltStore) UpdateQueueEntry(ctx context.Context, u QueueUpdate) (*Queue
 		e.Source, e.User, e.From, e.Subject, e.MimeType, e.MessageID = old.Source, old.User, old.From, old.Subject, old.MimeType, old.MessageID
 		e.To, e.Cc, e.Bcc, e.Date, e.Size, e.TrackingID = old.To, old.Cc, old.Bcc, old.Date, old.Size, old.TrackingID
 		e.Body = ""
+		// Recording the attempt ends it: the lease goes with it.
+		e.LeaseOwner, e.LeaseUntil = "", time.Time{}
 		if u.Uncount && old.CountedDay != "" {
 			if err := addCount(q.daily, dailyKey(old.CountedDay, ""), -1); err != nil {
 				return nil, err

@@ -1,5 +1,3 @@
-//lint:file-ignore U1000 the queue helpers are for the lease, retention and paged-listing tests of other branches (issue 11); drop this line once they are merged
-
 package storage
 
 import (

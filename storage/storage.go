@@ -18,6 +18,10 @@
 //   - Reads return copies: nothing returned aliases the database's memory.
 //   - Isolation between users: every method takes the user's address and only
 //     ever touches that user's mailboxes.
+//   - Queue leases: a claimed queue entry is leased to one owner until its
+//     lease runs out or its attempt is recorded; no other claim takes it
+//     meanwhile, from this handle or another (queue_lease.go). Settled
+//     entries are removed in bounded batches (queue_retention.go).
 //
 // Mailbox names use "/" as the hierarchy delimiter. "INBOX" is matched
 // case-insensitively, every other name exactly.

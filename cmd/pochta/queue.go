@@ -282,5 +282,7 @@ func queueOptions(cfg *config.Config) (queue.Options, error) {
 		SystemLimit:         lc.SystemLimit,
 		UserLimit:           lc.UserLimit,
 		Location:            cfg.Location(),
+		Node:                cfg.MessageServer.Node, // "" = the host name (queue.Options)
+		Retention:           qc.Retention.Duration,
 	}, nil
 }

@@ -199,6 +199,7 @@ func restartNeeded(old, next *config.Config) []string {
 	diff("data_dir", old.DataDir, next.DataDir)
 	diff("[message_server] database", old.MessageServer.Database, next.MessageServer.Database)
 	diff("[message_server] poll_interval", old.MessageServer.PollInterval, next.MessageServer.PollInterval)
+	diff("[message_server] node", old.MessageServer.Node, next.MessageServer.Node)
 	diff("[smtp]", old.SMTP, next.SMTP)
 	diff("[imap]", old.IMAP, next.IMAP)
 	diff("[tls] cert_file, key_file", old.TLS, next.TLS)

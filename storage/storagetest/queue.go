@@ -227,7 +227,7 @@ func queueClaimLimitsSystemFirstAndCountsSurviveReopen(t *testing.T, b Backend) 
 	claim := func(s storage.Store, id uint64, sysLimit, userLimit int) *storage.QueueClaimed {
 		t.Helper()
 		res, err := s.ClaimQueueEntry(ctx, storage.QueueClaim{ID: id, Now: now, Day: "2030-01-01", HoldUntil: midnight,
-			SystemLimit: sysLimit, UserLimit: userLimit,
+			Owner: "node-a", LeaseUntil: now.Add(time.Minute), SystemLimit: sysLimit, UserLimit: userLimit,
 			SystemAlert: textNotice("admin@example.com", "Daily system e-mail limit reached"),
 			UserAlert:   textNotice(alice, "Daily e-mail limit reached")})
 		if err != nil {
@@ -270,7 +270,8 @@ func queueClaimLimitsSystemFirstAndCountsSurviveReopen(t *testing.T, b Backend) 
 		t.Errorf("claim of a held entry before midnight: %+v", r)
 	}
 	// The next day: out it goes.
-	res, err := s.ClaimQueueEntry(ctx, storage.QueueClaim{ID: ids[3], Now: midnight, Day: "2030-01-02", HoldUntil: midnight.Add(24 * time.Hour), SystemLimit: 1, UserLimit: 1})
+	res, err := s.ClaimQueueEntry(ctx, storage.QueueClaim{ID: ids[3], Now: midnight, Day: "2030-01-02", HoldUntil: midnight.Add(24 * time.Hour), SystemLimit: 1, UserLimit: 1,
+		Owner: "node-a", LeaseUntil: midnight.Add(time.Minute)})
 	if err != nil || res.Entry == nil || res.Entry.Status != storage.QueueOutbox {
 		t.Fatalf("claim the next day: %+v %v", res, err)
 	}
@@ -280,7 +281,8 @@ func queueSettleWritesNoticesAndRefusesAStaleEntry(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice, bob)
 	ctx := context.Background()
 	id := mustDeliver(t, s, queueDelivery("final")).QueueID
-	claimed, err := s.ClaimQueueEntry(ctx, storage.QueueClaim{ID: id, Now: time.Now(), Day: "2030-01-01", HoldUntil: time.Now().Add(time.Hour)})
+	claimed, err := s.ClaimQueueEntry(ctx, storage.QueueClaim{ID: id, Now: time.Now(), Day: "2030-01-01", HoldUntil: time.Now().Add(time.Hour),
+		Owner: "node-a", LeaseUntil: time.Now().Add(time.Minute)})
 	if err != nil || claimed.Entry == nil {
 		t.Fatalf("claim: %+v %v", claimed, err)
 	}

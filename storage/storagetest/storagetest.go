@@ -114,6 +114,10 @@ var contract = []struct {
 	{"ExpiryDeletesOnlyOldUnreadInboxMessages", expiryDeletesOnlyOldUnreadInboxMessages},
 	{"ExpiryAfterMarkingUnreadAgain", expiryAfterMarkingUnreadAgain},
 	{"ExpiryFollowsMovesIntoAndOutOfInbox", expiryFollowsMovesIntoAndOutOfInbox},
+
+	// The queue lease and retention (issue 11 items 3 and 4).
+	{"QueueLeaseExclusiveBetweenHandles", queueLeaseExclusiveBetweenHandles},
+	{"QueueRetention", queueRetention},
 }
 
 // Run runs the whole contract against b, one subtest per promise.
