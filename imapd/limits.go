@@ -136,9 +136,14 @@ type guardedConn struct {
 	mu      sync.Mutex
 	waiting bool // the current deadline is a wait for a command or DONE
 	idling  bool // the session is in IDLE
+
+	drain drainState // its part in Close (shutdown.go)
 }
 
 func (c *guardedConn) SetReadDeadline(t time.Time) error {
+	if c.drain.armed(t) {
+		return net.ErrClosed // Close said BYE at this command boundary
+	}
 	if wait := c.rate.Take(0.5); wait > 0 {
 		c.srv.metrics.CommandDelayed()
 		time.Sleep(wait)
@@ -194,6 +199,7 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 }
 
 func (c *guardedConn) Close() error {
+	c.drain.closed()
 	c.srv.mu.Lock()
 	delete(c.srv.open, c)
 	c.srv.mu.Unlock()

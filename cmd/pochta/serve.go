@@ -259,7 +259,7 @@ wait:
 		}
 	})
 	stopping.Go(func() {
-		if err := imapServer.Close(); err != nil {
+		if err := imapServer.Shutdown(shutdownCtx); err != nil {
 			logger.Warn("imap shutdown", "err", err)
 		}
 	})
