@@ -2,7 +2,8 @@
 config file and applies a new daily limit to the very next message of a
 client that stays connected; a config file with an error is refused and the
 daemon keeps running with what it had; SIGTERM during a client's DATA lets
-that message finish and be stored before the daemon exits."""
+that message finish and be stored before the daemon exits, while idle SMTP
+clients are told 421 4.3.2 "shutting down" and idle IMAP clients get BYE."""
 import base64
 import re
 import signal
@@ -89,7 +90,14 @@ def shutdown_scenario(s, d):
     go = cmd("DATA")
     s.check("DATA accepted (354)", go.startswith("354"), go)
     sock.sendall(message(alice, [bob], "in flight at shutdown")[:60])
+    idle_smtp = idle_smtp_client(d)
+    idle_imap = idle_imap_client(d, alice)
     d.proc.send_signal(signal.SIGTERM)
+    reply = read_until_closed(idle_smtp)
+    s.check("an idle SMTP client is told 421 4.3.2 shutting down",
+            reply.startswith(b"421 4.3.2 ") and b"shutting down" in reply, reply)
+    reply = read_until_closed(idle_imap)
+    s.check("an idle IMAP client gets BYE", reply.startswith(b"* BYE "), reply)
     # The daemon is stopping; the rest of the message still arrives.
     s.check("the daemon stops accepting new connections",
             bool(wait_for(lambda: not can_connect(d.ports["sub"]), 10)))
@@ -143,6 +151,45 @@ def append_at_shutdown(s, d, bob):
     s.check("the message appended during shutdown is in Drafts after restart",
             typ == "OK" and len(data[0].split()) == 1, data)
     c.logout()
+
+
+def idle_smtp_client(d):
+    """A submission client after EHLO, waiting; returns its socket."""
+    sock = socket.create_connection((LOOPBACK, d.ports["sub"]), 10)
+    f = sock.makefile("rb")
+    f.readline()  # greeting
+    sock.sendall(b"EHLO idle.test\r\n")
+    while f.readline()[3:4] == b"-":
+        pass
+    return sock
+
+
+def idle_imap_client(d, user):
+    """A logged-in IMAP client with INBOX selected, waiting; returns its socket."""
+    sock = socket.create_connection((LOOPBACK, d.ports["imap"]), 10)
+    f = sock.makefile("rb")
+    f.readline()  # greeting
+    for tag, line in ((b"a", f'a LOGIN "{user}" "{PASSWORD}"'), (b"b", "b SELECT INBOX")):
+        sock.sendall(line.encode() + b"\r\n")
+        while not f.readline().startswith(tag + b" "):
+            pass
+    return sock
+
+
+def read_until_closed(sock):
+    """Everything the server sends until it closes the connection (10 s at most)."""
+    sock.settimeout(10)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    sock.close()
+    return data
 
 
 def can_connect(port):

@@ -33,6 +33,10 @@
 //     bounded pool, pacing).
 //   - With Options.Trace, the sessions of traced users are logged line by
 //     line, credentials and message literals masked (package trace).
+//   - Shutdown answers every command in flight (an APPEND whose
+//     continuation was sent is stored and answered OK) and then says BYE;
+//     clients between commands, in IDLE or not logged in get BYE at once
+//     (shutdown.go).
 //
 // Each connection is served by its own imapserver.Server, made from one
 // set of options: go-imap's only view of the cleartext under TLS (including
@@ -78,36 +82,6 @@ import (
 // DefaultMaxMessageSize is the APPEND limit used when Options.MaxMessageSize
 // is zero; it matches the SMTP default ([smtp] max_message_size).
 const DefaultMaxMessageSize = 25 << 20
-
-// appendGrace bounds how long Close lets APPENDs in progress finish
-// before it says BYE: a message whose literal is arriving is stored, not
-// cut off.
-const appendGrace = 30 * time.Second
-
-// beginAppend registers an APPEND in progress; false once Close started.
-func (s *Server) beginAppend() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.appends++
-	return true
-}
-
-// endAppend ends what beginAppend began.
-func (s *Server) endAppend() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.appends--
-	if s.appends == 0 && s.appendsIn != nil {
-		close(s.appendsIn)
-		s.appendsIn = nil
-	}
-}
-
-// byeTimeout bounds how long Close waits for the BYE of every connection.
-const byeTimeout = 5 * time.Second
 
 // Options configure a Server.
 type Options struct {
@@ -213,8 +187,6 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
-	appends   int           // APPENDs in progress
-	appendsIn chan struct{} // closed when appends drops to 0 during Close
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]string       // the logged-in user's address, or ""
 	open      map[*guardedConn]struct{} // connections not yet closed
@@ -400,74 +372,6 @@ func (o *oneConn) Accept() (net.Conn, error) {
 func (o *oneConn) Close() error   { return nil }
 func (o *oneConn) Addr() net.Addr { return o.addr }
 
-// Close stops the listeners, says BYE to every connection, closes them and
-// cancels storage calls in flight. It returns once every listener is closed.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	var errs []error
-	for l := range s.listeners {
-		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	var appending chan struct{}
-	if s.appends > 0 {
-		appending = make(chan struct{})
-		s.appendsIn = appending
-	}
-	s.mu.Unlock()
-
-	if appending != nil {
-		select {
-		case <-appending:
-		case <-time.After(appendGrace):
-			s.log.Warn("APPENDs still in progress after the grace time; closing their connections")
-		}
-	}
-
-	// BYE is written under go-imap's response lock, so it waits for a
-	// response in progress; a stuck client must not hold up shutdown.
-	done := make(chan struct{})
-	go func() {
-		var wg sync.WaitGroup
-		for _, sess := range sessions {
-			wg.Go(func() { sess.conn.Bye("pochta is shutting down") })
-		}
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(byeTimeout):
-		s.log.Warn("some connections did not take BYE in time; closing them")
-	}
-	s.cancel()
-	s.mu.Lock()
-	conns := make([]*guardedConn, 0, len(s.open))
-	for c := range s.open {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		// Closing the socket ends go-imap's goroutine for it, which then
-		// closes its side (and the slot) through guardedConn.Close.
-		c.Conn.Close()
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("imapd: close: %w", err)
-	}
-	return nil
-}
-
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -496,6 +400,9 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	closed := s.closed
 	if !closed {
 		s.sessions[sess] = ""
+		// Under s.mu: Shutdown either finds the connection ready for BYE
+		// or has already refused it here.
+		sess.limits.drainState().attach(conn)
 	}
 	s.mu.Unlock()
 	if closed {
@@ -520,6 +427,7 @@ func (s *Server) loggedIn(sess *session, user string) {
 // written, or after byeTimeout, when the connections that did not take it
 // (a client not reading) are closed without it.
 func (s *Server) EndUserSessions(user string) {
+	const byeTimeout = 5 * time.Second
 	s.mu.Lock()
 	var victims []*session
 	for sess, u := range s.sessions {

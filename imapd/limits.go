@@ -165,9 +165,14 @@ type guardedConn struct {
 	idling   bool      // the session is in IDLE
 	cmdStart time.Time // when the command being read began; zero while waiting
 	imapConn *imapserver.Conn
+
+	drain drainState // its part in Shutdown (shutdown.go)
 }
 
 func (c *guardedConn) SetReadDeadline(t time.Time) error {
+	if c.drain.armed(t) {
+		return net.ErrClosed // Close said BYE at this command boundary
+	}
 	if wait := c.rate.Take(0.5); wait > 0 {
 		c.srv.metrics.CommandDelayed()
 		time.Sleep(wait)
@@ -287,6 +292,7 @@ func (c *guardedConn) started(ic *imapserver.Conn) {
 }
 
 func (c *guardedConn) Close() error {
+	c.drain.closed()
 	c.srv.mu.Lock()
 	delete(c.srv.open, c)
 	c.srv.mu.Unlock()

@@ -350,10 +350,6 @@ func (s *session) countDeleted(mailboxID uint64) (count uint32, size int64, err 
 // read.
 func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
 	defer s.guard("APPEND", &err)
-	if !s.srv.beginAppend() {
-		return nil, imapNo(imap.ResponseCodeUnavailable, "The server is shutting down; try again in a moment")
-	}
-	defer s.srv.endAppend()
 	size := r.Size()
 	if size > int64(s.srv.appendLimit) {
 		return nil, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")

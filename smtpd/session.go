@@ -80,6 +80,7 @@ func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
 		tc:     trackedOf(c.Conn()),
 		remote: remoteIP(c.Conn()),
 	}
+	base.tc.repliesVia(c.Conn())
 	if kind == kindInbound {
 		return base
 	}

@@ -42,9 +42,11 @@
 //
 // Concurrency: every accepted connection is wrapped in a trackedConn so that
 // Shutdown can end idle connections (by moving their read deadline into the
-// past, so go-smtp's own goroutine answers 421 and closes; nothing else ever
-// writes to a connection) while connections with a transaction open (MAIL
-// accepted, not yet reset by the end of DATA or RSET) finish it first.
+// past, so that go-smtp's own goroutine, between commands, says "421 4.3.2
+// ... shutting down" through the trackedConn and closes; see shutdown.go)
+// while connections with a transaction open (MAIL accepted, not yet reset
+// by the end of DATA or RSET) finish it first. Only go-smtp's goroutine of
+// a connection ever writes to it.
 //
 // Each connection is served by its own go-smtp Server, made from the
 // listener's settings: go-smtp's only view of the cleartext under TLS
@@ -55,7 +57,6 @@
 package smtpd
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -281,6 +282,7 @@ func New(opts Options) (*Server, error) {
 	if authn == nil {
 		authn = auth.New(auth.Options{Check: opts.Store.Authenticate, Logins: opts.Logins})
 	}
+	opts.TLSConfig = watchHandshakes(opts.TLSConfig)
 	return &Server{
 		opts:    opts,
 		auth:    authn,
@@ -396,11 +398,17 @@ func (s *Server) serveConn(kind listenerKind, c net.Conn, errorLog errorLog) {
 		gs.TLSConfig = s.opts.TLSConfig
 	}
 
+	if t, ok := c.(*tls.Conn); ok && tc != nil {
+		tc.implicitTLS = t
+	}
+
 	// Under mu, so that Shutdown either finds the connection with its
-	// Server (and waits for it) or has already stopped serving.
+	// Server (and waits for it) or has already stopped serving. A
+	// connection refused here is closed after mu is released: its Close
+	// untracks it, which takes mu.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing || tc == nil {
+		s.mu.Unlock()
 		c.Close()
 		return
 	}
@@ -408,6 +416,7 @@ func (s *Server) serveConn(kind listenerKind, c net.Conn, errorLog errorLog) {
 	// Serve hands c to a goroutine of its own and returns at the second
 	// Accept; its error says only that oneConn has nothing more.
 	_ = gs.Serve(&oneConn{c: c, addr: c.LocalAddr()})
+	s.mu.Unlock()
 }
 
 // oneConn is a listener that yields one connection, then reports itself
@@ -428,68 +437,6 @@ func (o *oneConn) Accept() (net.Conn, error) {
 
 func (o *oneConn) Close() error   { return nil }
 func (o *oneConn) Addr() net.Addr { return o.addr }
-
-// Shutdown stops accepting connections, ends idle ones (they get 421), lets
-// every transaction in flight (MAIL accepted) run to the reply to its DATA,
-// and returns when all connections are gone. If ctx ends first, the
-// remaining connections are closed at once and ctx's error is returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	listeners := append([]net.Listener(nil), s.listeners...)
-	conns := make([]*trackedConn, 0, len(s.conns))
-	var servers []*smtp.Server
-	for c := range s.conns {
-		conns = append(conns, c)
-		if c.gs != nil {
-			servers = append(servers, c.gs)
-		}
-	}
-	s.mu.Unlock()
-
-	for _, c := range conns {
-		c.drain()
-	}
-	for _, l := range listeners {
-		l.Close()
-	}
-
-	errs := make(chan error, len(servers))
-	for _, gs := range servers {
-		go func() { errs <- gs.Shutdown(ctx) }()
-	}
-	var first error
-	for range servers {
-		err := <-errs
-		if errors.Is(err, smtp.ErrServerClosed) {
-			err = nil // Shutdown called twice
-		}
-		if err != nil && first == nil {
-			first = err
-		}
-	}
-	if ctx.Err() != nil {
-		for _, gs := range servers {
-			gs.Close()
-		}
-		return fmt.Errorf("smtpd: shutdown: %w", ctx.Err())
-	}
-
-	done := make(chan struct{})
-	go func() {
-		s.refusals.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("smtpd: shutdown: %w", ctx.Err())
-	}
-	if first != nil {
-		return fmt.Errorf("smtpd: shutdown: %w", first)
-	}
-	return nil
-}
 
 // isLocalDomain reports whether domain (lower-case) is one of ours.
 func (s *Server) isLocalDomain(domain string) bool {
@@ -551,6 +498,9 @@ func (s *Server) refuse(c net.Conn, kind listenerKind, addr netip.Addr, reason, 
 // gives its slot in Options.Connections back when it closes.
 func (s *Server) track(tc *trackedConn, kind listenerKind, release func()) *trackedConn {
 	tc.release = release
+	if kind != kindSubmissions {
+		tc.replyTo = tc.Conn // cleartext until STARTTLS
+	}
 	if kind != kindInbound {
 		tc.rate = abuse.NewBucket(s.opts.CommandRate, nil)
 	}
@@ -651,6 +601,14 @@ type trackedConn struct {
 	busy      bool // a mail transaction is open
 	draining  bool
 	hangingUp bool
+	// The shutdown reply (shutdown.go): where go-smtp's replies go in
+	// cleartext (nil while unknown, during and after a TLS handshake
+	// until it is learnt), the implicit-TLS connection whose handshake
+	// makes it known, and whether the next command line is awaited with
+	// nothing of it read yet.
+	replyTo     net.Conn
+	implicitTLS *tls.Conn
+	atBoundary  bool
 }
 
 var pastDeadline = time.Unix(1, 0)
@@ -668,22 +626,20 @@ func (c *trackedConn) SetReadDeadline(t time.Time) error {
 		t = t.Add(wait)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.hangingUp {
+		c.mu.Unlock()
 		c.Conn.Close()
 		return errHungUp
+	}
+	if c.commandAwaited() {
+		c.mu.Unlock()
+		return c.sayShuttingDown() // Shutdown is waiting for this connection
 	}
 	if c.draining && !c.busy {
 		t = pastDeadline
 	}
+	defer c.mu.Unlock()
 	return c.Conn.SetReadDeadline(c.ending.Deadline(t))
-}
-
-// Read notes a timeout, which ends the connection (see ending).
-func (c *trackedConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.ending.Read(err)
-	return n, err
 }
 
 // end ends the connection for reason: go-smtp's read in progress (or its

@@ -73,7 +73,9 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startDaemon(bin, dir string, extraConfig ...string) (*daemon, error) {
+// startDaemon starts a daemon that allows idle connections beside its
+// load; extraLimits are more lines of its [limits] section.
+func startDaemon(bin, dir string, idle int, extraLimits ...string) (*daemon, error) {
 	addrs := make([]string, 5)
 	for i := range addrs {
 		a, err := freeAddr()
@@ -98,9 +100,18 @@ tls_listen = %q
 allow_insecure_auth = true
 [metrics]
 listen = %q
+[limits]
+# One load generator on one address: the defaults (50 connections per
+# address, 1,000 commands per second per session) would refuse its idle
+# connections and pace its clients, measuring the limits, not the server.
+# The total stays above what it opens.
+max_connections_per_address = 0
+max_connections = %d
+commands_per_second = 0
+%s
 [log]
 level = "warn"
-`, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]) + strings.Join(extraConfig, "\n")
+`, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], idle+100, strings.Join(extraLimits, "\n"))
 	if err := os.WriteFile(d.cfg, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -290,7 +301,7 @@ func run(bin string, perLevel, fetchN, idle int, limit time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	d, err := startDaemon(bin, dir)
+	d, err := startDaemon(bin, dir, idle)
 	if err != nil {
 		return err
 	}

@@ -258,8 +258,9 @@ wait:
 	notifySystemd(logger, daemon.SdNotifyStopping)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	// Both stop accepting at once, then each lets what is in flight (SMTP
-	// DATA, IMAP APPEND) finish within its bound.
+	// Both stop accepting at once, then each lets what is in flight (an
+	// SMTP transaction, an IMAP command such as APPEND) finish within
+	// shutdownGrace, telling idle clients at once (421, BYE).
 	var stopping sync.WaitGroup
 	stopping.Go(func() {
 		if err := smtpServer.Shutdown(shutdownCtx); err != nil {
@@ -267,7 +268,7 @@ wait:
 		}
 	})
 	stopping.Go(func() {
-		if err := imapServer.Close(); err != nil {
+		if err := imapServer.Shutdown(shutdownCtx); err != nil {
 			logger.Warn("imap shutdown", "err", err)
 		}
 	})

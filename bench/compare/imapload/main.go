@@ -4,11 +4,12 @@
 // and against pochta:
 //
 //   - -append N APPENDs the same N messages (generated from a fixed seed,
-//     about 4 KiB each; every 100th has "needle" in its Subject and
-//     "haystack" in its body) over -conns connections;
+//     about 4 KiB each; every 100th has "needle" in its Subject, every 50th
+//     "haystack" in its body) over -conns connections into -mailbox
+//     (created first unless it is INBOX);
 //   - then, -runs times each, FETCH 1:* (ENVELOPE FLAGS UID), FETCH 1:*
-//     (UID BODY.PEEK[]) reading every body to the end, and UID SEARCH
-//     SUBJECT "needle" BODY "haystack".
+//     (UID BODY.PEEK[]) reading every body to the end, UID SEARCH SUBJECT
+//     "needle", UID SEARCH BODY "haystack", and both criteria at once.
 //
 // It prints one JSON line: the message count the server reports, the
 // search hit count (the same on both servers, or the comparison means
@@ -45,6 +46,12 @@ type result struct {
 	BodyBytes      int64   `json:"fetch_body_bytes"`
 	SearchMs       float64 `json:"search_ms"`
 	SearchHits     int     `json:"search_hits"`
+	SubjectMs      float64 `json:"search_subject_ms"`
+	SubjectHits    int     `json:"search_subject_hits"`
+	BodySearchMs   float64 `json:"search_body_ms"`
+	BodyHits       int     `json:"search_body_hits"`
+	Round          int     `json:"round,omitempty"`
+	Mailbox        string  `json:"mailbox"`
 	EnvelopesCount int     `json:"envelopes"`
 }
 
@@ -57,12 +64,14 @@ func main() {
 	conns := flag.Int("conns", 8, "connections for APPEND")
 	runs := flag.Int("runs", 3, "times each query is run (the median is printed)")
 	limit := flag.Duration("limit", 5*time.Minute, "bound on each phase")
+	mailbox := flag.String("mailbox", "INBOX", "mailbox to APPEND to and query")
+	round := flag.Int("round", 0, "round number printed in the result")
 	flag.Parse()
 	if !strings.HasPrefix(*addr, "127.0.0.1:") && !strings.HasPrefix(*addr, "[::1]:") {
 		fmt.Fprintln(os.Stderr, "imapload: only loopback addresses are allowed")
 		os.Exit(2)
 	}
-	r := &result{Target: *target}
+	r := &result{Target: *target, Round: *round, Mailbox: *mailbox}
 	if err := run(r, *addr, *user, *pass, *appendN, *conns, *runs, *limit); err != nil {
 		fmt.Fprintln(os.Stderr, "imapload:", err)
 		os.Exit(1)
@@ -117,7 +126,7 @@ func login(addr, user, pass string) (*imapclient.Client, error) {
 	return c, nil
 }
 
-func appendAll(addr, user, pass string, n, conns int, limit time.Duration) (time.Duration, error) {
+func appendAll(addr, user, pass, mailbox string, n, conns int, limit time.Duration) (time.Duration, error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -147,7 +156,7 @@ func appendAll(addr, user, pass string, n, conns int, limit time.Duration) (time
 					return
 				}
 				msg := message(i)
-				cmd := cl.Append("INBOX", int64(len(msg)), nil)
+				cmd := cl.Append(mailbox, int64(len(msg)), nil)
 				if _, err := cmd.Write(msg); err != nil {
 					fail(err)
 					return
@@ -207,8 +216,19 @@ func median(d []time.Duration) float64 {
 }
 
 func run(r *result, addr, user, pass string, appendN, conns, runs int, limit time.Duration) error {
+	if !strings.EqualFold(r.Mailbox, "INBOX") {
+		c, err := login(addr, user, pass)
+		if err != nil {
+			return err
+		}
+		err = c.Create(r.Mailbox, nil).Wait()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("CREATE %s: %w", r.Mailbox, err)
+		}
+	}
 	if appendN > 0 {
-		t, err := appendAll(addr, user, pass, appendN, conns, limit)
+		t, err := appendAll(addr, user, pass, r.Mailbox, appendN, conns, limit)
 		if err != nil {
 			return err
 		}
@@ -220,12 +240,23 @@ func run(r *result, addr, user, pass string, appendN, conns, runs int, limit tim
 		return err
 	}
 	defer c.Close()
-	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
+	sel, err := c.Select(r.Mailbox, &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
 		return fmt.Errorf("SELECT: %w", err)
 	}
 	r.Messages = sel.NumMessages
-	var env, body, search []time.Duration
+	var env, body, search, subject, bodySearch []time.Duration
+	uidSearch := func(what string, crit *imap.SearchCriteria, times *[]time.Duration, hits *int) error {
+		t0 := time.Now()
+		sd, err := c.UIDSearch(crit, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("SEARCH %s: %w", what, err)
+		}
+		*times = append(*times, time.Since(t0))
+		*hits = len(sd.AllUIDs())
+		return nil
+	}
+	needle := []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "needle"}}
 	for i := 0; i < runs; i++ {
 		t0 := time.Now()
 		n, _, err := fetchAll(c, &imap.FetchOptions{Envelope: true, Flags: true, UID: true})
@@ -243,18 +274,18 @@ func run(r *result, addr, user, pass string, appendN, conns, runs int, limit tim
 		body = append(body, time.Since(t0))
 		r.BodyBytes = k
 
-		t0 = time.Now()
-		sd, err := c.UIDSearch(&imap.SearchCriteria{
-			Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "needle"}},
-			Body:   []string{"haystack"},
-		}, nil).Wait()
-		if err != nil {
-			return fmt.Errorf("SEARCH: %w", err)
+		if err := uidSearch("SUBJECT", &imap.SearchCriteria{Header: needle}, &subject, &r.SubjectHits); err != nil {
+			return err
 		}
-		search = append(search, time.Since(t0))
-		r.SearchHits = len(sd.AllUIDs())
+		if err := uidSearch("BODY", &imap.SearchCriteria{Body: []string{"haystack"}}, &bodySearch, &r.BodyHits); err != nil {
+			return err
+		}
+		if err := uidSearch("SUBJECT BODY", &imap.SearchCriteria{Header: needle, Body: []string{"haystack"}}, &search, &r.SearchHits); err != nil {
+			return err
+		}
 	}
 	r.EnvelopeFirst = float64(env[0].Microseconds()) / 1000
 	r.EnvelopeMs, r.BodyMs, r.SearchMs = median(env), median(body), median(search)
+	r.SubjectMs, r.BodySearchMs = median(subject), median(bodySearch)
 	return nil
 }

@@ -1,10 +1,12 @@
 // Command smtpload submits the same 4 KiB message over SMTP from a number
 // of concurrent clients and prints one JSON line with the throughput and
 // latency percentiles. It is the SMTP half of bench/compare/run.sh, which
-// points it at Postfix's smtp-sink (the protocol ceiling) and at pochta
-// with the same flags. Every client connects (and authenticates, with
-// -user) before the clock starts; the run is bounded by -messages and
-// -limit, and only ever dials the address it is given.
+// points it at Postfix's smtp-sink (the protocol ceiling), at Postfix
+// delivering into Dovecot, and at pochta with the same flags. Every client
+// connects (and authenticates, with -user) before the clock starts; with
+// -reconnect each message is sent on a new connection with its own EHLO
+// and AUTH instead, all of it on the clock. The run is bounded by
+// -messages and -limit, and only ever dials the address it is given.
 package main
 
 import (
@@ -23,14 +25,16 @@ import (
 )
 
 type result struct {
-	Target   string  `json:"target"`
-	Clients  int     `json:"clients"`
-	Messages int     `json:"messages"`
-	Errors   int     `json:"errors"`
-	Seconds  float64 `json:"seconds"`
-	Rate     float64 `json:"msgs_per_sec"`
-	P50ms    float64 `json:"p50_ms"`
-	P99ms    float64 `json:"p99_ms"`
+	Target    string  `json:"target"`
+	Round     int     `json:"round,omitempty"`
+	Reconnect bool    `json:"reconnect,omitempty"`
+	Clients   int     `json:"clients"`
+	Messages  int     `json:"messages"`
+	Errors    int     `json:"errors"`
+	Seconds   float64 `json:"seconds"`
+	Rate      float64 `json:"msgs_per_sec"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
 }
 
 func main() {
@@ -44,17 +48,19 @@ func main() {
 	n := flag.Int("messages", 1000, "messages to send in all")
 	size := flag.Int("size", 4096, "message size in bytes")
 	limit := flag.Duration("limit", 60*time.Second, "stop sending after this long")
+	reconnect := flag.Bool("reconnect", false, "a new connection, EHLO and AUTH for every message, on the clock")
+	round := flag.Int("round", 0, "round number printed in the result")
 	flag.Parse()
 	if !strings.HasPrefix(*addr, "127.0.0.1:") && !strings.HasPrefix(*addr, "[::1]:") {
 		fmt.Fprintln(os.Stderr, "smtpload: only loopback addresses are allowed")
 		os.Exit(2)
 	}
-	r, err := run(*addr, *user, *pass, *from, *to, *clients, *n, *size, *limit)
+	r, err := run(*addr, *user, *pass, *from, *to, *clients, *n, *size, *limit, *reconnect)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "smtpload:", err)
 		os.Exit(1)
 	}
-	r.Target = *target
+	r.Target, r.Round, r.Reconnect = *target, *round, *reconnect
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 }
 
@@ -71,21 +77,51 @@ func message(from, to string, size int) []byte {
 	return b.Bytes()[:size]
 }
 
-func run(addr, user, pass, from, to string, clients, n, size int, limit time.Duration) (*result, error) {
+// dial connects, says EHLO and, with a user, logs in.
+func dial(addr, user, pass string) (*smtp.Client, error) {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	err = c.Hello("smtpload.bench.test")
+	if err == nil && user != "" {
+		err = c.Auth(sasl.NewPlainClient("", user, pass))
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// sendOnNewConnection is one message on a connection of its own.
+func sendOnNewConnection(addr, user, pass, from, to string, msg []byte) error {
+	c, err := dial(addr, user, pass)
+	if err != nil {
+		return err
+	}
+	if err := c.SendMail(from, []string{to}, bytes.NewReader(msg)); err != nil {
+		c.Close()
+		return err
+	}
+	return c.Quit()
+}
+
+func run(addr, user, pass, from, to string, clients, n, size int, limit time.Duration, reconnect bool) (*result, error) {
 	conns := make([]*smtp.Client, 0, clients)
 	defer func() {
 		for _, c := range conns {
-			_ = c.Quit()
+			if c != nil {
+				_ = c.Quit()
+			}
 		}
 	}()
 	for i := 0; i < clients; i++ {
-		c, err := smtp.Dial(addr)
-		if err == nil {
-			err = c.Hello("smtpload.bench.test")
+		if reconnect {
+			conns = append(conns, nil) // each message dials its own
+			continue
 		}
-		if err == nil && user != "" {
-			err = c.Auth(sasl.NewPlainClient("", user, pass))
-		}
+		c, err := dial(addr, user, pass)
 		if err != nil {
 			return nil, fmt.Errorf("client %d: %w", i, err)
 		}
@@ -115,7 +151,12 @@ func run(addr, user, pass, from, to string, clients, n, size int, limit time.Dur
 					return
 				}
 				t0 := time.Now()
-				err := c.SendMail(from, []string{to}, bytes.NewReader(msg))
+				var err error
+				if c == nil {
+					err = sendOnNewConnection(addr, user, pass, from, to, msg)
+				} else {
+					err = c.SendMail(from, []string{to}, bytes.NewReader(msg))
+				}
 				d := time.Since(t0)
 				mu.Lock()
 				if err != nil {
