@@ -28,7 +28,8 @@ unit:
 FUZZTIME     ?= 10s
 FUZZ_TARGETS := ./config/:FuzzConfigParse ./smtpd/:FuzzPrepareMessage ./control/:FuzzControlRequest \
 	./storage/:FuzzDecodeParsed ./storage/:FuzzParsedRecordRoundTrip \
-	./storage/:FuzzEnvelopeRecordRoundTrip ./storage/:FuzzMetaAndMailboxRecordRoundTrip
+	./storage/:FuzzEnvelopeRecordRoundTrip ./storage/:FuzzMetaAndMailboxRecordRoundTrip \
+	./imapd/wire/:FuzzDecoder
 fuzz:
 	@failed=""; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; echo "== fuzz $$name $$pkg ($(FUZZTIME))"; \
