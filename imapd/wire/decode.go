@@ -123,8 +123,14 @@ func NewDecoder(r *bufio.Reader, lim Limits) *Decoder {
 // Limits returns the decoder's limits with their defaults filled in.
 func (d *Decoder) Limits() Limits { return d.lim }
 
-// SetLiteralMinus switches between LITERAL+ and LITERAL- behaviour.
-func (d *Decoder) SetLiteralMinus(on bool) { d.lim.LiteralMinus = on }
+// SetLimits replaces the limits (before login and after differ).
+func (d *Decoder) SetLimits(lim Limits) { d.lim = lim.withDefaults() }
+
+// Reset reads from r from now on (after STARTTLS).
+func (d *Decoder) Reset(r *bufio.Reader) {
+	d.r = r
+	d.Begin()
+}
 
 // Begin starts a new command: the per-command bounds start again.
 func (d *Decoder) Begin() {
@@ -526,15 +532,18 @@ func (d *Decoder) stringLiteral() (string, error) {
 
 // Literal is a streamed literal (the message of APPEND). Read it to its
 // end before reading on; a Decoder call made earlier drains it.
+// It is an imap.LiteralReader.
 type Literal struct {
-	// Size is the announced size; Max was checked before it was read.
-	Size int64
+	size int64
 	// Binary is set for literal8 (~{n}, RFC 3516).
 	Binary bool
 	r      io.LimitedReader
 }
 
 func (l *Literal) Read(p []byte) (int, error) { return l.r.Read(p) }
+
+// Size is the announced size, already checked against the limit.
+func (l *Literal) Size() int64 { return l.size }
 
 // Literal reads the header of a literal of at most max bytes and returns
 // its bytes as a stream. tooBig is what a larger one gets (NO [TOOBIG] for
@@ -552,7 +561,7 @@ func (d *Decoder) Literal(max int64, binary bool) (*Literal, error) {
 	if err := d.admit(n, sync, max, tooBig); err != nil {
 		return nil, err
 	}
-	l := &Literal{Size: n, Binary: isBinary, r: io.LimitedReader{R: d.r, N: n}}
+	l := &Literal{size: n, Binary: isBinary, r: io.LimitedReader{R: d.r, N: n}}
 	d.open = l
 	return l, nil
 }

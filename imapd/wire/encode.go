@@ -53,6 +53,15 @@ func (e *Encoder) raw(s string) *Encoder {
 // Raw writes s as it is: a fixed piece of syntax ("* ", "FETCH (").
 func (e *Encoder) Raw(s string) *Encoder { return e.raw(s) }
 
+// RawBytes writes b as it is: the bytes of a literal whose header the
+// caller wrote.
+func (e *Encoder) RawBytes(b []byte) *Encoder {
+	if e.err == nil {
+		_, e.err = e.w.Write(b)
+	}
+	return e
+}
+
 // Byte writes one byte of syntax.
 func (e *Encoder) Byte(c byte) *Encoder {
 	if e.err == nil {
