@@ -47,14 +47,17 @@ def last(lines):
 
 
 def imap_garbage(s, d):
-    # Before login: an unknown command gets BAD. go-imap then also says BYE and
-    # closes (against cross-protocol attacks, e.g. HTTP sent to port 143):
-    # accepted here, as long as the next client is served.
+    # Before login: an unknown command gets BAD and the connection stays
+    # usable (issue 12); a run of them (an HTTP request's header lines, a
+    # cross-protocol attack) ends it.
     r = Raw(d.ports["imap"])
     s.check("IMAP greets with * OK", r.line().startswith(b"* OK"))
     r.send(b"a1 FROBNICATE now\r\n")
     got = r.until(b"a1 ")
     s.check("unknown IMAP command before login gets BAD", last(got).startswith(b"a1 BAD"), got)
+    r.send(b"a1b NOOP\r\n")
+    got = r.until(b"a1b ")
+    s.check("the connection stays usable after that BAD", last(got).startswith(b"a1b OK"), got)
     r.close()
     r = Raw(d.ports["imap"])
     s.check("a new client is greeted after that", r.line().startswith(b"* OK"))

@@ -5,12 +5,12 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
-// List implements imapserver.Session for LIST, LIST-EXTENDED (RFC 5258,
+// List implements protocol.Session for LIST, LIST-EXTENDED (RFC 5258,
 // selection SUBSCRIBED, RECURSIVEMATCH, SPECIAL-USE; return SUBSCRIBED,
 // CHILDREN, SPECIAL-USE, STATUS per RFC 5819) and LSUB.
 //
@@ -18,7 +18,7 @@ import (
 // mailbox's special-use attribute (RFC 6154), which IMAP4rev1 clients such
 // as Outlook read from a plain LIST. A parent that does not exist but has
 // children is listed as \Noselect so hierarchies display (RFC 3501 6.3.8).
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
+func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
 	defer s.guard("LIST", &err)
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 3501 6.3.8).
@@ -122,10 +122,10 @@ func ancestors(name string) func(yield func(string) bool) {
 // (RFC 3501 5.1), so "inbox" and "Inb%" find it.
 func matchAny(name, ref string, patterns []string) bool {
 	for _, pattern := range patterns {
-		if imapserver.MatchList(name, hierarchyDelim, ref, pattern) {
+		if protocol.MatchList(name, hierarchyDelim, ref, pattern) {
 			return true
 		}
-		if name == storage.Inbox && ref == "" && imapserver.MatchList(name, hierarchyDelim, "", strings.ToUpper(pattern)) {
+		if name == storage.Inbox && ref == "" && protocol.MatchList(name, hierarchyDelim, "", strings.ToUpper(pattern)) {
 			return true
 		}
 	}

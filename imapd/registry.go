@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -50,7 +50,7 @@ type sharedMailbox struct {
 	pending  []storage.Event // appends and expunges seen while loading
 	uids     []imap.UID
 	maxUID   imap.UID // highest UID ever in uids; never decreases
-	tracker  *imapserver.MailboxTracker
+	tracker  *protocol.MailboxTracker
 	sessions map[*session]*attachment
 	// changed, when not nil, is closed at the next applied event; sessions
 	// waiting for their own write's events sleep on it.
@@ -128,7 +128,7 @@ func (r *registry) load(ctx context.Context, box *sharedMailbox) {
 		box.applyLocked(ev)
 	}
 	box.pending = nil
-	box.tracker = imapserver.NewMailboxTracker(uint32(len(box.uids)))
+	box.tracker = protocol.NewMailboxTracker(uint32(len(box.uids)))
 	box.loaded = true
 }
 
@@ -144,7 +144,7 @@ func (r *registry) release(box *sharedMailbox) {
 
 // attachment is one session's link to a shared mailbox.
 type attachment struct {
-	tracker *imapserver.SessionTracker
+	tracker *protocol.SessionTracker
 	// wake gets a token after every update queued to tracker. IDLE waits
 	// on it rather than on SessionTracker.Idle, which only wakes for
 	// updates queued after it starts and so would sit on updates queued
@@ -245,7 +245,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		// The session that made the change writes its own FETCH response;
 		// echoing the update would repeat it.
 		var source *attachment
-		var sourceTracker *imapserver.SessionTracker
+		var sourceTracker *protocol.SessionTracker
 		if s, ok := ev.Origin.(*session); ok {
 			if source = box.sessions[s]; source != nil {
 				sourceTracker = source.tracker

@@ -5,8 +5,8 @@ import (
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -19,7 +19,7 @@ const loadChunk = 256
 // client's sequence numbers and the server's.
 type mailboxView struct {
 	box      *sharedMailbox
-	tracker  *imapserver.SessionTracker
+	tracker  *protocol.SessionTracker
 	wake     <-chan struct{} // see attachment.wake
 	readOnly bool
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
@@ -185,8 +185,8 @@ func refUIDs(refs []msgRef) []imap.UID {
 
 var errReadOnly = imapNo(imap.ResponseCodeCannot, "The mailbox is read-only (EXAMINE)")
 
-// Store implements imapserver.Session.
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
+// Store implements protocol.Session.
+func (s *session) Store(w *protocol.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
 	_, uidCmd := numSet.(imap.UIDSet)
 	cmd := "STORE"
 	if uidCmd {
@@ -220,15 +220,15 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	return s.fetchRefs(v, w, refs, fetch, false)
 }
 
-// Expunge implements imapserver.Session (EXPUNGE, UID EXPUNGE, and CLOSE).
+// Expunge implements protocol.Session (EXPUNGE, UID EXPUNGE, and CLOSE).
 //
 // The "* n EXPUNGE" responses are not written here: storage's expunge
 // events are queued to every session's tracker, this one's included
-// (MailboxTracker.QueueExpunge has no source to skip), and go-imap polls
+// (MailboxTracker.QueueExpunge has no source to skip), and protocol polls
 // the tracker right after the command, which writes them in order before
 // the tagged OK. Writing them through w as well would repeat them. This
 // method waits until the events have been queued.
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err error) {
+func (s *session) Expunge(w *protocol.ExpungeWriter, uidSet *imap.UIDSet) (err error) {
 	cmd := "EXPUNGE"
 	if uidSet != nil {
 		cmd = "UID EXPUNGE"
@@ -261,7 +261,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err
 	return nil
 }
 
-// Copy implements imapserver.Session.
+// Copy implements protocol.Session.
 func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
 	cmd := "COPY"
 	if _, ok := numSet.(imap.UIDSet); ok {
@@ -293,10 +293,10 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 	return copyData(res), nil
 }
 
-// Move implements imapserver.SessionMove (RFC 6851). As with Expunge, the
+// Move implements protocol.Session (RFC 6851). As with Expunge, the
 // EXPUNGE responses reach the client through the tracker, after the
 // COPYUID written here.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+func (s *session) Move(w *protocol.MoveWriter, numSet imap.NumSet, dest string) (err error) {
 	cmd := "MOVE"
 	if _, ok := numSet.(imap.UIDSet); ok {
 		cmd = "UID MOVE"

@@ -23,7 +23,9 @@ func (c *Conn) handleIdle(cmd *command) error {
 		done <- c.session.Idle(&UpdateWriter{conn: c, allowExpunge: true}, stop)
 	}()
 	c.setReadTimeout(waitReadTimeout)
+	c.setIdling(true)
 	line, rerr := c.dec.ReadLine()
+	c.setIdling(false)
 	close(stop)
 	ierr := <-done
 	if rerr != nil {

@@ -15,9 +15,10 @@
 // Promises:
 //   - A command is checked against the state first, then parsed, then
 //     served; a malformed one is BAD with a reason and the connection goes
-//     on (an unknown command before login too). Only a run of
-//     maxBadCommands bad commands, or a stream that cannot be followed
-//     (wire.Error.Fatal), ends it, with BYE.
+//     on (an unknown command before login too). Only a run of bad
+//     commands (maxBadCommands, maxBadBeforeLogin before login), or a
+//     stream that cannot be followed (wire.Error.Fatal), ends it, with
+//     BYE.
 //   - The bytes of a refused literal never run as commands (see wire).
 //     Before login only LITERAL- applies (non-synchronising literals up
 //     to 4096 bytes); after login LITERAL+, with an APPEND over the limit

@@ -172,6 +172,8 @@ type testConn struct {
 	c    net.Conn
 	r    *bufio.Reader
 	sess *fakeSession
+	// server is the server's side of the connection.
+	server *Conn
 }
 
 func startServer(t *testing.T, opts Options) *testConn {
@@ -186,7 +188,11 @@ func startServer(t *testing.T, opts Options) *testConn {
 		opts.Caps = testCaps
 	}
 	opts.InsecureAuth = true
-	opts.NewSession = func(*Conn) (Session, *GreetingData, error) { return sess, nil, nil }
+	conns := make(chan *Conn, 1)
+	opts.NewSession = func(c *Conn) (Session, *GreetingData, error) {
+		conns <- c
+		return sess, nil, nil
+	}
 	srv := New(&opts)
 	done := make(chan struct{})
 	go func() {
@@ -207,6 +213,7 @@ func startServer(t *testing.T, opts Options) *testConn {
 	})
 	tc := &testConn{t: t, c: c, r: bufio.NewReader(c), sess: sess}
 	tc.expect("* OK [CAPABILITY ")
+	tc.server = <-conns
 	return tc
 }
 

@@ -34,8 +34,14 @@ const (
 
 // maxBadCommands is how many malformed or unknown commands in a row a
 // connection may send before it is closed: enough for a confused client
-// to recover, too few to make the server a free parser.
-const maxBadCommands = 20
+// to recover, too few to make the server a free parser. Before login the
+// bound is maxBadBeforeLogin, low enough that the header lines of an HTTP
+// request sent to the port (a cross-protocol attack) end the connection
+// before its body is read.
+const (
+	maxBadCommands    = 20
+	maxBadBeforeLogin = 5
+)
 
 // Options configure a Server.
 type Options struct {
@@ -103,6 +109,14 @@ type Conn struct {
 
 	session   Session
 	badInARow int // BAD answers in a row (maxBadCommands)
+
+	// A BYE asked for while a command is served waits for its tagged
+	// response (see Bye); guarded by mu.
+	inCommand bool
+	idling    bool
+	byeText   string
+	byeWanted bool
+	byeDone   chan struct{} // closed once the BYE is written or the connection ended
 }
 
 // NetConn returns the connection (a *tls.Conn after STARTTLS).
@@ -120,14 +134,54 @@ func (c *Conn) EnabledCaps() imap.CapSet {
 }
 
 // Bye says BYE with text and closes the connection. Safe to call from any
-// goroutine; it waits for a response being written.
+// goroutine. A command being served (an APPEND whose literal is
+// arriving) is answered first, so Bye waits for it; between commands and
+// in IDLE the BYE goes at once.
 func (c *Conn) Bye(text string) error {
+	c.mu.Lock()
+	if c.inCommand && !c.idling {
+		if !c.byeWanted {
+			c.byeWanted, c.byeText = true, text
+			c.byeDone = make(chan struct{})
+		}
+		done := c.byeDone
+		c.mu.Unlock()
+		<-done
+		return nil
+	}
+	c.mu.Unlock()
+	return c.sayBye(text)
+}
+
+func (c *Conn) sayBye(text string) error {
 	werr := c.respond(func(e *wire.Encoder) { e.Status("", imap.StatusResponseTypeBye, "", text) })
 	cerr := c.NetConn().Close()
 	if werr != nil {
 		return werr
 	}
 	return cerr
+}
+
+// setCommand marks a command as being served or not; at its end a BYE
+// asked for meanwhile is said, and false is returned: the connection ends.
+func (c *Conn) setCommand(on bool) bool {
+	c.mu.Lock()
+	c.inCommand = on
+	wanted, text, done := c.byeWanted, c.byeText, c.byeDone
+	c.mu.Unlock()
+	if on || !wanted {
+		return true
+	}
+	c.sayBye(text)
+	close(done)
+	return false
+}
+
+// setIdling marks the wait for DONE, during which BYE goes at once.
+func (c *Conn) setIdling(on bool) {
+	c.mu.Lock()
+	c.idling = on
+	c.mu.Unlock()
 }
 
 func (c *Conn) setStreams(nc net.Conn) {
@@ -208,6 +262,15 @@ func (c *Conn) serve() {
 			}
 		}
 		c.NetConn().Close()
+		c.mu.Lock()
+		if c.byeWanted {
+			select {
+			case <-c.byeDone:
+			default:
+				close(c.byeDone)
+			}
+		}
+		c.mu.Unlock()
 	}()
 	session, greeting, err := c.srv.opts.NewSession(c)
 	if err != nil {
@@ -246,7 +309,12 @@ func (c *Conn) serve() {
 			return
 		}
 		c.setReadTimeout(cmdReadTimeout)
-		if err := c.readCommand(); err != nil {
+		c.setCommand(true)
+		err := c.readCommand()
+		if !c.setCommand(false) {
+			return
+		}
+		if err != nil {
 			if !isConnError(err) {
 				c.srv.log.Warn("IMAP connection ended", "err", err)
 			}
@@ -508,7 +576,11 @@ func (c *Conn) refuse(tag string, typ imap.StatusResponseType, code, text string
 	if err := c.respond(func(e *wire.Encoder) { e.Status(tag, typ, code, text) }); err != nil {
 		return err
 	}
-	if c.badInARow >= maxBadCommands {
+	limit := maxBadCommands
+	if c.getState() == imap.ConnStateNotAuthenticated {
+		limit = maxBadBeforeLogin
+	}
+	if c.badInARow >= limit {
 		c.respond(func(e *wire.Encoder) {
 			e.Status("", imap.StatusResponseTypeBye, "", "Too many bad commands; closing the connection")
 		})

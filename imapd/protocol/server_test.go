@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Exchanges from RFC 9051 and RFC 3501, replayed against the server.
@@ -112,7 +113,7 @@ func TestUnknownCommandBeforeLoginIsBAD(t *testing.T) {
 	tc.expect("a1 BAD Unknown command FROBNICATE")
 	tc.send("a2 NOOP\r\n")
 	tc.expect("a2 OK")
-	for i := range maxBadCommands - 1 {
+	for i := range maxBadBeforeLogin - 1 {
 		tc.send(fmt.Sprintf("b%d XYZZY\r\n", i))
 		tc.expect(fmt.Sprintf("b%d BAD", i))
 	}
@@ -185,6 +186,26 @@ func TestSyntaxErrorsAreBADAndTheConnectionGoesOn(t *testing.T) {
 	}
 }
 
+// An HTTP request sent to the IMAP port ends the connection at its header
+// lines: the IMAP lines in its body never run.
+func TestHTTPRequestEndsTheConnection(t *testing.T) {
+	tc := startServer(t, Options{})
+	tc.send("POST / HTTP/1.1\r\nHost: mail.example.org\r\nContent-Type: text/plain\r\n" +
+		"Content-Length: 40\r\nConnection: close\r\n\r\na LOGIN alice secret\r\nb CREATE evil\r\n")
+	for {
+		l := tc.line()
+		if l == "" {
+			break
+		}
+		if strings.HasPrefix(l, "a ") || strings.HasPrefix(l, "b ") {
+			t.Fatalf("a line of the HTTP body was answered: %q", l)
+		}
+	}
+	if len(tc.sess.called()) != 0 {
+		t.Errorf("the session was called: %q", tc.sess.called())
+	}
+}
+
 func TestCommandsNeedTheirState(t *testing.T) {
 	tc := startServer(t, Options{})
 	tc.send("a SELECT INBOX\r\n")
@@ -198,4 +219,71 @@ func TestCommandsNeedTheirState(t *testing.T) {
 	tc.expect("c NO [TOOBIG]")
 	tc.send("d NOOP\r\n")
 	tc.expect("d OK")
+}
+
+// Shutdown: a BYE asked for while an APPEND literal is arriving waits for
+// the APPEND's tagged OK; between commands it goes at once.
+func TestByeWaitsForTheCommandInProgress(t *testing.T) {
+	tc := startServer(t, Options{})
+	tc.login()
+	tc.send("a APPEND INBOX {10}\r\n")
+	tc.expect("+ Ready")
+	tc.send("Hello")
+	bye := make(chan error, 1)
+	go func() { bye <- tc.server.Bye("shutting down") }()
+	// Bye must not return before the APPEND is answered; poll that it is
+	// still waiting while the literal is incomplete.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		tc.server.mu.Lock()
+		wanted := tc.server.byeWanted
+		tc.server.mu.Unlock()
+		if wanted {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-bye:
+		t.Fatalf("Bye returned (%v) before the APPEND was answered", err)
+	default:
+	}
+	tc.send(" Joe!\r\n")
+	tc.expect("a OK [APPENDUID 7 2]")
+	tc.expect("* BYE shutting down")
+	if err := <-bye; err != nil {
+		t.Errorf("Bye: %v", err)
+	}
+	if len(tc.sess.appended) != 1 {
+		t.Errorf("appended %d messages, want 1", len(tc.sess.appended))
+	}
+}
+
+func TestByeBetweenCommandsAndInIdle(t *testing.T) {
+	tc := startServer(t, Options{})
+	tc.login()
+	if err := tc.server.Bye("now"); err != nil {
+		t.Fatal(err)
+	}
+	tc.expect("* BYE now")
+
+	tc = startServer(t, Options{})
+	tc.login()
+	tc.send("i IDLE\r\n")
+	tc.expect("+ idling")
+	tc.expect("* 2 EXISTS")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tc.server.mu.Lock()
+		idling := tc.server.idling
+		tc.server.mu.Unlock()
+		if idling || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := tc.server.Bye("idle over"); err != nil {
+		t.Fatal(err)
+	}
+	tc.expect("* BYE idle over")
 }

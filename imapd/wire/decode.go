@@ -481,13 +481,21 @@ func parseSize(digits string) (n int64, overflow bool) {
 // it: it sends the continuation of an accepted synchronising literal, and
 // throws away a refused non-synchronising one (or reports it fatal).
 func (d *Decoder) admit(n int64, sync bool, max int64, tooBig *Error) error {
+	if err := d.decide(n, sync, max, tooBig); err != nil {
+		return err
+	}
+	if sync && d.Continue != nil {
+		return d.Continue()
+	}
+	return nil
+}
+
+// decide is admit without the continuation.
+func (d *Decoder) decide(n int64, sync bool, max int64, tooBig *Error) error {
 	if !sync && d.lim.LiteralMinus && n > LiteralMinusMax {
 		tooBig = &Error{Code: imap.ResponseCodeTooBig,
 			Text: fmt.Sprintf("Non-synchronising literals are limited to %d bytes (LITERAL-)", LiteralMinusMax)}
 	} else if n <= max {
-		if sync && d.Continue != nil {
-			return d.Continue()
-		}
 		return nil
 	}
 	if sync {
@@ -531,16 +539,31 @@ func (d *Decoder) stringLiteral() (string, error) {
 }
 
 // Literal is a streamed literal (the message of APPEND). Read it to its
-// end before reading on; a Decoder call made earlier drains it.
-// It is an imap.LiteralReader.
+// end before reading on; a Decoder call made earlier drains it. It is an
+// imap.LiteralReader.
+//
+// The continuation request of a synchronising literal is sent at the
+// first Read, not before: the server has begun taking the message (and
+// registered it with its shutdown) by the time the client sends it. If
+// the literal is never read, the client never sends it.
 type Literal struct {
 	size int64
 	// Binary is set for literal8 (~{n}, RFC 3516).
 	Binary bool
 	r      io.LimitedReader
+	cont   func() error // the continuation still to send, or nil
 }
 
-func (l *Literal) Read(p []byte) (int, error) { return l.r.Read(p) }
+func (l *Literal) Read(p []byte) (int, error) {
+	if l.cont != nil {
+		cont := l.cont
+		l.cont = nil
+		if err := cont(); err != nil {
+			return 0, err
+		}
+	}
+	return l.r.Read(p)
+}
 
 // Size is the announced size, already checked against the limit.
 func (l *Literal) Size() int64 { return l.size }
@@ -558,18 +581,23 @@ func (d *Decoder) Literal(max int64, binary bool) (*Literal, error) {
 		max = -1
 		tooBig = &Error{Text: "literal8 is not allowed here"}
 	}
-	if err := d.admit(n, sync, max, tooBig); err != nil {
+	if err := d.decide(n, sync, max, tooBig); err != nil {
 		return nil, err
 	}
 	l := &Literal{size: n, Binary: isBinary, r: io.LimitedReader{R: d.r, N: n}}
+	if sync && d.Continue != nil {
+		l.cont = d.Continue
+	}
 	d.open = l
 	return l, nil
 }
 
+// drain reads the rest of the open literal; the continuation is sent
+// first if it was not yet, since the command goes on after the literal.
 func (d *Decoder) drain() error {
 	l := d.open
 	d.open = nil
-	_, err := io.Copy(io.Discard, &l.r)
+	_, err := io.Copy(io.Discard, l)
 	return err
 }
 
@@ -605,7 +633,13 @@ func (d *Decoder) SkipCommand() error {
 	if d.ended {
 		return nil
 	}
-	if d.open != nil {
+	if l := d.open; l != nil {
+		if l.cont != nil {
+			// Refused before its continuation: the client sends neither
+			// the literal nor the rest of the command.
+			d.open, d.ended = nil, true
+			return nil
+		}
 		if err := d.drain(); err != nil {
 			return err
 		}

@@ -187,6 +187,9 @@ func TestDecodeAppendStreamsTheMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if *conts != 0 {
+		t.Errorf("continuation sent before the literal was read")
+	}
 	body, err := io.ReadAll(lit)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +212,7 @@ func TestDecodeAppendStreamsTheMessage(t *testing.T) {
 // A literal the server left unread (the APPEND failed early) is drained
 // before the next command is read; its bytes never parse as commands.
 func TestDecodeUnreadLiteralIsDrained(t *testing.T) {
-	d, _ := testDecoder("a APPEND x {16}\r\nb CREATE evil\r\n\r\nc NOOP\r\n", Limits{})
+	d, _ := testDecoder("a APPEND x {16+}\r\nb CREATE evil\r\n\r\nc NOOP\r\n", Limits{})
 	d.Begin()
 	d.Tag()
 	d.SP()
@@ -226,6 +229,29 @@ func TestDecodeUnreadLiteralIsDrained(t *testing.T) {
 	next, err := readCommand(d)
 	if err != nil || next.tag != "c" {
 		t.Fatalf("next command = %v, %v; want c NOOP", next, err)
+	}
+}
+
+// A synchronising APPEND literal refused by the server before it read
+// any of it gets no continuation, so the client sends nothing more: the
+// next line is the next command.
+func TestUnreadSyncLiteralIsNeverRequested(t *testing.T) {
+	d, conts := testDecoder("a APPEND x {16}\r\nc NOOP\r\n", Limits{})
+	d.Begin()
+	d.Tag()
+	d.SP()
+	d.Atom()
+	d.SP()
+	d.AString()
+	d.SP()
+	if _, err := d.Literal(100, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SkipCommand(); err != nil {
+		t.Fatal(err)
+	}
+	if next, err := readCommand(d); err != nil || next.tag != "c" || *conts != 0 {
+		t.Fatalf("next command = %v, %v after %d continuations; want c NOOP after none", next, err, *conts)
 	}
 }
 

@@ -278,7 +278,8 @@ func (e *Encoder) addressList(list []imap.Address) *Encoder {
 }
 
 // BodyStructure writes BODY (extended false) or BODYSTRUCTURE (extended
-// true) for bs (RFC 9051 7.5.2).
+// true) for bs (RFC 9051 7.5.2). Types, subtypes and parameter names go
+// out in the case they were stored in; they are case-insensitive.
 func (e *Encoder) BodyStructure(bs imap.BodyStructure, extended bool) *Encoder {
 	switch bs := bs.(type) {
 	case *imap.BodyStructureMultiPart:
@@ -300,7 +301,7 @@ func (e *Encoder) multiPart(bs *imap.BodyStructureMultiPart, extended bool) *Enc
 		// 1*body: an empty multipart still needs one part.
 		e.BodyStructure(nil, extended)
 	}
-	e.SP().String(strings.ToUpper(bs.Subtype))
+	e.SP().String(bs.Subtype)
 	if extended {
 		ext := bs.Extended
 		if ext == nil {
@@ -316,8 +317,8 @@ func (e *Encoder) singlePart(bs *imap.BodyStructureSinglePart, extended bool) *E
 	if enc == "" {
 		enc = "7BIT"
 	}
-	e.Byte('(').String(strings.ToUpper(bs.Type)).SP().String(strings.ToUpper(bs.Subtype)).SP().params(bs.Params)
-	e.SP().NString(bs.ID).SP().NString(bs.Description).SP().String(strings.ToUpper(enc)).SP().Number(bs.Size)
+	e.Byte('(').String(bs.Type).SP().String(bs.Subtype).SP().params(bs.Params)
+	e.SP().NString(bs.ID).SP().NString(bs.Description).SP().String(enc).SP().Number(bs.Size)
 	if m := bs.MessageRFC822; m != nil && strings.EqualFold(bs.Type, "message") {
 		env := m.Envelope
 		if env == nil {
@@ -356,7 +357,7 @@ func (e *Encoder) params(p map[string]string) *Encoder {
 		if i > 0 {
 			e.SP()
 		}
-		e.String(strings.ToUpper(k)).SP().String(p[k])
+		e.String(k).SP().String(p[k])
 	}
 	return e.Byte(')')
 }
@@ -365,7 +366,7 @@ func (e *Encoder) disposition(d *imap.BodyStructureDisposition) *Encoder {
 	if d == nil || d.Value == "" {
 		return e.NIL()
 	}
-	return e.Byte('(').String(strings.ToUpper(d.Value)).SP().params(d.Params).Byte(')')
+	return e.Byte('(').String(d.Value).SP().params(d.Params).Byte(')')
 }
 
 func (e *Encoder) language(langs []string) *Encoder {

@@ -53,7 +53,7 @@ func TestEncodeRFCExamples(t *testing.T) {
 					{Name: "John Klensin", Mailbox: "KLENSIN", Host: "MIT.EDU"}},
 				MessageID: "B27397-0100000@cac.washington.edu",
 			}).Raw(" BODY ").BodyStructure(&imap.BodyStructureSinglePart{
-				Type: "TEXT", Subtype: "PLAIN", Params: map[string]string{"charset": "US-ASCII"},
+				Type: "TEXT", Subtype: "PLAIN", Params: map[string]string{"CHARSET": "US-ASCII"},
 				Encoding: "7BIT", Size: 3028, Text: &imap.BodyStructureText{NumLines: 92},
 			}, false).Raw(")").CRLF()
 		}, `* 12 FETCH (FLAGS (\Seen) INTERNALDATE "17-Jul-1996 02:44:25 -0700" RFC822.SIZE 4286 ENVELOPE ` +
@@ -63,13 +63,13 @@ func TestEncodeRFCExamples(t *testing.T) {
 			`((NIL NIL "minutes" "CNRI.Reston.VA.US")("John Klensin" NIL "KLENSIN" "MIT.EDU")) NIL NIL ` +
 			`"<B27397-0100000@cac.washington.edu>") BODY ("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3028 92))` + "\r\n"},
 		{"3501 7.4.2 BODYSTRUCTURE multipart", func(e *Encoder) {
-			e.BodyStructure(&imap.BodyStructureMultiPart{Subtype: "mixed", Children: []imap.BodyStructure{
-				&imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{"charset": "US-ASCII"},
-					Encoding: "7bit", Size: 1152, Text: &imap.BodyStructureText{NumLines: 23}},
-				&imap.BodyStructureSinglePart{Type: "text", Subtype: "plain",
-					Params: map[string]string{"charset": "US-ASCII", "name": "cc.diff"},
+			e.BodyStructure(&imap.BodyStructureMultiPart{Subtype: "MIXED", Children: []imap.BodyStructure{
+				&imap.BodyStructureSinglePart{Type: "TEXT", Subtype: "PLAIN", Params: map[string]string{"CHARSET": "US-ASCII"},
+					Encoding: "7BIT", Size: 1152, Text: &imap.BodyStructureText{NumLines: 23}},
+				&imap.BodyStructureSinglePart{Type: "TEXT", Subtype: "PLAIN",
+					Params: map[string]string{"CHARSET": "US-ASCII", "NAME": "cc.diff"},
 					ID:     "<960723163407.20117h@cac.washington.edu>", Description: "Compiler diff",
-					Encoding: "base64", Size: 4554, Text: &imap.BodyStructureText{NumLines: 73}},
+					Encoding: "BASE64", Size: 4554, Text: &imap.BodyStructureText{NumLines: 73}},
 			}}, false)
 		}, `(("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 1152 23)("TEXT" "PLAIN" ("CHARSET" "US-ASCII" "NAME" "cc.diff") ` +
 			`"<960723163407.20117h@cac.washington.edu>" "Compiler diff" "BASE64" 4554 73) "MIXED")`},
