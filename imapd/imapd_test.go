@@ -539,6 +539,34 @@ func TestCopyAndMoveReportCOPYUID(t *testing.T) {
 	expectCode(t, err, imap.ResponseCodeTryCreate, "MOVE to a missing mailbox")
 }
 
+// Issue 12: MOVE into the selected mailbox succeeds with COPYUID; the
+// message gets a new UID and is still there once.
+func TestMoveIntoTheSameMailboxRenumbers(t *testing.T) {
+	e := newTestEnv(t)
+	for i := range 2 {
+		e.appendMsg(alice, "INBOX", testMessage(bob, alice, fmt.Sprint("msg ", i), "x"))
+	}
+	c := e.loginSelect(alice, "INBOX", nil)
+	moved, err := c.Move(imap.UIDSetNum(1), "INBOX").Wait()
+	if err != nil {
+		t.Fatalf("MOVE 1 INBOX: %v", err)
+	}
+	if moved.SourceUIDs.String() != "1" || moved.DestUIDs.String() != "3" {
+		t.Errorf("COPYUID = %v -> %v, want 1 -> 3", moved.SourceUIDs, moved.DestUIDs)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{UID: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []imap.UID
+	for _, m := range msgs {
+		uids = append(uids, m.UID)
+	}
+	if !slices.Equal(uids, []imap.UID{2, 3}) {
+		t.Errorf("UIDs after the move = %v, want [2 3]", uids)
+	}
+}
+
 func TestExpungeRemovesOnlyDeletedMessages(t *testing.T) {
 	e := newTestEnv(t)
 	for i := range 5 {

@@ -313,9 +313,10 @@ func (s *session) Move(w *protocol.MoveWriter, numSet imap.NumSet, dest string) 
 	if err != nil {
 		return s.destError(cmd, err)
 	}
-	if destBox.ID == v.box.key.id {
-		return imapNo(imap.ResponseCodeCannot, "Source and destination are the same mailbox")
-	}
+	// MOVE into the selected mailbox itself gives the messages new UIDs
+	// (RFC 6851 allows it; clients use it to renumber): storage copies and
+	// expunges in one transaction either way.
+	same := destBox.ID == v.box.key.id
 	refs := v.resolve(numSet)
 	if len(refs) == 0 {
 		return nil
@@ -329,6 +330,9 @@ func (s *session) Move(w *protocol.MoveWriter, numSet imap.NumSet, dest string) 
 	}
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
+	}
+	if same && len(res.DestUIDs) > 0 {
+		v.box.waitAppended(s.ctx, slices.Max(res.DestUIDs))
 	}
 	if !v.box.waitExpunged(s.ctx, res.SourceUIDs) {
 		s.log.Warn("move events did not arrive in time", "mailbox", v.box.key.id)
