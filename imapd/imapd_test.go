@@ -166,6 +166,24 @@ func TestListShowsSpecialUseChildrenAndSubscriptions(t *testing.T) {
 	if !slices.Contains(subNames, "Projects/2024") || slices.Contains(subNames, "Projects") {
 		t.Errorf("LIST (SUBSCRIBED) = %v", subNames)
 	}
+	// RFC 3501 6.3.9 (issue 12): LSUB "" % names the unsubscribed parent
+	// of a subscribed mailbox, as \Noselect; with "*" the mailbox itself.
+	r := e.raw()
+	r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+	lsub := func(cmd string) []string {
+		var out []string
+		for _, l := range r.ok(cmd) {
+			out = append(out, strings.TrimRight(l, "\r\n"))
+		}
+		return out
+	}
+	if got := lsub(`s LSUB "" %`); !slices.Contains(got, `* LSUB (\Noselect) "/" Projects`) {
+		t.Errorf("LSUB %% = %q, want Projects as \\Noselect", got)
+	}
+	if got := lsub(`t LSUB "" *`); slices.ContainsFunc(got, func(l string) bool { return strings.HasSuffix(l, `"/" Projects`) }) ||
+		!slices.ContainsFunc(got, func(l string) bool { return strings.HasSuffix(l, "Projects/2024") }) {
+		t.Errorf("LSUB * = %q, want Projects/2024 and not its parent", got)
+	}
 
 	// SPECIAL-USE selection and LIST-STATUS.
 	e.appendMsg(alice, "Sent", testMessage(alice, bob, "sent one", "x"))

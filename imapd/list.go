@@ -79,6 +79,15 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 		}
 
 		if options.SelectSubscribed && !subscribed {
+			if w.LSUB() && subscribedBelow[name] && !subscribedMatchBelow(name, ref, patterns, mailboxes) {
+				// RFC 3501 6.3.9: LSUB "" % with only "a/b" subscribed
+				// names "a", as \Noselect.
+				data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+				if err := w.WriteList(data); err != nil {
+					return err
+				}
+				continue
+			}
 			if !options.SelectRecursiveMatch || !subscribedBelow[name] {
 				continue
 			}
@@ -102,6 +111,18 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 		}
 	}
 	return nil
+}
+
+// subscribedMatchBelow reports whether a subscribed mailbox under name
+// matches the patterns itself (then LSUB lists it, not its parent).
+func subscribedMatchBelow(name, ref string, patterns []string, mailboxes []storage.Mailbox) bool {
+	prefix := name + string(hierarchyDelim)
+	for _, mb := range mailboxes {
+		if mb.Subscribed && strings.HasPrefix(mb.Name, prefix) && matchAny(mb.Name, ref, patterns) {
+			return true
+		}
+	}
+	return false
 }
 
 // ancestors yields every proper parent of a hierarchical name: "a/b/c"

@@ -104,6 +104,10 @@ type ListWriter struct {
 	lsub    bool
 }
 
+// LSUB reports whether the responses are LSUB's (RFC 3501 6.3.9), which
+// name an unsubscribed parent of subscribed mailboxes as \Noselect.
+func (w *ListWriter) LSUB() bool { return w.lsub }
+
 // WriteList writes one mailbox, and its STATUS for LIST-STATUS (RFC 5819).
 func (w *ListWriter) WriteList(data *imap.ListData) error {
 	if err := w.conn.writeList(data, w.lsub); err != nil {
