@@ -55,6 +55,7 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 				return err
 			}
 		}
+		v.addRecentFlags(msgs)
 		for _, ref := range chunk {
 			m := byUID[ref.uid]
 			if m == nil {

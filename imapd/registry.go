@@ -30,8 +30,9 @@ type boxKey struct {
 type registry struct {
 	srv *Server
 
-	mu    sync.Mutex
-	boxes map[boxKey]*sharedMailbox
+	mu     sync.Mutex
+	boxes  map[boxKey]*sharedMailbox
+	recent map[boxKey]imap.UID // \Recent floors of unselected mailboxes (recent.go)
 }
 
 // sharedMailbox is the server's view of one selected mailbox: its ascending
@@ -55,10 +56,13 @@ type sharedMailbox struct {
 	// changed, when not nil, is closed at the next applied event; sessions
 	// waiting for their own write's events sleep on it.
 	changed chan struct{}
+	// recentFloor and attached: see recent.go.
+	recentFloor imap.UID
+	attached    uint64
 }
 
 func newRegistry(srv *Server) *registry {
-	return &registry{srv: srv, boxes: make(map[boxKey]*sharedMailbox)}
+	return &registry{srv: srv, boxes: make(map[boxKey]*sharedMailbox), recent: make(map[boxKey]imap.UID)}
 }
 
 // acquire returns the shared state of a mailbox, loading its UID list if no
@@ -117,9 +121,11 @@ func (r *registry) load(ctx context.Context, box *sharedMailbox) {
 		close(box.ready)
 		return
 	}
+	floor := r.savedRecentFloor(box.key)
 	box.mu.Lock()
 	defer close(box.ready)
 	defer box.mu.Unlock()
+	box.recentFloor = floor
 	box.uids = uids
 	if n := len(uids); n > 0 {
 		box.maxUID = uids[n-1]
@@ -138,6 +144,7 @@ func (r *registry) release(box *sharedMailbox) {
 	defer r.mu.Unlock()
 	box.refs--
 	if box.refs == 0 && r.boxes[box.key] == box {
+		r.keepRecentFloor(box)
 		delete(r.boxes, box.key)
 	}
 }
@@ -150,6 +157,11 @@ type attachment struct {
 	// updates queued after it starts and so would sit on updates queued
 	// between the last poll and the IDLE command.
 	wake chan struct{}
+	// readWrite, order and recent (this session's \Recent UIDs,
+	// ascending): see recent.go. Guarded by the box's mu.
+	readWrite bool
+	order     uint64
+	recent    []imap.UID
 }
 
 // attach gives a session its tracker and the message count its view starts
@@ -157,7 +169,8 @@ type attachment struct {
 func (box *sharedMailbox) attach(s *session) (a *attachment, numMessages uint32, maxUID imap.UID) {
 	box.mu.Lock()
 	defer box.mu.Unlock()
-	a = &attachment{tracker: box.tracker.NewSession(), wake: make(chan struct{}, 1)}
+	box.attached++
+	a = &attachment{tracker: box.tracker.NewSession(), wake: make(chan struct{}, 1), order: box.attached}
 	box.sessions[s] = a
 	return a, uint32(len(box.uids)), box.maxUID
 }
@@ -222,6 +235,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		}
 		box.uids = append(box.uids, ev.UID)
 		box.maxUID = ev.UID
+		box.newRecentLocked(ev.UID)
 		if box.tracker != nil {
 			box.tracker.QueueNumMessages(uint32(len(box.uids)))
 		}

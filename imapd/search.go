@@ -81,6 +81,7 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 				if err != nil {
 					return nil, s.storageError(cmd, err)
 				}
+				v.addRecentFlags(msgs)
 				attach(cands, msgs)
 			}
 			for i := range cands {

@@ -301,8 +301,10 @@ func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOpti
 		data.Size = &n
 	}
 	if options.NumRecent {
-		// \Recent is not kept (IMAP4rev2 dropped it).
-		var n uint32
+		n, err := s.countRecent(st.ID)
+		if err != nil {
+			return nil, s.storageError("STATUS", err)
+		}
 		data.NumRecent = &n
 	}
 	if options.AppendLimit {
@@ -393,6 +395,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	}
 	a, numMessages, maxUID := box.attach(s)
 	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
+	numRecent := box.claimRecent(a, options.ReadOnly)
+	if !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		// IMAP4rev2 has no \Recent (RFC 9051 appendix E); its messages
+		// are still claimed, so they are not recent for anyone else.
+		s.view.att = a
+	}
 
 	// The status was read before the UID list; a message that arrived in
 	// between must not be at or above the UIDNEXT we announce.
@@ -410,6 +418,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		Flags:          flags,
 		PermanentFlags: permanent,
 		NumMessages:    numMessages,
+		NumRecent:      numRecent,
 		UIDNext:        uidNext,
 		UIDValidity:    st.UIDValidity,
 	}

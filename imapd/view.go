@@ -22,6 +22,7 @@ type mailboxView struct {
 	tracker  *protocol.SessionTracker
 	wake     <-chan struct{} // see attachment.wake
 	readOnly bool
+	att      *attachment // for \Recent (recent.go)
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// ascending UIDs (RFC 5182).
 	searchRes []imap.UID
