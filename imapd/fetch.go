@@ -55,6 +55,7 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 				return err
 			}
 		}
+		v.box.learnKeywords(msgs)
 		v.addRecentFlags(msgs)
 		for _, ref := range chunk {
 			m := byUID[ref.uid]

@@ -458,6 +458,41 @@ func TestRecentBelongsToTheFirstSession(t *testing.T) {
 	}
 }
 
+// Issue 12: keywords in use are announced in FLAGS and PERMANENTFLAGS
+// (with \*), and a new one reaches every session as an updated FLAGS.
+func TestNewKeywordIsAnnouncedInFLAGS(t *testing.T) {
+	e := newTestEnv(t)
+	e.appendMsg(alice, "INBOX", testMessage(bob, alice, "m", "x"))
+	login := func() *rawConn {
+		r := e.raw()
+		r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+		return r
+	}
+	has := func(lines []string, want string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool { return strings.TrimRight(l, "\r\n") == want })
+	}
+	const before = `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft)`
+	const after = `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft $Work)`
+	a, b := login(), login()
+	if got := a.ok("s SELECT INBOX"); !has(got, before) {
+		t.Fatalf("SELECT = %q, want %s", got, before)
+	}
+	b.ok("s SELECT INBOX")
+	if got := a.ok("t STORE 1 +FLAGS ($Work)"); !has(got, after) {
+		t.Errorf("STORE of a new keyword = %q, want %s before the OK", got, after)
+	}
+	if got := b.ok("n NOOP"); !has(got, after) {
+		t.Errorf("the other session's NOOP = %q, want %s", got, after)
+	}
+	a.ok("o LOGOUT")
+	b.ok("o LOGOUT")
+	c := login()
+	got := c.ok("s SELECT INBOX")
+	if !has(got, after) || !has(got, `* OK [PERMANENTFLAGS (\Seen \Answered \Flagged \Deleted \Draft $Work \*)] Permanent flags`) {
+		t.Errorf("a later SELECT = %q, want $Work in FLAGS and PERMANENTFLAGS", got)
+	}
+}
+
 func TestStoreChangesFlags(t *testing.T) {
 	e := newTestEnv(t)
 	for i := range 3 {

@@ -33,6 +33,8 @@ type registry struct {
 	mu     sync.Mutex
 	boxes  map[boxKey]*sharedMailbox
 	recent map[boxKey]imap.UID // \Recent floors of unselected mailboxes (recent.go)
+	// keywords of unselected mailboxes (keywords.go)
+	keywords map[boxKey][]imap.Flag
 }
 
 // sharedMailbox is the server's view of one selected mailbox: its ascending
@@ -59,10 +61,12 @@ type sharedMailbox struct {
 	// recentFloor and attached: see recent.go.
 	recentFloor imap.UID
 	attached    uint64
+	keywords    []imap.Flag // in use, as far as known (keywords.go)
 }
 
 func newRegistry(srv *Server) *registry {
-	return &registry{srv: srv, boxes: make(map[boxKey]*sharedMailbox), recent: make(map[boxKey]imap.UID)}
+	return &registry{srv: srv, boxes: make(map[boxKey]*sharedMailbox), recent: make(map[boxKey]imap.UID),
+		keywords: make(map[boxKey][]imap.Flag)}
 }
 
 // acquire returns the shared state of a mailbox, loading its UID list if no
@@ -121,11 +125,11 @@ func (r *registry) load(ctx context.Context, box *sharedMailbox) {
 		close(box.ready)
 		return
 	}
-	floor := r.savedRecentFloor(box.key)
+	floor, keywords := r.savedRecentFloor(box.key), r.savedKeywords(box.key)
 	box.mu.Lock()
 	defer close(box.ready)
 	defer box.mu.Unlock()
-	box.recentFloor = floor
+	box.recentFloor, box.keywords = floor, keywords
 	box.uids = uids
 	if n := len(uids); n > 0 {
 		box.maxUID = uids[n-1]
@@ -145,6 +149,7 @@ func (r *registry) release(box *sharedMailbox) {
 	box.refs--
 	if box.refs == 0 && r.boxes[box.key] == box {
 		r.keepRecentFloor(box)
+		r.keepKeywords(box)
 		delete(r.boxes, box.key)
 	}
 }
@@ -236,6 +241,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		box.uids = append(box.uids, ev.UID)
 		box.maxUID = ev.UID
 		box.newRecentLocked(ev.UID)
+		box.learnKeywordsLocked(ev.Flags)
 		if box.tracker != nil {
 			box.tracker.QueueNumMessages(uint32(len(box.uids)))
 		}
@@ -252,6 +258,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		if box.tracker == nil {
 			return
 		}
+		box.learnKeywordsLocked(ev.Flags)
 		i, ok := slices.BinarySearch(box.uids, ev.UID)
 		if !ok {
 			return

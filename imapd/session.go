@@ -408,7 +408,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	if maxUID >= uidNext {
 		uidNext = maxUID + 1
 	}
-	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	flags := box.mailboxFlags()
 	permanent := []imap.Flag{}
 	if !options.ReadOnly {
 		// RFC 3501 6.3.2: a read-only selection has no permanent flags.

@@ -211,6 +211,10 @@ func (s *session) Store(w *protocol.FetchWriter, numSet imap.NumSet, flags *imap
 		if _, err := s.srv.store.StoreFlags(s.ctx, s.user, v.box.key.id, uids, flags.Op, newFlags); err != nil {
 			return s.storageError(cmd, err)
 		}
+		if flags.Op != imap.StoreFlagsDel {
+			// This client hears of a new keyword before the tagged OK.
+			v.box.learnStoredKeywords(newFlags)
+		}
 	}
 	if flags.Silent {
 		return nil
