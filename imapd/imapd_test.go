@@ -493,6 +493,23 @@ func TestNewKeywordIsAnnouncedInFLAGS(t *testing.T) {
 	}
 }
 
+// Issue 12: ENVELOPE keeps address groups (RFC 3501 7.4.2).
+func TestEnvelopeKeepsAddressGroups(t *testing.T) {
+	e := newTestEnv(t)
+	raw := "From: Bob <" + bob + ">\r\nTo: team: a@example.org, b@example.org;, undisclosed-recipients:;\r\n" +
+		"Subject: groups\r\n\r\nbody\r\n"
+	e.appendMsg(alice, "INBOX", []byte(raw))
+	r := e.raw()
+	r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+	r.ok("s SELECT INBOX")
+	got := strings.Join(r.ok("f FETCH 1 ENVELOPE"), "")
+	want := `((NIL NIL "team" NIL)(NIL NIL "a" "example.org")(NIL NIL "b" "example.org")(NIL NIL NIL NIL)` +
+		`(NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))`
+	if !strings.Contains(got, want) {
+		t.Errorf("ENVELOPE = %s, want the To groups %s", got, want)
+	}
+}
+
 func TestStoreChangesFlags(t *testing.T) {
 	e := newTestEnv(t)
 	for i := range 3 {

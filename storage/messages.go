@@ -15,6 +15,8 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/pochta/pochta/imapd/envelope"
 )
 
 const (
@@ -183,7 +185,7 @@ func parseMessage(raw []byte) (env *imap.Envelope, bs imap.BodyStructure) {
 		}
 	}()
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	env = imapserver.ExtractEnvelope(h)
+	env = envelope.FromHeader(h)
 	bs = imapserver.ExtractBodyStructure(bytes.NewReader(raw))
 	return env, bs
 }
