@@ -136,7 +136,8 @@ func (c *Conn) EnabledCaps() imap.CapSet {
 // Bye says BYE with text and closes the connection. Safe to call from any
 // goroutine. A command being served (an APPEND whose literal is
 // arriving) is answered first, so Bye waits for it; between commands and
-// in IDLE the BYE goes at once.
+// in IDLE the BYE goes at once. Not for a Session method to call: it
+// would wait for its own command (close NetConn instead).
 func (c *Conn) Bye(text string) error {
 	c.mu.Lock()
 	if c.inCommand && !c.idling {
