@@ -29,7 +29,8 @@ FUZZTIME     ?= 10s
 FUZZ_TARGETS := ./config/:FuzzConfigParse ./smtpd/:FuzzPrepareMessage ./control/:FuzzControlRequest \
 	./storage/:FuzzDecodeParsed ./storage/:FuzzParsedRecordRoundTrip \
 	./storage/:FuzzEnvelopeRecordRoundTrip ./storage/:FuzzMetaAndMailboxRecordRoundTrip \
-	./storage/:FuzzBodyStructureMatchesGoIMAP
+	./storage/:FuzzBodyStructureMatchesGoIMAP \
+	./imapd/wire/:FuzzDecoder ./imapd/protocol/:FuzzServerCommands
 fuzz:
 	@failed=""; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; echo "== fuzz $$name $$pkg ($(FUZZTIME))"; \

@@ -47,14 +47,17 @@ def last(lines):
 
 
 def imap_garbage(s, d):
-    # Before login: an unknown command gets BAD. go-imap then also says BYE and
-    # closes (against cross-protocol attacks, e.g. HTTP sent to port 143):
-    # accepted here, as long as the next client is served.
+    # Before login: an unknown command gets BAD and the connection stays
+    # usable (issue 12); a run of them (an HTTP request's header lines, a
+    # cross-protocol attack) ends it.
     r = Raw(d.ports["imap"])
     s.check("IMAP greets with * OK", r.line().startswith(b"* OK"))
     r.send(b"a1 FROBNICATE now\r\n")
     got = r.until(b"a1 ")
     s.check("unknown IMAP command before login gets BAD", last(got).startswith(b"a1 BAD"), got)
+    r.send(b"a1b NOOP\r\n")
+    got = r.until(b"a1b ")
+    s.check("the connection stays usable after that BAD", last(got).startswith(b"a1b OK"), got)
     r.close()
     r = Raw(d.ports["imap"])
     s.check("a new client is greeted after that", r.line().startswith(b"* OK"))
@@ -117,6 +120,31 @@ def imap_garbage(s, d):
     c = d.imap(d.addr("bob"), tls="implicit")
     s.works("another client is served normally afterwards", lambda: ok(c.select("INBOX"), "SELECT"))
     logout(c)
+
+
+def imap_literal_smuggling(s, d):
+    """Issue 9 item 3: an APPEND whose LITERAL+ literal is over the limit is
+    refused, and the command lines inside it never run."""
+    r = Raw(d.ports["imap"], timeout=30)
+    r.line()
+    r.send(f'a1 LOGIN "{d.addr("alice")}" "{PASSWORD}"\r\n'.encode())
+    r.until(b"a1 ")
+    limit = 26214400  # harness max_message_size
+    evil = b"x1 CREATE smuggled\r\n"
+    body = evil * (limit // len(evil) + 1)
+    try:
+        r.send(b"a2 APPEND INBOX {%d+}\r\n" % len(body) + body + b"\r\n")
+        got = r.until(b"a2 ")
+    except OSError as e:
+        got = [f"closed: {e}".encode()]
+    s.check("an over-limit LITERAL+ APPEND is refused (NO/BAD, or the connection closed)",
+            not got or got[-1].startswith((b"a2 NO", b"a2 BAD")) or b"closed" in got[-1], got[-1:])
+    s.check("no command inside the refused literal was answered", not any(l.startswith(b"x1 ") for l in got), got[-3:])
+    c = d.imap(d.addr("alice"))
+    names = b" ".join(x for x in ok(c.list('""', '"*"'), "LIST") if isinstance(x, bytes))
+    s.check("and none of them ran: no mailbox 'smuggled' exists", b"smuggled" not in names, names)
+    logout(c)
+    r.close()
 
 
 def smtp_garbage(s, d):
@@ -186,6 +214,7 @@ def run(s):
     d.add_user("alice")
     d.add_user("bob")
     imap_garbage(s, d)
+    imap_literal_smuggling(s, d)
     smtp_garbage(s, d)
     interrupted_writes(s, d)
     s.check("the daemon is still running after all of it", d.running(), d.tail(300))

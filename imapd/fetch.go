@@ -1,18 +1,17 @@
 package imapd
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
-// Fetch implements imapserver.Session.
-func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+// Fetch implements protocol.Session.
+func (s *session) Fetch(w *protocol.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	cmd := "FETCH"
 	if options.UID {
 		cmd = "UID FETCH"
@@ -32,7 +31,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 // fetchRefs loads messages in chunks with only what options need and
 // writes one FETCH response each. Envelope and body structure come from
 // storage as computed at delivery; the body is only loaded for sections.
-func (s *session) fetchRefs(v *mailboxView, w *imapserver.FetchWriter, refs []msgRef, options *imap.FetchOptions, markSeen bool) error {
+func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgRef, options *imap.FetchOptions, markSeen bool) error {
 	load := storage.LoadOptions{
 		Envelope:      options.Envelope,
 		BodyStructure: options.BodyStructure != nil,
@@ -56,6 +55,8 @@ func (s *session) fetchRefs(v *mailboxView, w *imapserver.FetchWriter, refs []ms
 				return err
 			}
 		}
+		v.box.learnKeywords(msgs)
+		v.addRecentFlags(msgs)
 		for _, ref := range chunk {
 			m := byUID[ref.uid]
 			if m == nil {
@@ -116,9 +117,9 @@ func wantsSeen(options *imap.FetchOptions) bool {
 }
 
 // writeMessage writes one FETCH response. The response writer holds
-// go-imap's output lock until closed, so it is closed on every path,
+// the connection's response lock until closed, so it is closed on every path,
 // including a panic, or the connection would hang.
-func writeMessage(w *imapserver.FetchWriter, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool) (err error) {
+func writeMessage(w *protocol.FetchWriter, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool) (err error) {
 	rw := w.CreateMessage(seq)
 	closed := false
 	defer func() {
@@ -156,13 +157,13 @@ func writeMessage(w *imapserver.FetchWriter, seq uint32, m *storage.Message, o *
 	}
 	for _, bs := range o.BinarySection {
 		// RFC 3516: the part with its content transfer encoding undone.
-		b := imapserver.ExtractBinarySection(bytes.NewReader(m.Body), bs)
+		b := protocol.ExtractBinarySection(m.Body, bs)
 		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(b))), b); err != nil {
 			return err
 		}
 	}
 	for _, bss := range o.BinarySectionSize {
-		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(m.Body), bss))
+		rw.WriteBinarySectionSize(bss, protocol.ExtractBinarySectionSize(m.Body, bss))
 	}
 	closed = true
 	if err := rw.Close(); err != nil {
@@ -189,7 +190,7 @@ func bodySection(raw []byte, bs *imap.FetchItemBodySection) []byte {
 	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
 		return partial(raw, bs.Partial)
 	}
-	b := imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+	b := protocol.ExtractBodySection(raw, bs)
 	if b == nil {
 		b = []byte{}
 	}
@@ -211,10 +212,11 @@ func partial(b []byte, p *imap.SectionPartial) []byte {
 	return b[p.Offset:end]
 }
 
-// completeBodyStructure returns bs ready for go-imap's writer, which panics
-// on a nil structure, a multipart without parts, or a part without its
-// extension data when BODYSTRUCTURE is asked for. Stored structures are
-// complete, so this normally returns bs itself.
+// completeBodyStructure returns bs complete: no nil structure, no
+// multipart without parts, every part with its extension data (go-imap's
+// writer panicked on those; protocol's writes them as it can, but a
+// client deserves a full BODYSTRUCTURE). Stored structures are complete,
+// so this normally returns bs itself.
 func completeBodyStructure(bs imap.BodyStructure, size int64) imap.BodyStructure {
 	if bodyStructureComplete(bs) {
 		return bs

@@ -1,5 +1,5 @@
-// Package imapd is pochta's IMAP server: go-imap v2's imapserver over the
-// storage.Store interface. It owns the IMAP sessions and the in-memory state
+// Package imapd is pochta's IMAP server: the protocol of package
+// imapd/protocol (over imapd/wire) served from the storage.Store interface. It owns the IMAP sessions and the in-memory state
 // shared by the sessions that have a mailbox selected; everything persistent
 // lives in storage.
 //
@@ -8,8 +8,8 @@
 //     carries the logged-in address, and mailbox names are names within that
 //     account, never paths.
 //   - Sequence numbers stay right across sessions. Each selected mailbox has
-//     one shared UID list and an imapserver.MailboxTracker; each session sees
-//     it through its own imapserver.SessionTracker, so an expunge in one
+//     one shared UID list and a protocol.MailboxTracker; each session sees
+//     it through its own protocol.SessionTracker, so an expunge in one
 //     session renumbers another session's view only when that session is
 //     told (NOOP, IDLE, or the end of a command that allows it).
 //   - Changes made anywhere (another IMAP session, an SMTP delivery, the
@@ -38,18 +38,15 @@
 //     clients between commands, in IDLE or not logged in get BYE at once
 //     (shutdown.go).
 //
-// Each connection is served by its own imapserver.Server, made from one
-// set of options: go-imap's only view of the cleartext under TLS (including
-// after STARTTLS, which it performs itself) is Options.DebugWriter, one
-// writer per imapserver.Server, and the protocol trace needs one per
-// connection. imapserver.Server is a small struct, and its Serve returns as
-// soon as it has started the connection's goroutine.
+// Each connection is served by protocol.Server.ServeConn on its own
+// goroutine, with the connection's protocol trace as the copy of the
+// cleartext (including after STARTTLS, which package protocol performs).
 //
 // Concurrency rules (the registry in registry.go):
 //   - storage calls the event listener on its writer goroutine, in commit
 //     order. The listener only takes short mutexes and queues tracker updates;
 //     it never does I/O and never waits for a session.
-//   - Lock order: registry.mu, then sharedMailbox.mu, then go-imap's tracker
+//   - Lock order: registry.mu, then sharedMailbox.mu, then protocol's tracker
 //     mutexes. Sequence numbers are encoded and decoded only while holding
 //     sharedMailbox.mu, so the UID list and the trackers agree.
 //   - A session's own writes are tagged with storage.WithOrigin(ctx, session)
@@ -63,18 +60,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/auth"
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/trace"
 )
@@ -102,7 +99,7 @@ type Options struct {
 	Metrics Metrics
 	// IdleTimeout is how long a logged-in client may be silent between
 	// commands outside IDLE ([limits] imap_idle_timeout); 0 means
-	// DefaultIdleTimeout. Before login go-imap's 30 s applies.
+	// DefaultIdleTimeout. Before login protocol's 30 s applies.
 	IdleTimeout time.Duration
 	// CommandTimeout bounds the wait for a command before login and the
 	// reading of each command once it has begun ([limits]
@@ -169,7 +166,7 @@ type Server struct {
 	appendLimit uint32
 	log         *slog.Logger
 	metrics     Metrics
-	imapOpts    imapserver.Options // each connection's imapserver.Server
+	proto       *protocol.Server
 	trace       *trace.Tracer
 	reg         *registry
 
@@ -193,12 +190,11 @@ type Server struct {
 	refusing  int                       // goroutines answering refused connections
 }
 
-// caps lists what go-imap implements server-side and this package backs.
-// go-imap adds by itself, for IMAP4rev1 clients: SASL-IR, LITERAL-,
-// UNSELECT, ENABLE, IDLE, UTF8=ACCEPT, AUTH=PLAIN (or LOGINDISABLED),
-// STARTTLS when possible, and APPENDLIMIT=n because session implements
-// imapserver.SessionAppendLimit. The rest must be listed here, or IMAP4rev1
-// clients such as Outlook never use them.
+// caps lists what package protocol implements and this package backs;
+// protocol advertises exactly these (by state), plus STARTTLS when
+// possible, AUTH=PLAIN or LOGINDISABLED, and APPENDLIMIT=n from
+// session.AppendLimit. IMAP4rev1 clients such as Outlook only use what is
+// listed.
 func caps() imap.CapSet {
 	return imap.CapSet{
 		imap.CapIMAP4rev1:    {},
@@ -215,12 +211,13 @@ func caps() imap.CapSet {
 		imap.CapChildren:     {}, // RFC 3348
 		imap.CapStatusSize:   {}, // RFC 8438
 		imap.CapBinary:       {}, // RFC 3516
-		imap.CapSASLIR:       {}, // RFC 4959 (always on in go-imap)
-		imap.CapUnselect:     {}, // RFC 3691 (always on in go-imap)
-		imap.CapEnable:       {}, // RFC 5161 (always on in go-imap)
-		imap.CapIdle:         {}, // RFC 2177 (always on in go-imap)
-		imap.CapLiteralMinus: {}, // RFC 7888 (always on in go-imap)
-		imap.CapUTF8Accept:   {}, // RFC 6855 (always on in go-imap)
+		imap.CapSASLIR:       {}, // RFC 4959
+		imap.CapUnselect:     {}, // RFC 3691
+		imap.CapEnable:       {}, // RFC 5161
+		imap.CapIdle:         {}, // RFC 2177
+		imap.CapLiteralMinus: {}, // RFC 7888 (before login)
+		imap.CapUTF8Accept:   {}, // RFC 6855
+		imap.CapID:           {}, // RFC 2971, also before login
 	}
 }
 
@@ -283,13 +280,14 @@ func New(opts Options) (*Server, error) {
 		trace:          opts.Trace,
 	}
 	s.reg = newRegistry(s)
-	s.imapOpts = imapserver.Options{
+	s.proto = protocol.New(&protocol.Options{
 		NewSession:   s.newSession,
 		Caps:         caps(),
-		Logger:       imapLogger{log: log, metrics: metrics},
+		Logger:       log,
+		OnPanic:      metrics.Panic,
 		TLSConfig:    opts.TLSConfig,
 		InsecureAuth: opts.AllowInsecureAuth,
-	}
+	})
 	opts.Store.Listen(s.reg.handleEvent)
 	return s, nil
 }
@@ -340,37 +338,17 @@ func (s *Server) serve(l net.Listener) error {
 	}
 }
 
-// serveConn starts serving one accepted connection on its own
-// imapserver.Server (see the package comment).
+// serveConn starts serving one accepted connection on its own goroutine.
 func (s *Server) serveConn(c net.Conn) {
-	opts := s.imapOpts
+	var debug io.Writer
 	if g := guardOf(c); g != nil {
 		g.trace = s.trace.Session(trace.IMAP, remoteIP(c).String())
-		opts.DebugWriter = g.trace.Writer()
+		if w := g.trace.Writer(); w != nil {
+			debug = w
+		}
 	}
-	// Serve hands c to a goroutine of its own and returns at the second
-	// Accept, which reports oneConn closed.
-	_ = imapserver.New(&opts).Serve(&oneConn{c: c, addr: c.LocalAddr()})
+	go s.proto.ServeConn(c, debug)
 }
-
-// oneConn is a listener that yields one connection, then reports itself
-// closed.
-type oneConn struct {
-	c    net.Conn
-	addr net.Addr
-}
-
-func (o *oneConn) Accept() (net.Conn, error) {
-	c := o.c
-	if c == nil {
-		return nil, net.ErrClosed
-	}
-	o.c = nil
-	return c, nil
-}
-
-func (o *oneConn) Close() error   { return nil }
-func (o *oneConn) Addr() net.Addr { return o.addr }
 
 func (s *Server) isClosed() bool {
 	s.mu.Lock()
@@ -394,15 +372,12 @@ func (s *Server) removeListener(l net.Listener) {
 	s.mu.Unlock()
 }
 
-func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+func (s *Server) newSession(conn *protocol.Conn) (protocol.Session, *protocol.GreetingData, error) {
 	sess := newSession(s, conn)
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
 		s.sessions[sess] = ""
-		// Under s.mu: Shutdown either finds the connection ready for BYE
-		// or has already refused it here.
-		sess.limits.drainState().attach(conn)
 	}
 	s.mu.Unlock()
 	if closed {
@@ -466,21 +441,4 @@ func (s *Server) removeSession(sess *session) {
 	if ok {
 		s.metrics.SessionClosed()
 	}
-}
-
-// imapLogger routes go-imap's log lines to slog. go-imap recovers panics per
-// connection and reports them here, so they are counted too.
-type imapLogger struct {
-	log     *slog.Logger
-	metrics Metrics
-}
-
-func (l imapLogger) Printf(format string, args ...any) {
-	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
-	if strings.HasPrefix(msg, "panic") {
-		l.metrics.Panic()
-		l.log.Error("recovered panic in go-imap", "detail", msg)
-		return
-	}
-	l.log.Info(msg)
 }

@@ -166,6 +166,24 @@ func TestListShowsSpecialUseChildrenAndSubscriptions(t *testing.T) {
 	if !slices.Contains(subNames, "Projects/2024") || slices.Contains(subNames, "Projects") {
 		t.Errorf("LIST (SUBSCRIBED) = %v", subNames)
 	}
+	// RFC 3501 6.3.9 (issue 12): LSUB "" % names the unsubscribed parent
+	// of a subscribed mailbox, as \Noselect; with "*" the mailbox itself.
+	r := e.raw()
+	r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+	lsub := func(cmd string) []string {
+		var out []string
+		for _, l := range r.ok(cmd) {
+			out = append(out, strings.TrimRight(l, "\r\n"))
+		}
+		return out
+	}
+	if got := lsub(`s LSUB "" %`); !slices.Contains(got, `* LSUB (\Noselect) "/" Projects`) {
+		t.Errorf("LSUB %% = %q, want Projects as \\Noselect", got)
+	}
+	if got := lsub(`t LSUB "" *`); slices.ContainsFunc(got, func(l string) bool { return strings.HasSuffix(l, `"/" Projects`) }) ||
+		!slices.ContainsFunc(got, func(l string) bool { return strings.HasSuffix(l, "Projects/2024") }) {
+		t.Errorf("LSUB * = %q, want Projects/2024 and not its parent", got)
+	}
 
 	// SPECIAL-USE selection and LIST-STATUS.
 	e.appendMsg(alice, "Sent", testMessage(alice, bob, "sent one", "x"))
@@ -385,6 +403,113 @@ func TestAppendOverLimitIsRefused(t *testing.T) {
 	}
 }
 
+// Issue 12: \Recent (RFC 3501 2.3.2) belongs to the first session that
+// selects the mailbox after the message arrived: RECENT counts it, FETCH
+// shows the flag, SEARCH RECENT and NEW find it; EXAMINE leaves it for the
+// next SELECT.
+func TestRecentBelongsToTheFirstSession(t *testing.T) {
+	e := newTestEnv(t)
+	for i := range 2 {
+		e.appendMsg(alice, "INBOX", testMessage(bob, alice, fmt.Sprint("m", i), "x"))
+	}
+	login := func() *rawConn {
+		r := e.raw()
+		r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+		return r
+	}
+	has := func(lines []string, want string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool { return strings.TrimRight(l, "\r\n") == want })
+	}
+
+	peek := login()
+	if got := peek.ok("e EXAMINE INBOX"); !has(got, "* 2 RECENT") {
+		t.Errorf("EXAMINE = %q, want * 2 RECENT", got)
+	}
+	a := login()
+	if got := a.ok("s SELECT INBOX"); !has(got, "* 2 RECENT") {
+		t.Errorf("first SELECT = %q, want * 2 RECENT (EXAMINE took none)", got)
+	}
+	if got := a.ok("f FETCH 1 FLAGS"); !has(got, `* 1 FETCH (FLAGS (\Recent))`) {
+		t.Errorf("FETCH FLAGS = %q, want \\Recent", got)
+	}
+	if got := a.ok("r SEARCH NEW"); !has(got, "* SEARCH 1 2") {
+		t.Errorf("SEARCH NEW = %q, want both", got)
+	}
+	b := login()
+	if got := b.ok("s SELECT INBOX"); !has(got, "* 0 RECENT") {
+		t.Errorf("second SELECT = %q, want * 0 RECENT", got)
+	}
+	if got := b.ok("r SEARCH RECENT"); !has(got, "* SEARCH") {
+		t.Errorf("SEARCH RECENT in the second session = %q, want none", got)
+	}
+
+	// A message arriving now is recent for a, which selected first.
+	e.appendMsg(alice, "INBOX", testMessage(bob, alice, "m2", "x"))
+	a.ok("n NOOP")
+	if got := a.ok("r SEARCH RECENT"); !has(got, "* SEARCH 1 2 3") {
+		t.Errorf("SEARCH RECENT after a new message = %q, want 1 2 3", got)
+	}
+	b.ok("n NOOP")
+	if got := b.ok("r SEARCH OLD"); !has(got, "* SEARCH 1 2 3") {
+		t.Errorf("SEARCH OLD in the second session = %q, want 1 2 3", got)
+	}
+	if got := peek.ok("t STATUS INBOX (RECENT)"); !has(got, "* STATUS INBOX (RECENT 0)") {
+		t.Errorf("STATUS RECENT = %q, want 0 (every message has its session)", got)
+	}
+}
+
+// Issue 12: keywords in use are announced in FLAGS and PERMANENTFLAGS
+// (with \*), and a new one reaches every session as an updated FLAGS.
+func TestNewKeywordIsAnnouncedInFLAGS(t *testing.T) {
+	e := newTestEnv(t)
+	e.appendMsg(alice, "INBOX", testMessage(bob, alice, "m", "x"))
+	login := func() *rawConn {
+		r := e.raw()
+		r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+		return r
+	}
+	has := func(lines []string, want string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool { return strings.TrimRight(l, "\r\n") == want })
+	}
+	const before = `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft)`
+	const after = `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft $Work)`
+	a, b := login(), login()
+	if got := a.ok("s SELECT INBOX"); !has(got, before) {
+		t.Fatalf("SELECT = %q, want %s", got, before)
+	}
+	b.ok("s SELECT INBOX")
+	if got := a.ok("t STORE 1 +FLAGS ($Work)"); !has(got, after) {
+		t.Errorf("STORE of a new keyword = %q, want %s before the OK", got, after)
+	}
+	if got := b.ok("n NOOP"); !has(got, after) {
+		t.Errorf("the other session's NOOP = %q, want %s", got, after)
+	}
+	a.ok("o LOGOUT")
+	b.ok("o LOGOUT")
+	c := login()
+	got := c.ok("s SELECT INBOX")
+	if !has(got, after) || !has(got, `* OK [PERMANENTFLAGS (\Seen \Answered \Flagged \Deleted \Draft $Work \*)] Permanent flags`) {
+		t.Errorf("a later SELECT = %q, want $Work in FLAGS and PERMANENTFLAGS", got)
+	}
+}
+
+// Issue 12: ENVELOPE keeps address groups (RFC 3501 7.4.2).
+func TestEnvelopeKeepsAddressGroups(t *testing.T) {
+	e := newTestEnv(t)
+	raw := "From: Bob <" + bob + ">\r\nTo: team: a@example.org, b@example.org;, undisclosed-recipients:;\r\n" +
+		"Subject: groups\r\n\r\nbody\r\n"
+	e.appendMsg(alice, "INBOX", []byte(raw))
+	r := e.raw()
+	r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+	r.ok("s SELECT INBOX")
+	got := strings.Join(r.ok("f FETCH 1 ENVELOPE"), "")
+	want := `((NIL NIL "team" NIL)(NIL NIL "a" "example.org")(NIL NIL "b" "example.org")(NIL NIL NIL NIL)` +
+		`(NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))`
+	if !strings.Contains(got, want) {
+		t.Errorf("ENVELOPE = %s, want the To groups %s", got, want)
+	}
+}
+
 func TestStoreChangesFlags(t *testing.T) {
 	e := newTestEnv(t)
 	for i := range 3 {
@@ -412,7 +537,8 @@ func TestStoreChangesFlags(t *testing.T) {
 	}
 	want := [][]imap.Flag{{imap.FlagFlagged, "$Important"}, {"$Important"}, {imap.FlagAnswered, imap.FlagDraft}}
 	for i, m := range all {
-		got := slices.Clone(m.Flags)
+		// \Recent is the server's (recent.go), not what STORE set.
+		got := slices.DeleteFunc(slices.Clone(m.Flags), func(f imap.Flag) bool { return f == flagRecent })
 		if len(got) != len(want[i]) {
 			t.Errorf("message %d flags = %v, want %v", i+1, got, want[i])
 			continue
@@ -537,6 +663,34 @@ func TestCopyAndMoveReportCOPYUID(t *testing.T) {
 	expectCode(t, err, imap.ResponseCodeTryCreate, "COPY to a missing mailbox")
 	_, err = c2.Move(imap.SeqSetNum(1), "Missing").Wait()
 	expectCode(t, err, imap.ResponseCodeTryCreate, "MOVE to a missing mailbox")
+}
+
+// Issue 12: MOVE into the selected mailbox succeeds with COPYUID; the
+// message gets a new UID and is still there once.
+func TestMoveIntoTheSameMailboxRenumbers(t *testing.T) {
+	e := newTestEnv(t)
+	for i := range 2 {
+		e.appendMsg(alice, "INBOX", testMessage(bob, alice, fmt.Sprint("msg ", i), "x"))
+	}
+	c := e.loginSelect(alice, "INBOX", nil)
+	moved, err := c.Move(imap.UIDSetNum(1), "INBOX").Wait()
+	if err != nil {
+		t.Fatalf("MOVE 1 INBOX: %v", err)
+	}
+	if moved.SourceUIDs.String() != "1" || moved.DestUIDs.String() != "3" {
+		t.Errorf("COPYUID = %v -> %v, want 1 -> 3", moved.SourceUIDs, moved.DestUIDs)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{UID: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []imap.UID
+	for _, m := range msgs {
+		uids = append(uids, m.UID)
+	}
+	if !slices.Equal(uids, []imap.UID{2, 3}) {
+		t.Errorf("UIDs after the move = %v, want [2 3]", uids)
+	}
 }
 
 func TestExpungeRemovesOnlyDeletedMessages(t *testing.T) {

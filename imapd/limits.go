@@ -10,9 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-imap/v2/imapserver"
-
 	"github.com/pochta/pochta/abuse"
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/trace"
 )
 
@@ -164,15 +163,10 @@ type guardedConn struct {
 	waiting  bool      // the current deadline is a wait for a command or DONE
 	idling   bool      // the session is in IDLE
 	cmdStart time.Time // when the command being read began; zero while waiting
-	imapConn *imapserver.Conn
-
-	drain drainState // its part in Shutdown (shutdown.go)
+	imapConn *protocol.Conn
 }
 
 func (c *guardedConn) SetReadDeadline(t time.Time) error {
-	if c.drain.armed(t) {
-		return net.ErrClosed // Close said BYE at this command boundary
-	}
 	if wait := c.rate.Take(0.5); wait > 0 {
 		c.srv.metrics.CommandDelayed()
 		time.Sleep(wait)
@@ -262,7 +256,7 @@ func (c *guardedConn) bye() {
 		return
 	}
 	c.Conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
-	ic.Bye(text) // closes the connection
+	ic.ByeNow(text) // closes the connection; Bye would wait for the command this read belongs to
 }
 
 func (c *guardedConn) waitingNow() bool {
@@ -282,7 +276,7 @@ func (c *guardedConn) end(reason string) {
 
 // started gives the connection its go-imap Conn, for BYE. A nil receiver
 // is allowed.
-func (c *guardedConn) started(ic *imapserver.Conn) {
+func (c *guardedConn) started(ic *protocol.Conn) {
 	if c == nil {
 		return
 	}
@@ -292,7 +286,6 @@ func (c *guardedConn) started(ic *imapserver.Conn) {
 }
 
 func (c *guardedConn) Close() error {
-	c.drain.closed()
 	c.srv.mu.Lock()
 	delete(c.srv.open, c)
 	c.srv.mu.Unlock()

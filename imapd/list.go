@@ -5,12 +5,12 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
-// List implements imapserver.Session for LIST, LIST-EXTENDED (RFC 5258,
+// List implements protocol.Session for LIST, LIST-EXTENDED (RFC 5258,
 // selection SUBSCRIBED, RECURSIVEMATCH, SPECIAL-USE; return SUBSCRIBED,
 // CHILDREN, SPECIAL-USE, STATUS per RFC 5819) and LSUB.
 //
@@ -18,7 +18,7 @@ import (
 // mailbox's special-use attribute (RFC 6154), which IMAP4rev1 clients such
 // as Outlook read from a plain LIST. A parent that does not exist but has
 // children is listed as \Noselect so hierarchies display (RFC 3501 6.3.8).
-func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
+func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
 	defer s.guard("LIST", &err)
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 3501 6.3.8).
@@ -79,6 +79,15 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 
 		if options.SelectSubscribed && !subscribed {
+			if w.LSUB() && subscribedBelow[name] && !subscribedMatchBelow(name, ref, patterns, mailboxes) {
+				// RFC 3501 6.3.9: LSUB "" % with only "a/b" subscribed
+				// names "a", as \Noselect.
+				data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+				if err := w.WriteList(data); err != nil {
+					return err
+				}
+				continue
+			}
 			if !options.SelectRecursiveMatch || !subscribedBelow[name] {
 				continue
 			}
@@ -104,6 +113,18 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	return nil
 }
 
+// subscribedMatchBelow reports whether a subscribed mailbox under name
+// matches the patterns itself (then LSUB lists it, not its parent).
+func subscribedMatchBelow(name, ref string, patterns []string, mailboxes []storage.Mailbox) bool {
+	prefix := name + string(hierarchyDelim)
+	for _, mb := range mailboxes {
+		if mb.Subscribed && strings.HasPrefix(mb.Name, prefix) && matchAny(mb.Name, ref, patterns) {
+			return true
+		}
+	}
+	return false
+}
+
 // ancestors yields every proper parent of a hierarchical name: "a/b/c"
 // gives "a" and "a/b".
 func ancestors(name string) func(yield func(string) bool) {
@@ -122,10 +143,10 @@ func ancestors(name string) func(yield func(string) bool) {
 // (RFC 3501 5.1), so "inbox" and "Inb%" find it.
 func matchAny(name, ref string, patterns []string) bool {
 	for _, pattern := range patterns {
-		if imapserver.MatchList(name, hierarchyDelim, ref, pattern) {
+		if protocol.MatchList(name, hierarchyDelim, ref, pattern) {
 			return true
 		}
-		if name == storage.Inbox && ref == "" && imapserver.MatchList(name, hierarchyDelim, "", strings.ToUpper(pattern)) {
+		if name == storage.Inbox && ref == "" && protocol.MatchList(name, hierarchyDelim, "", strings.ToUpper(pattern)) {
 			return true
 		}
 	}

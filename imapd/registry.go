@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -30,8 +30,11 @@ type boxKey struct {
 type registry struct {
 	srv *Server
 
-	mu    sync.Mutex
-	boxes map[boxKey]*sharedMailbox
+	mu     sync.Mutex
+	boxes  map[boxKey]*sharedMailbox
+	recent map[boxKey]imap.UID // \Recent floors of unselected mailboxes (recent.go)
+	// keywords of unselected mailboxes (keywords.go)
+	keywords map[boxKey][]imap.Flag
 }
 
 // sharedMailbox is the server's view of one selected mailbox: its ascending
@@ -50,15 +53,20 @@ type sharedMailbox struct {
 	pending  []storage.Event // appends and expunges seen while loading
 	uids     []imap.UID
 	maxUID   imap.UID // highest UID ever in uids; never decreases
-	tracker  *imapserver.MailboxTracker
+	tracker  *protocol.MailboxTracker
 	sessions map[*session]*attachment
 	// changed, when not nil, is closed at the next applied event; sessions
 	// waiting for their own write's events sleep on it.
 	changed chan struct{}
+	// recentFloor and attached: see recent.go.
+	recentFloor imap.UID
+	attached    uint64
+	keywords    []imap.Flag // in use, as far as known (keywords.go)
 }
 
 func newRegistry(srv *Server) *registry {
-	return &registry{srv: srv, boxes: make(map[boxKey]*sharedMailbox)}
+	return &registry{srv: srv, boxes: make(map[boxKey]*sharedMailbox), recent: make(map[boxKey]imap.UID),
+		keywords: make(map[boxKey][]imap.Flag)}
 }
 
 // acquire returns the shared state of a mailbox, loading its UID list if no
@@ -117,9 +125,11 @@ func (r *registry) load(ctx context.Context, box *sharedMailbox) {
 		close(box.ready)
 		return
 	}
+	floor, keywords := r.savedRecentFloor(box.key), r.savedKeywords(box.key)
 	box.mu.Lock()
 	defer close(box.ready)
 	defer box.mu.Unlock()
+	box.recentFloor, box.keywords = floor, keywords
 	box.uids = uids
 	if n := len(uids); n > 0 {
 		box.maxUID = uids[n-1]
@@ -128,7 +138,7 @@ func (r *registry) load(ctx context.Context, box *sharedMailbox) {
 		box.applyLocked(ev)
 	}
 	box.pending = nil
-	box.tracker = imapserver.NewMailboxTracker(uint32(len(box.uids)))
+	box.tracker = protocol.NewMailboxTracker(uint32(len(box.uids)))
 	box.loaded = true
 }
 
@@ -138,18 +148,25 @@ func (r *registry) release(box *sharedMailbox) {
 	defer r.mu.Unlock()
 	box.refs--
 	if box.refs == 0 && r.boxes[box.key] == box {
+		r.keepRecentFloor(box)
+		r.keepKeywords(box)
 		delete(r.boxes, box.key)
 	}
 }
 
 // attachment is one session's link to a shared mailbox.
 type attachment struct {
-	tracker *imapserver.SessionTracker
+	tracker *protocol.SessionTracker
 	// wake gets a token after every update queued to tracker. IDLE waits
 	// on it rather than on SessionTracker.Idle, which only wakes for
 	// updates queued after it starts and so would sit on updates queued
 	// between the last poll and the IDLE command.
 	wake chan struct{}
+	// readWrite, order and recent (this session's \Recent UIDs,
+	// ascending): see recent.go. Guarded by the box's mu.
+	readWrite bool
+	order     uint64
+	recent    []imap.UID
 }
 
 // attach gives a session its tracker and the message count its view starts
@@ -157,7 +174,8 @@ type attachment struct {
 func (box *sharedMailbox) attach(s *session) (a *attachment, numMessages uint32, maxUID imap.UID) {
 	box.mu.Lock()
 	defer box.mu.Unlock()
-	a = &attachment{tracker: box.tracker.NewSession(), wake: make(chan struct{}, 1)}
+	box.attached++
+	a = &attachment{tracker: box.tracker.NewSession(), wake: make(chan struct{}, 1), order: box.attached}
 	box.sessions[s] = a
 	return a, uint32(len(box.uids)), box.maxUID
 }
@@ -222,6 +240,8 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		}
 		box.uids = append(box.uids, ev.UID)
 		box.maxUID = ev.UID
+		box.newRecentLocked(ev.UID)
+		box.learnKeywordsLocked(ev.Flags)
 		if box.tracker != nil {
 			box.tracker.QueueNumMessages(uint32(len(box.uids)))
 		}
@@ -238,6 +258,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		if box.tracker == nil {
 			return
 		}
+		box.learnKeywordsLocked(ev.Flags)
 		i, ok := slices.BinarySearch(box.uids, ev.UID)
 		if !ok {
 			return
@@ -245,7 +266,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		// The session that made the change writes its own FETCH response;
 		// echoing the update would repeat it.
 		var source *attachment
-		var sourceTracker *imapserver.SessionTracker
+		var sourceTracker *protocol.SessionTracker
 		if s, ok := ev.Origin.(*session); ok {
 			if source = box.sessions[s]; source != nil {
 				sourceTracker = source.tracker

@@ -13,14 +13,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+	"github.com/pochta/pochta/imapd/protocol"
 
 	"github.com/pochta/pochta/storage"
 )
 
-// Search implements imapserver.Session for every criterion go-imap parses.
+// Search implements protocol.Session for every criterion protocol parses.
 //
 // Criteria are decided in levels of cost (see level and plan): each chunk
 // of messages is tested on sequence numbers and UIDs, then on the
@@ -35,9 +35,9 @@ import (
 // envelope: it keeps the first Subject only, addresses re-formatted,
 // charsets as go-message converts them, and whatever a broken header
 // yielded, so it would not always answer as the header itself does.
-func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
+func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	cmd := "SEARCH"
-	if kind == imapserver.NumKindUID {
+	if kind == protocol.NumKindUID {
 		cmd = "UID SEARCH"
 	}
 	defer s.guard(cmd, &err)
@@ -81,6 +81,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 				if err != nil {
 					return nil, s.storageError(cmd, err)
 				}
+				v.addRecentFlags(msgs)
 				attach(cands, msgs)
 			}
 			for i := range cands {
@@ -132,10 +133,10 @@ func attach(cands []candidate, msgs []*storage.Message) {
 	}
 }
 
-func searchData(kind imapserver.NumKind, matches []msgRef) *imap.SearchData {
+func searchData(kind protocol.NumKind, matches []msgRef) *imap.SearchData {
 	data := &imap.SearchData{Count: uint32(len(matches))}
 	num := func(r msgRef) uint32 {
-		if kind == imapserver.NumKindUID {
+		if kind == protocol.NumKindUID {
 			return uint32(r.uid)
 		}
 		return r.seq
@@ -145,7 +146,7 @@ func searchData(kind imapserver.NumKind, matches []msgRef) *imap.SearchData {
 		data.Min = num(matches[0])
 		data.Max = num(matches[len(matches)-1])
 	}
-	if kind == imapserver.NumKindUID {
+	if kind == protocol.NumKindUID {
 		var set imap.UIDSet
 		for _, r := range matches {
 			set.AddNum(r.uid)
@@ -213,7 +214,7 @@ func newNeedle(s string) needle {
 }
 
 // headerCriterion is HEADER key value, and FROM/TO/CC/BCC/SUBJECT, which
-// go-imap turns into HEADER.
+// protocol turns into HEADER.
 type headerCriterion struct {
 	key   string
 	value needle

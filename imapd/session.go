@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/pochta/pochta/auth"
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
@@ -27,12 +27,12 @@ const maxAuthFailures = 5
 // hierarchyDelim is pochta's mailbox hierarchy delimiter (storage uses "/").
 const hierarchyDelim = '/'
 
-// session is one IMAP connection. go-imap calls its methods from the
+// session is one IMAP connection. protocol calls its methods from the
 // connection's goroutine one at a time, except Idle, which runs on its own
 // goroutine while the connection waits for DONE (no other method runs then).
 type session struct {
 	srv  *Server
-	conn *imapserver.Conn
+	conn *protocol.Conn
 	// ctx carries the session as the origin of its storage writes.
 	ctx context.Context
 	log *slog.Logger
@@ -46,12 +46,9 @@ type session struct {
 	view         *mailboxView // selected mailbox, or nil
 }
 
-var (
-	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
-	_ imapserver.SessionAppendLimit = (*session)(nil)
-)
+var _ protocol.Session = (*session)(nil)
 
-func newSession(srv *Server, conn *imapserver.Conn) *session {
+func newSession(srv *Server, conn *protocol.Conn) *session {
 	nc := conn.NetConn()
 	s := &session{srv: srv, conn: conn, remote: remoteIP(nc), limits: guardOf(nc)}
 	s.limits.started(conn)
@@ -127,7 +124,7 @@ func (s *session) destError(cmd string, err error) error {
 	return s.storageError(cmd, err)
 }
 
-// Close implements imapserver.Session.
+// Close implements protocol.Session.
 func (s *session) Close() (err error) {
 	defer s.protect("close", &err)
 	s.unselect()
@@ -135,7 +132,7 @@ func (s *session) Close() (err error) {
 	return nil
 }
 
-// Login implements imapserver.Session; AUTHENTICATE PLAIN ends here too.
+// Login implements protocol.Session; AUTHENTICATE PLAIN ends here too.
 // The password goes through Options.Auth (package auth: the failed-login
 // throttle, the login cache and the bounded pool of password checks). A
 // blocked address gets NO [UNAVAILABLE] without its password being
@@ -163,7 +160,7 @@ func (s *session) Login(username, password string) (err error) {
 		}
 		s.limits.tracer().LoginFailed(username)
 		s.countAuthFailure(username)
-		return imapserver.ErrAuthFailed
+		return protocol.ErrAuthFailed
 	case errors.Is(err, auth.ErrBusy):
 		s.log.Info("login busy", "username", username)
 		return imapNo(imap.ResponseCodeUnavailable, "Too many logins are being checked; try again later")
@@ -198,7 +195,7 @@ func (s *session) countAuthFailure(username string) {
 	}
 }
 
-// Namespace implements imapserver.SessionNamespace: one personal namespace
+// Namespace implements protocol.Session: one personal namespace
 // with no prefix (RFC 2342); nothing is shared between users.
 func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
 	defer s.guard("NAMESPACE", &err)
@@ -207,12 +204,12 @@ func (s *session) Namespace() (_ *imap.NamespaceData, err error) {
 	}, nil
 }
 
-// AppendLimit implements imapserver.SessionAppendLimit (RFC 7889).
+// AppendLimit implements protocol.Session (RFC 7889).
 func (s *session) AppendLimit() uint32 {
 	return s.srv.appendLimit
 }
 
-// Create implements imapserver.Session.
+// Create implements protocol.Session.
 func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
 	defer s.guard("CREATE", &err)
 	if options != nil && len(options.SpecialUse) > 0 {
@@ -227,7 +224,7 @@ func (s *session) Create(name string, options *imap.CreateOptions) (err error) {
 	return nil
 }
 
-// Delete implements imapserver.Session.
+// Delete implements protocol.Session.
 func (s *session) Delete(name string) (err error) {
 	defer s.guard("DELETE", &err)
 	if err := s.srv.store.DeleteMailbox(s.ctx, s.user, name); err != nil {
@@ -236,7 +233,7 @@ func (s *session) Delete(name string) (err error) {
 	return nil
 }
 
-// Rename implements imapserver.Session.
+// Rename implements protocol.Session.
 func (s *session) Rename(name, newName string, options *imap.RenameOptions) (err error) {
 	defer s.guard("RENAME", &err)
 	newName = strings.TrimSuffix(newName, string(hierarchyDelim))
@@ -246,7 +243,7 @@ func (s *session) Rename(name, newName string, options *imap.RenameOptions) (err
 	return nil
 }
 
-// Subscribe implements imapserver.Session.
+// Subscribe implements protocol.Session.
 func (s *session) Subscribe(name string) (err error) {
 	defer s.guard("SUBSCRIBE", &err)
 	if err := s.srv.store.SetSubscribed(s.ctx, s.user, name, true); err != nil {
@@ -255,7 +252,7 @@ func (s *session) Subscribe(name string) (err error) {
 	return nil
 }
 
-// Unsubscribe implements imapserver.Session.
+// Unsubscribe implements protocol.Session.
 func (s *session) Unsubscribe(name string) (err error) {
 	defer s.guard("UNSUBSCRIBE", &err)
 	if err := s.srv.store.SetSubscribed(s.ctx, s.user, name, false); err != nil {
@@ -264,7 +261,7 @@ func (s *session) Unsubscribe(name string) (err error) {
 	return nil
 }
 
-// Status implements imapserver.Session.
+// Status implements protocol.Session.
 func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
 	defer s.guard("STATUS", &err)
 	st, err := s.srv.store.MailboxStatus(s.ctx, s.user, name)
@@ -275,13 +272,13 @@ func (s *session) Status(name string, options *imap.StatusOptions) (_ *imap.Stat
 	if err != nil {
 		return nil, err
 	}
-	// Clients match the response to their command by name (go-imap's does,
+	// Clients match the response to their command by name (go-imap's client does,
 	// exactly), so echo the name as given; INBOX differs only in case.
 	data.Mailbox = name
 	return data, nil
 }
 
-// statusData fills every item asked for: go-imap writes each requested
+// statusData fills every item asked for: protocol writes each requested
 // item and dereferences its pointer.
 func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOptions) (*imap.StatusData, error) {
 	data := &imap.StatusData{Mailbox: st.Name}
@@ -304,8 +301,10 @@ func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOpti
 		data.Size = &n
 	}
 	if options.NumRecent {
-		// \Recent is not kept (IMAP4rev2 dropped it).
-		var n uint32
+		n, err := s.countRecent(st.ID)
+		if err != nil {
+			return nil, s.storageError("STATUS", err)
+		}
 		data.NumRecent = &n
 	}
 	if options.AppendLimit {
@@ -344,7 +343,7 @@ func (s *session) countDeleted(mailboxID uint64) (count uint32, size int64, err 
 	return count, size, nil
 }
 
-// Append implements imapserver.Session. go-imap has already refused a
+// Append implements protocol.Session. protocol has already refused a
 // literal over AppendLimit; a client that disconnects mid-literal gets
 // nothing stored, because nothing is written before the whole message is
 // read.
@@ -381,7 +380,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
 }
 
-// Select implements imapserver.Session (SELECT and EXAMINE).
+// Select implements protocol.Session (SELECT and EXAMINE).
 func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
 	cmd := "SELECT"
 	if options.ReadOnly {
@@ -399,6 +398,12 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	}
 	a, numMessages, maxUID := box.attach(s)
 	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
+	numRecent := box.claimRecent(a, options.ReadOnly)
+	if !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
+		// IMAP4rev2 has no \Recent (RFC 9051 appendix E); its messages
+		// are still claimed, so they are not recent for anyone else.
+		s.view.att = a
+	}
 
 	// The status was read before the UID list; a message that arrived in
 	// between must not be at or above the UIDNEXT we announce.
@@ -406,7 +411,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	if maxUID >= uidNext {
 		uidNext = maxUID + 1
 	}
-	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	flags := box.mailboxFlags()
 	permanent := []imap.Flag{}
 	if !options.ReadOnly {
 		// RFC 3501 6.3.2: a read-only selection has no permanent flags.
@@ -416,6 +421,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		Flags:          flags,
 		PermanentFlags: permanent,
 		NumMessages:    numMessages,
+		NumRecent:      numRecent,
 		UIDNext:        uidNext,
 		UIDValidity:    st.UIDValidity,
 	}
@@ -429,7 +435,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	return data, nil
 }
 
-// Unselect implements imapserver.Session (UNSELECT, CLOSE, and the implicit
+// Unselect implements protocol.Session (UNSELECT, CLOSE, and the implicit
 // close of SELECT while selected).
 func (s *session) Unselect() (err error) {
 	defer s.guard("UNSELECT", &err)
@@ -445,9 +451,9 @@ func (s *session) unselect() {
 	s.view = nil
 }
 
-// Poll implements imapserver.Session: go-imap calls it after each command
+// Poll implements protocol.Session: protocol calls it after each command
 // (NOOP and CHECK are nothing else) to flush pending updates.
-func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
+func (s *session) Poll(w *protocol.UpdateWriter, allowExpunge bool) (err error) {
 	defer s.protect("poll", &err)
 	if s.view == nil {
 		return nil
@@ -455,9 +461,9 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 	return s.view.tracker.Poll(w, allowExpunge)
 }
 
-// Idle implements imapserver.Session (RFC 2177): what is pending is
+// Idle implements protocol.Session (RFC 2177): what is pending is
 // written at once, then every update as it is queued, until DONE.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+func (s *session) Idle(w *protocol.UpdateWriter, stop <-chan struct{}) (err error) {
 	defer s.guard("IDLE", &err)
 	if s.limits != nil {
 		// The wait for DONE gets the IDLE timeout, not the idle one.
@@ -482,7 +488,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 }
 
 // selected returns the view, or an error if the mailbox is gone from under
-// the session (go-imap only calls selected-state methods when selected).
+// the session (protocol only calls selected-state methods when selected).
 func (s *session) selected() (*mailboxView, error) {
 	if s.view == nil {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "No mailbox selected"}

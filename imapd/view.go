@@ -5,8 +5,8 @@ import (
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -19,9 +19,10 @@ const loadChunk = 256
 // client's sequence numbers and the server's.
 type mailboxView struct {
 	box      *sharedMailbox
-	tracker  *imapserver.SessionTracker
+	tracker  *protocol.SessionTracker
 	wake     <-chan struct{} // see attachment.wake
 	readOnly bool
+	att      *attachment // for \Recent (recent.go)
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// ascending UIDs (RFC 5182).
 	searchRes []imap.UID
@@ -185,8 +186,8 @@ func refUIDs(refs []msgRef) []imap.UID {
 
 var errReadOnly = imapNo(imap.ResponseCodeCannot, "The mailbox is read-only (EXAMINE)")
 
-// Store implements imapserver.Session.
-func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
+// Store implements protocol.Session.
+func (s *session) Store(w *protocol.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
 	_, uidCmd := numSet.(imap.UIDSet)
 	cmd := "STORE"
 	if uidCmd {
@@ -210,6 +211,10 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if _, err := s.srv.store.StoreFlags(s.ctx, s.user, v.box.key.id, uids, flags.Op, newFlags); err != nil {
 			return s.storageError(cmd, err)
 		}
+		if flags.Op != imap.StoreFlagsDel {
+			// This client hears of a new keyword before the tagged OK.
+			v.box.learnStoredKeywords(newFlags)
+		}
 	}
 	if flags.Silent {
 		return nil
@@ -220,15 +225,15 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	return s.fetchRefs(v, w, refs, fetch, false)
 }
 
-// Expunge implements imapserver.Session (EXPUNGE, UID EXPUNGE, and CLOSE).
+// Expunge implements protocol.Session (EXPUNGE, UID EXPUNGE, and CLOSE).
 //
 // The "* n EXPUNGE" responses are not written here: storage's expunge
 // events are queued to every session's tracker, this one's included
-// (MailboxTracker.QueueExpunge has no source to skip), and go-imap polls
+// (MailboxTracker.QueueExpunge has no source to skip), and protocol polls
 // the tracker right after the command, which writes them in order before
 // the tagged OK. Writing them through w as well would repeat them. This
 // method waits until the events have been queued.
-func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err error) {
+func (s *session) Expunge(w *protocol.ExpungeWriter, uidSet *imap.UIDSet) (err error) {
 	cmd := "EXPUNGE"
 	if uidSet != nil {
 		cmd = "UID EXPUNGE"
@@ -261,7 +266,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err
 	return nil
 }
 
-// Copy implements imapserver.Session.
+// Copy implements protocol.Session.
 func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
 	cmd := "COPY"
 	if _, ok := numSet.(imap.UIDSet); ok {
@@ -293,10 +298,10 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 	return copyData(res), nil
 }
 
-// Move implements imapserver.SessionMove (RFC 6851). As with Expunge, the
+// Move implements protocol.Session (RFC 6851). As with Expunge, the
 // EXPUNGE responses reach the client through the tracker, after the
 // COPYUID written here.
-func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+func (s *session) Move(w *protocol.MoveWriter, numSet imap.NumSet, dest string) (err error) {
 	cmd := "MOVE"
 	if _, ok := numSet.(imap.UIDSet); ok {
 		cmd = "UID MOVE"
@@ -313,9 +318,10 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err != nil {
 		return s.destError(cmd, err)
 	}
-	if destBox.ID == v.box.key.id {
-		return imapNo(imap.ResponseCodeCannot, "Source and destination are the same mailbox")
-	}
+	// MOVE into the selected mailbox itself gives the messages new UIDs
+	// (RFC 6851 allows it; clients use it to renumber): storage copies and
+	// expunges in one transaction either way.
+	same := destBox.ID == v.box.key.id
 	refs := v.resolve(numSet)
 	if len(refs) == 0 {
 		return nil
@@ -329,6 +335,9 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	}
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
+	}
+	if same && len(res.DestUIDs) > 0 {
+		v.box.waitAppended(s.ctx, slices.Max(res.DestUIDs))
 	}
 	if !v.box.waitExpunged(s.ctx, res.SourceUIDs) {
 		s.log.Warn("move events did not arrive in time", "mailbox", v.box.key.id)

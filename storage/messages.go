@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-message/textproto"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/message"
 )
 
@@ -195,7 +195,7 @@ func parseMessage(raw []byte, wantBS bool) (env *imap.Envelope, bs imap.BodyStru
 		}
 	}()
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	env = imapserver.ExtractEnvelope(h)
+	env = envelope.FromHeader(h)
 	if wantBS {
 		bs = extractBodyStructure(raw)
 	}

@@ -1,0 +1,209 @@
+package protocol
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// A message shaped like RFC 3501 6.4.5's section example: a multipart with
+// a text part, a base64 part holding NUL bytes, and an attached message
+// that is itself multipart.
+const sectionMessage = "From: a@example.org\r\n" +
+	"Subject: parts\r\n" +
+	"Content-Type: multipart/mixed; boundary=\"outer\"\r\n" +
+	"\r\n" +
+	"preamble\r\n" +
+	"--outer\r\n" +
+	"Content-Type: text/plain\r\n" +
+	"\r\n" +
+	"part one\r\n" +
+	"--outer\r\n" +
+	"Content-Type: application/octet-stream\r\n" +
+	"Content-Transfer-Encoding: base64\r\n" +
+	"\r\n" +
+	"AAEC\r\n/w==\r\n" +
+	"--outer\r\n" +
+	"Content-Type: message/rfc822\r\n" +
+	"\r\n" +
+	"Subject: inner\r\n" +
+	"Content-Type: multipart/alternative; boundary=inner\r\n" +
+	"\r\n" +
+	"--inner\r\n" +
+	"Content-Type: text/plain\r\n" +
+	"\r\n" +
+	"inner plain\r\n" +
+	"--inner\r\n" +
+	"Content-Type: text/html\r\n" +
+	"\r\n" +
+	"<p>inner html</p>\r\n" +
+	"--inner--\r\n" +
+	"--outer--\r\n"
+
+func TestExtractBodySection(t *testing.T) {
+	tests := []struct {
+		name string
+		s    imap.FetchItemBodySection
+		want string
+	}{
+		{"whole", imap.FetchItemBodySection{}, sectionMessage},
+		{"header fields", imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"subject"}},
+			"Subject: parts\r\n\r\n"},
+		{"header fields not", imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: []string{"Content-Type", "Subject"}},
+			"From: a@example.org\r\n\r\n"},
+		{"1", imap.FetchItemBodySection{Part: []int{1}}, "part one"},
+		{"1.MIME", imap.FetchItemBodySection{Part: []int{1}, Specifier: imap.PartSpecifierMIME}, "Content-Type: text/plain\r\n\r\n"},
+		{"3.HEADER", imap.FetchItemBodySection{Part: []int{3}, Specifier: imap.PartSpecifierHeader},
+			"Subject: inner\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n"},
+		{"3.1", imap.FetchItemBodySection{Part: []int{3, 1}}, "inner plain"},
+		{"3.2", imap.FetchItemBodySection{Part: []int{3, 2}}, "<p>inner html</p>"},
+		{"3.2 partial", imap.FetchItemBodySection{Part: []int{3, 2}, Partial: &imap.SectionPartial{Offset: 3, Size: 5}}, "inner"},
+		{"partial past the end", imap.FetchItemBodySection{Partial: &imap.SectionPartial{Offset: 1 << 20, Size: 5}}, ""},
+	}
+	for _, tt := range tests {
+		if got := string(ExtractBodySection([]byte(sectionMessage), &tt.s)); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	for _, missing := range [][]int{{4}, {1, 1}, {3, 3}, {0}} {
+		if got := ExtractBodySection([]byte(sectionMessage), &imap.FetchItemBodySection{Part: missing}); got != nil {
+			t.Errorf("part %v: got %q, want nil (no such part)", missing, got)
+		}
+	}
+	single := "Subject: s\r\n\r\nbody\r\n"
+	if got := string(ExtractBodySection([]byte(single), &imap.FetchItemBodySection{Part: []int{1}})); got != "body\r\n" {
+		t.Errorf("part 1 of a single-part message = %q, want its body", got)
+	}
+}
+
+// Issue 12: BINARY decodes a body holding NUL bytes, and partial fetches
+// keep their offset.
+func TestExtractBinarySection(t *testing.T) {
+	got := ExtractBinarySection([]byte(sectionMessage), &imap.FetchItemBinarySection{Part: []int{2}})
+	if string(got) != "\x00\x01\x02\xff" {
+		t.Errorf("BINARY[2] = %q, want the decoded bytes", got)
+	}
+	if n := ExtractBinarySectionSize([]byte(sectionMessage), &imap.FetchItemBinarySectionSize{Part: []int{2}}); n != 4 {
+		t.Errorf("BINARY.SIZE[2] = %d, want 4", n)
+	}
+	got = ExtractBinarySection([]byte(sectionMessage), &imap.FetchItemBinarySection{Part: []int{2}, Partial: &imap.SectionPartial{Offset: 1, Size: 2}})
+	if string(got) != "\x01\x02" {
+		t.Errorf("BINARY[2]<1.2> = %q", got)
+	}
+}
+
+func TestBinaryFetchNamesItsOffset(t *testing.T) {
+	tc := startServer(t, Options{})
+	tc.login()
+	tc.send("s SELECT INBOX\r\n")
+	tc.until("s")
+	tc.send("f FETCH 1 BINARY.PEEK[1]<3.5>\r\n")
+	tc.expect("* 1 FETCH (BINARY[1]<3> ~{5}")
+	tc.until("f")
+}
+
+func TestMatchList(t *testing.T) {
+	tests := []struct {
+		name, ref, pattern string
+		want               bool
+	}{
+		{"INBOX", "", "*", true},
+		{"a/b/c", "", "*", true},
+		{"a/b/c", "", "%", false},
+		{"a/b/c", "", "a/%/c", true},
+		{"a/b/c", "", "a/%", false},
+		{"a/b/c", "a", "%/c", true},
+		{"a/b/c", "a/", "b/*", true},
+		{"a/b/c", "x", "/a/*", true},
+		{"Archive", "", "Arch%", true},
+		{"Archive", "", "arch%", false},
+		{"", "", "", true},
+	}
+	for _, tt := range tests {
+		if got := MatchList(tt.name, '/', tt.ref, tt.pattern); got != tt.want {
+			t.Errorf("MatchList(%q, %q, %q) = %v, want %v", tt.name, tt.ref, tt.pattern, got, tt.want)
+		}
+	}
+	// Linear in the product of the lengths: a backtracking matcher takes
+	// exponential time on this.
+	name := strings.Repeat("a", 5000)
+	if MatchList(name, '/', "", strings.Repeat("*a", 200)+"b") {
+		t.Error("pathological pattern matched")
+	}
+}
+
+// Sequence numbers across sessions: an expunge by one session renumbers
+// another only once it has been told.
+func TestTrackerRenumbersOnlyWhenTold(t *testing.T) {
+	box := NewMailboxTracker(5)
+	a, b := box.NewSession(), box.NewSession()
+	box.QueueExpunge(2)     // server: 4 messages now
+	box.QueueNumMessages(5) // one arrives: 5 again
+	box.QueueMessageFlags(4, 40, []imap.Flag{imap.FlagSeen}, a)
+
+	// b has been told nothing: its numbers are the old ones.
+	if got := b.DecodeSeqNum(2); got != 0 {
+		t.Errorf("b's message 2 (expunged, not told) decodes to %d, want 0", got)
+	}
+	if got := b.DecodeSeqNum(5); got != 4 {
+		t.Errorf("b's message 5 decodes to %d, want server 4", got)
+	}
+	if got := b.EncodeSeqNum(5); got != 0 {
+		t.Errorf("the new message encodes to %d for b, want 0 (not told)", got)
+	}
+	if got := b.EncodeSeqNum(1); got != 1 {
+		t.Errorf("server 1 encodes to %d for b", got)
+	}
+	if got := b.EncodeSeqNum(2); got != 3 {
+		t.Errorf("server 2 encodes to %d for b, want 3", got)
+	}
+
+	rec := &recordingUpdates{}
+	if err := b.poll(rec, false); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.lines) != 0 {
+		t.Errorf("poll without expunges wrote %q, want nothing (the expunge comes first)", rec.lines)
+	}
+	if err := b.poll(rec, true); err != nil {
+		t.Fatal(err)
+	}
+	lines := rec.lines
+	want := []string{"EXPUNGE 2", "EXISTS 5", "FETCH 4 UID 40 [\\Seen]"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Errorf("b was told %q, want %q", lines, want)
+	}
+	if got := b.DecodeSeqNum(5); got != 5 {
+		t.Errorf("after polling, b's 5 decodes to %d", got)
+	}
+	// a made the flag change itself and is not told of it.
+	rec = &recordingUpdates{}
+	a.poll(rec, true)
+	if strings.Join(rec.lines, "|") != "EXPUNGE 2|EXISTS 5" {
+		t.Errorf("a was told %q", rec.lines)
+	}
+}
+
+type recordingUpdates struct{ lines []string }
+
+func (r *recordingUpdates) WriteExpunge(seq uint32) error {
+	r.lines = append(r.lines, fmt.Sprintf("EXPUNGE %d", seq))
+	return nil
+}
+
+func (r *recordingUpdates) WriteNumMessages(n uint32) error {
+	r.lines = append(r.lines, fmt.Sprintf("EXISTS %d", n))
+	return nil
+}
+
+func (r *recordingUpdates) WriteMailboxFlags(flags []imap.Flag) error {
+	r.lines = append(r.lines, fmt.Sprintf("FLAGS %v", flags))
+	return nil
+}
+
+func (r *recordingUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error {
+	r.lines = append(r.lines, fmt.Sprintf("FETCH %d UID %d %v", seq, uid, flags))
+	return nil
+}

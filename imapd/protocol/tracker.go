@@ -1,0 +1,229 @@
+package protocol
+
+import (
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// MailboxTracker is the shared state of one selected mailbox: its message
+// count and the sessions that have it selected. Updates are queued to
+// every session's SessionTracker and reach each client when its session
+// polls, so an expunge renumbers another session's messages only once that
+// client has been told. Safe for concurrent use; queueing never blocks.
+type MailboxTracker struct {
+	mu          sync.Mutex
+	numMessages uint32
+	sessions    map[*SessionTracker]struct{}
+}
+
+// NewMailboxTracker tracks a mailbox of numMessages messages.
+func NewMailboxTracker(numMessages uint32) *MailboxTracker {
+	return &MailboxTracker{numMessages: numMessages, sessions: make(map[*SessionTracker]struct{})}
+}
+
+// NewSession attaches a session, whose client knows the current count.
+func (t *MailboxTracker) NewSession() *SessionTracker {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := &SessionTracker{box: t, known: t.numMessages}
+	t.sessions[st] = struct{}{}
+	return st
+}
+
+// update is one change, in the server's numbering at the time it happened.
+type update struct {
+	expunge   uint32 // sequence number removed
+	exists    uint32 // new message count
+	before    uint32 // message count before an exists update
+	flags     []imap.Flag
+	flagsSeq  uint32
+	flagsUID  imap.UID
+	boxFlags  []imap.Flag
+	isFlags   bool
+	isBoxFlag bool
+}
+
+func (t *MailboxTracker) queue(u update, source *SessionTracker) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case u.expunge != 0:
+		if u.expunge > t.numMessages {
+			return // not a message of this mailbox: nothing to tell
+		}
+	case u.exists != 0:
+		if u.exists <= t.numMessages {
+			return
+		}
+		u.before = t.numMessages
+	}
+	for st := range t.sessions {
+		if st != source {
+			st.push(u)
+		}
+	}
+	switch {
+	case u.expunge != 0:
+		t.numMessages--
+	case u.exists != 0:
+		t.numMessages = u.exists
+	}
+}
+
+// QueueExpunge tells every session that message seqNum is gone.
+func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
+	if seqNum != 0 {
+		t.queue(update{expunge: seqNum}, nil)
+	}
+}
+
+// QueueNumMessages tells every session that the mailbox now holds n
+// messages (more than before).
+func (t *MailboxTracker) QueueNumMessages(n uint32) { t.queue(update{exists: n}, nil) }
+
+// QueueMailboxFlags tells every session the mailbox's FLAGS changed.
+func (t *MailboxTracker) QueueMailboxFlags(flags []imap.Flag) {
+	t.queue(update{boxFlags: flags, isBoxFlag: true}, nil)
+}
+
+// QueueMessageFlags tells every session but source the flags of a message.
+func (t *MailboxTracker) QueueMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, source *SessionTracker) {
+	t.queue(update{flagsSeq: seqNum, flagsUID: uid, flags: flags, isFlags: true}, source)
+}
+
+// SessionTracker is one session's view of a tracked mailbox: the updates
+// its client has not been told yet, and the translation between the
+// client's sequence numbers and the server's current ones.
+type SessionTracker struct {
+	box *MailboxTracker
+
+	mu      sync.Mutex
+	pending []update
+	known   uint32 // messages the client knows of
+}
+
+func (st *SessionTracker) push(u update) {
+	st.mu.Lock()
+	st.pending = append(st.pending, u)
+	st.mu.Unlock()
+}
+
+// Close detaches the session.
+func (st *SessionTracker) Close() {
+	st.box.mu.Lock()
+	delete(st.box.sessions, st)
+	st.box.mu.Unlock()
+}
+
+// Poll writes the pending updates in order. Without allowExpunge it stops
+// at the first expunge (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH),
+// since what follows is numbered after it.
+func (st *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
+	return st.poll(w, allowExpunge)
+}
+
+// updateSink is what Poll writes to: an *UpdateWriter, or a test's
+// recorder.
+type updateSink interface {
+	WriteExpunge(seq uint32) error
+	WriteNumMessages(n uint32) error
+	WriteMailboxFlags(flags []imap.Flag) error
+	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error
+}
+
+func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
+	st.mu.Lock()
+	n := len(st.pending)
+	if !allowExpunge {
+		for i, u := range st.pending {
+			if u.expunge != 0 {
+				n = i
+				break
+			}
+		}
+	}
+	todo := st.pending[:n:n]
+	st.pending = st.pending[n:]
+	if len(st.pending) == 0 {
+		st.pending = nil
+	}
+	for _, u := range todo {
+		switch {
+		case u.expunge != 0:
+			st.known--
+		case u.exists != 0:
+			st.known = u.exists
+		}
+	}
+	st.mu.Unlock()
+
+	for _, u := range todo {
+		var err error
+		switch {
+		case u.expunge != 0:
+			err = w.WriteExpunge(u.expunge)
+		case u.exists != 0:
+			err = w.WriteNumMessages(u.exists)
+		case u.isBoxFlag:
+			err = w.WriteMailboxFlags(u.boxFlags)
+		case u.isFlags:
+			// Numbered when queued; expunges before it were written first.
+			err = w.WriteMessageFlags(u.flagsSeq, u.flagsUID, u.flags)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodeSeqNum turns the client's sequence number into the server's
+// current one; 0 if the message was expunged since (and the client not yet
+// told) or the client does not know that number.
+func (st *SessionTracker) DecodeSeqNum(seq uint32) uint32 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if seq == 0 || seq > st.known {
+		return 0
+	}
+	for _, u := range st.pending {
+		if u.expunge == 0 {
+			continue
+		}
+		if seq == u.expunge {
+			return 0
+		}
+		if seq > u.expunge {
+			seq--
+		}
+	}
+	return seq
+}
+
+// EncodeSeqNum turns the server's current sequence number into the
+// client's; 0 if the client has not been told of that message yet.
+func (st *SessionTracker) EncodeSeqNum(seq uint32) uint32 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if seq == 0 {
+		return 0
+	}
+	for i := len(st.pending) - 1; i >= 0; i-- {
+		u := st.pending[i]
+		switch {
+		case u.exists != 0:
+			if seq > u.before {
+				return 0
+			}
+		case u.expunge != 0:
+			if seq >= u.expunge {
+				seq++
+			}
+		}
+	}
+	if seq > st.known {
+		return 0
+	}
+	return seq
+}
