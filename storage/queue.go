@@ -437,6 +437,9 @@ func (q *queueTx) saveEntry(old, e *QueueEntry, ev *eventList) error {
 			return err
 		}
 	}
+	if err := q.reindex(old, e); err != nil {
+		return err
+	}
 	return q.track(old, e, ev)
 }
 
@@ -470,6 +473,9 @@ func (q *queueTx) remove(e *QueueEntry, ev *eventList) error {
 		}
 	}
 	if err := q.count(e.Status, -1); err != nil {
+		return err
+	}
+	if err := q.reindex(e, nil); err != nil {
 		return err
 	}
 	if e.TrackingID != 0 {

@@ -62,7 +62,9 @@ const (
 // concurrent use.
 type Store interface {
 	TrackingStore
-	QueueStore // the outbound queue (queue.go)
+	QueueStore     // the outbound queue (queue.go)
+	QueuePageStore // paged listing of the queue (queuepage.go)
+	WebStore       // web sessions and preferences (websessions.go)
 
 	// CreateUser creates a user with the mailboxes INBOX, Sent, Drafts and
 	// Trash. The address is stored lower-cased. ErrExists if present.
