@@ -31,6 +31,7 @@ import (
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/tlsconf"
 	"github.com/pochta/pochta/trace"
+	"github.com/pochta/pochta/web"
 )
 
 // shutdownGrace bounds how long SMTP DATA and IMAP APPEND in flight may take
@@ -180,6 +181,15 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		MaxHeaderBytes: 16 << 10,
 	}
+	// The web interface: queue page, alert centre, JSON API (HTTPS).
+	webServer, err := web.New(web.Options{
+		Store: store, Logins: limits.logins, TLSConfig: certs.TLSConfig(), HSTS: !certs.SelfSigned(),
+		PollInterval: cfg.MessageServer.PollInterval.Duration, Postmaster: cfg.Postmaster(),
+		Logger: logger.With("component", "web"),
+	})
+	if err != nil {
+		return err
+	}
 
 	listeners := []*listener{
 		{name: "smtp submission", addr: cfg.SMTP.Submission, serve: smtpServer.ServeSubmission},
@@ -189,6 +199,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		{name: "imaps", addr: cfg.IMAP.TLSListen, serve: imapServer.ServeTLS},
 		{name: "metrics", addr: cfg.Metrics.Listen, serve: metricsServer.Serve},
 		{name: "http autoconfig", addr: cfg.HTTP.Listen, serve: httpServer.Serve},
+		{name: "web", addr: cfg.Web.Listen, serve: webServer.Serve},
 	}
 	for _, ln := range listeners {
 		if ln.addr == "" {
@@ -266,6 +277,7 @@ wait:
 	stopping.Wait()
 	_ = metricsServer.Shutdown(shutdownCtx)
 	_ = httpServer.Shutdown(shutdownCtx)
+	_ = webServer.Shutdown(shutdownCtx)
 	_ = controlServer.Shutdown(shutdownCtx)
 	_ = os.Remove(cfg.SocketPath())
 	logger.Info("pochta stopped")
@@ -338,8 +350,9 @@ Create a first user in another terminal:
 Then point a mail client at it (user name = the full address):
     IMAP  %s (STARTTLS)   or %s (SSL/TLS)
     SMTP  %s (STARTTLS)   or %s (SSL/TLS)
+    Web   https://%s/queue (sign in with the address and password)
 The certificate is self-signed (%s/tls-cert.pem): accept it in the client.
 Stop with Ctrl-C.
 
-`, cfg.DataDir, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, cfg.DataDir)
+`, cfg.DataDir, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, cfg.Web.Listen, cfg.DataDir)
 }
