@@ -54,7 +54,10 @@ func TestEveryEndpointAnswersOnlyWhoMayAsk(t *testing.T) {
 	get := func(path string) func(*client, uint64) *http.Response {
 		return func(c *client, id uint64) *http.Response { return c.get(fmt.Sprintf(path, id)) }
 	}
-	resent := func(id uint64) bool { en, err := e.store.QueueEntry(t.Context(), id); return err == nil && en.Status == storage.QueueOutbox }
+	resent := func(id uint64) bool {
+		en, err := e.store.QueueEntry(t.Context(), id)
+		return err == nil && en.Status == storage.QueueOutbox
+	}
 	deleted := func(id uint64) bool { _, err := e.store.QueueEntry(t.Context(), id); return err != nil }
 	readOnly := map[string]int{asOwner: 200, asOther: 403, asAdmin: 200, asAnon: 401, asNoCSRF: 200}
 	acting := map[string]int{asOwner: 200, asOther: 403, asAdmin: 200, asAnon: 401, asNoCSRF: 403}
