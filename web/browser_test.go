@@ -1,0 +1,226 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/pochta/pochta/internal/testrelay"
+	"github.com/pochta/pochta/queue"
+	"github.com/pochta/pochta/storage"
+)
+
+// chromium finds Debian's chromium. A browser test that cannot start it
+// fails: a skipped browser test proves nothing.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "/usr/bin/chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("chromium is not installed (apt-get install chromium): the browser tests need it")
+	return ""
+}
+
+// browserCtx starts a headless Chromium for the test, and collects what it
+// reports as errors: console errors, uncaught exceptions, failed loads.
+func browserCtx(t *testing.T) (context.Context, func() []string) {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("ignore-certificate-errors", true), // the test server's own certificate
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	t.Cleanup(cancel)
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+
+	var mu sync.Mutex
+	var problems []string
+	err := chromedp.Listen(bctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+				var args []string
+				for _, a := range ev.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				problems = append(problems, "console."+string(ev.Type)+": "+strings.Join(args, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, fmt.Sprintf("exception: %s %s", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL))
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.EntryLevelError {
+				problems = append(problems, "log: "+ev.Entry.Text+" "+ev.Entry.URL)
+			}
+		case *page.EventJavascriptDialogOpening:
+			// The page asks before it acts; the user says yes.
+			go chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	})
+	if err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return bctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), problems...)
+	}
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// TestBrowserResendsAFailedEntryAndWatchesItGoOut is the seed's scenario in
+// a real browser: sign in through the form, filter Failed, tag the entry,
+// resend it (confirming), and watch it become Sent against a live relay.
+func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
+	e := newEnv(t, nil)
+	// Settled entries first: the queue leaves those alone.
+	e.queue(alice, "Weekly <b>status</b>", storage.QueueSent)
+	e.queue(bob, "bob's private mail", storage.QueueFailed)
+	relay := testrelay.Start(t)
+	relay.Refuse(550, "mailbox unavailable")
+	q, err := queue.New(queue.Options{
+		Store: e.store, Relay: relay.Addr, RelayTLS: queue.TLSNone,
+		Hostname: "mail.example.com", Postmaster: "postmaster@example.com", Admins: []string{admin},
+		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, HealthCheckInterval: 50 * time.Millisecond,
+		DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
+		Location: time.UTC, Logger: e.web.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+
+	id := e.queue(alice, "Quarterly report", storage.QueueOutbox)
+	// The relay refuses it for good: failed, with an Undeliverable alert.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		en, err := e.store.QueueEntry(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if en.Status == storage.QueueFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("entry still %s after 10s", en.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	relay.Accept()
+
+	ctx, problems := browserCtx(t)
+	row := fmt.Sprintf(`#queue tr[data-id="%d"]`, id)
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(e.srv.URL+"/queue"),
+		chromedp.WaitVisible(`#login-form`),
+		chromedp.SendKeys(`#address`, alice),
+		chromedp.SendKeys(`#password`, pass),
+		chromedp.Submit(`#login-form`),
+		chromedp.WaitVisible(`#queue`),
+		chromedp.SetValue(`#filter-status`, "failed"),
+		chromedp.Click(`#filters button[type="submit"]`),
+	)
+	if err == nil {
+		// The unfiltered page shows the row too: wait for the filtered
+		// page, whose option carries the selected attribute.
+		err = chromedp.Do(ctx,
+			chromedp.WaitReady(`#filter-status option[value="failed"][selected]`),
+			chromedp.WaitVisible(row+`[data-status="failed"]`))
+	}
+	if err != nil {
+		t.Fatalf("sign in and filter Failed: %v (browser said: %q)", err, problems())
+	}
+	alerts, err := chromedp.Run(ctx, chromedp.Text(`#alert-count`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failedRows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#queue tbody tr[data-id]').length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobRows, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.body.innerText.includes("bob's private mail")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failedRows != 1 || bobRows {
+		t.Errorf("the Failed view shows %d rows (want alice's one), bob's mail shown: %v", failedRows, bobRows)
+	}
+	if alerts != "1" {
+		t.Errorf("alert count in the header %q, want 1 (the Undeliverable notice)", alerts)
+	}
+	screenshot(t, ctx, "queue-failed.png")
+
+	// The relay holds the message, so the page shows it in the outbox
+	// first and must update itself when it goes out.
+	relay.Hold()
+	err = chromedp.Do(ctx,
+		chromedp.Click(row+` input[name="id"]`),
+		chromedp.Click(`#resend`),
+		chromedp.WaitVisible(`p.notice`),
+		chromedp.WaitVisible(row+`[data-status="outbox"]`),
+	)
+	if err != nil {
+		t.Fatalf("tag and resend: %v (browser said: %q)", err, problems())
+	}
+	screenshot(t, ctx, "queue-outbox.png")
+	relay.Release()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(row+`[data-status="sent"]`)); err != nil {
+		t.Fatalf("watching it become Sent: %v (browser said: %q)", err, problems())
+	}
+	screenshot(t, ctx, "queue-sent.png")
+	var got []string
+	for _, m := range relay.Accepted() {
+		got = append(got, strings.Join(m.To, ","))
+	}
+	if len(got) != 1 || got[0] != "x@remote.test" {
+		t.Errorf("the relay accepted %v, want the one resent message", got)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/alerts"), chromedp.WaitVisible(`#alerts`)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "alerts.png")
+	if p := problems(); len(p) > 0 {
+		t.Errorf("the browser reported problems: %q", p)
+	}
+}
