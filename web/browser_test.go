@@ -220,6 +220,19 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "alerts.png")
+
+	// On a phone screen the page fits its width; the table scrolls inside.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.srv.URL+"/queue"), chromedp.WaitVisible(row)); err != nil {
+		t.Fatal(err)
+	}
+	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fits {
+		t.Errorf("on a 390 px wide screen the page is wider than the screen")
+	}
+	screenshot(t, ctx, "queue-phone.png")
 	if p := problems(); len(p) > 0 {
 		t.Errorf("the browser reported problems: %q", p)
 	}

@@ -94,8 +94,9 @@ type column struct {
 }
 
 type cell struct {
-	Text string
-	Body bool // the Body column: a link that shows the body on demand
+	Label string
+	Text  string
+	Body  bool // the Body column: a link that shows the body on demand
 }
 
 type queueRow struct {
@@ -214,7 +215,7 @@ func queueRowOf(e *storage.QueueEntry, cols []column, t map[string]string) queue
 		row.To = strings.Join(e.Bcc, ", ")
 	}
 	for _, c := range cols {
-		var x cell
+		x := cell{Label: c.Label}
 		switch c.Key {
 		case "bcc":
 			x.Text = strings.Join(e.Bcc, ", ")
