@@ -159,6 +159,9 @@ type QueueFilter struct {
 	// User selects the entries a user submitted (or, for system mail,
 	// whose envelope sender is that address).
 	User string `json:"user,omitempty"`
+	// MessageID selects the entries of one message (angle brackets
+	// optional): the one an alert or a delivery report is about.
+	MessageID string `json:"message_id,omitempty"`
 }
 
 // Validate says what is wrong with a filter, naming the allowed values.
@@ -181,6 +184,9 @@ func (f QueueFilter) Match(e *QueueEntry) bool {
 		return false
 	}
 	if f.User != "" && !strings.EqualFold(e.User, f.User) && !(e.User == "" && strings.EqualFold(e.From, f.User)) {
+		return false
+	}
+	if f.MessageID != "" && strings.Trim(e.MessageID, "<> ") != strings.Trim(f.MessageID, "<> ") {
 		return false
 	}
 	return true

@@ -207,3 +207,17 @@ func BenchmarkQueuePageOfOneUserIn100k(b *testing.B) {
 		}
 	}
 }
+
+func TestQueueFilterByMessageIDFindsThatMessagesEntry(t *testing.T) {
+	s, _ := queueStore(t)
+	mustDeliver(t, s, queueDelivery("first"))
+	id := mustDeliver(t, s, queueDelivery("second")).QueueID
+	for _, mid := range []string{"<second@example.com>", "second@example.com"} {
+		if got := walk(t, s, QueueFilter{MessageID: mid, User: qAlice}, 10, false); !slices.Equal(got, []uint64{id}) {
+			t.Errorf("message_id %q: %v, want [%d]", mid, got, id)
+		}
+	}
+	if got := walk(t, s, QueueFilter{MessageID: "<third@example.com>"}, 10, false); len(got) != 0 {
+		t.Errorf("an unknown Message-ID selects %v", got)
+	}
+}

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -93,6 +94,12 @@ func (s *Server) alerts(ctx context.Context, ss *session) ([]alertJSON, int, err
 		kind, link, ok := alertKind(m.Envelope.Subject)
 		if !ok {
 			continue
+		}
+		// A delivery report names the message it is about: link to its
+		// entries (whatever their status is by now) rather than to every
+		// failed one.
+		if (kind == "undeliverable" || kind == "delayed") && len(m.Envelope.InReplyTo) > 0 {
+			link = "/queue?message_id=" + url.QueryEscape(m.Envelope.InReplyTo[0])
 		}
 		seen := slices.Contains(m.Flags, imap.FlagSeen)
 		if !seen {

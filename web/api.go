@@ -142,7 +142,7 @@ var errForbidden = errors.New("forbidden")
 // parseQueueQuery reads status, source, user (admins), after, limit and
 // order, and narrows the filter to what the user may see.
 func parseQueueQuery(q url.Values, ss *session) (queueQuery, error) {
-	qq := queueQuery{Filter: storage.QueueFilter{Status: q.Get("status"), Source: q.Get("source")}}
+	qq := queueQuery{Filter: storage.QueueFilter{Status: q.Get("status"), Source: q.Get("source"), MessageID: q.Get("message_id")}}
 	if ss.Admin {
 		qq.Filter.User = q.Get("user")
 	} else {

@@ -220,6 +220,14 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "alerts.png")
+	// The alert leads to the entry it is about.
+	if err := chromedp.Do(ctx, chromedp.Click(`#alerts a`), chromedp.WaitVisible(`#one-message`), chromedp.WaitVisible(row)); err != nil {
+		t.Fatalf("following the alert: %v", err)
+	}
+	shown, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#queue tbody tr[data-id]').length`))
+	if err != nil || shown != 1 {
+		t.Errorf("the alert's link shows %d entries (%v), want its one", shown, err)
+	}
 
 	// On a phone screen the page fits its width; the table scrolls inside.
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.srv.URL+"/queue"), chromedp.WaitVisible(row)); err != nil {

@@ -171,11 +171,12 @@ func (e *testEnv) queue(sender, subject, status string) uint64 {
 	if sender == "" {
 		from, source = "postmaster@example.com", storage.SourceSystem
 	}
-	raw := fmt.Sprintf("From: %s\r\nTo: <x@remote.test>\r\nSubject: %s\r\nMessage-ID: <%d@example.com>\r\n\r\nHello %s\r\n", from, subject, time.Now().UnixNano(), subject)
+	mid := fmt.Sprintf("<%d@example.com>", time.Now().UnixNano())
+	raw := fmt.Sprintf("From: %s\r\nTo: <x@remote.test>\r\nSubject: %s\r\nMessage-ID: %s\r\n\r\nHello %s\r\n", from, subject, mid, subject)
 	d := &storage.Delivery{
 		Sender: sender, From: from, Source: source,
 		External: []string{"x@remote.test"}, RelayCopy: &storage.NewMessage{Raw: []byte(raw)},
-		Subject: subject,
+		Subject: subject, MessageID: mid,
 	}
 	if sender != "" {
 		d.SentCopy = &storage.NewMessage{Raw: []byte(raw)}
@@ -218,10 +219,11 @@ func (e *testEnv) setStatus(id uint64, status, errText string) {
 	}
 }
 
-// alert puts an alert mail from the postmaster into user's INBOX.
-func (e *testEnv) alert(user, subject string) {
+// alert puts an alert mail from the postmaster into user's INBOX; extra
+// header lines may follow the subject.
+func (e *testEnv) alert(user, subject string, extra ...string) {
 	e.t.Helper()
-	raw := fmt.Sprintf("From: Mail Delivery System <postmaster@example.com>\r\nTo: %s\r\nSubject: %s\r\n\r\nSomething happened.\r\n", user, subject)
+	raw := fmt.Sprintf("From: Mail Delivery System <postmaster@example.com>\r\nTo: %s\r\nSubject: %s\r\n%s\r\nSomething happened.\r\n", user, subject, strings.Join(extra, ""))
 	if _, err := e.store.Append(context.Background(), user, storage.Inbox, &storage.NewMessage{Raw: []byte(raw)}); err != nil {
 		e.t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ var locales = map[string]map[string]string{
 		"alert_relay_down": "The e-mail server is down", "alert_relay_back": "The e-mail server is back online",
 		"alert_relay_settings": "Failed to connect to the SMTP server (settings)",
 		"mail_title":           "Mail", "mail_soon": "The mail page comes with the next version. Your mail client shows your mail meanwhile; the queue page shows what you sent to other domains.",
-		"unread": "unread",
+		"unread": "unread", "one_message": "Showing the entries of the message the alert is about.", "show_all": "Show all",
 	},
 	"ru": {
 		"skip": "К содержимому", "nav": "Разделы", "mail": "Почта", "queue": "Очередь писем", "alerts": "Оповещения",
@@ -65,7 +65,7 @@ var locales = map[string]map[string]string{
 		"alert_relay_down": "Почтовый сервер недоступен", "alert_relay_back": "Почтовый сервер снова работает",
 		"alert_relay_settings": "Не удалось подключиться к SMTP-серверу (настройки)",
 		"mail_title":           "Почта", "mail_soon": "Страница почты появится в следующей версии. Пока почту показывает ваш почтовый клиент, а очередь — то, что вы отправили в другие домены.",
-		"unread": "непрочитано",
+		"unread": "непрочитано", "one_message": "Показаны записи письма, о котором оповещение.", "show_all": "Показать все",
 	},
 }
 

@@ -109,6 +109,8 @@ type queueRow struct {
 type queueView struct {
 	Statuses, Sources, Orders []option
 	User                      string
+	MessageID                 string // the listing shows one message (from an alert)
+	AllLink                   string // the listing without that
 	Columns, AllColumns       []column
 	Rows                      []queueRow
 	Back                      string // the listing's query, kept across actions
@@ -121,7 +123,7 @@ type queueView struct {
 // listingQuery keeps the listing parameters of a query and nothing else.
 func listingQuery(q url.Values) url.Values {
 	out := url.Values{}
-	for _, k := range []string{"status", "source", "user", "order", "limit", "after"} {
+	for _, k := range []string{"status", "source", "user", "message_id", "order", "limit", "after"} {
 		if v := q.Get(k); v != "" {
 			out.Set(k, v)
 		}
@@ -152,7 +154,13 @@ func (s *Server) queuePage(w http.ResponseWriter, r *http.Request, ss *session) 
 	q := r.URL.Query()
 	back := listingQuery(q)
 	back.Del("after")
-	v := &queueView{User: q.Get("user"), Back: back.Encode()}
+	v := &queueView{User: q.Get("user"), Back: back.Encode(), MessageID: q.Get("message_id")}
+	if v.MessageID != "" {
+		all := listingQuery(q)
+		all.Del("message_id")
+		all.Del("after")
+		v.AllLink = "/queue?" + all.Encode()
+	}
 	status := http.StatusOK
 	qq, err := parseQueueQuery(q, ss)
 	if err != nil {

@@ -290,7 +290,13 @@ func TestQueuePageFiltersKeepsColumnsAndPages(t *testing.T) {
 
 func TestAlertCentreShowsTheQueuesAlertMails(t *testing.T) {
 	e := newEnv(t, nil)
-	e.alert(alice, "Undeliverable: quarterly report")
+	other := e.queue(alice, "another failure", storage.QueueFailed)
+	id := e.queue(alice, "quarterly report", storage.QueueFailed)
+	en, err := e.store.QueueEntry(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.alert(alice, "Undeliverable: quarterly report", "In-Reply-To: "+en.MessageID+"\r\n")
 	e.alert(alice, "Daily e-mail limit reached")
 	e.alert(admin, "Mail relay is down")
 	// Not alerts: ordinary mail, and a look-alike not from the postmaster.
@@ -301,10 +307,15 @@ func TestAlertCentreShowsTheQueuesAlertMails(t *testing.T) {
 	c := e.signIn(alice)
 	var list []alertJSON
 	c.getJSON("/api/v1/alerts", &list)
-	if len(list) != 2 || list[0].Kind != "user_limit" || list[1].Kind != "undeliverable" || list[1].Link != "/queue?status=failed" || list[1].Seen {
+	if len(list) != 2 || list[0].Kind != "user_limit" || list[1].Kind != "undeliverable" || !strings.HasPrefix(list[1].Link, "/queue?message_id=") || list[1].Seen {
 		t.Fatalf("alice's alerts %+v", list)
 	}
-	body := readBody(t, c.get("/queue"))
+	// The alert's link shows the entry it is about, not every failure.
+	body := readBody(t, c.get(list[1].Link))
+	if !strings.Contains(body, fmt.Sprintf(`data-id="%d"`, id)) || strings.Contains(body, fmt.Sprintf(`data-id="%d"`, other)) || !strings.Contains(body, `id="one-message"`) {
+		t.Errorf("the alert's link %s does not show just its entry", list[1].Link)
+	}
+	body = readBody(t, c.get("/queue"))
 	if !strings.Contains(body, `id="alert-count" aria-label="2 unread">2<`) {
 		t.Errorf("the header does not count 2 unread alerts")
 	}
