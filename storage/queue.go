@@ -20,6 +20,8 @@ package storage
 //	"alerted"/<day>"|system" a daily-limit alert went out that day
 //	"alerted"/<day>"|user|"<address>
 //	"state"/"relay"          the relay's health as last recorded ("" = up)
+//	"index"/…                entries by owner, status and source, for paged
+//	                         listing (layout in queuepage.go)
 //
 // Days are "2006-01-02" in the limits' time zone, chosen by the caller.
 
