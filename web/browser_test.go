@@ -114,6 +114,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	// Settled entries first: the queue leaves those alone.
 	e.queue(alice, "Weekly <b>status</b>", storage.QueueSent)
 	e.queue(bob, "bob's private mail", storage.QueueFailed)
+	e.queue("", "system notice", storage.QueueSent)
 	relay := testrelay.Start(t)
 	relay.Refuse(550, "mailbox unavailable")
 	q, err := queue.New(queue.Options{
@@ -241,6 +242,28 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 		t.Errorf("on a 390 px wide screen the page is wider than the screen")
 	}
 	screenshot(t, ctx, "queue-phone.png")
+
+	// Sign out through the button; the admin sees everyone's mail and the
+	// system notifications, and filters by source.
+	err = chromedp.Do(ctx,
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Click(`header form button`),
+		chromedp.WaitVisible(`#login-form`),
+		chromedp.SendKeys(`#address`, admin),
+		chromedp.SendKeys(`#password`, pass),
+		chromedp.Submit(`#login-form`),
+		chromedp.WaitVisible(`#main h1`),
+		chromedp.Navigate(e.srv.URL+"/queue"),
+		chromedp.WaitVisible(`#filter-source`),
+	)
+	if err != nil {
+		t.Fatalf("sign out, sign in as admin: %v (browser said: %q)", err, problems())
+	}
+	everyone, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.body.innerText.includes("bob's private mail") && document.body.innerText.includes("system notice")`))
+	if err != nil || !everyone {
+		t.Errorf("the admin's queue page lacks bob's mail or the system notice (%v)", err)
+	}
+	screenshot(t, ctx, "queue-admin.png")
 	if p := problems(); len(p) > 0 {
 		t.Errorf("the browser reported problems: %q", p)
 	}
