@@ -192,6 +192,20 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	}
 	screenshot(t, ctx, "queue-failed.png")
 
+	// A new alert mail raises the count in the header without a reload
+	// (the event stream; this view has nothing waiting, so no refresh).
+	e.alert(alice, queue.SubjectUserLimit)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("alert-count").textContent === "2"`)); err != nil {
+		t.Fatalf("the alert count did not follow a new alert: %v (browser said: %q)", err, problems())
+	}
+	// The keyboard reaches the page: the first Tab lands on the skip link.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	if focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.className`)); err != nil || focused != "skip" {
+		t.Errorf("the first Tab focuses %q (%v), want the skip link", focused, err)
+	}
+
 	// The relay holds the message, so the page shows it in the outbox
 	// first and must update itself when it goes out.
 	relay.Hold()
@@ -222,7 +236,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	}
 	screenshot(t, ctx, "alerts.png")
 	// The alert leads to the entry it is about.
-	if err := chromedp.Do(ctx, chromedp.Click(`#alerts a`), chromedp.WaitVisible(`#one-message`), chromedp.WaitVisible(row)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(`#alerts li.alert-undeliverable a`), chromedp.WaitVisible(`#one-message`), chromedp.WaitVisible(row)); err != nil {
 		t.Fatalf("following the alert: %v", err)
 	}
 	shown, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#queue tbody tr[data-id]').length`))
