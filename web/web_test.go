@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -455,6 +456,16 @@ func TestRussianLabelsFollowAcceptLanguage(t *testing.T) {
 	for key := range locales["ru"] {
 		if locales["en"][key] == "" {
 			t.Errorf("en lacks %q", key)
+		}
+	}
+	// Every label a template names exists (a missing one renders empty).
+	files, _ := templateFiles.ReadDir("templates")
+	for _, f := range files {
+		b, _ := templateFiles.ReadFile("templates/" + f.Name())
+		for _, m := range regexp.MustCompile(`\.T\.([a-z_]+)`).FindAllStringSubmatch(string(b), -1) {
+			if locales["en"][m[1]] == "" {
+				t.Errorf("%s uses label %q that no locale has", f.Name(), m[1])
+			}
 		}
 	}
 	e := newEnv(t, nil)
