@@ -121,7 +121,8 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 		Store: e.store, Relay: relay.Addr, RelayTLS: queue.TLSNone,
 		Hostname: "mail.example.com", Postmaster: "postmaster@example.com", Admins: []string{admin},
 		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, HealthCheckInterval: 50 * time.Millisecond,
-		DialTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
+		// Long enough for the held DATA below: a timeout there would send twice.
+		DialTimeout: 5 * time.Second, CommandTimeout: 30 * time.Second, DataTimeout: 30 * time.Second,
 		Location: time.UTC, Logger: e.web.log,
 	})
 	if err != nil {
@@ -131,6 +132,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
+	t.Cleanup(relay.Release) // runs first: a failing test leaves no DATA held
 
 	id := e.queue(alice, "Quarterly report", storage.QueueOutbox)
 	// The relay refuses it for good: failed, with an Undeliverable alert.
