@@ -182,12 +182,18 @@ func parseQueueQuery(q url.Values, ss *session) (queueQuery, error) {
 	return qq, nil
 }
 
-func queryError(w http.ResponseWriter, err error) {
+// queryProblem is the status and the sentence for a refused query.
+func queryProblem(err error) (int, string) {
 	status := http.StatusBadRequest
 	if errors.Is(err, errForbidden) {
 		status = http.StatusForbidden
 	}
-	jsonError(w, status, strings.TrimSuffix(strings.TrimSuffix(err.Error(), ": "+errForbidden.Error()), ": "+storage.ErrInvalid.Error()))
+	return status, strings.TrimSuffix(strings.TrimSuffix(err.Error(), ": "+errForbidden.Error()), ": "+storage.ErrInvalid.Error())
+}
+
+func queryError(w http.ResponseWriter, err error) {
+	status, msg := queryProblem(err)
+	jsonError(w, status, msg)
 }
 
 // apiQueue is GET /api/v1/queue: an array of entries in the JSON of

@@ -164,11 +164,7 @@ func (s *Server) queuePage(w http.ResponseWriter, r *http.Request, ss *session) 
 	status := http.StatusOK
 	qq, err := parseQueueQuery(q, ss)
 	if err != nil {
-		status = http.StatusBadRequest
-		if errors.Is(err, errForbidden) {
-			status = http.StatusForbidden
-		}
-		v.Error = err.Error()
+		status, v.Error = queryProblem(err)
 	}
 	v.Statuses = []option{{"", t["all_types"], qq.Filter.Status == ""}}
 	for _, st := range []string{storage.QueueFailed, storage.QueueOutbox, storage.QueueSent, storage.QueueHeld} {
