@@ -262,10 +262,29 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	}
 	screenshot(t, ctx, "queue-phone.png")
 
+	// Choose the Body column (kept on the server) and read an entry's body
+	// in place.
+	err = chromedp.Do(ctx,
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Click(`details.columns summary`),
+		chromedp.Click(`#columns-form input[value="body"]`),
+		chromedp.Click(`#columns-form button`),
+		chromedp.WaitVisible(`th.col-body`),
+		chromedp.Click(row+` a.show-body`),
+		chromedp.WaitVisible(`tr.body-row pre`),
+	)
+	if err != nil {
+		t.Fatalf("the body on demand: %v (browser said: %q)", err, problems())
+	}
+	body, err := chromedp.Run(ctx, chromedp.Text(`tr.body-row pre`))
+	if err != nil || !strings.Contains(body, "Hello Quarterly report") {
+		t.Errorf("the body shown in place is %q (%v)", body, err)
+	}
+	screenshot(t, ctx, "queue-body.png")
+
 	// Sign out through the button; the admin sees everyone's mail and the
 	// system notifications, and filters by source.
 	err = chromedp.Do(ctx,
-		chromedp.EmulateViewport(1280, 900),
 		chromedp.Click(`header form button`),
 		chromedp.WaitVisible(`#login-form`),
 		chromedp.SendKeys(`#address`, admin),
