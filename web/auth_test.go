@@ -1,7 +1,10 @@
 package web
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -88,6 +91,25 @@ func TestEveryEndpointAnswersOnlyWhoMayAsk(t *testing.T) {
 		{name: "POST /alerts/read", call: func(c *client, _ uint64) *http.Response {
 			return c.form("/alerts/read", url.Values{})
 		}, want: map[string]int{asOwner: 303, asOther: 303, asAdmin: 303, asAnon: 401, asNoCSRF: 403}},
+		{name: "GET /api/v1/queue", call: get("/api/v1/queue?after=%d"), want: map[string]int{asOwner: 200, asOther: 200, asAdmin: 200, asAnon: 401, asNoCSRF: 200}},
+		{name: "GET /queue", call: get("/queue?after=%d"), want: map[string]int{asOwner: 200, asOther: 200, asAdmin: 200, asAnon: 303, asNoCSRF: 200}},
+		{name: "GET /alerts", call: get("/alerts?%d"), want: map[string]int{asOwner: 200, asOther: 200, asAdmin: 200, asAnon: 303, asNoCSRF: 200}},
+		{name: "GET /mail", call: get("/mail?%d"), want: map[string]int{asOwner: 200, asOther: 200, asAdmin: 200, asAnon: 303, asNoCSRF: 200}},
+		{name: "GET /api/v1/events", call: func(c *client, _ uint64) *http.Response {
+			// A stream: only its status matters here.
+			ctx, cancel := context.WithCancel(t.Context())
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/api/v1/events", nil)
+			resp, err := c.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The first line (the stream's opening comment, or the error).
+			body, _ := bufio.NewReader(resp.Body).ReadString('\n')
+			cancel()
+			resp.Body.Close()
+			resp.Body = io.NopCloser(strings.NewReader(string(body)))
+			return resp
+		}, want: map[string]int{asOwner: 200, asOther: 200, asAdmin: 200, asAnon: 401, asNoCSRF: 200}},
 		{name: "POST /logout", call: func(c *client, _ uint64) *http.Response {
 			return c.form("/logout", url.Values{})
 		}, want: map[string]int{asOwner: 303, asOther: 303, asAdmin: 303, asAnon: 401, asNoCSRF: 403}},
