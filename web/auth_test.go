@@ -173,6 +173,13 @@ func TestUsersSeeTheirOwnEntriesAndAdminsEveryones(t *testing.T) {
 	if !strings.Contains(page, "bob one") || strings.Contains(page, "alice one") || strings.Contains(page, "system notice") {
 		t.Errorf("bob's queue page shows other people's mail or misses his own")
 	}
+	if strings.Contains(page, `id="queue-counts"`) {
+		t.Errorf("bob sees the whole queue's counts")
+	}
+	page = readBody(t, e.signIn(admin).get("/queue"))
+	if !strings.Contains(page, "Failed: 1</span> · <span>Outbox: 2</span> · <span>Held (daily limit): 0</span> · <span>Sent: 1") {
+		t.Errorf("the admin's page lacks the queue counts")
+	}
 	page = readBody(t, e.signIn(admin).get("/queue?source=system"))
 	if !strings.Contains(page, "system notice") || strings.Contains(page, "alice one") {
 		t.Errorf("the admin's system-notification view is wrong")

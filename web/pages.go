@@ -115,7 +115,8 @@ type queueView struct {
 	Rows                      []queueRow
 	Back                      string // the listing's query, kept across actions
 	NextLink, FirstLink       string
-	Waiting                   bool // entries still to go: the page refreshes itself
+	Waiting                   bool     // entries still to go: the page refreshes itself
+	Counts                    []option // administrators: the whole queue by status (Value: the count)
 	Done                      []string
 	Error                     string
 }
@@ -199,6 +200,13 @@ func (s *Server) queuePage(w http.ResponseWriter, r *http.Request, ss *session) 
 		}
 		if qq.Page.After != 0 {
 			v.FirstLink = "/queue?" + v.Back
+		}
+	}
+	if ss.Admin {
+		if c, err := s.opts.Store.QueueCounts(r.Context()); err == nil {
+			for _, st := range []string{storage.QueueFailed, storage.QueueOutbox, storage.QueueHeld, storage.QueueSent} {
+				v.Counts = append(v.Counts, option{Value: strconv.Itoa(c.ByStatus(st)), Label: t["status_"+st], On: st == storage.QueueFailed && c.Failed > 0})
+			}
 		}
 	}
 	if n := q.Get("resent"); n != "" {
