@@ -26,7 +26,7 @@ type hub struct {
 func newHub() *hub { return &hub{subs: make(map[chan storage.Event]string)} }
 
 func (h *hub) publish(ev storage.Event) {
-	if ev.Kind != storage.EventAppend {
+	if ev.Kind != storage.EventAppend && ev.Kind != storage.EventTracking {
 		return
 	}
 	h.mu.Lock()
@@ -84,6 +84,38 @@ type mailEvent struct {
 	Alert     bool   `json:"alert"`
 }
 
+// sentEvent is the data of a "sent" event: a Sent message's not_delivered
+// changed.
+type sentEvent struct {
+	Mailbox      string   `json:"mailbox"`
+	UID          uint32   `json:"uid"`
+	MessageID    string   `json:"message_id"`
+	Subject      string   `json:"subject"`
+	NotDelivered []string `json:"not_delivered"`
+}
+
+// describeSent loads the record a tracking event is about.
+func (s *Server) describeSent(r *http.Request, ss *session, ev storage.Event) (*sentEvent, bool) {
+	list, err := s.opts.Store.SentStatus(r.Context(), ss.Address)
+	if err != nil {
+		return nil, false
+	}
+	for _, m := range list {
+		if m.ID != ev.TrackingID {
+			continue
+		}
+		e := &sentEvent{Mailbox: storage.Sent, UID: uint32(ev.UID), MessageID: m.MessageID, Subject: m.Subject, NotDelivered: []string{}}
+		for _, rc := range m.Recipients {
+			if rc.Pending() {
+				e.NotDelivered = append(e.NotDelivered, rc.Address)
+			}
+		}
+		return e, true
+	}
+	// Settled and gone (nobody pending, no Sent copy): nothing to show.
+	return nil, false
+}
+
 // keepAlive is how often an idle stream sends a comment, so proxies keep it.
 const keepAlive = 30 * time.Second
 
@@ -120,12 +152,18 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request, ss *session) 
 			if !ok {
 				return
 			}
-			data, ok := s.describe(r, ss, ev, names)
+			name, data, ok := "mail", any(nil), false
+			if ev.Kind == storage.EventTracking {
+				name = "sent"
+				data, ok = s.describeSent(r, ss, ev)
+			} else {
+				data, ok = s.describe(r, ss, ev, names)
+			}
 			if !ok {
 				continue
 			}
 			b, _ := json.Marshal(data)
-			fmt.Fprintf(w, "event: mail\ndata: %s\n\n", b)
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
 		}
 		if rc.Flush() != nil {
 			return

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -239,4 +240,60 @@ func (c *client) queueIDs(query string) []uint64 {
 		ids = append(ids, e.ID)
 	}
 	return ids
+}
+
+// events opens GET /api/v1/events and passes on its event and data lines.
+func (c *client) events() <-chan string {
+	c.e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.e.t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.e.srv.URL+"/api/v1/events", nil)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.e.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		c.e.t.Fatalf("events: %s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	rd := bufio.NewReader(resp.Body)
+	if line, _ := rd.ReadString('\n'); !strings.HasPrefix(line, ":") {
+		c.e.t.Fatalf("events: first line %q", line)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		defer resp.Body.Close()
+		defer close(lines)
+		for {
+			l, err := rd.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if strings.HasPrefix(l, "event:") || strings.HasPrefix(l, "data:") {
+				lines <- strings.TrimSpace(l)
+			}
+		}
+	}()
+	return lines
+}
+
+// nextEvent waits (5 s at most) for the next event and its data.
+func nextEvent(t *testing.T, lines <-chan string) (name, data string) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for data == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the event stream ended")
+			}
+			if v, ok := strings.CutPrefix(l, "event: "); ok {
+				name = v
+			} else if v, ok := strings.CutPrefix(l, "data: "); ok {
+				data = v
+			}
+		case <-timeout:
+			t.Fatal("no event within 5 s")
+		}
+	}
+	return name, data
 }

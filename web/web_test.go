@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/internal/testcert"
 	"github.com/pochta/pochta/storage"
@@ -383,6 +385,30 @@ func TestEventsStreamAnnouncesNewMailOfThatUserOnly(t *testing.T) {
 	}
 	if got[0] != "event: mail" || !strings.Contains(got[1], `"subject":"Undeliverable: alice's"`) || !strings.Contains(got[1], `"alert":true`) || !strings.Contains(got[1], `"mailbox":"INBOX"`) {
 		t.Fatalf("event %q", got)
+	}
+}
+
+func TestEventsStreamReportsNotDeliveredChanges(t *testing.T) {
+	e := newEnv(t, nil)
+	raw := []byte("From: alice@example.com\r\nTo: bob@example.com, admin@example.com\r\nSubject: minutes\r\nMessage-ID: <minutes@example.com>\r\n\r\nHi\r\n")
+	res, err := e.store.Deliver(t.Context(), &storage.Delivery{
+		Sender: alice, SentCopy: &storage.NewMessage{Raw: raw}, Recipients: []string{bob, admin}, Copy: &storage.NewMessage{Raw: raw},
+		From: alice, Source: storage.SourceUser, MessageID: "<minutes@example.com>", Subject: "minutes",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := e.signIn(alice).events()
+	if _, err := e.store.StoreFlags(t.Context(), bob, res.Copies[bob].MailboxID, []imap.UID{res.Copies[bob].UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	name, data := nextEvent(t, lines)
+	var ev sentEvent
+	if err := json.Unmarshal([]byte(data), &ev); err != nil || name != "sent" {
+		t.Fatalf("event %q %s (%v), want sent", name, data, err)
+	}
+	if ev.Mailbox != "Sent" || ev.UID != uint32(res.Sent.UID) || ev.Subject != "minutes" || len(ev.NotDelivered) != 1 || ev.NotDelivered[0] != admin {
+		t.Fatalf("sent event %+v: want alice's Sent copy with admin not delivered", ev)
 	}
 }
 
