@@ -98,7 +98,7 @@ func TestEveryEndpointAnswersOnlyWhoMayAsk(t *testing.T) {
 		{name: "GET /api/v1/events", call: func(c *client, _ uint64) *http.Response {
 			// A stream: only its status matters here.
 			ctx, cancel := context.WithCancel(t.Context())
-			req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/api/v1/events", nil)
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.url+"/api/v1/events", nil)
 			resp, err := c.http.Do(req)
 			if err != nil {
 				t.Fatal(err)

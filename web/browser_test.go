@@ -155,7 +155,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	ctx, problems := browserCtx(t)
 	row := fmt.Sprintf(`#queue tr[data-id="%d"]`, id)
 	err = chromedp.Do(ctx,
-		chromedp.Navigate(e.srv.URL+"/queue"),
+		chromedp.Navigate(e.url+"/queue"),
 		chromedp.WaitVisible(`#login-form`),
 		chromedp.SendKeys(`#address`, alice),
 		chromedp.SendKeys(`#password`, pass),
@@ -236,7 +236,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	if len(got) != 1 || got[0] != "x@remote.test" {
 		t.Errorf("the relay accepted %v, want the one resent message", got)
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/alerts"), chromedp.WaitVisible(`#alerts`)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.url+"/alerts"), chromedp.WaitVisible(`#alerts`)); err != nil {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "alerts.png")
@@ -250,7 +250,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 	}
 
 	// On a phone screen the page fits its width; the table scrolls inside.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.srv.URL+"/queue"), chromedp.WaitVisible(row)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.url+"/queue"), chromedp.WaitVisible(row)); err != nil {
 		t.Fatal(err)
 	}
 	fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
@@ -291,7 +291,7 @@ func TestBrowserResendsAFailedEntryAndWatchesItGoOut(t *testing.T) {
 		chromedp.SendKeys(`#password`, pass),
 		chromedp.Submit(`#login-form`),
 		chromedp.WaitVisible(`header.top`), // only a signed-in page has it
-		chromedp.Navigate(e.srv.URL+"/queue"),
+		chromedp.Navigate(e.url+"/queue"),
 		chromedp.WaitVisible(`#filter-source`),
 	)
 	if err != nil {

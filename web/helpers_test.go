@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -34,11 +34,13 @@ type testEnv struct {
 	t     *testing.T
 	store storage.Store
 	web   *Server
-	srv   *httptest.Server
+	url   string          // https://127.0.0.1:PORT
+	tr    *http.Transport // trusts the server's certificate; HTTP/2
 }
 
-// newEnv serves the web interface over TLS on 127.0.0.1 with alice, bob
-// and admin (an administrator) on a real bbolt file.
+// newEnv serves the web interface with Serve (HTTPS, HTTP/2, the daemon's
+// own server settings) on 127.0.0.1 with alice, bob and admin (an
+// administrator) on a real bbolt file.
 func newEnv(t *testing.T, mutate func(*Options)) *testEnv {
 	t.Helper()
 	st, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
@@ -59,6 +61,8 @@ func newEnv(t *testing.T, mutate func(*Options)) *testEnv {
 		LivePoll:     200 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	serverTLS, clientTLS := testcert.New(t, "127.0.0.1")
+	o.TLSConfig = serverTLS
 	if mutate != nil {
 		mutate(&o)
 	}
@@ -66,11 +70,19 @@ func newEnv(t *testing.T, mutate func(*Options)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(w.Handler())
-	srv.TLS, _ = testcert.New(t, "127.0.0.1")
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return &testEnv{t: t, store: st, web: w, srv: srv}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go w.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		w.Shutdown(ctx)
+	})
+	tr := &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &testEnv{t: t, store: st, web: w, url: "https://" + l.Addr().String(), tr: tr}
 }
 
 // client is one browser: its own cookies, redirects not followed.
@@ -82,8 +94,7 @@ type client struct {
 
 func (e *testEnv) anonymous() *client {
 	jar, _ := cookiejar.New(nil)
-	c := e.srv.Client()
-	hc := &http.Client{Transport: c.Transport, Jar: jar, Timeout: 10 * time.Second,
+	hc := &http.Client{Transport: e.tr, Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &client{e: e, http: hc}
 }
@@ -104,7 +115,7 @@ func (e *testEnv) signIn(address string) *client {
 
 func (c *client) do(method, path, contentType string, body io.Reader, hdr ...string) *http.Response {
 	c.e.t.Helper()
-	req, err := http.NewRequest(method, c.e.srv.URL+path, body)
+	req, err := http.NewRequest(method, c.e.url+path, body)
 	if err != nil {
 		c.e.t.Fatal(err)
 	}
@@ -247,7 +258,7 @@ func (c *client) events() <-chan string {
 	c.e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c.e.t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", c.e.srv.URL+"/api/v1/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.e.url+"/api/v1/events", nil)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.e.t.Fatal(err)

@@ -95,7 +95,7 @@ func TestWrongPasswordsAreThrottledThenRefused(t *testing.T) {
 func TestForgedExpiredAndEndedSessionsAreRefused(t *testing.T) {
 	e := newEnv(t, nil)
 	forged := e.anonymous()
-	u, _ := url.Parse(e.srv.URL)
+	u, _ := url.Parse(e.url)
 	forged.http.Jar.SetCookies(u, []*http.Cookie{{Name: "pochta_session", Value: "forged-token-forged-token-forged-token-xx"}})
 	if resp := forged.get("/api/v1/session"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("forged cookie: %s, want 401", resp.Status)
@@ -340,7 +340,7 @@ func TestAlertCentreShowsTheQueuesAlertMails(t *testing.T) {
 func TestEventsStreamAnnouncesNewMailOfThatUserOnly(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.signIn(alice)
-	req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/events", nil)
+	req, _ := http.NewRequest("GET", e.url+"/api/v1/events", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	resp, err := c.http.Do(req.WithContext(ctx))
@@ -416,6 +416,9 @@ func TestSecurityHeadersGzipAndHTTP2(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.HSTS = true })
 	c := e.signIn(alice)
 	resp := c.get("/queue")
+	if resp.ProtoMajor != 2 {
+		t.Errorf("served over %s, want HTTP/2", resp.Proto)
+	}
 	h := resp.Header
 	csp := h.Get("Content-Security-Policy")
 	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
@@ -431,10 +434,10 @@ func TestSecurityHeadersGzipAndHTTP2(t *testing.T) {
 		t.Errorf("HSTS must follow the option")
 	}
 	// gzip for clients that ask.
-	tr := e.srv.Client().Transport.(*http.Transport).Clone()
+	tr := e.tr.Clone()
 	tr.DisableCompression = true
 	hc := &http.Client{Transport: tr}
-	req, _ := http.NewRequest("GET", e.srv.URL+"/static/app.js", nil)
+	req, _ := http.NewRequest("GET", e.url+"/static/app.js", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	gz, err := hc.Do(req)
 	if err != nil {
