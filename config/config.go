@@ -38,6 +38,7 @@ type Config struct {
 	Alerts        Alerts        `toml:"alerts"`
 	Metrics       Metrics       `toml:"metrics"`
 	HTTP          HTTP          `toml:"http"`
+	Web           Web           `toml:"web"`
 	Control       Control       `toml:"control"`
 	Log           Log           `toml:"log"`
 
@@ -161,6 +162,12 @@ type HTTP struct {
 	Listen string `toml:"listen"`
 }
 
+// Web is [web]: the HTTPS web interface (queue and mail pages, JSON API)
+// with the [tls] certificate; "" disables it.
+type Web struct {
+	Listen string `toml:"listen"`
+}
+
 // Control is [control]: the Unix socket the admin commands talk to.
 type Control struct {
 	Socket string `toml:"socket"`
@@ -264,6 +271,7 @@ func Development() *Config {
 	c.IMAP.TLSListen = "127.0.0.1:2993"
 	c.EmailQueue.Relay = "127.0.0.1:2526"
 	c.EmailQueue.RelayTLS = RelayNoTLS
+	c.Web.Listen = "127.0.0.1:2443"
 	return c
 }
 

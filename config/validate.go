@@ -215,6 +215,7 @@ func (c *Config) validate() []*Error {
 	}
 	v.listen(c.Metrics.Listen, "metrics.listen")
 	v.listen(c.HTTP.Listen, "http.listen")
+	v.listen(c.Web.Listen, "web.listen")
 	v.nonEmpty(c.Control.Socket, "control.socket")
 	v.distinctListeners(c)
 

@@ -20,6 +20,7 @@ package storage
 //	    "sentlog"/<id>         the read-tracking records the user sent
 //	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
 //	                              (tracking_index.go)
+//	    "webprefs"             WebPrefs (JSON): web interface choices (websessions.go)
 //	"tracking"/<id>            read-tracking record (JSON); sequence issues IDs
 //	"unread"/<date><box><uid><address>
 //	                           INBOX messages without \Seen by internal date,
@@ -27,6 +28,7 @@ package storage
 //	"queue"/…                  the outbound queue: entries, bodies, the due
 //	                           index, counts, daily limit counters, relay
 //	                           state (layout in queue.go)
+//	"websessions"/<sha256>     web sign-in sessions by token hash (websessions.go)
 //
 // Mailboxes are reached only through their user's bucket, so a mailbox ID
 // from another user's session resolves to ErrNotFound: isolation between

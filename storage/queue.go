@@ -21,6 +21,8 @@ package storage
 //	"alerted"/<day>"|system" a daily-limit alert went out that day
 //	"alerted"/<day>"|user|"<address>
 //	"state"/"relay"          the relay's health as last recorded ("" = up)
+//	"index"/…                entries by owner, status and source, for paged
+//	                         listing (layout in queuepage.go)
 //
 // Days are "2006-01-02" in the limits' time zone, chosen by the caller.
 
@@ -165,6 +167,9 @@ type QueueFilter struct {
 	// User selects the entries a user submitted (or, for system mail,
 	// whose envelope sender is that address).
 	User string `json:"user,omitempty"`
+	// MessageID selects the entries of one message (angle brackets
+	// optional): the one an alert or a delivery report is about.
+	MessageID string `json:"message_id,omitempty"`
 }
 
 // Validate says what is wrong with a filter, naming the allowed values.
@@ -187,6 +192,9 @@ func (f QueueFilter) Match(e *QueueEntry) bool {
 		return false
 	}
 	if f.User != "" && !strings.EqualFold(e.User, f.User) && !(e.User == "" && strings.EqualFold(e.From, f.User)) {
+		return false
+	}
+	if f.MessageID != "" && strings.Trim(e.MessageID, "<> ") != strings.Trim(f.MessageID, "<> ") {
 		return false
 	}
 	return true
@@ -461,6 +469,9 @@ func (q *queueTx) saveEntry(old, e *QueueEntry, ev *eventList) error {
 			return err
 		}
 	}
+	if err := q.reindex(old, e); err != nil {
+		return err
+	}
 	return q.track(old, e, ev)
 }
 
@@ -494,6 +505,9 @@ func (q *queueTx) remove(e *QueueEntry, ev *eventList) error {
 		}
 	}
 	if err := q.count(e.Status, -1); err != nil {
+		return err
+	}
+	if err := q.reindex(e, nil); err != nil {
 		return err
 	}
 	if e.TrackingID != 0 {

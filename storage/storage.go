@@ -66,7 +66,9 @@ const (
 // concurrent use.
 type Store interface {
 	TrackingStore
-	QueueStore // the outbound queue (queue.go)
+	QueueStore     // the outbound queue (queue.go)
+	QueuePageStore // paged listing of the queue (queuepage.go)
+	WebStore       // web sessions and preferences (websessions.go)
 
 	// CreateUser creates a user with the mailboxes INBOX, Sent, Drafts and
 	// Trash. The address is stored lower-cased. ErrExists if present.
@@ -354,6 +356,11 @@ const (
 	// EventQueued: a queue entry was queued or resent and is due now
 	// (QueueID set; User and MailboxID are empty). The queue wakes on it.
 	EventQueued
+	// EventTracking: a recipient of a user's sent message settled (read,
+	// relayed, failed...), so its "not delivered" list changed (User is the
+	// sender, TrackingID the record; MailboxID and UID the Sent copy while
+	// it exists). The web interface's `sent` event.
+	EventTracking
 )
 
 // Event is one committed change, published to listeners in commit order.
@@ -368,6 +375,8 @@ type Event struct {
 	Origin any
 	// QueueID is the queue entry of an EventQueued.
 	QueueID uint64
+	// TrackingID is the read-tracking record of an EventTracking.
+	TrackingID uint64
 }
 
 type originKey struct{}

@@ -338,6 +338,10 @@ func setExternalState(tx *bolt.Tx, trackingID uint64, recipient, state string, e
 // no sender's copy any more is deleted.
 func settle(tx *bolt.Tx, id uint64, rec *trackRecord, before int, live []*boxTx, ev *eventList) error {
 	after := rec.pending()
+	if after < before && rec.Sender != "" {
+		// The sender's event, not the writer's: no origin.
+		ev.list = append(ev.list, Event{Kind: EventTracking, User: rec.Sender, MailboxID: rec.SentBox, UID: imap.UID(rec.SentUID), TrackingID: id})
+	}
 	if before > 0 && after == 0 {
 		if err := markSentSeen(tx, rec, live, ev); err != nil {
 			return err

@@ -33,6 +33,7 @@ import (
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/tlsconf"
 	"github.com/pochta/pochta/trace"
+	"github.com/pochta/pochta/web"
 )
 
 // shutdownGrace bounds how long SMTP DATA and IMAP APPEND in flight may take
@@ -190,6 +191,15 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
 		MaxHeaderBytes: 16 << 10,
 	}
+	// The web interface: queue page, alert centre, JSON API (HTTPS).
+	webServer, err := web.New(web.Options{
+		Store: store, Auth: logins, TLSConfig: certs.TLSConfig(), HSTS: !certs.SelfSigned(),
+		PollInterval: cfg.MessageServer.PollInterval.Duration, Postmaster: cfg.Postmaster(),
+		Logger: logger.With("component", "web"),
+	})
+	if err != nil {
+		return err
+	}
 
 	listeners := []*listener{
 		{name: "smtp submission", addr: cfg.SMTP.Submission, serve: smtpServer.ServeSubmission},
@@ -199,6 +209,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		{name: "imaps", addr: cfg.IMAP.TLSListen, serve: imapServer.ServeTLS},
 		{name: "metrics", addr: cfg.Metrics.Listen, serve: metricsServer.Serve},
 		{name: "http autoconfig", addr: cfg.HTTP.Listen, serve: httpServer.Serve},
+		{name: "web", addr: cfg.Web.Listen, serve: webServer.Serve},
 	}
 	for _, ln := range listeners {
 		if ln.addr == "" {
@@ -275,6 +286,7 @@ wait:
 	stopping.Wait()
 	_ = metricsServer.Shutdown(shutdownCtx)
 	_ = httpServer.Shutdown(shutdownCtx)
+	_ = webServer.Shutdown(shutdownCtx)
 	_ = controlServer.Shutdown(shutdownCtx)
 	_ = os.Remove(cfg.SocketPath())
 	logger.Info("pochta stopped")
@@ -359,11 +371,12 @@ and a first user:
 Then point a mail client at it (user name = the full address):
     IMAP  %s (STARTTLS)   or %s (SSL/TLS)
     SMTP  %s (STARTTLS)   or %s (SSL/TLS)
+    Web   https://%s/queue (sign in with the address and password)
 The certificate is self-signed (%s/tls-cert.pem): import it as trusted (README: "Trusting the development certificate").
 Mail for other domains goes to the development relay %s; it waits in the queue until something listens there (README: "The development relay").
 Stop with Ctrl-C.
 
-`, dataDir, admin, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, dataDir, cfg.EmailQueue.Relay)
+`, dataDir, admin, domain, cfg.IMAP.Listen, cfg.IMAP.TLSListen, cfg.SMTP.Submission, cfg.SMTP.Submissions, cfg.Web.Listen, dataDir, cfg.EmailQueue.Relay)
 }
 
 // relayState is what `pochta status` shows for the relay: the queue's view
