@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"net"
@@ -140,19 +139,6 @@ func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, "login", nil, &loginView{Next: r.URL.Query().Get("next")})
-}
-
-// sleep waits d or until the request is gone.
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // login is POST /login: the mail password, throttled like IMAP and SMTP.
