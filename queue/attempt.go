@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/pochta/pochta/storage"
@@ -46,7 +47,7 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	}
 	e := res.Entry
 	start := time.Now()
-	out := q.relay.Load().send(ctx, e.From, e.Pending(), e.Body)
+	out := q.relay.Load().send(ctx, e.From, e.Pending(), q.relayMessage(ctx, e))
 	upd := q.apply(e, out, res.Counted, q.now())
 
 	// Counted before the result is stored, so whoever sees the result sees
@@ -86,6 +87,14 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	case faultNone:
 		q.relayBack()
 	}
+}
+
+// relayMessage streams the entry's stored message: nothing of it is in
+// memory but the chunk being written.
+func (q *Queue) relayMessage(ctx context.Context, e *storage.QueueEntry) relayMessage {
+	return relayMessage{size: e.Size, writeTo: func(w io.Writer) (int64, error) {
+		return q.store.QueueBody(ctx, e.ID, w)
+	}}
 }
 
 // resultLabel is the outcome for pochta_relay_attempts_total.

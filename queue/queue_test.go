@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -520,7 +521,7 @@ func TestNothingInAMessageReachesTheCommandStream(t *testing.T) {
 
 	// A stored address with CR LF (say, a damaged record) is refused before
 	// it reaches RCPT.
-	out := e.q.relay.Load().send(context.Background(), alice, []string{"x@remote.test>\r\nRCPT TO:<evil@remote.test", dave}, "Subject: x\r\n\r\nx\r\n")
+	out := e.q.relay.Load().send(context.Background(), alice, []string{"x@remote.test>\r\nRCPT TO:<evil@remote.test", dave}, stringMessage("Subject: x\r\n\r\nx\r\n"))
 	bad := out.rcpts["x@remote.test>\r\nRCPT TO:<evil@remote.test"]
 	if bad.kind != rcptPermanent || out.rcpts[dave].kind != rcptSent {
 		t.Errorf("outcome %+v: want the bad address refused, dave sent", out)
@@ -576,4 +577,12 @@ func TestDefaultRetryScheduleMatchesTheREADME(t *testing.T) {
 	if !strings.Contains(string(readme), want) {
 		t.Errorf("README.md does not spell out the retry schedule %q", want)
 	}
+}
+
+// stringMessage is a relayMessage held in memory, for calling send directly.
+func stringMessage(s string) relayMessage {
+	return relayMessage{size: int64(len(s)), writeTo: func(w io.Writer) (int64, error) {
+		n, err := io.WriteString(w, s)
+		return int64(n), err
+	}}
 }
