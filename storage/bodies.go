@@ -7,9 +7,14 @@ package storage
 // A 25 MB message to three local users and one external one is thus 25 MB
 // on disk and in bbolt's commit buffers, not 125 MB. Layout:
 //
-//	"shared"/"bodies"/<id>       the body: every byte after the empty line
+//	"shared"/"bodies"/<id>/"b"   the body: every byte after the empty line
 //	                             that ends the header; the "shared" bucket's
-//	                             sequence issues the IDs, never reused
+//	                             sequence issues the IDs, never reused. Each
+//	                             body has a bucket of its own so that its
+//	                             leaf page holds it alone: bbolt does not
+//	                             split a leaf of up to four keys, and would
+//	                             rewrite (and buffer) every big neighbour
+//	                             on the leaf with each new body
 //	"shared"/"refs"/<id>         how many copies refer to it (be64)
 //	mailbox "bodyref"/<uid>      sharedRef: which shared body follows the
 //	                             copy's "body"/<uid>, which then holds the
@@ -128,10 +133,7 @@ func loadStored(tx *bolt.Tx, body, refs *bolt.Bucket, key []byte) (storedMessage
 	if err != nil {
 		return storedMessage{}, err
 	}
-	sb := sharedBucket(tx, bucketSharedBodies)
-	if sb != nil {
-		m.shared = sb.Get(be64(ref.id))
-	}
+	m.shared = sharedBodyBytes(tx, ref.id)
 	switch {
 	case m.shared == nil:
 		return storedMessage{}, fmt.Errorf("shared body %d is missing: %w", ref.id, errCorrupt)
@@ -139,6 +141,21 @@ func loadStored(tx *bolt.Tx, body, refs *bolt.Bucket, key []byte) (storedMessage
 		return storedMessage{}, fmt.Errorf("shared body %d has %d bytes, its reference says %d: %w", ref.id, len(m.shared), ref.size, errCorrupt)
 	}
 	return m, nil
+}
+
+var keySharedBody = []byte("b")
+
+// sharedBodyBytes returns the body id, nil if there is none.
+func sharedBodyBytes(tx *bolt.Tx, id uint64) []byte {
+	bodies := sharedBucket(tx, bucketSharedBodies)
+	if bodies == nil {
+		return nil
+	}
+	b := bodies.Bucket(be64(id))
+	if b == nil {
+		return nil
+	}
+	return b.Get(keySharedBody)
 }
 
 // sharedBucket returns a sub-bucket of "shared" for reading; nil before the
@@ -175,7 +192,7 @@ func addRef(tx *bolt.Tx, id uint64, delta int64) error {
 		return err
 	}
 	key := be64(id)
-	if bodies.Get(key) == nil {
+	if bodies.Bucket(key) == nil {
 		return fmt.Errorf("shared body %d is missing: %w", id, errCorrupt)
 	}
 	n := int64(0)
@@ -190,7 +207,7 @@ func addRef(tx *bolt.Tx, id uint64, delta int64) error {
 		if err := refs.Delete(key); err != nil {
 			return err
 		}
-		return bodies.Delete(key)
+		return bodies.DeleteBucket(key)
 	}
 	return refs.Put(key, be64(uint64(n)))
 }
@@ -217,7 +234,11 @@ func (sb *sharedBody) store(tx *bolt.Tx) error {
 	if sb.id, err = root.NextSequence(); err != nil {
 		return err
 	}
-	return bodies.Put(be64(sb.id), sb.body)
+	b, err := bodies.CreateBucket(be64(sb.id))
+	if err != nil {
+		return err
+	}
+	return b.Put(keySharedBody, sb.body)
 }
 
 // ref is the reference a copy of this body stores.
@@ -366,7 +387,7 @@ func dropRef(tx *bolt.Tx, refs *bolt.Bucket, key []byte) error {
 	if err := refs.Delete(key); err != nil {
 		return err
 	}
-	if derr != nil || sharedBucket(tx, bucketSharedBodies) == nil || sharedBucket(tx, bucketSharedBodies).Get(be64(ref.id)) == nil {
+	if derr != nil || sharedBodyBytes(tx, ref.id) == nil {
 		return nil
 	}
 	return addRef(tx, ref.id, -1)
@@ -383,7 +404,7 @@ func dropAllRefs(tx *bolt.Tx, refs *bolt.Bucket) error {
 		if err != nil {
 			return nil
 		}
-		if sb := sharedBucket(tx, bucketSharedBodies); sb == nil || sb.Get(be64(ref.id)) == nil {
+		if sharedBodyBytes(tx, ref.id) == nil {
 			return nil
 		}
 		return addRef(tx, ref.id, -1)
@@ -552,6 +573,9 @@ func checkSharedBodies(tx *bolt.Tx, rep *CheckReport) {
 	_ = bodies.ForEach(func(k, _ []byte) error {
 		rep.Checked++
 		id := binary.BigEndian.Uint64(k)
+		if sharedBodyBytes(tx, id) == nil {
+			rep.Bad = append(rep.Bad, BadRecord{Mailbox: "shared bodies", Error: fmt.Sprintf("shared body %d: no bytes: %v", id, errCorrupt)})
+		}
 		var n int64
 		if refs != nil {
 			if v := refs.Get(k); len(v) == 8 {

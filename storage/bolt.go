@@ -106,7 +106,8 @@ type Options struct {
 	// 0 means 256.
 	MaxBatch int
 	// MaxBatchBytes bounds the message bytes written in one shared
-	// transaction; 0 means 32 MiB. A single larger request still runs.
+	// transaction; 0 means 32 MiB. A single larger request still runs,
+	// in a transaction of its own.
 	MaxBatchBytes int
 	// MustExist makes Open fail with ErrNoDatabase instead of creating a
 	// new, empty database where none exists. Only the commands that are
