@@ -586,3 +586,28 @@ func stringMessage(s string) relayMessage {
 		return int64(n), err
 	}}
 }
+
+// A big message (its body shared with the Sent copy in the store) reaches
+// the relay byte for byte, streamed from the store.
+func TestRelaysABigMessageStreamedFromTheStore(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start()
+	body := strings.Repeat(strings.Repeat("z", 76)+"\r\n", (1<<20)/78)
+	raw := "From: " + alice + "\r\nTo: carol@remote.test\r\nSubject: big\r\nMessage-ID: <big@example.test>\r\n\r\n" + body
+	res, err := e.store.Deliver(context.Background(), &storage.Delivery{
+		Sender: alice, Source: storage.SourceUser, SentCopy: &storage.NewMessage{Raw: []byte(raw)},
+		From: alice, External: []string{"carol@remote.test"}, RelayCopy: &storage.NewMessage{Raw: []byte(raw)},
+		MessageID: "<big@example.test>", Subject: "big",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitEntry(res.QueueID, "sent", statusIs(storage.QueueSent))
+	txs := e.relay.delivered()
+	if len(txs) != 1 {
+		t.Fatalf("relay got %d messages, want 1", len(txs))
+	}
+	if string(txs[0].data) != raw {
+		t.Fatalf("relay got %d bytes, want the %d-byte message as queued", len(txs[0].data), len(raw))
+	}
+}
