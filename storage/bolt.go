@@ -15,7 +15,8 @@ package storage
 //	        "info"             mailboxRecord (name, UIDVALIDITY, UIDNEXT, counters)
 //	        "meta"/<uid>       metaRecord: flags, internal date, size
 //	        "parsed"/<uid>     envelope + body structure
-//	        "body"/<uid>       the raw message
+//	        "body"/<uid>       the raw message, or only its header when
+//	                           "bodyref"/<uid> names a shared body (bodies.go)
 //	    "tracked"/<box><uid>   -> read-tracking record ID (tracking.go)
 //	    "sentlog"/<id>         the read-tracking records the user sent
 //	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
@@ -24,6 +25,8 @@ package storage
 //	"unread"/<date><box><uid><address>
 //	                           INBOX messages without \Seen by internal date,
 //	                           for the unread-lifetime sweep (expiry.go)
+//	"shared"/…                 bodies stored once for all the copies of a
+//	                           delivery, with their reference counts (bodies.go)
 //	"queue"/…                  the outbound queue: entries, bodies, the due
 //	                           index, counts, daily limit counters, relay
 //	                           state (layout in queue.go)
