@@ -415,7 +415,7 @@ func dropAllRefs(tx *bolt.Tx, refs *bolt.Bucket) error {
 
 func queueBodyKey(id uint64) []byte { return be64(id) }
 
-// putQueueBody writes the body records of a new queue entry.
+// putBody writes the body records of a new queue entry.
 func (q *queueTx) putBody(id uint64, p *prepared) error {
 	f := p.form()
 	key := queueBodyKey(id)
