@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/pochta/pochta/storage"
@@ -54,7 +55,7 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	sendCtx, cut := context.WithCancel(ctx)
 	keeper := q.keepLease(e, cut)
 	defer keeper.finish() // a panic must not leave it renewing
-	out := q.relay.Load().send(sendCtx, e.From, e.Pending(), e.Body)
+	out := q.relay.Load().send(sendCtx, e.From, e.Pending(), q.relayMessage(sendCtx, e))
 	rev, lost := keeper.finish()
 	cut()
 	e.Rev = rev
@@ -100,6 +101,14 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	case faultNone:
 		q.relayBack()
 	}
+}
+
+// relayMessage streams the entry's stored message: nothing of it is in
+// memory but the chunk being written.
+func (q *Queue) relayMessage(ctx context.Context, e *storage.QueueEntry) relayMessage {
+	return relayMessage{size: e.Size, writeTo: func(w io.Writer) (int64, error) {
+		return q.store.QueueBody(ctx, e.ID, w)
+	}}
 }
 
 // resultLabel is the outcome for pochta_relay_attempts_total.

@@ -211,7 +211,7 @@ func (q *Queue) dsn(orig, e *storage.QueueEntry, prefix, action string, rcpts []
 		}
 	}
 
-	hdr := originalHeader(orig.Body)
+	hdr := originalHeader(orig.Header)
 	ph := textproto.MIMEHeader{"Content-Type": {"text/rfc822-headers"}}
 	if !isASCII(string(hdr)) {
 		ph.Set("Content-Transfer-Encoding", "8bit")

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -520,7 +521,7 @@ func TestNothingInAMessageReachesTheCommandStream(t *testing.T) {
 
 	// A stored address with CR LF (say, a damaged record) is refused before
 	// it reaches RCPT.
-	out := e.q.relay.Load().send(context.Background(), alice, []string{"x@remote.test>\r\nRCPT TO:<evil@remote.test", dave}, "Subject: x\r\n\r\nx\r\n")
+	out := e.q.relay.Load().send(context.Background(), alice, []string{"x@remote.test>\r\nRCPT TO:<evil@remote.test", dave}, stringMessage("Subject: x\r\n\r\nx\r\n"))
 	bad := out.rcpts["x@remote.test>\r\nRCPT TO:<evil@remote.test"]
 	if bad.kind != rcptPermanent || out.rcpts[dave].kind != rcptSent {
 		t.Errorf("outcome %+v: want the bad address refused, dave sent", out)
@@ -575,5 +576,38 @@ func TestDefaultRetryScheduleMatchesTheREADME(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), want) {
 		t.Errorf("README.md does not spell out the retry schedule %q", want)
+	}
+}
+
+// stringMessage is a relayMessage held in memory, for calling send directly.
+func stringMessage(s string) relayMessage {
+	return relayMessage{size: int64(len(s)), writeTo: func(w io.Writer) (int64, error) {
+		n, err := io.WriteString(w, s)
+		return int64(n), err
+	}}
+}
+
+// A big message (its body shared with the Sent copy in the store) reaches
+// the relay byte for byte, streamed from the store.
+func TestRelaysABigMessageStreamedFromTheStore(t *testing.T) {
+	e := newEnv(t, nil)
+	e.start()
+	body := strings.Repeat(strings.Repeat("z", 76)+"\r\n", (1<<20)/78)
+	raw := "From: " + alice + "\r\nTo: carol@remote.test\r\nSubject: big\r\nMessage-ID: <big@example.test>\r\n\r\n" + body
+	res, err := e.store.Deliver(context.Background(), &storage.Delivery{
+		Sender: alice, Source: storage.SourceUser, SentCopy: &storage.NewMessage{Raw: []byte(raw)},
+		From: alice, External: []string{"carol@remote.test"}, RelayCopy: &storage.NewMessage{Raw: []byte(raw)},
+		MessageID: "<big@example.test>", Subject: "big",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitEntry(res.QueueID, "sent", statusIs(storage.QueueSent))
+	txs := e.relay.delivered()
+	if len(txs) != 1 {
+		t.Fatalf("relay got %d messages, want 1", len(txs))
+	}
+	if string(txs[0].data) != raw {
+		t.Fatalf("relay got %d bytes, want the %d-byte message as queued", len(txs[0].data), len(raw))
 	}
 }

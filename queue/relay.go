@@ -26,6 +26,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/pochta/pochta/message"
+	"github.com/pochta/pochta/storage"
 )
 
 // fault says that an attempt did not reach the point where the message
@@ -276,7 +277,14 @@ func (r *relay) probe(ctx context.Context) *failure {
 }
 
 // send runs one transaction for rcpts.
-func (r *relay) send(ctx context.Context, from string, rcpts []string, body string) outcome {
+// relayMessage is the message an attempt sends: its size, for MAIL's
+// SIZE parameter, and how to write it (streamed from the store).
+type relayMessage struct {
+	size    int64
+	writeTo func(w io.Writer) (int64, error)
+}
+
+func (r *relay) send(ctx context.Context, from string, rcpts []string, msg relayMessage) outcome {
 	out := outcome{rcpts: make(map[string]rcptResult, len(rcpts))}
 	setAll := func(list []string, f *failure) {
 		for _, a := range list {
@@ -322,7 +330,7 @@ func (r *relay) send(ctx context.Context, from string, rcpts []string, body stri
 	}
 	defer s.close()
 
-	opts := &smtp.MailOptions{Size: int64(len(body))}
+	opts := &smtp.MailOptions{Size: msg.size}
 	if !isASCII(from) || !allASCII(valid) {
 		// RFC 6531: internationalised addresses need SMTPUTF8.
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
@@ -374,11 +382,19 @@ func (r *relay) send(ctx context.Context, from string, rcpts []string, body stri
 	}
 	// go-smtp sets no deadline while the message is written.
 	s.conn.SetDeadline(time.Now().Add(r.dataTimeout))
-	if _, err := io.WriteString(w, body); err != nil {
-		if aborted() {
-			return out
+	// Returning before CloseWithResponse closes the connection without
+	// the final dot: the relay drops what it got of the message.
+	rw := &relayWriter{w: w}
+	if _, err := msg.writeTo(rw); err != nil {
+		switch {
+		case aborted():
+		case rw.err == nil && errors.Is(err, storage.ErrNotFound):
+			out = outcome{fault: faultAborted, text: "the entry was deleted during its attempt"}
+		case rw.err == nil:
+			setAll(accepted, &failure{kind: rcptTemporary, text: fmt.Sprintf("reading the queued message failed: %v", err), status: "4.3.0"})
+		default:
+			setAll(accepted, &failure{kind: rcptTemporary, text: fmt.Sprintf("connection to the relay lost while sending the message: %v", rw.err), status: "4.4.2"})
 		}
-		setAll(accepted, &failure{kind: rcptTemporary, text: fmt.Sprintf("connection to the relay lost while sending the message: %v", err), status: "4.4.2"})
 		return out
 	}
 	resp, err := w.CloseWithResponse()
@@ -395,6 +411,21 @@ func (r *relay) send(ctx context.Context, from string, rcpts []string, body stri
 	}
 	_ = s.c.Quit()
 	return out
+}
+
+// relayWriter remembers whether a failed write of the message was the
+// relay's side (the connection) rather than the store's.
+type relayWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (r *relayWriter) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if err != nil {
+		r.err = err
+	}
+	return n, err
 }
 
 // classify turns an error after the greeting into a failure: an SMTP

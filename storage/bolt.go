@@ -15,7 +15,8 @@ package storage
 //	        "info"             mailboxRecord (name, UIDVALIDITY, UIDNEXT, counters)
 //	        "meta"/<uid>       metaRecord: flags, internal date, size
 //	        "parsed"/<uid>     envelope + body structure
-//	        "body"/<uid>       the raw message
+//	        "body"/<uid>       the raw message, or only its header when
+//	                           "bodyref"/<uid> names a shared body (bodies.go)
 //	    "tracked"/<box><uid>   -> read-tracking record ID (tracking.go)
 //	    "sentlog"/<id>         the read-tracking records the user sent
 //	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
@@ -25,6 +26,8 @@ package storage
 //	"unread"/<date><box><uid><address>
 //	                           INBOX messages without \Seen by internal date,
 //	                           for the unread-lifetime sweep (expiry.go)
+//	"shared"/…                 bodies stored once for all the copies of a
+//	                           delivery, with their reference counts (bodies.go)
 //	"queue"/…                  the outbound queue: entries, bodies, the due
 //	                           index, counts, daily limit counters, relay
 //	                           state (layout in queue.go)
@@ -108,7 +111,8 @@ type Options struct {
 	// 0 means 256.
 	MaxBatch int
 	// MaxBatchBytes bounds the message bytes written in one shared
-	// transaction; 0 means 32 MiB. A single larger request still runs.
+	// transaction; 0 means 32 MiB. A single larger request still runs,
+	// in a transaction of its own.
 	MaxBatchBytes int
 	// MustExist makes Open fail with ErrNoDatabase instead of creating a
 	// new, empty database where none exists. Only the commands that are

@@ -103,6 +103,9 @@ func (s *boltStore) Check(ctx context.Context, repair bool) (*CheckReport, error
 				rep.Bad = append(rep.Bad, BadRecord{User: addr, Error: err.Error()})
 			}
 		}
+		if err := guard(s.path, func() error { checkSharedBodies(tx, rep); return nil }); err != nil {
+			rep.Bad = append(rep.Bad, BadRecord{Mailbox: "shared bodies", Error: err.Error()})
+		}
 		return nil
 	})
 	if err != nil {
@@ -154,7 +157,7 @@ func checkUser(tx *bolt.Tx, addr string, rep *CheckReport) []badMessage {
 				continue
 			}
 			uid := binary.BigEndian.Uint32(key)
-			if err := checkMessage(mb, key, meta); err != nil {
+			if err := checkMessage(x, mb, key, meta); err != nil {
 				todo = append(todo, badMessage{user: addr, box: id, uid: uid, index: len(rep.Bad)})
 				rep.Bad = append(rep.Bad, BadRecord{User: addr, Mailbox: x.rec.Name, UID: uid, Error: err.Error()})
 			}
@@ -164,15 +167,21 @@ func checkUser(tx *bolt.Tx, addr string, rep *CheckReport) []badMessage {
 }
 
 // checkMessage decodes what FETCH would decode for one message.
-func checkMessage(mb msgBuckets, key, meta []byte) error {
-	if _, err := decodeMeta(meta); err != nil {
+func checkMessage(x *boxTx, mb msgBuckets, key, meta []byte) error {
+	m, err := decodeMeta(meta)
+	if err != nil {
 		return fmt.Errorf("flags and size: %w", err)
 	}
 	if _, _, err := decodeParsed(mb.parsed.Get(key), true, true); err != nil {
 		return fmt.Errorf("envelope and body structure: %w", err)
 	}
-	if mb.body.Get(key) == nil {
-		return fmt.Errorf("no body: %w", errCorrupt)
+	// A dangling or wrong-sized shared body reference is caught here.
+	b, err := x.stored(mb, key)
+	if err != nil {
+		return err
+	}
+	if b.size() != m.size {
+		return fmt.Errorf("%d bytes stored, %d recorded: %w", b.size(), m.size, errCorrupt)
 	}
 	return nil
 }
@@ -222,12 +231,15 @@ func quarantineOne(tx *bolt.Tx, q *bolt.Bucket, bm badMessage, reason string, ev
 	}
 	key := be32(bm.uid)
 	meta := mb.meta.Get(key)
-	if meta == nil || checkMessage(mb, key, meta) == nil {
+	if meta == nil || checkMessage(x, mb, key, meta) == nil {
 		return false, nil
 	}
 	rec := quarantinedRecord{
 		Mailbox: x.rec.Name, MailboxID: bm.box, UID: bm.uid, Error: reason, Quarantined: time.Now().UTC(),
 		Meta: clone(meta), Parsed: clone(mb.parsed.Get(key)), Body: clone(mb.body.Get(key)),
+	}
+	if b, err := x.stored(mb, key); err == nil {
+		rec.Body = b.bytes() // with its shared body
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -260,6 +272,9 @@ func quarantineOne(tx *bolt.Tx, q *bolt.Bucket, bm badMessage, reason string, ev
 		if err := b.Delete(key); err != nil {
 			return false, err
 		}
+	}
+	if err := x.releaseBody(key); err != nil {
+		return false, err
 	}
 	if err := x.recount(mb); err != nil {
 		return false, err

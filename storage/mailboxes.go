@@ -334,6 +334,9 @@ func (s *boltStore) DeleteMailbox(ctx context.Context, user, name string) error 
 		if err := x.untrackMailbox(ev); err != nil {
 			return struct{}{}, err
 		}
+		if err := x.releaseBodies(); err != nil {
+			return struct{}{}, err
+		}
 		if err := u.boxes.DeleteBucket(be64(x.id)); err != nil {
 			return struct{}{}, err
 		}

@@ -131,6 +131,10 @@ type prepared struct {
 	flags  flagSet
 	meta   []byte
 	parsed []byte
+	// own and shared are set by shareBody: the copy's own header and the
+	// body it shares with the other copies of its delivery (bodies.go).
+	own    []byte
+	shared *sharedBody
 }
 
 // prepare validates and parses a message outside any transaction.
@@ -224,7 +228,7 @@ func (x *boxTx) buckets() (msgBuckets, error) {
 
 // put stores one message under the next UID and updates the counters in
 // x.rec (the caller saves x once at the end of its request).
-func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev *eventList) (imap.UID, error) {
+func (x *boxTx) put(metaRec, parsed []byte, body bodyForm, flags flagSet, size int64, ev *eventList) (imap.UID, error) {
 	uid := x.rec.UIDNext
 	if uid == 0 || uid == math.MaxUint32 {
 		return 0, fmt.Errorf("mailbox %q: UIDs exhausted: %w", x.rec.Name, ErrInvalid)
@@ -240,7 +244,7 @@ func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev 
 	if err := mb.parsed.Put(key, parsed); err != nil {
 		return 0, err
 	}
-	if err := mb.body.Put(key, body); err != nil {
+	if err := x.putBody(mb, key, body); err != nil {
 		return 0, err
 	}
 	if err := x.indexNew(imap.UID(uid), metaRec, parsed, flags); err != nil {
@@ -257,7 +261,7 @@ func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev 
 }
 
 func (x *boxTx) appendPrepared(p *prepared, ev *eventList) (*Appended, error) {
-	uid, err := x.put(p.meta, p.parsed, p.raw, p.flags, int64(len(p.raw)), ev)
+	uid, err := x.put(p.meta, p.parsed, p.form(), p.flags, int64(len(p.raw)), ev)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +278,9 @@ func (x *boxTx) remove(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList)
 		if err := b.Delete(key); err != nil {
 			return err
 		}
+	}
+	if err := x.releaseBody(key); err != nil {
+		return err
 	}
 	x.rec.Messages--
 	x.rec.Size -= m.size
@@ -333,7 +340,6 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 	shareBodyStructure(d)
 	var sentCopy, inboxCopy *prepared
 	var err error
-	size := 0
 	if d.Sender != "" {
 		if sentCopy, err = prepare(d.SentCopy, now); err != nil {
 			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
@@ -342,7 +348,6 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 			// Unread until every recipient has read it (tracking.go).
 			sentCopy.withoutSeen()
 		}
-		size += len(sentCopy.raw)
 	}
 	var relayCopy *prepared
 	if len(d.External) > 0 {
@@ -352,7 +357,6 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 		if relayCopy, err = prepare(d.RelayCopy, now); err != nil {
 			return nil, fmt.Errorf("storage: deliver: relay copy: %w", err)
 		}
-		size += len(relayCopy.raw)
 	}
 	var rcpts []string
 	if len(d.Recipients) > 0 {
@@ -365,11 +369,15 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 				rcpts = append(rcpts, r)
 			}
 		}
-		size += len(inboxCopy.raw) * len(rcpts)
 	}
+	body := shareBody(sentCopy, inboxCopy, relayCopy)
+	size := deliveryBytes(body, sentCopy, relayCopy, inboxCopy, len(rcpts))
 	sender := strings.ToLower(d.Sender)
 	res, err := write(s, ctx, size, func(tx *bolt.Tx, ev *eventList) (*DeliveryResult, error) {
 		res := &DeliveryResult{Copies: make(map[string]*Appended, len(rcpts))}
+		if err := body.store(tx); err != nil {
+			return nil, fmt.Errorf("shared body: %w", err)
+		}
 		if sender != "" {
 			u, err := openUser(tx, sender)
 			if err != nil {
@@ -523,19 +531,19 @@ func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64,
 				}
 			}
 			if opts.Body || opts.Header {
-				b := mb.body.Get(key[:])
-				if b == nil {
-					return fmt.Errorf("message %d: no body: %w", uid, errCorrupt)
+				b, err := x.stored(mb, key[:])
+				if err != nil {
+					return fmt.Errorf("message %d: %w", uid, err)
 				}
 				switch {
 				case opts.Body:
-					msg.Body = bytes.Clone(b)
+					msg.Body = b.bytes()
 					if opts.Header {
 						n := headerLen(msg.Body)
 						msg.Header = msg.Body[:n:n]
 					}
 				default:
-					msg.Header = bytes.Clone(b[:headerLen(b)])
+					msg.Header = bytes.Clone(b.header())
 				}
 			}
 			msgs = append(msgs, msg)
@@ -769,9 +777,14 @@ func (s *boltStore) copyMessages(ctx context.Context, user string, mailboxID uin
 			// valid for the whole transaction (it dereferences before any
 			// remap and frees pages only after commit), which is as long as
 			// Put needs them.
-			parsed, body := smb.parsed.Get(key), smb.body.Get(key)
-			if parsed == nil || body == nil {
+			parsed := smb.parsed.Get(key)
+			if parsed == nil {
 				return nil, fmt.Errorf("message %d: %w", uid, errCorrupt)
+			}
+			// A shared body gets one more ref, not a copy (bodies.go).
+			body, err := src.form(smb, key)
+			if err != nil {
+				return nil, fmt.Errorf("message %d: %w", uid, err)
 			}
 			newUID, err := dst.put(mv, parsed, body, m.flags, m.size, ev)
 			if err != nil {

@@ -34,6 +34,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"slices"
 	"strings"
@@ -120,9 +121,12 @@ type QueueEntry struct {
 	// existed decode without one.
 	LeaseOwner string    `json:"lease_owner,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
-	// Body is the message as relayed; set only by QueueEntry and
-	// ClaimQueueEntry.
+	// Body is the message as relayed; set only by QueueEntry.
 	Body string `json:"body,omitempty"`
+	// Header is the header of the message as relayed, set by
+	// ClaimQueueEntry (for the notices); the attempt streams the whole
+	// message with QueueBody.
+	Header string `json:"-"`
 }
 
 // QueueRecipient is one recipient of a queue entry.
@@ -256,7 +260,7 @@ type QueueClaim struct {
 
 // QueueClaimed is the answer to a QueueClaim.
 type QueueClaimed struct {
-	// Entry, with its body, is set when the attempt may go ahead. It is nil
+	// Entry, with its Header, is set when the attempt may go ahead. It is nil
 	// when the entry was held, or is no longer due.
 	Entry *QueueEntry
 	// Counted: this claim counted the entry toward Day's limits; an
@@ -293,6 +297,11 @@ type QueueStore interface {
 	QueueEntries(ctx context.Context, f QueueFilter) ([]QueueEntry, error)
 	// QueueEntry returns one entry with its body. ErrNotFound names the ID.
 	QueueEntry(ctx context.Context, id uint64) (*QueueEntry, error)
+	// QueueBody writes one entry's message as relayed to w, reading it
+	// from the store a chunk at a time (never whole, never holding a
+	// transaction while w blocks); it returns the bytes written.
+	// ErrNotFound if the entry is gone, also when it goes midway.
+	QueueBody(ctx context.Context, id uint64, w io.Writer) (int64, error)
 	// QueueCounts returns the number of entries by status (O(1)).
 	QueueCounts(ctx context.Context) (QueueCounts, error)
 	// DueQueueEntries returns up to max waiting entries (outbox, and held
@@ -302,7 +311,7 @@ type QueueStore interface {
 	// has room).
 	DueQueueEntries(ctx context.Context, now time.Time, max int) ([]QueueEntry, time.Time, error)
 	// ClaimQueueEntry checks the daily limits for a due entry and either
-	// counts it, leases it to the claimer and returns it with its body,
+	// counts it, leases it to the claimer and returns it with its header,
 	// or holds it (QueueClaim). An entry leased to anyone is not claimed
 	// until the lease runs out (queue_lease.go).
 	ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueClaimed, error)
@@ -519,7 +528,7 @@ func (q *queueTx) remove(e *QueueEntry, ev *eventList) error {
 			}
 		}
 	}
-	if err := q.bodies.Delete(be64(e.ID)); err != nil {
+	if err := q.dropBody(e.ID); err != nil {
 		return err
 	}
 	return q.entries.Delete(be64(e.ID))
@@ -752,7 +761,7 @@ func enqueue(tx *bolt.Tx, d *Delivery, body *prepared, trackingID uint64, now ti
 	if e.ID, err = q.entries.NextSequence(); err != nil {
 		return 0, err
 	}
-	if err := q.bodies.Put(be64(e.ID), body.raw); err != nil {
+	if err := q.putBody(e.ID, body); err != nil {
 		return 0, err
 	}
 	if err := q.saveEntry(nil, e, ev); err != nil {
@@ -804,11 +813,11 @@ func loadEntry(tx *bolt.Tx, id uint64, withBody bool) (*QueueEntry, error) {
 		return nil, err
 	}
 	if withBody {
-		body := queueBucket(tx, bucketQBodies).Get(be64(id))
-		if body == nil {
-			return nil, fmt.Errorf("queue entry %d: no body: %w", id, errCorrupt)
+		m, err := queueStored(tx, id)
+		if err != nil {
+			return nil, err
 		}
-		e.Body = string(body)
+		e.Body = string(m.bytes())
 	}
 	return e, nil
 }
@@ -973,11 +982,12 @@ func (s *boltStore) ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueCl
 		if err := q.saveEntry(old, e, ev); err != nil {
 			return nil, err
 		}
-		body := q.bodies.Get(be64(e.ID))
-		if body == nil {
-			return nil, fmt.Errorf("queue entry %d: no body: %w", e.ID, errCorrupt)
+		// The body is streamed by QueueBody, not loaded here.
+		m, err := queueStored(tx, e.ID)
+		if err != nil {
+			return nil, err
 		}
-		e.Body = string(body)
+		e.Header = string(m.header())
 		res.Entry = e
 		return res, nil
 	})

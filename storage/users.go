@@ -242,6 +242,9 @@ func (s *boltStore) DeleteUser(ctx context.Context, address string) error {
 		if err := u.untrackUser(ev); err != nil {
 			return struct{}{}, err
 		}
+		if err := u.releaseBodies(); err != nil {
+			return struct{}{}, err
+		}
 		c := u.boxes.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if v == nil && len(k) == 8 {

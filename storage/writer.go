@@ -10,7 +10,11 @@ package storage
 //  2. Group commit: the writer takes one request, then drains whatever else
 //     is already queued (up to Options.MaxBatch requests or
 //     Options.MaxBatchBytes of message data) and runs them all in ONE bolt
-//     transaction, so one fsync acknowledges many callers. Commit keeps
+//     transaction, so one fsync acknowledges many callers. A request that
+//     would take the batch past MaxBatchBytes waits for the next one, so a
+//     transaction carries at most MaxBatchBytes, or one request that is
+//     larger on its own: bbolt holds a page buffer of every value written
+//     until commit, and that is what the budget bounds. Commit keeps
 //     bolt's fsync (NoSync is false): a nil error means the data is on disk.
 //  3. A request func must be a pure function of the transaction: no side
 //     effects outside it, results assigned (not accumulated) and events
@@ -123,7 +127,16 @@ func (s *boltStore) exec(r *request, tx *bolt.Tx) (err error) {
 func (s *boltStore) runWriter() {
 	defer close(s.writerDone)
 	batch := make([]*request, 0, s.maxBatch)
-	for first := range s.reqs {
+	var next *request // taken from the queue, over the last batch's budget
+	for {
+		first := next
+		if next = nil; first == nil {
+			r, ok := <-s.reqs
+			if !ok {
+				return
+			}
+			first = r
+		}
 		batch = append(batch[:0], first)
 		size := first.size
 	drain:
@@ -131,6 +144,10 @@ func (s *boltStore) runWriter() {
 			select {
 			case r, ok := <-s.reqs:
 				if !ok {
+					break drain
+				}
+				if size+r.size > s.maxBytes {
+					next = r
 					break drain
 				}
 				batch = append(batch, r)

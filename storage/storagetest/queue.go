@@ -235,8 +235,8 @@ func queueClaimLimitsSystemFirstAndCountsSurviveReopen(t *testing.T, b Backend) 
 		}
 		return res
 	}
-	if r := claim(s, ids[0], 2, 1); r.Entry == nil || !r.Counted || r.Entry.Body == "" || r.Entry.CountedDay != "2030-01-01" {
-		t.Fatalf("first claim %+v: want the entry, counted, with its body", r)
+	if r := claim(s, ids[0], 2, 1); r.Entry == nil || !r.Counted || r.Entry.Header == "" || r.Entry.CountedDay != "2030-01-01" {
+		t.Fatalf("first claim %+v: want the entry, counted, with its header", r)
 	}
 	// The user's limit (1) is reached; the system's (2) is not.
 	r := claim(s, ids[1], 2, 1)
