@@ -48,7 +48,8 @@
 //   - Lock order: registry.mu, then sharedMailbox.mu, then go-imap's tracker
 //     mutexes. Sequence numbers are encoded and decoded only while holding
 //     sharedMailbox.mu, so the UID list and the trackers agree.
-//   - A session's own writes are tagged with storage.WithOrigin(ctx, session)
+//   - A session's own writes are tagged with storage.WithOrigin(ctx, origin),
+//     a (node, session) id unique to the session,
 //     so that flag changes are not echoed back to it (it writes the FETCH
 //     response itself). Expunges and new messages are queued to every session,
 //     including the writer, and reach the client through the tracker.
@@ -64,6 +65,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -198,6 +200,7 @@ type Server struct {
 	imapOpts    imapserver.Options // each connection's imapserver.Server
 	trace       *trace.Tracer
 	reg         *registry
+	sessionIDs  atomic.Uint64 // issues the sessions' storage.Origin
 
 	// The abuse limits (limits.go).
 	auth           *auth.Authenticator

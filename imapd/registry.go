@@ -197,8 +197,7 @@ func (r *registry) handleEvent(ev storage.Event) {
 		// Creates and renames need nothing; a deleted mailbox must end the
 		// sessions that have it selected. Finding out takes a read, which
 		// must not happen on the writer goroutine.
-		origin, _ := ev.Origin.(*session)
-		go r.checkDeleted(box, origin)
+		go r.checkDeleted(box, ev.Origin)
 		return
 	}
 	box.mu.Lock()
@@ -246,10 +245,8 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		// echoing the update would repeat it.
 		var source *attachment
 		var sourceTracker *imapserver.SessionTracker
-		if s, ok := ev.Origin.(*session); ok {
-			if source = box.sessions[s]; source != nil {
-				sourceTracker = source.tracker
-			}
+		if source = box.attachmentOf(ev.Origin); source != nil {
+			sourceTracker = source.tracker
 		}
 		flags := slices.Clone(ev.Flags)
 		if flags == nil {
@@ -267,6 +264,20 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		close(box.changed)
 		box.changed = nil
 	}
+}
+
+// attachmentOf returns the attachment of the session whose writes carry
+// origin, or nil (box.mu held; a mailbox has a few sessions attached).
+func (box *sharedMailbox) attachmentOf(origin storage.Origin) *attachment {
+	if origin.IsZero() {
+		return nil
+	}
+	for s, a := range box.sessions {
+		if s.origin == origin {
+			return a
+		}
+	}
+	return nil
 }
 
 // wakeLocked tells every attached session except skip that an update was
@@ -336,7 +347,7 @@ func (box *sharedMailbox) waitExpunged(ctx context.Context, uids []imap.UID) boo
 
 // checkDeleted ends the sessions (except origin, whose own DELETE it was)
 // that have box selected if the mailbox no longer exists.
-func (r *registry) checkDeleted(box *sharedMailbox, origin *session) {
+func (r *registry) checkDeleted(box *sharedMailbox, origin storage.Origin) {
 	mailboxes, err := r.srv.store.Mailboxes(r.srv.ctx, box.key.user)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The user is gone, and the mailbox with them.
@@ -358,7 +369,7 @@ func (r *registry) checkDeleted(box *sharedMailbox, origin *session) {
 		box.mu.Lock()
 		defer box.mu.Unlock()
 		for s := range box.sessions {
-			if s != origin {
+			if origin.IsZero() || s.origin != origin {
 				victims = append(victims, s)
 			}
 		}

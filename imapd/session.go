@@ -40,6 +40,10 @@ type session struct {
 	remote netip.Addr
 	limits *guardedConn
 
+	// origin tags this session's writes, so it can skip the events they
+	// cause (it answers for them itself).
+	origin storage.Origin
+
 	user         string // canonical address once logged in
 	authFailures int
 	view         *mailboxView // selected mailbox, or nil
@@ -54,7 +58,8 @@ func newSession(srv *Server, conn *imapserver.Conn) *session {
 	nc := conn.NetConn()
 	s := &session{srv: srv, conn: conn, remote: remoteIP(nc), limits: guardOf(nc)}
 	s.limits.started(conn)
-	s.ctx = storage.WithOrigin(srv.ctx, s)
+	s.origin = storage.Origin{Session: srv.sessionIDs.Add(1)}
+	s.ctx = storage.WithOrigin(srv.ctx, s.origin)
 	s.log = srv.log.With("remote", nc.RemoteAddr().String())
 	return s
 }

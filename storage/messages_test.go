@@ -130,7 +130,11 @@ func TestStoreFlagsChangesFlagsAndUnseenCounter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []FlagUpdate{{1, []imap.Flag{imap.FlagSeen, "Work"}}, {2, []imap.Flag{imap.FlagSeen, "Work"}}}
+	// Each change takes the next modseq: inbox was at HighestModSeq.
+	want := []FlagUpdate{
+		{UID: 1, Flags: []imap.Flag{imap.FlagSeen, "Work"}, ModSeq: inbox.HighestModSeq + 1},
+		{UID: 2, Flags: []imap.Flag{imap.FlagSeen, "Work"}, ModSeq: inbox.HighestModSeq + 2},
+	}
 	if !reflect.DeepEqual(up, want) {
 		t.Errorf("add: %+v, want %+v", up, want)
 	}
@@ -342,7 +346,7 @@ func TestMoveAppendsThenExpungesInOneCommit(t *testing.T) {
 	inbox := mustMailbox(t, s, user, Inbox)
 	trash := mustMailbox(t, s, user, Trash)
 	events := listen(s)
-	ctx = WithOrigin(ctx, "session-7")
+	ctx = WithOrigin(ctx, Origin{Node: "n1", Session: 7})
 	res, err := s.Move(ctx, user, inbox.ID, []imap.UID{1, 3}, Trash)
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +356,7 @@ func TestMoveAppendsThenExpungesInOneCommit(t *testing.T) {
 	}
 	var kinds []string
 	for _, ev := range events.snapshot() {
-		if ev.Origin != "session-7" {
+		if ev.Origin != (Origin{Node: "n1", Session: 7}) {
 			t.Errorf("event without origin: %+v", ev)
 		}
 		switch {

@@ -27,7 +27,7 @@ func TestEventsArriveInCommitOrderUnderConcurrentWriters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx := WithOrigin(ctx, w)
+			ctx := WithOrigin(ctx, Origin{Session: uint64(w) + 1})
 			for i := range perWriter {
 				user := users[(w+i)%2]
 				a, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte(simpleMessage(fmt.Sprintf("w%d m%d", w, i)))})
@@ -55,7 +55,7 @@ func TestEventsArriveInCommitOrderUnderConcurrentWriters(t *testing.T) {
 	appended := map[uint64]map[imap.UID]bool{}
 	appends := 0
 	for _, ev := range events.snapshot() {
-		if _, ok := ev.Origin.(int); !ok {
+		if ev.Origin.IsZero() {
 			t.Fatalf("event without the writer's origin: %+v", ev)
 		}
 		switch ev.Kind {
