@@ -499,6 +499,10 @@ func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64,
 					return fmt.Errorf("message %d: no body: %w", uid, errCorrupt)
 				}
 				switch {
+				case opts.Body && opts.BodyMax > 0 && int64(len(b)) > opts.BodyMax:
+					if opts.Header {
+						msg.Header = bytes.Clone(b[:headerLen(b)])
+					}
 				case opts.Body:
 					msg.Body = bytes.Clone(b)
 					if opts.Header {

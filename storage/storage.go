@@ -325,6 +325,10 @@ type LoadOptions struct {
 	Envelope      bool
 	BodyStructure bool
 	Body          bool // the raw message
+	// BodyMax, when positive, limits Body to the messages of at most
+	// BodyMax bytes; larger ones come back with Body nil, for the caller
+	// to stream with ReadBody instead of holding them whole.
+	BodyMax int64
 	// Header loads Message.Header, the start of the raw message up to
 	// and including the empty line that ends its header (all of it when
 	// no line is empty): what header SEARCH criteria read, without
