@@ -7,18 +7,12 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/pochta/pochta/storage"
 )
-
-// ownEventTimeout bounds how long a session waits for the storage events of
-// its own write (so that its EXPUNGE or EXISTS responses go out before the
-// tagged OK). Events normally arrive within microseconds of the commit.
-const ownEventTimeout = 10 * time.Second
 
 type boxKey struct {
 	user string
@@ -52,9 +46,6 @@ type sharedMailbox struct {
 	maxUID   imap.UID // highest UID ever in uids; never decreases
 	tracker  *imapserver.MailboxTracker
 	sessions map[*session]*attachment
-	// changed, when not nil, is closed at the next applied event; sessions
-	// waiting for their own write's events sleep on it.
-	changed chan struct{}
 }
 
 func newRegistry(srv *Server) *registry {
@@ -260,10 +251,6 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 	if ev.Kind != storage.EventFlags {
 		box.wakeLocked(nil)
 	}
-	if box.changed != nil {
-		close(box.changed)
-		box.changed = nil
-	}
 }
 
 // attachmentOf returns the attachment of the session whose writes carry
@@ -297,52 +284,28 @@ func (box *sharedMailbox) wakeLocked(skip *attachment) {
 	}
 }
 
-// waitFor blocks until cond (called with box.mu held) is true, ctx ends or
-// ownEventTimeout passes. It reports whether cond became true.
-func (box *sharedMailbox) waitFor(ctx context.Context, cond func() bool) bool {
-	timer := time.NewTimer(ownEventTimeout)
-	defer timer.Stop()
-	for {
-		ch, ok := func() (chan struct{}, bool) {
-			box.mu.Lock()
-			defer box.mu.Unlock()
-			if cond() {
-				return nil, true
+// applyOwn applies the results of a session's own write (the UIDs it
+// appended, ascending, or expunged) to the box, so that its EXISTS or
+// EXPUNGE responses go out before the tagged OK without waiting for the
+// write's events. Applying is idempotent: in one process the events have
+// normally been applied already (storage publishes them before it
+// answers), and when they come they change nothing. (An append is applied
+// only above the highest UID seen, which is right while every write's
+// events are published before its answer, as in one process; with writers
+// in other processes the session must first catch up from the feed.)
+func (box *sharedMailbox) applyOwn(kind storage.EventKind, uids []imap.UID) {
+	box.mu.Lock()
+	defer box.mu.Unlock()
+	for _, uid := range uids {
+		ev := storage.Event{Kind: kind, User: box.key.user, MailboxID: box.key.id, UID: uid}
+		if !box.loaded {
+			if box.loadErr == nil {
+				box.pending = append(box.pending, ev)
 			}
-			if box.changed == nil {
-				box.changed = make(chan struct{})
-			}
-			return box.changed, false
-		}()
-		if ok {
-			return true
+			continue
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return false
-		case <-timer.C:
-			return false
-		}
+		box.applyLocked(ev)
 	}
-}
-
-// waitAppended waits until the box has seen the append of uid.
-func (box *sharedMailbox) waitAppended(ctx context.Context, uid imap.UID) bool {
-	return box.waitFor(ctx, func() bool { return box.maxUID >= uid })
-}
-
-// waitExpunged waits until none of uids is in the box any more. UIDs are
-// never reused, so once gone they stay gone.
-func (box *sharedMailbox) waitExpunged(ctx context.Context, uids []imap.UID) bool {
-	return box.waitFor(ctx, func() bool {
-		for _, uid := range uids {
-			if _, found := slices.BinarySearch(box.uids, uid); found {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 // checkDeleted ends the sessions (except origin, whose own DELETE it was)

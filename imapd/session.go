@@ -377,7 +377,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	}
 	if v := s.view; v != nil && res.MailboxID == v.box.key.id {
 		// Let the EXISTS reach this client before the tagged OK.
-		v.box.waitAppended(s.ctx, res.UID)
+		v.box.applyOwn(storage.EventAppend, []imap.UID{res.UID})
 	}
 	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
 }

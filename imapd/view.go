@@ -255,9 +255,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uidSet *imap.UIDSet) (err
 	if err != nil {
 		return s.storageError(cmd, err)
 	}
-	if len(removed) > 0 && !v.box.waitExpunged(s.ctx, removed) {
-		s.log.Warn("expunge events did not arrive in time", "mailbox", v.box.key.id)
-	}
+	v.box.applyOwn(storage.EventExpunge, removed)
 	return nil
 }
 
@@ -288,7 +286,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 		return nil, nil
 	}
 	if destBox.ID == v.box.key.id {
-		v.box.waitAppended(s.ctx, slices.Max(res.DestUIDs))
+		v.box.applyOwn(storage.EventAppend, slices.Sorted(slices.Values(res.DestUIDs)))
 	}
 	return copyData(res), nil
 }
@@ -330,9 +328,7 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}
-	if !v.box.waitExpunged(s.ctx, res.SourceUIDs) {
-		s.log.Warn("move events did not arrive in time", "mailbox", v.box.key.id)
-	}
+	v.box.applyOwn(storage.EventExpunge, res.SourceUIDs)
 	return nil
 }
 
