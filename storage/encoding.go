@@ -578,6 +578,22 @@ func (m *metaRecord) encode() []byte {
 	return e.b
 }
 
+// withModSeq returns a metadata record with its modseq replaced. A record
+// encoded with modseq 0 (a new message from prepare) ends in that one zero
+// byte, and only then: the last byte of a non-zero uvarint is never 0. So
+// the common case is one append; others are decoded and encoded again.
+func withModSeq(rec []byte, modseq uint64) ([]byte, error) {
+	if len(rec) > 1 && rec[0] == feedRecordVersion && rec[len(rec)-1] == 0 {
+		return binary.AppendUvarint(rec[:len(rec)-1:len(rec)-1], modseq), nil
+	}
+	m, err := decodeMeta(rec)
+	if err != nil {
+		return nil, err
+	}
+	m.modseq = modseq
+	return m.encode(), nil
+}
+
 func decodeMeta(b []byte) (metaRecord, error) {
 	d := newDecoder(b)
 	version := d.byte()

@@ -219,17 +219,16 @@ func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev 
 	if err != nil {
 		return 0, err
 	}
-	m, err := decodeMeta(metaRec)
+	modseq := x.bump()
+	metaRec, err = withModSeq(metaRec, modseq)
 	if err != nil {
 		return 0, fmt.Errorf("message record: %w", err)
 	}
-	m.modseq = x.bump()
-	metaRec = m.encode()
 	key := be32(uid)
 	if err := mb.meta.Put(key, metaRec); err != nil {
 		return 0, err
 	}
-	if err := x.recordChange(imap.UID(uid), 0, m.modseq); err != nil {
+	if err := x.recordChange(imap.UID(uid), 0, modseq); err != nil {
 		return 0, err
 	}
 	if err := mb.parsed.Put(key, parsed); err != nil {
@@ -247,7 +246,7 @@ func (x *boxTx) put(metaRec, parsed, body []byte, flags flagSet, size int64, ev 
 	if flags.sys&flagSeen == 0 {
 		x.rec.Unseen++
 	}
-	ev.add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list(), ModSeq: m.modseq})
+	ev.add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list(), ModSeq: modseq})
 	return imap.UID(uid), nil
 }
 
