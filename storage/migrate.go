@@ -10,9 +10,10 @@ package storage
 //
 // Rules:
 //   - A backup comes first: <database>.v1-backup-<UTC time>, written to a
-//     temporary name and renamed when complete and synced. When such a
-//     backup already exists (a migration that was cut short), it is kept
-//     and no second one is taken: it is the copy of the untouched data.
+//     temporary name and renamed when complete and synced. When the
+//     migration was started before and cut short (some mailbox already
+//     migrated) and such a backup exists, it is kept and no second one is
+//     taken: it is the copy of the untouched data.
 //   - Mailboxes are migrated in batches, each batch one transaction. A
 //     mailbox is done when its record has a modseq; a batch redoes a
 //     mailbox that is not done from scratch, so a crash at any point
@@ -38,17 +39,13 @@ import (
 // migrateV1 brings a version 1 database to schemaVersion.
 func migrateV1(db *bolt.DB, path string, log *slog.Logger, opts Options) error {
 	start := time.Now()
-	backup, err := migrationBackup(db, path, start)
-	if err != nil {
-		return fmt.Errorf("migrate schema 1 to %d: backup: %w", schemaVersion, err)
-	}
-	log.Info("storage: migrating the database to schema version 2 (change feed)", "path", path, "backup", backup)
 	type boxRef struct {
 		user string
 		id   uint64
 	}
 	var todo []boxRef
-	err = db.View(func(tx *bolt.Tx) error {
+	resumed := false
+	err := db.View(func(tx *bolt.Tx) error {
 		uc := tx.Bucket(bucketUsers).Cursor()
 		for uk, uv := uc.First(); uk != nil; uk, uv = uc.Next() {
 			if uv != nil {
@@ -60,9 +57,18 @@ func migrateV1(db *bolt.DB, path string, log *slog.Logger, opts Options) error {
 			}
 			bc := u.boxes.Cursor()
 			for id, bv := bc.First(); id != nil; id, bv = bc.Next() {
-				if bv == nil {
-					todo = append(todo, boxRef{user: u.addr, id: beUint64(id)})
+				if bv != nil {
+					continue
 				}
+				x, err := u.box(beUint64(id))
+				if err != nil {
+					return err
+				}
+				if x.rec.ModSeq > 0 {
+					resumed = true
+					continue
+				}
+				todo = append(todo, boxRef{user: u.addr, id: x.id})
 			}
 		}
 		return nil
@@ -70,6 +76,12 @@ func migrateV1(db *bolt.DB, path string, log *slog.Logger, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("migrate schema 1 to %d: %w", schemaVersion, err)
 	}
+	backup, err := migrationBackup(db, path, start, resumed)
+	if err != nil {
+		return fmt.Errorf("migrate schema 1 to %d: backup: %w", schemaVersion, err)
+	}
+	log.Info("storage: migrating the database to schema version 2 (change feed)", "path", path, "backup", backup,
+		"mailboxes", len(todo), "resumed", resumed)
 	per := opts.migrateBatch
 	if per <= 0 {
 		per = 64
@@ -163,9 +175,10 @@ func (x *boxTx) migrateFeed() error {
 }
 
 // migrationBackup writes the database to <path>.v1-backup-<time> and
-// returns that name; it keeps and returns an existing one instead.
-func migrationBackup(db *bolt.DB, path string, now time.Time) (string, error) {
-	if found, _ := filepath.Glob(path + ".v1-backup-*"); len(found) > 0 {
+// returns that name; when resuming, it keeps and returns an existing one
+// instead.
+func migrationBackup(db *bolt.DB, path string, now time.Time, resuming bool) (string, error) {
+	if found, _ := filepath.Glob(path + ".v1-backup-*"); resuming && len(found) > 0 {
 		for _, f := range found {
 			if filepath.Ext(f) != ".tmp" {
 				return f, nil
@@ -173,6 +186,9 @@ func migrationBackup(db *bolt.DB, path string, now time.Time) (string, error) {
 		}
 	}
 	name := path + ".v1-backup-" + now.UTC().Format("20060102T150405Z")
+	if _, err := os.Stat(name); err == nil {
+		name += fmt.Sprintf("-%d", now.UnixNano())
+	}
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {

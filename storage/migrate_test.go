@@ -187,6 +187,27 @@ func TestOpenMigratesAV1Database(t *testing.T) {
 	if n, _ := filepath.Glob(path + ".v1-backup-*"); len(n) != 1 {
 		t.Errorf("a second open took another backup: %v", n)
 	}
+
+	// The v1 file restored over it (a downgrade) and upgraded again: the
+	// old backup is not of this data, so a new one is taken.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("testdata", "v1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = openBolt(path, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if n, _ := filepath.Glob(path + ".v1-backup-*"); len(n) != 2 {
+		t.Errorf("upgrading a restored v1 file: backups %v, want a second one", n)
+	}
 }
 
 // TestMigrationCutShortLeavesAUsableDatabase: a migration that stops after
