@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -28,14 +29,25 @@ func (s *session) Fetch(w *protocol.FetchWriter, numSet imap.NumSet, options *im
 	return s.fetchRefs(v, w, refs, options, markSeen)
 }
 
+// streamBodyOver is the size above which FETCH streams a body from the
+// store (storage.ReadBody) instead of loading it with its chunk of
+// messages: a chunk then holds at most loadChunk bodies of this size, and
+// a large message is never held whole for BODY[].
+const streamBodyOver = 64 << 10
+
+// streamCopyBuffer is what one streamed literal is copied through.
+const streamCopyBuffer = 64 << 10
+
 // fetchRefs loads messages in chunks with only what options need and
 // writes one FETCH response each. Envelope and body structure come from
-// storage as computed at delivery; the body is only loaded for sections.
+// storage as computed at delivery; the body is only loaded for sections,
+// and a large one is streamed (streamBodyOver).
 func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgRef, options *imap.FetchOptions, markSeen bool) error {
 	load := storage.LoadOptions{
 		Envelope:      options.Envelope,
 		BodyStructure: options.BodyStructure != nil,
 		Body:          len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0,
+		BodyMax:       streamBodyOver,
 	}
 	byUID := make(map[imap.UID]*storage.Message, min(len(refs), loadChunk))
 	for len(refs) > 0 {
@@ -62,7 +74,29 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 			if m == nil {
 				continue // expunged since resolve: nothing to show
 			}
-			if err := writeMessage(w, ref.seq, m, options, seenSet[m.UID]); err != nil {
+			if !load.Body || m.Body != nil || m.Size == 0 {
+				if err := writeMessage(w, ref.seq, m, options, seenSet[m.UID], nil); err != nil {
+					return err
+				}
+				continue
+			}
+			called := false
+			err := s.srv.store.ReadBody(s.ctx, s.user, v.box.key.id, m.UID, func(body *io.SectionReader) error {
+				called = true
+				return writeMessage(w, ref.seq, m, options, seenSet[m.UID], body)
+			})
+			switch {
+			case err == nil:
+			case !called && errors.Is(err, storage.ErrNotFound):
+				continue // expunged since loaded
+			case !called:
+				return s.storageError("FETCH", err)
+			case errors.Is(err, errLiteralCut):
+				// Part of a literal is out: the stream cannot be resynchronised.
+				s.log.Warn("FETCH: a streamed body could not be sent to its end; closing the connection", "err", err)
+				s.conn.NetConn().Close()
+				return err
+			default:
 				return err
 			}
 		}
@@ -119,7 +153,11 @@ func wantsSeen(options *imap.FetchOptions) bool {
 // writeMessage writes one FETCH response. The response writer holds
 // the connection's response lock until closed, so it is closed on every path,
 // including a panic, or the connection would hang.
-func writeMessage(w *protocol.FetchWriter, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool) (err error) {
+//
+// The message's raw bytes are m.Body or, when stream is not nil, stream
+// (storage.ReadBody): BODY[] and its partial ranges are then copied as
+// they are written, and other sections are extracted from it.
+func writeMessage(w *protocol.FetchWriter, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool, stream *io.SectionReader) (err error) {
 	rw := w.CreateMessage(seq)
 	closed := false
 	defer func() {
@@ -149,21 +187,60 @@ func writeMessage(w *protocol.FetchWriter, seq uint32, m *storage.Message, o *im
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(completeBodyStructure(m.BodyStructure, m.Size))
 	}
+	// Sections other than the whole message are extracted from the
+	// message's bytes: a streamed one is read once, when the first such
+	// section asks for it (protocol's extractors take bytes).
+	var whole []byte
+	var readErr error
+	raw := func() []byte {
+		if stream == nil {
+			return m.Body
+		}
+		if whole == nil && readErr == nil {
+			whole, readErr = io.ReadAll(io.NewSectionReader(stream, 0, stream.Size()))
+		}
+		return whole
+	}
 	for _, bs := range o.BodySection {
-		b := bodySection(m.Body, bs)
+		if wholeMessage(bs) && stream != nil {
+			off, n := partialRange(stream.Size(), bs.Partial)
+			if err := streamLiteral(rw.WriteBodySection(bs, n), io.NewSectionReader(stream, off, n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if wholeMessage(bs) {
+			off, n := partialRange(int64(len(m.Body)), bs.Partial)
+			if err := writeLiteral(rw.WriteBodySection(bs, n), m.Body[off:off+n]); err != nil {
+				return err
+			}
+			continue
+		}
+		b := protocol.ExtractBodySection(raw(), bs)
+		if readErr != nil {
+			return fmt.Errorf("read message %d: %w", m.UID, readErr)
+		}
+		if b == nil {
+			b = []byte{}
+		}
 		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(b))), b); err != nil {
 			return err
 		}
 	}
 	for _, bs := range o.BinarySection {
 		// RFC 3516: the part with its content transfer encoding undone.
-		b := protocol.ExtractBinarySection(m.Body, bs)
+		// The decoded part is held (its size goes before it); the raw
+		// message is read from the store, not copied.
+		b := protocol.ExtractBinarySection(raw(), bs)
+		if readErr != nil {
+			return fmt.Errorf("read message %d: %w", m.UID, readErr)
+		}
 		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(b))), b); err != nil {
 			return err
 		}
 	}
 	for _, bss := range o.BinarySectionSize {
-		rw.WriteBinarySectionSize(bss, protocol.ExtractBinarySectionSize(m.Body, bss))
+		rw.WriteBinarySectionSize(bss, protocol.ExtractBinarySectionSize(raw(), bss))
 	}
 	closed = true
 	if err := rw.Close(); err != nil {
@@ -184,32 +261,43 @@ func writeLiteral(wc io.WriteCloser, b []byte) error {
 	return nil
 }
 
-// bodySection extracts a BODY[...] section from the stored message. The
-// whole message, the common case, is served from the stored bytes as is.
-func bodySection(raw []byte, bs *imap.FetchItemBodySection) []byte {
-	if len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
-		return partial(raw, bs.Partial)
+// errLiteralCut marks a streamed literal that failed after its size was
+// announced: the connection cannot carry on.
+var errLiteralCut = errors.New("literal cut short")
+
+// streamLiteral copies a literal from r as it is written.
+func streamLiteral(wc io.WriteCloser, r *io.SectionReader) error {
+	buf := make([]byte, min(r.Size(), streamCopyBuffer))
+	_, cerr := io.CopyBuffer(struct{ io.Writer }{wc}, struct{ io.Reader }{r}, buf)
+	if err := wc.Close(); err != nil && cerr == nil {
+		cerr = err
 	}
-	b := protocol.ExtractBodySection(raw, bs)
-	if b == nil {
-		b = []byte{}
+	if cerr != nil {
+		return fmt.Errorf("write FETCH literal: %w: %w", errLiteralCut, cerr)
 	}
-	return b
+	return nil
 }
 
-// partial applies <offset.size> (RFC 3501 6.4.5): past the end is empty.
-func partial(b []byte, p *imap.SectionPartial) []byte {
+// wholeMessage reports whether a BODY[...] section is the whole message,
+// the common case, served from the stored bytes as they are.
+func wholeMessage(bs *imap.FetchItemBodySection) bool {
+	return len(bs.Part) == 0 && bs.Specifier == imap.PartSpecifierNone && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0
+}
+
+// partialRange applies <offset.size> (RFC 3501 6.4.5) to a message of
+// size bytes: past the end is empty.
+func partialRange(size int64, p *imap.SectionPartial) (off, n int64) {
 	if p == nil {
-		return b
+		return 0, size
 	}
-	if p.Offset < 0 || p.Offset >= int64(len(b)) {
-		return []byte{}
+	if p.Offset < 0 || p.Offset >= size {
+		return 0, 0
 	}
 	end := p.Offset + p.Size
-	if p.Size < 0 || end > int64(len(b)) {
-		end = int64(len(b))
+	if p.Size < 0 || end > size {
+		end = size
 	}
-	return b[p.Offset:end]
+	return p.Offset, end - p.Offset
 }
 
 // completeBodyStructure returns bs complete: no nil structure, no

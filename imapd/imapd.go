@@ -49,7 +49,8 @@
 //   - Lock order: registry.mu, then sharedMailbox.mu, then protocol's tracker
 //     mutexes. Sequence numbers are encoded and decoded only while holding
 //     sharedMailbox.mu, so the UID list and the trackers agree.
-//   - A session's own writes are tagged with storage.WithOrigin(ctx, session)
+//   - A session's own writes are tagged with storage.WithOrigin(ctx, origin),
+//     a (node, session) id unique to the session,
 //     so that flag changes are not echoed back to it (it writes the FETCH
 //     response itself). Expunges and new messages are queued to every session,
 //     including the writer, and reach the client through the tracker.
@@ -65,6 +66,7 @@ import (
 	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -169,6 +171,7 @@ type Server struct {
 	proto       *protocol.Server
 	trace       *trace.Tracer
 	reg         *registry
+	sessionIDs  atomic.Uint64 // issues the sessions' storage.Origin
 
 	// The abuse limits (limits.go).
 	auth           *auth.Authenticator

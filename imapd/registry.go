@@ -7,18 +7,12 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
-
-// ownEventTimeout bounds how long a session waits for the storage events of
-// its own write (so that its EXPUNGE or EXISTS responses go out before the
-// tagged OK). Events normally arrive within microseconds of the commit.
-const ownEventTimeout = 10 * time.Second
 
 type boxKey struct {
 	user string
@@ -55,9 +49,6 @@ type sharedMailbox struct {
 	maxUID   imap.UID // highest UID ever in uids; never decreases
 	tracker  *protocol.MailboxTracker
 	sessions map[*session]*attachment
-	// changed, when not nil, is closed at the next applied event; sessions
-	// waiting for their own write's events sleep on it.
-	changed chan struct{}
 	// recentFloor and attached: see recent.go.
 	recentFloor imap.UID
 	attached    uint64
@@ -215,8 +206,7 @@ func (r *registry) handleEvent(ev storage.Event) {
 		// Creates and renames need nothing; a deleted mailbox must end the
 		// sessions that have it selected. Finding out takes a read, which
 		// must not happen on the writer goroutine.
-		origin, _ := ev.Origin.(*session)
-		go r.checkDeleted(box, origin)
+		go r.checkDeleted(box, ev.Origin)
 		return
 	}
 	box.mu.Lock()
@@ -267,10 +257,8 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		// echoing the update would repeat it.
 		var source *attachment
 		var sourceTracker *protocol.SessionTracker
-		if s, ok := ev.Origin.(*session); ok {
-			if source = box.sessions[s]; source != nil {
-				sourceTracker = source.tracker
-			}
+		if source = box.attachmentOf(ev.Origin); source != nil {
+			sourceTracker = source.tracker
 		}
 		flags := slices.Clone(ev.Flags)
 		if flags == nil {
@@ -284,10 +272,20 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 	if ev.Kind != storage.EventFlags {
 		box.wakeLocked(nil)
 	}
-	if box.changed != nil {
-		close(box.changed)
-		box.changed = nil
+}
+
+// attachmentOf returns the attachment of the session whose writes carry
+// origin, or nil (box.mu held; a mailbox has a few sessions attached).
+func (box *sharedMailbox) attachmentOf(origin storage.Origin) *attachment {
+	if origin.IsZero() {
+		return nil
 	}
+	for s, a := range box.sessions {
+		if s.origin == origin {
+			return a
+		}
+	}
+	return nil
 }
 
 // wakeLocked tells every attached session except skip that an update was
@@ -307,57 +305,33 @@ func (box *sharedMailbox) wakeLocked(skip *attachment) {
 	}
 }
 
-// waitFor blocks until cond (called with box.mu held) is true, ctx ends or
-// ownEventTimeout passes. It reports whether cond became true.
-func (box *sharedMailbox) waitFor(ctx context.Context, cond func() bool) bool {
-	timer := time.NewTimer(ownEventTimeout)
-	defer timer.Stop()
-	for {
-		ch, ok := func() (chan struct{}, bool) {
-			box.mu.Lock()
-			defer box.mu.Unlock()
-			if cond() {
-				return nil, true
+// applyOwn applies the results of a session's own write (the UIDs it
+// appended, ascending, or expunged) to the box, so that its EXISTS or
+// EXPUNGE responses go out before the tagged OK without waiting for the
+// write's events. Applying is idempotent: in one process the events have
+// normally been applied already (storage publishes them before it
+// answers), and when they come they change nothing. (An append is applied
+// only above the highest UID seen, which is right while every write's
+// events are published before its answer, as in one process; with writers
+// in other processes the session must first catch up from the feed.)
+func (box *sharedMailbox) applyOwn(kind storage.EventKind, uids []imap.UID) {
+	box.mu.Lock()
+	defer box.mu.Unlock()
+	for _, uid := range uids {
+		ev := storage.Event{Kind: kind, User: box.key.user, MailboxID: box.key.id, UID: uid}
+		if !box.loaded {
+			if box.loadErr == nil {
+				box.pending = append(box.pending, ev)
 			}
-			if box.changed == nil {
-				box.changed = make(chan struct{})
-			}
-			return box.changed, false
-		}()
-		if ok {
-			return true
+			continue
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return false
-		case <-timer.C:
-			return false
-		}
+		box.applyLocked(ev)
 	}
-}
-
-// waitAppended waits until the box has seen the append of uid.
-func (box *sharedMailbox) waitAppended(ctx context.Context, uid imap.UID) bool {
-	return box.waitFor(ctx, func() bool { return box.maxUID >= uid })
-}
-
-// waitExpunged waits until none of uids is in the box any more. UIDs are
-// never reused, so once gone they stay gone.
-func (box *sharedMailbox) waitExpunged(ctx context.Context, uids []imap.UID) bool {
-	return box.waitFor(ctx, func() bool {
-		for _, uid := range uids {
-			if _, found := slices.BinarySearch(box.uids, uid); found {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 // checkDeleted ends the sessions (except origin, whose own DELETE it was)
 // that have box selected if the mailbox no longer exists.
-func (r *registry) checkDeleted(box *sharedMailbox, origin *session) {
+func (r *registry) checkDeleted(box *sharedMailbox, origin storage.Origin) {
 	mailboxes, err := r.srv.store.Mailboxes(r.srv.ctx, box.key.user)
 	if errors.Is(err, storage.ErrNotFound) {
 		// The user is gone, and the mailbox with them.
@@ -379,7 +353,7 @@ func (r *registry) checkDeleted(box *sharedMailbox, origin *session) {
 		box.mu.Lock()
 		defer box.mu.Unlock()
 		for s := range box.sessions {
-			if s != origin {
+			if origin.IsZero() || s.origin != origin {
 				victims = append(victims, s)
 			}
 		}

@@ -41,6 +41,10 @@ type session struct {
 	remote netip.Addr
 	limits *guardedConn
 
+	// origin tags this session's writes, so it can skip the events they
+	// cause (it answers for them itself).
+	origin storage.Origin
+
 	user         string // canonical address once logged in
 	authFailures int
 	view         *mailboxView // selected mailbox, or nil
@@ -52,7 +56,8 @@ func newSession(srv *Server, conn *protocol.Conn) *session {
 	nc := conn.NetConn()
 	s := &session{srv: srv, conn: conn, remote: remoteIP(nc), limits: guardOf(nc)}
 	s.limits.started(conn)
-	s.ctx = storage.WithOrigin(srv.ctx, s)
+	s.origin = storage.Origin{Session: srv.sessionIDs.Add(1)}
+	s.ctx = storage.WithOrigin(srv.ctx, s.origin)
 	s.log = srv.log.With("remote", nc.RemoteAddr().String())
 	return s
 }
@@ -375,7 +380,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	}
 	if v := s.view; v != nil && res.MailboxID == v.box.key.id {
 		// Let the EXISTS reach this client before the tagged OK.
-		v.box.waitAppended(s.ctx, res.UID)
+		v.box.applyOwn(storage.EventAppend, []imap.UID{res.UID})
 	}
 	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
 }

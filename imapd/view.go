@@ -260,9 +260,7 @@ func (s *session) Expunge(w *protocol.ExpungeWriter, uidSet *imap.UIDSet) (err e
 	if err != nil {
 		return s.storageError(cmd, err)
 	}
-	if len(removed) > 0 && !v.box.waitExpunged(s.ctx, removed) {
-		s.log.Warn("expunge events did not arrive in time", "mailbox", v.box.key.id)
-	}
+	v.box.applyOwn(storage.EventExpunge, removed)
 	return nil
 }
 
@@ -293,7 +291,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 		return nil, nil
 	}
 	if destBox.ID == v.box.key.id {
-		v.box.waitAppended(s.ctx, slices.Max(res.DestUIDs))
+		v.box.applyOwn(storage.EventAppend, slices.Sorted(slices.Values(res.DestUIDs)))
 	}
 	return copyData(res), nil
 }
@@ -336,12 +334,12 @@ func (s *session) Move(w *protocol.MoveWriter, numSet imap.NumSet, dest string) 
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err
 	}
-	if same && len(res.DestUIDs) > 0 {
-		v.box.waitAppended(s.ctx, slices.Max(res.DestUIDs))
+	if same {
+		// The copies first: an expunge is seen after the appends that
+		// preceded it (storage's order).
+		v.box.applyOwn(storage.EventAppend, slices.Sorted(slices.Values(res.DestUIDs)))
 	}
-	if !v.box.waitExpunged(s.ctx, res.SourceUIDs) {
-		s.log.Warn("move events did not arrive in time", "mailbox", v.box.key.id)
-	}
+	v.box.applyOwn(storage.EventExpunge, res.SourceUIDs)
 	return nil
 }
 

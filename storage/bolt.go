@@ -3,7 +3,7 @@ package storage
 // The bbolt layout (keys in quotes are literal; uint64 and uint32 keys are
 // big-endian so cursors walk them in ascending order):
 //
-//	"meta"                     schema "version", "uidvalidity" (last issued);
+//	"meta"                     schema "version" (migrate.go), "uidvalidity" (last issued);
 //	                           its bucket sequence issues mailbox IDs
 //	"users"/<address>          one bucket per user:
 //	    "info"                 userRecord (JSON: rarely read, easy to extend)
@@ -17,6 +17,8 @@ package storage
 //	        "parsed"/<uid>     envelope + body structure
 //	        "body"/<uid>       the raw message, or only its header when
 //	                           "bodyref"/<uid> names a shared body (bodies.go)
+//	        "changes", "vanished"  the change feed: modseq index and
+//	                           expunge tombstones (feed.go)
 //	    "tracked"/<box><uid>   -> read-tracking record ID (tracking.go)
 //	    "sentlog"/<id>         the read-tracking records the user sent
 //	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
@@ -73,7 +75,9 @@ var ErrNoDatabase = errors.New("no database")
 // backup.
 var ErrDamaged = errors.New("the database is damaged")
 
-const schemaVersion = 1
+// schemaVersion 2 added the change feed (modseqs, feed.go); Open migrates
+// a version 1 database (migrate.go).
+const schemaVersion = 2
 
 var (
 	bucketMeta    = []byte("meta")
@@ -118,6 +122,12 @@ type Options struct {
 	// new, empty database where none exists. Only the commands that are
 	// meant to start a store (serve, user add) leave it false.
 	MustExist bool
+
+	// migrateBatch bounds the mailboxes migrated per transaction (0: 64)
+	// and failMigration, when set, is called after each committed batch;
+	// an error from it stops the migration (the tests' crash).
+	migrateBatch  int
+	failMigration func(batch int) error
 }
 
 type boltStore struct {
@@ -139,6 +149,11 @@ type boltStore struct {
 
 	listenMu  sync.Mutex
 	listeners []func(Event)
+
+	// The tombstone sweeper (feed.go).
+	sweepStop chan struct{}
+	sweepDone chan struct{}
+	feedReads atomic.Uint64 // change index entries read by Changes (tests)
 }
 
 // Open opens (creating if needed, unless Options.MustExist) the bbolt
@@ -187,7 +202,7 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := guard(path, func() error { return initSchema(db) }); err != nil {
+	if err := guard(path, func() error { return initSchema(db, path, log, opts) }); err != nil {
 		db.Close()
 		if errors.Is(err, ErrDamaged) {
 			return nil, err
@@ -211,6 +226,8 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 		writerDone:   make(chan struct{}),
 		maxBatch:     opts.MaxBatch,
 		maxBytes:     opts.MaxBatchBytes,
+		sweepStop:    make(chan struct{}),
+		sweepDone:    make(chan struct{}),
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
@@ -219,6 +236,7 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 		s.maxBytes = 32 << 20
 	}
 	go s.runWriter()
+	go s.runSweeper()
 	return s, nil
 }
 
@@ -303,8 +321,11 @@ func openRecovering(path string, timeout time.Duration) (db *bolt.DB, err error)
 	return nil, fmt.Errorf("storage: open %s: %w", path, err)
 }
 
-func initSchema(db *bolt.DB) error {
-	return db.Update(func(tx *bolt.Tx) error {
+// initSchema creates the buckets of a new database and records the
+// schema version; a version 1 database is migrated (migrate.go).
+func initSchema(db *bolt.DB, path string, log *slog.Logger, opts Options) error {
+	version := uint32(0)
+	err := db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -319,13 +340,19 @@ func initSchema(db *bolt.DB) error {
 			if len(v) != 4 {
 				return fmt.Errorf("schema version: %w", errCorrupt)
 			}
-			if n := binary.BigEndian.Uint32(v); n != schemaVersion {
-				return fmt.Errorf("schema version %d, this pochta knows %d", n, schemaVersion)
+			version = binary.BigEndian.Uint32(v)
+			if version != schemaVersion && version != 1 {
+				return fmt.Errorf("schema version %d, this pochta knows %d", version, schemaVersion)
 			}
 			return nil
 		}
+		version = schemaVersion
 		return meta.Put(keyVersion, be32(schemaVersion))
 	})
+	if err != nil || version == schemaVersion {
+		return err
+	}
+	return migrateV1(db, path, log, opts)
 }
 
 // Close waits for queued writes, stops the writer and closes the database.
@@ -336,6 +363,10 @@ func (s *boltStore) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.sweepStop)
+	s.closing.Unlock()
+	<-s.sweepDone // it may be waiting for a write: let it finish first
+	s.closing.Lock()
 	close(s.reqs)
 	s.closing.Unlock()
 	<-s.writerDone

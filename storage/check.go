@@ -279,7 +279,13 @@ func quarantineOne(tx *bolt.Tx, q *bolt.Bucket, bm badMessage, reason string, ev
 	if err := x.recount(mb); err != nil {
 		return false, err
 	}
-	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: imap.UID(bm.uid)})
+	// Its change index entry is unknown without the record; Changes skips
+	// entries without a message, and the tombstone tells readers it went.
+	modseq, err := x.recordExpunge(imap.UID(bm.uid), 0)
+	if err != nil {
+		return false, err
+	}
+	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: imap.UID(bm.uid), ModSeq: modseq})
 	return true, x.save()
 }
 

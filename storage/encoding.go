@@ -28,6 +28,10 @@ import (
 
 const recordVersion = 1
 
+// feedRecordVersion is the version of the message metadata and mailbox
+// records that carry modseqs (schema version 2, feed.go).
+const feedRecordVersion = 2
+
 // errCorrupt is returned when a stored record cannot be decoded.
 var errCorrupt = errors.New("corrupt record")
 
@@ -558,27 +562,50 @@ func (f flagSet) equal(g flagSet) bool {
 // Message metadata record: what SELECT, UID SEARCH and FETCH FLAGS need,
 // without the envelope or body. The flags byte is at a fixed offset so an
 // expunge scan can test \Deleted without decoding.
+//
+// Version 2 added modseq, the message's last change, as the last field; a
+// version 1 record (schema version 1, before its migration) decodes with
+// modseq 0.
 type metaRecord struct {
 	flags        flagSet
 	size         int64
 	internalDate time.Time
+	modseq       uint64
 }
 
 const metaFlagsOffset = 1
 
 func (m *metaRecord) encode() []byte {
-	e := encoder{b: make([]byte, 0, 32)}
-	e.byte(recordVersion)
+	e := encoder{b: make([]byte, 0, 40)}
+	e.byte(feedRecordVersion)
 	e.byte(m.flags.sys)
 	e.uvarint(uint64(m.size))
 	e.time(m.internalDate)
 	e.strs(m.flags.keywords)
+	e.uvarint(m.modseq)
 	return e.b
+}
+
+// withModSeq returns a metadata record with its modseq replaced. A record
+// encoded with modseq 0 (a new message from prepare) ends in that one zero
+// byte, and only then: the last byte of a non-zero uvarint is never 0. So
+// the common case is one append; others are decoded and encoded again.
+func withModSeq(rec []byte, modseq uint64) ([]byte, error) {
+	if len(rec) > 1 && rec[0] == feedRecordVersion && rec[len(rec)-1] == 0 {
+		return binary.AppendUvarint(rec[:len(rec)-1:len(rec)-1], modseq), nil
+	}
+	m, err := decodeMeta(rec)
+	if err != nil {
+		return nil, err
+	}
+	m.modseq = modseq
+	return m.encode(), nil
 }
 
 func decodeMeta(b []byte) (metaRecord, error) {
 	d := newDecoder(b)
-	if d.byte() != recordVersion {
+	version := d.byte()
+	if version != recordVersion && version != feedRecordVersion {
 		return metaRecord{}, errCorrupt
 	}
 	var m metaRecord
@@ -586,6 +613,9 @@ func decodeMeta(b []byte) (metaRecord, error) {
 	m.size = int64(d.uvarint())
 	m.internalDate = d.time()
 	m.flags.keywords = d.strs()
+	if version == feedRecordVersion {
+		m.modseq = d.uvarint()
+	}
 	if d.err != nil {
 		return metaRecord{}, d.err
 	}
@@ -594,6 +624,8 @@ func decodeMeta(b []byte) (metaRecord, error) {
 
 // Mailbox record: the mailbox's identity and its counters, rewritten by
 // every change to the mailbox so MailboxStatus reads one small value.
+// Version 2 added ModSeq (HIGHESTMODSEQ) and VanishedFloor as the last
+// fields; a version 1 record decodes with both 0.
 type mailboxRecord struct {
 	Name        string
 	SpecialUse  imap.MailboxAttr
@@ -603,11 +635,16 @@ type mailboxRecord struct {
 	Messages    uint32
 	Unseen      uint32
 	Size        int64
+	ModSeq      uint64
+	// VanishedFloor: tombstones up to this modseq are gone (swept, or
+	// before the feed existed); Changes since an older modseq cannot list
+	// every expunge.
+	VanishedFloor uint64
 }
 
 func (r *mailboxRecord) encode() []byte {
 	e := encoder{b: make([]byte, 0, 48+len(r.Name))}
-	e.byte(recordVersion)
+	e.byte(feedRecordVersion)
 	e.str(r.Name)
 	e.str(string(r.SpecialUse))
 	e.uvarint(uint64(r.UIDValidity))
@@ -616,12 +653,15 @@ func (r *mailboxRecord) encode() []byte {
 	e.uvarint(uint64(r.Messages))
 	e.uvarint(uint64(r.Unseen))
 	e.varint(r.Size)
+	e.uvarint(r.ModSeq)
+	e.uvarint(r.VanishedFloor)
 	return e.b
 }
 
 func decodeMailbox(b []byte) (mailboxRecord, error) {
 	d := newDecoder(b)
-	if d.byte() != recordVersion {
+	version := d.byte()
+	if version != recordVersion && version != feedRecordVersion {
 		return mailboxRecord{}, errCorrupt
 	}
 	r := mailboxRecord{
@@ -633,6 +673,10 @@ func decodeMailbox(b []byte) (mailboxRecord, error) {
 		Messages:    uint32(d.uvarint()),
 		Unseen:      uint32(d.uvarint()),
 		Size:        d.varint(),
+	}
+	if version == feedRecordVersion {
+		r.ModSeq = d.uvarint()
+		r.VanishedFloor = d.uvarint()
 	}
 	if d.err != nil {
 		return mailboxRecord{}, d.err

@@ -171,3 +171,21 @@ func FuzzDecodeParsed(f *testing.F) {
 		decodeMailbox(b)
 	})
 }
+
+// TestWithModSeqReplacesTheModSeq: the fast path (a record with modseq 0)
+// and the slow one (any other) give the record a full encode would.
+func TestWithModSeqReplacesTheModSeq(t *testing.T) {
+	for _, old := range []uint64{0, 1, 127, 128, 1 << 40} {
+		for _, modseq := range []uint64{1, 128, 1 << 33} {
+			m := metaRecord{flags: flagSet{sys: flagSeen, keywords: []string{"$A"}}, size: 9, internalDate: time.Unix(5, 0), modseq: old}
+			got, err := withModSeq(m.encode(), modseq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.modseq = modseq
+			if want := m.encode(); !bytes.Equal(got, want) {
+				t.Errorf("modseq %d -> %d: %x, want %x", old, modseq, got, want)
+			}
+		}
+	}
+}

@@ -121,6 +121,8 @@ func (x *boxTx) status() MailboxStatus {
 		Messages: x.rec.Messages,
 		Unseen:   x.rec.Unseen,
 		Size:     x.rec.Size,
+
+		HighestModSeq: x.rec.ModSeq,
 	}
 }
 
@@ -165,6 +167,7 @@ func (u *userTx) createMailbox(name string, attr imap.MailboxAttr, subscribed bo
 		UIDValidity: uv,
 		UIDNext:     1,
 		Subscribed:  subscribed,
+		ModSeq:      1,
 	}
 	if g := u.graves.Get([]byte(name)); len(g) == 4 {
 		rec.UIDNext = binary.BigEndian.Uint32(g)
@@ -177,6 +180,9 @@ func (u *userTx) createMailbox(name string, attr imap.MailboxAttr, subscribed bo
 		if _, err := b.CreateBucket(name); err != nil {
 			return 0, err
 		}
+	}
+	if err := createFeed(b); err != nil {
+		return 0, err
 	}
 	if err := b.Put(keyInfo, rec.encode()); err != nil {
 		return 0, err
@@ -207,7 +213,7 @@ func (u *userTx) createParents(name string, now time.Time, ev *eventList) error 
 		if err != nil {
 			return err
 		}
-		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id})
+		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id, ModSeq: 1})
 	}
 	return nil
 }
@@ -299,7 +305,7 @@ func (s *boltStore) CreateMailbox(ctx context.Context, user, name string) error 
 		if err != nil {
 			return struct{}{}, err
 		}
-		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id})
+		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id, ModSeq: 1})
 		return struct{}{}, nil
 	})
 	if err != nil {
@@ -381,6 +387,7 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 		type move struct {
 			from, to string
 			id       uint64
+			modseq   uint64
 		}
 		moves := []move{{from: from, to: to, id: beUint64(u.names.Get([]byte(from)))}}
 		prefix := []byte(from + "/")
@@ -393,7 +400,7 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 				return struct{}{}, fmt.Errorf("mailbox %q of %s: %w", m.to, u.addr, ErrExists)
 			}
 		}
-		for _, m := range moves {
+		for i, m := range moves {
 			x, err := u.box(m.id)
 			if err != nil {
 				return struct{}{}, err
@@ -408,6 +415,7 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 				return struct{}{}, err
 			}
 			x.rec.Name = m.to
+			moves[i].modseq = x.bump()
 			if err := x.save(); err != nil {
 				return struct{}{}, err
 			}
@@ -416,7 +424,7 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 			return struct{}{}, err
 		}
 		for _, m := range moves {
-			ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: m.id})
+			ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: m.id, ModSeq: m.modseq})
 		}
 		return struct{}{}, nil
 	})
@@ -445,6 +453,7 @@ func (s *boltStore) SetSubscribed(ctx context.Context, user, name string, subscr
 			return struct{}{}, nil
 		}
 		x.rec.Subscribed = subscribed
+		x.bump()
 		return struct{}{}, x.save()
 	})
 	if err != nil {

@@ -237,8 +237,16 @@ func (x *boxTx) put(metaRec, parsed []byte, body bodyForm, flags flagSet, size i
 	if err != nil {
 		return 0, err
 	}
+	modseq := x.bump()
+	metaRec, err = withModSeq(metaRec, modseq)
+	if err != nil {
+		return 0, fmt.Errorf("message record: %w", err)
+	}
 	key := be32(uid)
 	if err := mb.meta.Put(key, metaRec); err != nil {
+		return 0, err
+	}
+	if err := x.recordChange(imap.UID(uid), 0, modseq); err != nil {
 		return 0, err
 	}
 	if err := mb.parsed.Put(key, parsed); err != nil {
@@ -256,7 +264,7 @@ func (x *boxTx) put(metaRec, parsed []byte, body bodyForm, flags flagSet, size i
 	if flags.sys&flagSeen == 0 {
 		x.rec.Unseen++
 	}
-	ev.add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list()})
+	ev.add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list(), ModSeq: modseq})
 	return imap.UID(uid), nil
 }
 
@@ -273,6 +281,10 @@ func (x *boxTx) remove(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList)
 	if err := x.unindex(mb, uid, m, ev); err != nil {
 		return err
 	}
+	modseq, err := x.recordExpunge(uid, m.modseq)
+	if err != nil {
+		return err
+	}
 	key := be32(uint32(uid))
 	for _, b := range []*bolt.Bucket{mb.meta, mb.parsed, mb.body} {
 		if err := b.Delete(key); err != nil {
@@ -287,7 +299,7 @@ func (x *boxTx) remove(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList)
 	if m.flags.sys&flagSeen == 0 {
 		x.rec.Unseen--
 	}
-	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: uid})
+	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: uid, ModSeq: modseq})
 	return nil
 }
 
@@ -523,6 +535,7 @@ func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64,
 				Flags:        m.flags.list(),
 				InternalDate: m.internalDate,
 				Size:         m.size,
+				ModSeq:       m.modseq,
 			}
 			if opts.Envelope || opts.BodyStructure {
 				p := mb.parsed.Get(key[:])
@@ -536,6 +549,10 @@ func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64,
 					return fmt.Errorf("message %d: %w", uid, err)
 				}
 				switch {
+				case opts.Body && opts.BodyMax > 0 && b.size() > opts.BodyMax:
+					if opts.Header {
+						msg.Header = bytes.Clone(b.header())
+					}
 				case opts.Body:
 					msg.Body = b.bytes()
 					if opts.Header {
@@ -589,24 +606,41 @@ func sortedUIDs(uids []imap.UID) []imap.UID {
 
 // StoreFlags changes the flags of the messages of uids that exist.
 func (s *boltStore) StoreFlags(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag) ([]FlagUpdate, error) {
+	updates, _, err := s.storeFlags(ctx, user, mailboxID, uids, op, flags, 0, false)
+	return updates, err
+}
+
+// StoreFlagsUnchangedSince changes the flags of the messages of uids whose
+// modseq is at most unchangedSince and returns the others as modified.
+func (s *boltStore) StoreFlagsUnchangedSince(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag, unchangedSince uint64) ([]FlagUpdate, []imap.UID, error) {
+	return s.storeFlags(ctx, user, mailboxID, uids, op, flags, unchangedSince, true)
+}
+
+type storeResult struct {
+	updates  []FlagUpdate
+	modified []imap.UID
+}
+
+func (s *boltStore) storeFlags(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag,
+	unchangedSince uint64, conditional bool) ([]FlagUpdate, []imap.UID, error) {
 	arg, err := parseFlags(flags)
 	if err != nil {
-		return nil, fmt.Errorf("storage: store flags: %w", err)
+		return nil, nil, fmt.Errorf("storage: store flags: %w", err)
 	}
 	if _, err := applyFlags(flagSet{}, op, arg); err != nil {
-		return nil, fmt.Errorf("storage: store flags: %w", err)
+		return nil, nil, fmt.Errorf("storage: store flags: %w", err)
 	}
 	sorted := sortedUIDs(uids)
-	updates, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) ([]FlagUpdate, error) {
+	res, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) (storeResult, error) {
 		x, err := openBox(tx, user, mailboxID)
 		if err != nil {
-			return nil, err
+			return storeResult{}, err
 		}
 		mb, err := x.buckets()
 		if err != nil {
-			return nil, err
+			return storeResult{}, err
 		}
-		var updates []FlagUpdate
+		var r storeResult
 		for _, uid := range sorted {
 			key := be32(uint32(uid))
 			v := mb.meta.Get(key)
@@ -615,11 +649,15 @@ func (s *boltStore) StoreFlags(ctx context.Context, user string, mailboxID uint6
 			}
 			m, err := decodeMeta(v)
 			if err != nil {
-				return nil, fmt.Errorf("message %d: %w", uid, err)
+				return storeResult{}, fmt.Errorf("message %d: %w", uid, err)
+			}
+			if conditional && m.modseq > unchangedSince {
+				r.modified = append(r.modified, uid)
+				continue
 			}
 			nf, err := applyFlags(m.flags, op, arg)
 			if err != nil {
-				return nil, fmt.Errorf("message %d: %w", uid, err)
+				return storeResult{}, fmt.Errorf("message %d: %w", uid, err)
 			}
 			if nf.equal(m.flags) {
 				continue
@@ -631,30 +669,35 @@ func (s *boltStore) StoreFlags(ctx context.Context, user string, mailboxID uint6
 			case !wasSeen && isSeen:
 				x.rec.Unseen--
 			}
+			old := m.modseq
 			m.flags = nf
+			m.modseq = x.bump()
 			if err := mb.meta.Put(key, m.encode()); err != nil {
-				return nil, err
+				return storeResult{}, err
+			}
+			if err := x.recordChange(uid, old, m.modseq); err != nil {
+				return storeResult{}, err
 			}
 			if wasSeen != isSeen {
 				if err := x.seenChanged(uid, m, isSeen, ev); err != nil {
-					return nil, err
+					return storeResult{}, err
 				}
 			}
 			list := nf.list()
-			updates = append(updates, FlagUpdate{UID: uid, Flags: list})
-			ev.add(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: slices.Clone(list)})
+			r.updates = append(r.updates, FlagUpdate{UID: uid, Flags: list, ModSeq: m.modseq})
+			ev.add(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: slices.Clone(list), ModSeq: m.modseq})
 		}
-		if len(updates) > 0 {
+		if len(r.updates) > 0 {
 			if err := x.save(); err != nil {
-				return nil, err
+				return storeResult{}, err
 			}
 		}
-		return updates, nil
+		return r, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("storage: store flags: %w", err)
+		return nil, nil, fmt.Errorf("storage: store flags: %w", err)
 	}
-	return updates, nil
+	return res.updates, res.modified, nil
 }
 
 // Expunge removes the \Deleted messages (of uids, when given).

@@ -22,6 +22,20 @@
 //     lease runs out or its attempt is recorded; no other claim takes it
 //     meanwhile, from this handle or another (queue_lease.go). Settled
 //     entries are removed in bounded batches (queue_retention.go).
+//   - Modification sequences (RFC 7162): every change to a message (arrival,
+//     flags, expunge) and to a mailbox (rename, subscription) takes the next
+//     value of the mailbox's HIGHESTMODSEQ, which only grows, is never
+//     reused, and survives restarts and renames (a mailbox created again has
+//     a new UIDVALIDITY and starts again). Each message keeps the modseq of
+//     its last change.
+//   - The change feed: Changes answers "what changed in this mailbox since
+//     modseq N" from an index ordered by modseq, touching only the changes.
+//     Expunged UIDs are kept as (UID, modseq) tombstones for
+//     TombstoneLifetime; a reader asking about older changes is told that the
+//     vanished list is incomplete (ChangeSet.VanishedIncomplete), never given
+//     a silently short one.
+//   - Events are hints: a listener that missed some (or runs in another
+//     process) re-reads the feed from the ModSeq it last saw.
 //
 // Mailbox names use "/" as the hierarchy delimiter. "INBOX" is matched
 // case-insensitively, every other name exactly.
@@ -118,8 +132,24 @@ type Store interface {
 	// opts. Callers load in chunks (a few hundred) to bound memory.
 	Messages(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, opts LoadOptions) ([]*Message, error)
 	// StoreFlags changes flags and returns the messages whose flags changed,
-	// with their new flags.
+	// with their new flags and modseqs.
 	StoreFlags(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag) ([]FlagUpdate, error)
+	// StoreFlagsUnchangedSince is StoreFlags with RFC 7162's UNCHANGEDSINCE
+	// (3.1.3): a message whose modseq is above unchangedSince is left alone
+	// and its UID returned in modified (ascending; the MODIFIED response
+	// code). The test and the change are one transaction.
+	StoreFlagsUnchangedSince(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, op imap.StoreFlagsOp, flags []imap.Flag, unchangedSince uint64) (updated []FlagUpdate, modified []imap.UID, err error)
+	// Changes returns what changed in a mailbox after modseq since: the
+	// messages whose last change is later (with flags and modseq), the UIDs
+	// expunged later, and the current HIGHESTMODSEQ. It reads only the
+	// index entries after since, not the whole mailbox.
+	Changes(ctx context.Context, user string, mailboxID uint64, since uint64) (*ChangeSet, error)
+	// ReadBody calls fn with a reader over one message's stored bytes
+	// (feed.go has the rules): the body is read in bounded chunks, each in
+	// its own short read transaction, so a large message is never copied
+	// whole and a slow reader never holds the database. ErrNotFound if the
+	// message does not exist.
+	ReadBody(ctx context.Context, user string, mailboxID uint64, uid imap.UID, fn func(body *io.SectionReader) error) error
 	// Expunge removes the messages flagged \Deleted; when uids is non-nil,
 	// only those among them. It returns the removed UIDs, ascending.
 	Expunge(ctx context.Context, user string, mailboxID uint64, uids []imap.UID) ([]imap.UID, error)
@@ -226,6 +256,9 @@ type MailboxStatus struct {
 	Messages uint32
 	Unseen   uint32
 	Size     int64 // sum of the messages' sizes in bytes
+	// HighestModSeq is the modseq of the mailbox's latest change (RFC 7162
+	// HIGHESTMODSEQ); 1 for a mailbox nothing has happened to yet.
+	HighestModSeq uint64
 }
 
 // NewMessage is a message to store. Envelope and BodyStructure may be given
@@ -298,6 +331,10 @@ type LoadOptions struct {
 	Envelope      bool
 	BodyStructure bool
 	Body          bool // the raw message
+	// BodyMax, when positive, limits Body to the messages of at most
+	// BodyMax bytes; larger ones come back with Body nil, for the caller
+	// to stream with ReadBody instead of holding them whole.
+	BodyMax int64
 	// Header loads Message.Header, the start of the raw message up to
 	// and including the empty line that ends its header (all of it when
 	// no line is empty): what header SEARCH criteria read, without
@@ -315,13 +352,39 @@ type Message struct {
 	BodyStructure imap.BodyStructure // when loaded
 	Body          []byte             // when loaded
 	Header        []byte             // when loaded (see LoadOptions.Header)
+	ModSeq        uint64             // of the message's last change
 }
 
-// FlagUpdate is one message's flags after a StoreFlags.
+// FlagUpdate is one message's flags after a StoreFlags, or a changed
+// message in a ChangeSet.
 type FlagUpdate struct {
-	UID   imap.UID
-	Flags []imap.Flag
+	UID    imap.UID
+	Flags  []imap.Flag
+	ModSeq uint64
 }
+
+// ChangeSet is what changed in one mailbox after a modseq (Store.Changes).
+type ChangeSet struct {
+	// HighestModSeq is the mailbox's current HIGHESTMODSEQ: the value to
+	// ask from next time.
+	HighestModSeq uint64
+	// Changed are the messages whose last change (arrival or flags) is
+	// after the modseq asked about, ascending by UID. It is always
+	// complete.
+	Changed []FlagUpdate
+	// Vanished are the UIDs expunged after the modseq asked about,
+	// ascending.
+	Vanished []imap.UID
+	// VanishedIncomplete: some expunges after the modseq asked about are
+	// no longer known (their tombstones were swept after
+	// TombstoneLifetime, or they predate the feed). Vanished is then only
+	// part of them; a QRESYNC reader must fall back to comparing UIDs.
+	VanishedIncomplete bool
+}
+
+// TombstoneLifetime is how long an expunged UID is remembered for
+// Changes; a sweep (at Open, then hourly) removes older tombstones.
+const TombstoneLifetime = 30 * 24 * time.Hour
 
 // CopyResult maps source UIDs to the UIDs of the copies.
 type CopyResult struct {
@@ -364,32 +427,50 @@ const (
 )
 
 // Event is one committed change, published to listeners in commit order.
+// It is a hint: what it says is also in the feed (Changes), which a
+// listener that missed events re-reads from the last ModSeq it saw.
 type Event struct {
 	Kind      EventKind
 	User      string
 	MailboxID uint64
 	UID       imap.UID
 	Flags     []imap.Flag
-	// Origin is the value the writer put in its context with WithOrigin
-	// (an IMAP session uses it to skip echoing its own changes).
-	Origin any
+	// ModSeq is the mailbox's modseq after the change (0 for a deleted
+	// mailbox and for EventQueued).
+	ModSeq uint64
+	// Origin is what the writer put in its context with WithOrigin (an
+	// IMAP session uses it to skip echoing its own changes); the zero
+	// Origin for writes nobody tagged.
+	Origin Origin
 	// QueueID is the queue entry of an EventQueued.
 	QueueID uint64
 	// TrackingID is the read-tracking record of an EventTracking.
 	TrackingID uint64
 }
 
+// Origin names the writer of a change: a node (a pochta process; "" when
+// there is one) and a session on it. It is a plain comparable value, so it
+// can be compared, logged and sent to another process.
+type Origin struct {
+	Node    string
+	Session uint64
+}
+
+// IsZero reports whether o is the origin of untagged writes.
+func (o Origin) IsZero() bool { return o == Origin{} }
+
 type originKey struct{}
 
 // WithOrigin marks writes made with ctx as coming from origin; the events
 // they cause carry it.
-func WithOrigin(ctx context.Context, origin any) context.Context {
+func WithOrigin(ctx context.Context, origin Origin) context.Context {
 	return context.WithValue(ctx, originKey{}, origin)
 }
 
-// Origin returns the value set by WithOrigin, or nil.
-func Origin(ctx context.Context) any {
-	return ctx.Value(originKey{})
+// OriginOf returns the origin set by WithOrigin, or the zero Origin.
+func OriginOf(ctx context.Context) Origin {
+	o, _ := ctx.Value(originKey{}).(Origin)
+	return o
 }
 
 // IsProtected reports whether a mailbox name is one of the four every user

@@ -402,15 +402,20 @@ func (x *boxTx) setSeen(uid imap.UID, ev *eventList) (bool, error) {
 	if err != nil || m.flags.sys&flagSeen != 0 {
 		return false, nil
 	}
+	old := m.modseq
 	m.flags.sys |= flagSeen
+	m.modseq = x.bump()
 	if err := mb.meta.Put(key, m.encode()); err != nil {
+		return false, err
+	}
+	if err := x.recordChange(uid, old, m.modseq); err != nil {
 		return false, err
 	}
 	x.rec.Unseen--
 	if err := x.indexUnread(uid, m.internalDate, false); err != nil {
 		return false, err
 	}
-	ev.list = append(ev.list, Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: m.flags.list()})
+	ev.list = append(ev.list, Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: m.flags.list(), ModSeq: m.modseq})
 	return true, nil
 }
 

@@ -22,9 +22,9 @@ func TestEachSettledRecipientPublishesEventTracking(t *testing.T) {
 	if n, _ := count(); n != 0 {
 		t.Fatalf("%d tracking events at delivery, want 0", n)
 	}
-	markSeen(t, s, WithOrigin(context.Background(), new(int)), bob, res.Copies[bob])
+	markSeen(t, s, WithOrigin(context.Background(), Origin{Session: 1}), bob, res.Copies[bob])
 	n, ev := count()
-	if n != 1 || ev.User != alice || ev.TrackingID != res.TrackingID || ev.MailboxID != res.Sent.MailboxID || ev.UID != res.Sent.UID || ev.Origin != nil {
+	if n != 1 || ev.User != alice || ev.TrackingID != res.TrackingID || ev.MailboxID != res.Sent.MailboxID || ev.UID != res.Sent.UID || !ev.Origin.IsZero() {
 		t.Fatalf("after bob read: %d events, last %+v; want one for alice's Sent copy, no origin", n, ev)
 	}
 	markSeen(t, s, context.Background(), bob, res.Copies[bob]) // again: nothing changes

@@ -55,7 +55,7 @@ type request struct {
 
 // eventList collects the events of one request run.
 type eventList struct {
-	origin any
+	origin Origin
 	list   []Event
 }
 
@@ -71,7 +71,7 @@ func write[T any](s *boltStore, ctx context.Context, size int, fn func(tx *bolt.
 	r := &request{
 		ctx:  ctx,
 		size: size,
-		ev:   eventList{origin: Origin(ctx)},
+		ev:   eventList{origin: OriginOf(ctx)},
 		done: make(chan struct{}),
 	}
 	r.run = func(tx *bolt.Tx, ev *eventList) error {

@@ -129,7 +129,11 @@ func storeFlagsChangesFlagsAndUnseenCounter(t *testing.T, b Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []storage.FlagUpdate{{UID: 1, Flags: []imap.Flag{imap.FlagSeen, "Work"}}, {UID: 2, Flags: []imap.Flag{imap.FlagSeen, "Work"}}}
+	// Each change takes the next modseq: inbox was at HighestModSeq.
+	want := []storage.FlagUpdate{
+		{UID: 1, Flags: []imap.Flag{imap.FlagSeen, "Work"}, ModSeq: inbox.HighestModSeq + 1},
+		{UID: 2, Flags: []imap.Flag{imap.FlagSeen, "Work"}, ModSeq: inbox.HighestModSeq + 2},
+	}
 	if !reflect.DeepEqual(up, want) {
 		t.Errorf("add: %+v, want %+v", up, want)
 	}
@@ -285,7 +289,8 @@ func moveAppendsThenExpungesInOneCommit(t *testing.T, b Backend) {
 	inbox := mustMailbox(t, s, user, storage.Inbox)
 	trash := mustMailbox(t, s, user, storage.Trash)
 	events := listen(s)
-	ctx = storage.WithOrigin(ctx, "session-7")
+	origin := storage.Origin{Node: "node-a", Session: 7}
+	ctx = storage.WithOrigin(ctx, origin)
 	res, err := s.Move(ctx, user, inbox.ID, []imap.UID{1, 3}, storage.Trash)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +300,7 @@ func moveAppendsThenExpungesInOneCommit(t *testing.T, b Backend) {
 	}
 	var kinds []string
 	for _, ev := range events.snapshot() {
-		if ev.Origin != "session-7" {
+		if ev.Origin != origin {
 			t.Errorf("event without origin: %+v", ev)
 		}
 		switch {

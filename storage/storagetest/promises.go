@@ -377,7 +377,7 @@ func eventsInCommitOrder(t *testing.T, b Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx := storage.WithOrigin(ctx, w)
+			ctx := storage.WithOrigin(ctx, storage.Origin{Session: uint64(w) + 1})
 			for i := range perWriter {
 				user := users[(w+i)%2]
 				a, err := s.Append(ctx, user, storage.Inbox, &storage.NewMessage{Raw: []byte(simpleMessage(fmt.Sprintf("w%d m%d", w, i)))})
@@ -405,7 +405,7 @@ func eventsInCommitOrder(t *testing.T, b Backend) {
 	appended := map[uint64]map[imap.UID]bool{}
 	appends := 0
 	for _, ev := range events.snapshot() {
-		if _, ok := ev.Origin.(int); !ok {
+		if ev.Origin.IsZero() {
 			t.Fatalf("event without the writer's origin: %+v", ev)
 		}
 		switch ev.Kind {
