@@ -197,3 +197,38 @@ func TestDevelopmentBannerPrintsTheAbsoluteDataPath(t *testing.T) {
 		t.Errorf("banner:\n%s\nwant the data path %s", out.String(), abs)
 	}
 }
+
+// A damaged database is one sentence on the terminal, naming the file and
+// what to do, with no layer's prefix ("storage:", "queue:") and no error
+// kind tacked on, for every command that opens it, serve included.
+func TestADamagedDatabaseIsOneSentenceNamingTheFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	dbPath := filepath.Join(dir, "data", "pochta.db")
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"empty", "", dbPath + " is an empty file, not a pochta database"},
+		{"not bbolt", strings.Repeat("not a database ", 1000), dbPath + " is not a pochta database (not a bbolt file)"},
+	} {
+		if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dbPath, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"status"}, {"user", "list"}, {"check"}, {"serve"}} {
+			code, _, stderr := pochta(t, "", append(args, "--config", cfg)...)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			last := lines[len(lines)-1]
+			if code != exitError || !strings.HasPrefix(last, "pochta: "+tc.want) ||
+				strings.Contains(last, "storage:") || strings.Contains(last, "the database is damaged") {
+				t.Errorf("%s database, pochta %v: exit %d, last line %q; want 1 and one sentence starting %q",
+					tc.name, args, code, last, "pochta: "+tc.want)
+			}
+		}
+		if fi, err := os.Stat(dbPath); err != nil || fi.Size() != int64(len(tc.content)) {
+			t.Errorf("%s database: the file changed (%v, %v)", tc.name, fi, err)
+		}
+	}
+}
