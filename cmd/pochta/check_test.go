@@ -232,3 +232,32 @@ func TestADamagedDatabaseIsOneSentenceNamingTheFile(t *testing.T) {
 		}
 	}
 }
+
+// Pages bbolt cannot read are not messages --repair could move: check says
+// to restore the backup, in one sentence, instead of suggesting --repair.
+func TestCheckOnDamagedPagesAdvisesTheBackup(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", u+"@example.test", "--password-stdin", "--config", cfg); code != 0 {
+			t.Fatalf("user add: %s", stderr)
+		}
+	}
+	dbPath := filepath.Join(dir, "data", "pochta.db")
+	f, err := os.OpenFile(dbPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte(strings.Repeat("\xa5\x5a\x13\x37", 50))
+	for page := int64(2); page < 12; page++ {
+		if _, err := f.WriteAt(garbage, page*4096+16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	code, _, stderr := pochta(t, "", "check", "--config", cfg)
+	want := "damaged pages, not single messages, which --repair cannot move: stop the daemon and restore the database from a backup"
+	if code != exitError || !strings.Contains(stderr, want) || strings.Contains(stderr, "damaged records remain") {
+		t.Errorf("check on damaged pages: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}
