@@ -397,10 +397,13 @@ func (s *Server) serveConn(kind listenerKind, c net.Conn, errorLog errorLog) {
 	}
 
 	// Under mu, so that Shutdown either finds the connection with its
-	// Server (and waits for it) or has already stopped serving.
+	// Server (and waits for it) or has already stopped serving. A
+	// connection refused here is closed after mu is released: closing a
+	// tracked connection untracks it, which takes mu (closing it under mu
+	// hung the accept loop, and with it Shutdown, for good).
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing || tc == nil {
+		s.mu.Unlock()
 		c.Close()
 		return
 	}
@@ -408,6 +411,7 @@ func (s *Server) serveConn(kind listenerKind, c net.Conn, errorLog errorLog) {
 	// Serve hands c to a goroutine of its own and returns at the second
 	// Accept; its error says only that oneConn has nothing more.
 	_ = gs.Serve(&oneConn{c: c, addr: c.LocalAddr()})
+	s.mu.Unlock()
 }
 
 // oneConn is a listener that yields one connection, then reports itself
