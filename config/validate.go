@@ -167,6 +167,8 @@ func (c *Config) validate() []*Error {
 			v.fail(err.Error(), "email_queue.relay")
 		} else if host == "" {
 			v.fail(fmt.Sprintf("%q needs a host name", q.Relay), "email_queue.relay")
+		} else if _, port, _ := splitHostPort(q.Relay); port == 0 {
+			v.fail(fmt.Sprintf("%q: port 0 is no port a relay listens on; give its port number (such as 587)", q.Relay), "email_queue.relay")
 		}
 	}
 	if q.RelayPassword != "" && q.RelayPasswordFile != "" {
@@ -318,13 +320,22 @@ func (c *Config) listenAddr(key string) string {
 }
 
 // hostsOverlap reports whether two listen hosts can share a socket address:
-// equal, or either one a wildcard.
+// equal, or either one a wildcard, or "localhost" and a loopback address
+// (the daemon binds localhost to the first of 127.0.0.1 and ::1 it
+// resolves, so either may clash; no other name is resolved here).
 func hostsOverlap(a, b string) bool {
 	wildcard := func(h string) bool {
 		ip, err := netip.ParseAddr(h)
 		return h == "" || err == nil && ip.IsUnspecified()
 	}
 	if wildcard(a) || wildcard(b) {
+		return true
+	}
+	localhostAndLoopback := func(name, other string) bool {
+		ip, err := netip.ParseAddr(other)
+		return strings.EqualFold(name, "localhost") && err == nil && ip.Unmap().IsLoopback()
+	}
+	if localhostAndLoopback(a, b) || localhostAndLoopback(b, a) {
 		return true
 	}
 	ia, errA := netip.ParseAddr(a)
@@ -361,7 +372,7 @@ func splitHostPort(addr string) (host string, port int, err error) {
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < 0 || n > 65535 {
-		return "", 0, fmt.Errorf("%q: port %q must be a number from 0 to 65535", addr, p)
+		return "", 0, fmt.Errorf("%q: port %q must be a number from 1 to 65535", addr, p)
 	}
 	if strings.ContainsFunc(h, isSpaceOrControl) {
 		return "", 0, fmt.Errorf("%q: host must not contain spaces", addr)

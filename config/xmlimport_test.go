@@ -296,3 +296,29 @@ func TestImportXMLRefusesDeepNestingQuicklyNamingTheLine(t *testing.T) {
 		t.Errorf("refusing the deep file took %.0f allocations, want a bounded few", allocs)
 	}
 }
+
+func TestImportXMLWarnsOncePerUnknownElement(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<configuration>\n<Server>\n")
+	for i := 0; i < 100000; i++ {
+		b.WriteString("<Foo/>")
+	}
+	b.WriteString("\n<Bar/>\n</Server>\n</configuration>\n")
+	res, err := ImportXML("wide.xml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unknown []string
+	for _, w := range res.Warnings {
+		if strings.Contains(w, "is not known") {
+			unknown = append(unknown, w)
+		}
+	}
+	want := []string{
+		"wide.xml:3: <configuration/Server/Foo> is not known; ignored (and 99999 more like it)",
+		"wide.xml:4: <configuration/Server/Bar> is not known; ignored",
+	}
+	if len(unknown) != len(want) || unknown[0] != want[0] || unknown[1] != want[1] {
+		t.Errorf("warnings about unknown elements:\n got %q\nwant %q", unknown, want)
+	}
+}

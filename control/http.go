@@ -226,6 +226,10 @@ func Dial(path string) (*Client, error) {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 			return nil, fmt.Errorf("control socket %s: %w", path, ErrNoDaemon)
 		}
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			return nil, &Problem{Sentence: fmt.Sprintf("you may not use the control socket %s: run the command as root "+
+				"or as the user the daemon runs as (such as sudo -u pochta pochta …)", path), Err: err}
+		}
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	c.Close()

@@ -137,4 +137,19 @@ func TestControlSocketRefusesAnotherUser(t *testing.T) {
 	if !strings.Contains(string(out), "peer result: control socket: user 65534 may not administer this daemon") {
 		t.Errorf("nobody connecting to the control socket got %q, want a refusal naming uid 65534", out)
 	}
+	// With the socket's own mode (0600) the kernel refuses first; that is
+	// one sentence too, not "dial unix …: connect: permission denied".
+	if err := os.Chmod(sock, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(peer)
+	cmd.Env = append(os.Environ(), "POCHTA_PEER_SOCKET="+sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err = cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("peer process: %v\n%s", err, out)
+	}
+	if want := "peer result: you may not use the control socket " + sock + ": run the command as root"; !strings.Contains(string(out), want) {
+		t.Errorf("nobody connecting to the 0600 control socket got %q, want %q", out, want)
+	}
 }

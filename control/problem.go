@@ -29,11 +29,16 @@ func (p *Problem) Detail() string {
 }
 
 // Sentence returns what a person should read for err: the sentence of the
-// first Problem in its chain, or else err's own text.
+// first Problem in its chain, or of a damaged database
+// (storage.DamagedError), or else err's own text.
 func Sentence(err error) string {
 	var p *Problem
 	if errors.As(err, &p) {
 		return p.Sentence
+	}
+	var d *storage.DamagedError
+	if errors.As(err, &d) {
+		return d.Sentence
 	}
 	return err.Error()
 }

@@ -45,6 +45,22 @@ def run(s):
             f"{code} {msg!r}")
     s.check("carol got nothing from the header spoof", count_all(d, carol) == 0 and count_all(d, alice) == 0)
 
+    # Alice's own address behind a name or a Sender that says bob: clients
+    # show the name, or "bob on behalf of alice".
+    for label, head in (("a display name that is bob's address", f'From: "{bob}" <{alice}>\r\n'),
+                        ("an encoded-word name that is bob's address",
+                         f'From: =?utf-8?q?{bob.replace("@", "=40")}?= <{alice}>\r\n'),
+                        ("a Sender header naming bob", f"From: {alice}\r\nSender: {bob}\r\n")):
+        c = d.smtp(tls="starttls", login=alice)
+        c.mail(alice)
+        c.rcpt(carol)
+        code, msg = c.data((head + f"To: {carol}\r\nSubject: name spoof\r\n\r\nhi\r\n").encode())
+        c.close()
+        s.check(f"{label} gets 550 5.7.1 saying whose address it must be",
+                code == 550 and msg.startswith(b"5.7.1") and f"must be your own address {alice}".encode() in msg,
+                f"{code} {msg!r}")
+    s.check("carol got nothing from the name and Sender spoofs", count_all(d, carol) == 0 and count_all(d, alice) == 0)
+
     # No AUTH at all, over TLS.
     c = d.smtp(tls="starttls")
     code, msg = c.mail(alice)

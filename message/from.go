@@ -29,33 +29,65 @@ func (e *FromError) Error() string { return e.Reason }
 // missing is true when the header has no From field at all: the caller
 // adds one (RFC 6409 8.1 lets the submission server do that). Otherwise a
 // non-nil error is a *FromError.
+//
+// A Sender field, which clients show as the one who actually sent ("bob
+// on behalf of alice"), is held to the same rule. So is a display name
+// that is itself an address ("bob@example.test" <alice@example.test>,
+// plainly or as an encoded word): most clients show only the name, so it
+// must not name anyone but user.
 func CheckFrom(header []byte, user string) (missing bool, err error) {
 	h, rerr := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(terminated(header))))
 	if rerr != nil {
 		return false, &FromError{Reason: fmt.Sprintf("The message header could not be read; its From must be your own address %s", user)}
 	}
-	if !h.Has("From") {
-		return true, nil
+	for _, field := range []string{"Sender", "From"} {
+		if err := checkOwnAddresses(h, field, user); err != nil {
+			return false, err
+		}
 	}
-	// Each From field on its own: RFC 5322 allows one, and a second one
-	// must not hide behind the first.
-	for _, v := range h.Values("From") {
+	return !h.Has("From"), nil
+}
+
+// checkOwnAddresses checks every field named field on its own: RFC 5322
+// allows one, and a second one must not hide behind the first.
+func checkOwnAddresses(h textproto.Header, field, user string) error {
+	for _, v := range h.Values(field) {
 		var one gomail.Header
-		one.Set("From", v)
-		list, err := one.AddressList("From")
+		one.Set(field, v)
+		list, err := one.AddressList(field)
 		if err != nil {
-			return false, &FromError{Reason: fmt.Sprintf("From header %q cannot be read as an address; it must be your own address %s", clip(v), user)}
+			return &FromError{Reason: fmt.Sprintf("%s header %q cannot be read as an address; it must be your own address %s", field, clip(v), user)}
 		}
 		if len(list) == 0 {
-			return false, &FromError{Reason: fmt.Sprintf("From header must be your own address %s; it names no address", user)}
+			return &FromError{Reason: fmt.Sprintf("%s header must be your own address %s; it names no address", field, user)}
 		}
 		for _, a := range list {
 			if !strings.EqualFold(a.Address, user) {
-				return false, &FromError{Reason: fmt.Sprintf("From header must be your own address %s, not %s", user, clip(a.Address))}
+				return &FromError{Reason: fmt.Sprintf("%s header must be your own address %s, not %s", field, user, clip(a.Address))}
+			}
+			if other := addressInName(a.Name, user); other != "" {
+				return &FromError{Reason: fmt.Sprintf("%s header must be your own address %s; its name %q looks like another address", field, user, clip(other))}
 			}
 		}
 	}
-	return false, nil
+	return nil
+}
+
+// addressInName returns the first word of a display name (already decoded
+// from encoded words) that reads as an address other than user, or "".
+func addressInName(name, user string) string {
+	for _, word := range strings.FieldsFunc(name, func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '"' || r == '<' || r == '>' || r == '(' || r == ')' || r == ',' || r == ';' || r == '[' || r == ']'
+	}) {
+		local, domain, ok := strings.Cut(word, "@")
+		if !ok || local == "" || domain == "" {
+			continue
+		}
+		if !strings.EqualFold(strings.Trim(word, ".'`"), user) {
+			return word
+		}
+	}
+	return ""
 }
 
 // terminated returns header ending in an empty line, as a header parser

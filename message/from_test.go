@@ -16,6 +16,9 @@ func TestCheckFrom(t *testing.T) {
 		"From: \"Alice (work)\" <alice@example.test> (comment)\r\n",
 		"Subject: x\r\nFrom: Alice\r\n <alice@example.test>\r\n",
 		"From: friends: alice@example.test;\r\n",
+		"From: \"alice@example.test\" <alice@example.test>\r\n",
+		"From: Alice <alice@example.test>\r\nSender: alice@example.test\r\n",
+		"From: \"Alice @ home\" <alice@example.test>\r\n",
 	}
 	for _, h := range ok {
 		missing, err := CheckFrom([]byte(h), user)
@@ -33,6 +36,13 @@ func TestCheckFrom(t *testing.T) {
 		"From: not an address\r\n",
 		"From: alice@example.test.evil\r\n",
 		"From: =?utf-8?q?bob=40example.test?=\r\n",
+		"From: \"bob@example.test\" <alice@example.test>\r\n",
+		"From: \"Bob (bob@example.test)\" <alice@example.test>\r\n",
+		"From: =?utf-8?q?bob=40example.test?= <alice@example.test>\r\n",
+		"From: alice@example.test\r\nSender: bob@example.test\r\n",
+		"From: alice@example.test\r\nSender: Bob <bob@example.test>\r\n",
+		"From: alice@example.test\r\nSender: \"bob@example.test\" <alice@example.test>\r\n",
+		"Sender: bob@example.test\r\n",
 	}
 	for _, h := range bad {
 		missing, err := CheckFrom([]byte(h), user)

@@ -404,8 +404,9 @@ func (s *Server) serveConn(kind listenerKind, c net.Conn, errorLog errorLog) {
 
 	// Under mu, so that Shutdown either finds the connection with its
 	// Server (and waits for it) or has already stopped serving. A
-	// connection refused here is closed after mu is released: its Close
-	// untracks it, which takes mu.
+	// connection refused here is closed after mu is released: closing a
+	// tracked connection untracks it, which takes mu (closing it under mu
+	// hung the accept loop, and with it Shutdown, for good).
 	s.mu.Lock()
 	if s.closing || tc == nil {
 		s.mu.Unlock()

@@ -75,6 +75,27 @@ var ErrNoDatabase = errors.New("no database")
 // backup.
 var ErrDamaged = errors.New("the database is damaged")
 
+// DamagedError is the error for a database file that is not a bbolt
+// database or that bbolt cannot read; errors.Is(err, ErrDamaged) holds for
+// it. Sentence is what a person reads: the file and what to do about it,
+// without the layers' prefixes; Cause is what bbolt or the runtime said,
+// for the log.
+type DamagedError struct {
+	Path     string
+	Sentence string
+	Cause    string
+}
+
+func (e *DamagedError) Error() string {
+	if e.Cause == "" {
+		return e.Sentence
+	}
+	return e.Sentence + " (" + e.Cause + ")"
+}
+
+// Is makes errors.Is(err, ErrDamaged) hold.
+func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }
+
 // schemaVersion 2 added the change feed (modseqs, feed.go); Open migrates
 // a version 1 database (migrate.go).
 const schemaVersion = 2
@@ -265,8 +286,8 @@ func checkFile(path string) error {
 		return fmt.Errorf("storage: %s is a directory, not a database file: %w", path, ErrInvalid)
 	}
 	if fi.Size() == 0 {
-		return fmt.Errorf("storage: %s is an empty file, not a pochta database (a full disk or a crash may have truncated it); "+
-			"restore it from a backup, or remove it to start with an empty store: %w", path, ErrDamaged)
+		return &DamagedError{Path: path, Sentence: fmt.Sprintf("%s is an empty file, not a pochta database (a full disk or a crash may have truncated it); "+
+			"restore it from a backup, or remove it to start with an empty store", path)}
 	}
 	head := make([]byte, 20)
 	for _, off := range []int64{0, 4096, int64(os.Getpagesize()), 16384, 65536} {
@@ -274,15 +295,17 @@ func checkFile(path string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("storage: %s is not a pochta database (not a bbolt file); check [message_server] database, "+
-		"or restore the file from a backup: %w", path, ErrDamaged)
+	return &DamagedError{Path: path, Sentence: fmt.Sprintf("%s is not a pochta database (not a bbolt file); check [message_server] database, "+
+		"or restore the file from a backup", path)}
 }
 
 // damagedError is the one message a person gets for a file bbolt cannot
-// read: which file, and what to do about it.
+// read: which file, and what to do about it. A page bbolt cannot read is
+// not one record `pochta check --repair` could quarantine, so the advice
+// is the backup; check lists what the damage reaches.
 func damagedError(path string, cause any) error {
-	return fmt.Errorf("storage: %s is damaged (%v); run `pochta check` to find and quarantine the damaged records, "+
-		"or restore the file from a backup: %w", path, cause, ErrDamaged)
+	return &DamagedError{Path: path, Cause: fmt.Sprint(cause), Sentence: fmt.Sprintf("%s is damaged; "+
+		"stop the daemon and restore the file from a backup (`pochta check` lists what the damage reaches)", path)}
 }
 
 // guard runs fn, turning a bbolt panic on a damaged page (bbolt panics on

@@ -50,10 +50,22 @@ func checkCommand() *command {
 					}
 				}
 				if n := rep.Remaining(); n > 0 {
-					if e.o.repair {
-						return fmt.Errorf("%d damaged records could not be quarantined (a damaged page, not one message): restore the database from a backup: %w", n, errBadRecords)
+					// UID 0 is a damaged page, not one message: --repair
+					// cannot move it, so the advice is the backup.
+					pages := 0
+					for _, b := range rep.Bad {
+						if !b.Quarantined && b.UID == 0 {
+							pages++
+						}
 					}
-					return fmt.Errorf("%d damaged records; `pochta check --repair` moves them into the quarantine: %w", n, errBadRecords)
+					sentence := fmt.Sprintf("%d damaged records; `pochta check --repair` moves them into the quarantine", n)
+					switch {
+					case e.o.repair:
+						sentence = fmt.Sprintf("%d damaged records could not be quarantined (a damaged page, not one message): restore the database from a backup", n)
+					case pages == n:
+						sentence = fmt.Sprintf("%d damaged records are damaged pages, not single messages, which --repair cannot move: stop the daemon and restore the database from a backup", n)
+					}
+					return &control.Problem{Sentence: sentence, Err: errBadRecords}
 				}
 				return nil
 			})

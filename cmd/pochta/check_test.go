@@ -197,3 +197,67 @@ func TestDevelopmentBannerPrintsTheAbsoluteDataPath(t *testing.T) {
 		t.Errorf("banner:\n%s\nwant the data path %s", out.String(), abs)
 	}
 }
+
+// A damaged database is one sentence on the terminal, naming the file and
+// what to do, with no layer's prefix ("storage:", "queue:") and no error
+// kind tacked on, for every command that opens it, serve included.
+func TestADamagedDatabaseIsOneSentenceNamingTheFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	dbPath := filepath.Join(dir, "data", "pochta.db")
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"empty", "", dbPath + " is an empty file, not a pochta database"},
+		{"not bbolt", strings.Repeat("not a database ", 1000), dbPath + " is not a pochta database (not a bbolt file)"},
+	} {
+		if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dbPath, []byte(tc.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"status"}, {"user", "list"}, {"check"}, {"serve"}} {
+			code, _, stderr := pochta(t, "", append(args, "--config", cfg)...)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			last := lines[len(lines)-1]
+			if code != exitError || !strings.HasPrefix(last, "pochta: "+tc.want) ||
+				strings.Contains(last, "storage:") || strings.Contains(last, "the database is damaged") {
+				t.Errorf("%s database, pochta %v: exit %d, last line %q; want 1 and one sentence starting %q",
+					tc.name, args, code, last, "pochta: "+tc.want)
+			}
+		}
+		if fi, err := os.Stat(dbPath); err != nil || fi.Size() != int64(len(tc.content)) {
+			t.Errorf("%s database: the file changed (%v, %v)", tc.name, fi, err)
+		}
+	}
+}
+
+// Pages bbolt cannot read are not messages --repair could move: check says
+// to restore the backup, in one sentence, instead of suggesting --repair.
+func TestCheckOnDamagedPagesAdvisesTheBackup(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", u+"@example.test", "--password-stdin", "--config", cfg); code != 0 {
+			t.Fatalf("user add: %s", stderr)
+		}
+	}
+	dbPath := filepath.Join(dir, "data", "pochta.db")
+	f, err := os.OpenFile(dbPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte(strings.Repeat("\xa5\x5a\x13\x37", 50))
+	for page := int64(2); page < 12; page++ {
+		if _, err := f.WriteAt(garbage, page*4096+16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	code, _, stderr := pochta(t, "", "check", "--config", cfg)
+	want := "damaged pages, not single messages, which --repair cannot move: stop the daemon and restore the database from a backup"
+	if code != exitError || !strings.Contains(stderr, want) || strings.Contains(stderr, "damaged records remain") {
+		t.Errorf("check on damaged pages: exit %d, stderr %q; want 1 and %q", code, stderr, want)
+	}
+}

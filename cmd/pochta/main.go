@@ -95,13 +95,15 @@ func main() {
 
 // run executes one command line and returns the process exit code.
 func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	argv, onlyConfig := configAfterCommand(argv)
 	cmd, rest := findCommand(argv)
 	if cmd == nil {
-		if len(argv) == 0 || argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h" {
+		if len(argv) == 0 || onlyConfig {
 			printOverview(stdout)
-			if len(argv) == 0 {
-				return exitUsage
-			}
+			return exitUsage
+		}
+		if argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h" {
+			printOverview(stdout)
 			return exitOK
 		}
 		if group := commandGroup(argv[0]); group != nil {
@@ -220,6 +222,26 @@ func newFlagSet(cmd *command, o *opts) *flag.FlagSet {
 		cmd.flags(fs, o)
 	}
 	return fs
+}
+
+// configAfterCommand moves a leading --config FILE (or --config=FILE, with
+// one dash or two) behind the command, so `pochta --config FILE status`
+// works like `pochta status --config FILE` instead of being an unknown
+// command "--config".
+func configAfterCommand(argv []string) (moved []string, onlyConfig bool) {
+	if len(argv) == 0 {
+		return argv, false
+	}
+	n := 0
+	switch a := argv[0]; {
+	case (a == "--config" || a == "-config") && len(argv) >= 2:
+		n = 2
+	case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+		n = 1
+	default:
+		return argv, false
+	}
+	return append(argv[n:len(argv):len(argv)], argv[:n]...), len(argv) == n
 }
 
 // findCommand matches the longest command name at the start of argv

@@ -213,3 +213,21 @@ func TestDevelopmentBannerMakesTheAdminTheFirstStep(t *testing.T) {
 		t.Fatalf("the banner does not mention the development relay:\n%s", banner)
 	}
 }
+
+// Most tools take a global flag before the command; pochta did not, and
+// answered `unknown command "--config FILE status"`.
+func TestConfigBeforeTheCommandWorks(t *testing.T) {
+	cfg := writeConfig(t, t.TempDir())
+	if code, _, stderr := pochta(t, "alice-password\n", "--config", cfg, "user", "add", "alice@example.test", "--password-stdin"); code != 0 {
+		t.Fatalf("pochta --config FILE user add: exit %d: %s", code, stderr)
+	}
+	for _, args := range [][]string{{"--config", cfg, "user", "list"}, {"--config=" + cfg, "user", "list"}, {"-config", cfg, "user", "list"}} {
+		code, stdout, stderr := pochta(t, "", args...)
+		if code != exitOK || !strings.Contains(stdout, "alice@example.test") {
+			t.Errorf("pochta %v: exit %d, stdout %q, stderr %q; want the user list", args, code, stdout, stderr)
+		}
+	}
+	if code, _, stderr := pochta(t, "", "--config", cfg); code != exitUsage || strings.Contains(stderr, "unknown command") {
+		t.Errorf("pochta --config FILE alone: exit %d, stderr %q; want the overview (exit 2)", code, stderr)
+	}
+}
