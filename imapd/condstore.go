@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"math"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -20,6 +21,23 @@ import (
 
 var _ protocol.SessionQResync = (*session)(nil)
 
+var _ protocol.SessionCondStore = (*session)(nil)
+
+// HighestModSeq implements protocol.SessionCondStore. A change set asked
+// from the highest possible modseq is empty: reading it costs no feed entry.
+func (s *session) HighestModSeq() (_ uint64, err error) {
+	defer s.protect("HIGHESTMODSEQ", &err)
+	v, err := s.selected()
+	if err != nil {
+		return 0, err
+	}
+	cs, err := s.srv.store.Changes(s.ctx, s.user, v.box.key.id, math.MaxInt64)
+	if err != nil {
+		return 0, s.storageError("HIGHESTMODSEQ", err)
+	}
+	return cs.HighestModSeq, nil
+}
+
 // Resync implements protocol.SessionQResync.
 func (s *session) Resync(w *protocol.FetchWriter, p *protocol.QResyncParams) (err error) {
 	defer s.protect("QRESYNC", &err)
@@ -38,7 +56,14 @@ func (s *session) Resync(w *protocol.FetchWriter, p *protocol.QResyncParams) (er
 	}
 	var known []numRange
 	if p.KnownUIDs != nil {
-		known = uidRanges(p.KnownUIDs)
+		// "*" in the known UIDs is the highest UID there has been.
+		v.box.mu.Lock()
+		maxUID := v.box.maxUID
+		v.box.mu.Unlock()
+		known = staticRanges(uidRanges(p.KnownUIDs), uint32(maxUID))
+		if known == nil {
+			known = []numRange{}
+		}
 	}
 	if err := w.WriteVanished(v.vanishedSince(cs, known), true); err != nil {
 		return err

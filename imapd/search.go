@@ -57,7 +57,7 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 		text = new(msgText)
 	}
 	var matches []msgRef
-	var highest uint64
+	var modseqs []uint64 // of matches, for MODSEQ (RFC 7162 3.1.5)
 	cands := make([]candidate, 0, min(len(refs), loadChunk))
 	var uids []imap.UID
 	for len(refs) > 0 {
@@ -107,14 +107,13 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 		for i := range cands {
 			if cands[i].result == yes {
 				matches = append(matches, cands[i].ref)
-				highest = max(highest, cands[i].modseq)
+				modseqs = append(modseqs, cands[i].modseq)
 			}
 		}
 	}
 	data := searchData(kind, matches)
 	if usesModSeq(criteria) && len(matches) > 0 {
-		// RFC 7162 3.1.5: the highest modseq of the messages found.
-		data.ModSeq = highest
+		data.ModSeq = resultModSeq(modseqs, options)
 	}
 	if options.ReturnSave {
 		v.searchRes = savedResult(matches, options)
@@ -942,4 +941,21 @@ func usesModSeq(cr *imap.SearchCriteria) bool {
 		}
 	}
 	return false
+}
+
+// resultModSeq is the MODSEQ of a SEARCH result (RFC 7162 3.1.5, RFC 4731
+// 3.2): the highest modseq of the messages returned, which for ESEARCH
+// RETURN (MIN), (MAX) or (MIN MAX) are only those.
+func resultModSeq(modseqs []uint64, options *imap.SearchOptions) uint64 {
+	if options.ReturnAll || options.ReturnCount || (!options.ReturnMin && !options.ReturnMax) {
+		return slices.Max(modseqs)
+	}
+	var m uint64
+	if options.ReturnMin {
+		m = modseqs[0]
+	}
+	if options.ReturnMax {
+		m = max(m, modseqs[len(modseqs)-1])
+	}
+	return m
 }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -42,8 +43,41 @@ func (c *Conn) condStoreOn() {
 		return
 	}
 	c.mu.Lock()
+	_, was := c.enabled[imap.CapCondStore]
 	c.enabled[imap.CapCondStore] = struct{}{}
+	selected := c.state == imap.ConnStateSelected
 	c.mu.Unlock()
+	if !was && selected {
+		// RFC 7162 3.1: the first enabling command in the selected
+		// state gets an OK [HIGHESTMODSEQ] before its tagged OK.
+		c.announceHighest = true
+	}
+}
+
+// SessionCondStore is a Session that can say the selected mailbox's
+// HIGHESTMODSEQ at any time, for a client that enables CONDSTORE while a
+// mailbox is selected.
+type SessionCondStore interface {
+	HighestModSeq() (uint64, error)
+}
+
+// announceHighestModSeq writes the HIGHESTMODSEQ owed (see condStoreOn).
+func (c *Conn) announceHighestModSeq() error {
+	if !c.announceHighest {
+		return nil
+	}
+	c.announceHighest = false
+	s, ok := c.session.(SessionCondStore)
+	if !ok || c.getState() != imap.ConnStateSelected {
+		return nil
+	}
+	n, err := s.HighestModSeq()
+	if err != nil || n == 0 {
+		return err
+	}
+	return c.respond(func(e *wire.Encoder) {
+		e.Status("", imap.StatusResponseTypeOK, fmt.Sprintf("HIGHESTMODSEQ %d", n), "Highest")
+	})
 }
 
 // qresyncOffered reports whether QRESYNC is advertised and served.

@@ -181,13 +181,13 @@ func TestRFC7162Exchanges(t *testing.T) {
 
 // A client that only ENABLEs CONDSTORE gets MODSEQ in unsolicited FETCH;
 // one that ENABLEs QRESYNC gets VANISHED for an expunge instead of
-// EXPUNGE (RFC 7162 3.1.4, 3.2.10).
+// EXPUNGE, one for a run of expunges (RFC 7162 3.1.4, 3.2.10).
 func TestUnsolicitedModSeqAndVanished(t *testing.T) {
 	for _, tt := range []struct {
 		enable, flags, expunge string
 	}{
 		{"CONDSTORE", `* 1 FETCH (UID 10 FLAGS (\Seen) MODSEQ (42))`, "* 2 EXPUNGE"},
-		{"QRESYNC", `* 1 FETCH (UID 10 FLAGS (\Seen) MODSEQ (42))`, "* VANISHED 20"},
+		{"QRESYNC", `* 1 FETCH (UID 10 FLAGS (\Seen) MODSEQ (42))`, "* VANISHED 20,30"},
 		{"IMAP4rev2", `* 1 FETCH (UID 10 FLAGS (\Seen))`, "* 2 EXPUNGE"},
 	} {
 		t.Run(tt.enable, func(t *testing.T) {
@@ -200,6 +200,7 @@ func TestUnsolicitedModSeqAndVanished(t *testing.T) {
 			skipTo(tc, "e OK")
 			box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{imap.FlagSeen}, 42, nil)
 			box.QueueExpungeUID(2, 20)
+			box.QueueExpungeUID(2, 30) // one VANISHED for both
 			tc.send("n NOOP\r\n")
 			lines := tc.until("n")
 			want := []string{tt.flags, tt.expunge}

@@ -78,6 +78,7 @@ func (c *Conn) handleSelect(cmd *command) error {
 		}
 	}
 	c.setState(imap.ConnStateSelected)
+	c.announceHighest = false // the SELECT responses said it
 	if qresync != nil {
 		if err := c.session.(SessionQResync).Resync(&FetchWriter{conn: c}, qresync); err != nil {
 			return err

@@ -150,7 +150,7 @@ type updateSink interface {
 
 // modSeqSink is an updateSink that knows of RFC 7162: UpdateWriter.
 type modSeqSink interface {
-	writeExpungeUID(seq uint32, uid imap.UID) error
+	writeExpungeUIDs(run []update) error
 	writeMessageFlagsModSeq(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
 }
 
@@ -180,12 +180,19 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 	}
 	st.mu.Unlock()
 
-	for _, u := range todo {
+	for i := 0; i < len(todo); i++ {
+		u := todo[i]
 		var err error
 		switch {
 		case u.expunge != 0:
 			if mw, ok := w.(modSeqSink); ok && u.expunged != 0 {
-				err = mw.writeExpungeUID(u.expunge, u.expunged)
+				// A run of expunges is one VANISHED for a QRESYNC client.
+				run := []update{u}
+				for i+1 < len(todo) && todo[i+1].expunge != 0 && todo[i+1].expunged != 0 {
+					i++
+					run = append(run, todo[i])
+				}
+				err = mw.writeExpungeUIDs(run)
 			} else {
 				err = w.WriteExpunge(u.expunge)
 			}

@@ -57,16 +57,25 @@ func (w *UpdateWriter) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.
 	return m.Close()
 }
 
-// writeExpungeUID writes "* VANISHED uid" to a QRESYNC client (RFC 7162
-// 3.2.10), "* n EXPUNGE" to others.
-func (w *UpdateWriter) writeExpungeUID(seq uint32, uid imap.UID) error {
+// writeExpungeUIDs writes a run of expunges: one "* VANISHED uids" to a
+// QRESYNC client (RFC 7162 3.2.10), "* n EXPUNGE" each to others.
+func (w *UpdateWriter) writeExpungeUIDs(run []update) error {
 	if !w.allowExpunge {
 		return errExpungeNotAllowed
 	}
 	if w.conn.qresyncEnabled() {
-		return w.conn.writeVanished(imap.UIDSetNum(uid), false)
+		var uids imap.UIDSet
+		for _, u := range run {
+			uids.AddNum(u.expunged)
+		}
+		return w.conn.writeVanished(uids, false)
 	}
-	return w.conn.writeExpunge(seq)
+	for _, u := range run {
+		if err := w.conn.writeExpunge(u.expunge); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeMessageFlagsModSeq is WriteMessageFlags with MODSEQ for a CONDSTORE
