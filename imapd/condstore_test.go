@@ -321,3 +321,42 @@ func TestQResyncOfBigMailboxReadsOnlyTheChanges(t *testing.T) {
 		t.Errorf("%d FETCH responses, want %d", n, changes)
 	}
 }
+
+// sweptStore answers Changes as a store whose tombstones were swept: the
+// expunges are no longer known (storage sweeps them after
+// TombstoneLifetime).
+type sweptStore struct{ storage.Store }
+
+func (s sweptStore) Changes(ctx context.Context, user string, mailboxID uint64, since uint64) (*storage.ChangeSet, error) {
+	cs, err := s.Store.Changes(ctx, user, mailboxID, since)
+	if err == nil {
+		cs.Vanished, cs.VanishedIncomplete = nil, true
+	}
+	return cs, err
+}
+
+// When storage no longer knows every expunge since the client's modseq,
+// the resync falls back to comparing the client's known UIDs with the
+// mailbox (RFC 7162 3.2.5.2): every known UID not present is VANISHED.
+func TestQResyncWithSweptTombstonesComparesKnownUIDs(t *testing.T) {
+	e := newTestEnv(t, withStoreWrapper(func(s storage.Store) storage.Store { return sweptStore{s} }))
+	for i := range 6 {
+		e.appendMsg(alice, "INBOX", testMessage("ann@example.org", alice, fmt.Sprint("m", i), "hi"))
+	}
+	st := e.inbox(alice)
+	if _, err := e.store.StoreFlags(context.Background(), alice, st.ID, []imap.UID{2, 3, 5}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagDeleted}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Expunge(context.Background(), alice, st.ID, []imap.UID{2, 3, 5}); err != nil {
+		t.Fatal(err)
+	}
+	a := e.condLogin("QRESYNC")
+	lines := a.ok(fmt.Sprintf("s SELECT INBOX (QRESYNC (%d %d 1:4,6))", st.UIDValidity, st.HighestModSeq))
+	if got := grep(lines, "* VANISHED"); len(got) != 1 || got[0] != "* VANISHED (EARLIER) 2:3" {
+		t.Errorf("VANISHED: %q, want the known UIDs no longer present, 2:3", got)
+	}
+	lines = a.ok(fmt.Sprintf("f UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)", st.HighestModSeq))
+	if got := grep(lines, "* VANISHED"); len(got) != 1 || got[0] != "* VANISHED (EARLIER) 2:3,5" {
+		t.Errorf("UID FETCH VANISHED: %q, want 2:3,5", got)
+	}
+}
