@@ -360,3 +360,45 @@ func TestQResyncWithSweptTombstonesComparesKnownUIDs(t *testing.T) {
 		t.Errorf("UID FETCH VANISHED: %q, want 2:3,5", got)
 	}
 }
+
+// BenchmarkQResync50kAfter100Changes is issue 12's resync: a client that
+// knows a 50,000-message INBOX comes back after 100 flag changes and
+// resynchronises with SELECT (QRESYNC ...). Each op is the whole SELECT
+// over loopback; it must read no message (only the feed's 100 entries).
+func BenchmarkQResync50kAfter100Changes(b *testing.B) {
+	const messages, changes = 50000, 100
+	var counter *countingStore
+	e := newTestEnv(b, withStoreWrapper(func(s storage.Store) storage.Store {
+		counter = &countingStore{Store: s}
+		return counter
+	}))
+	fillInbox(b, e, messages, 1024)
+	st, err := e.store.MailboxStatus(context.Background(), alice, "INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := make([]imap.UID, 0, changes)
+	for i := range changes {
+		set = append(set, imap.UID(1+i*(messages/changes)))
+	}
+	if _, err := e.store.StoreFlags(context.Background(), alice, st.ID, set, imap.StoreFlagsAdd, []imap.Flag{imap.FlagFlagged}); err != nil {
+		b.Fatal(err)
+	}
+	a := e.condLogin("QRESYNC")
+	before := counter.read.Load()
+	for i := 0; b.Loop(); i++ {
+		lines := a.ok(fmt.Sprintf("s%d SELECT INBOX (QRESYNC (%d %d))", i, st.UIDValidity, st.HighestModSeq))
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, " FETCH (UID ") {
+				n++
+			}
+		}
+		if n != changes {
+			b.Fatalf("%d FETCH responses, want %d", n, changes)
+		}
+	}
+	if read := counter.read.Load() - before; read != 0 {
+		b.Fatalf("the resyncs read %d messages, want none", read)
+	}
+}
