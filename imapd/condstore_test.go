@@ -153,9 +153,14 @@ func TestQResyncLiveExpungesAreVanished(t *testing.T) {
 
 	// Its own expunge too.
 	a.ok(`t UID STORE 4 +FLAGS.SILENT (\Deleted)`)
-	lines = a.ok("x UID EXPUNGE 4")
-	if got := grep(lines, "* VANISHED"); len(got) != 1 || got[0] != "* VANISHED 4" {
-		t.Errorf("own UID EXPUNGE: %q, want * VANISHED 4", lines)
+	a.send("x UID EXPUNGE 4")
+	if l := a.expect("* "); l != "* VANISHED 4\r\n" {
+		t.Errorf("own UID EXPUNGE: %q, want * VANISHED 4", l)
+	}
+	// RFC 7162 3.2.7: the tagged OK carries the raised HIGHESTMODSEQ.
+	want := fmt.Sprintf("x OK [HIGHESTMODSEQ %d]", e.inbox(alice).HighestModSeq)
+	if l := a.expect("x "); !strings.HasPrefix(l, want) {
+		t.Errorf("UID EXPUNGE answered %q, want %q", l, want)
 	}
 }
 

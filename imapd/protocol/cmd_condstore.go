@@ -61,6 +61,21 @@ type SessionCondStore interface {
 	HighestModSeq() (uint64, error)
 }
 
+// expungeModSeq puts the mailbox's HIGHESTMODSEQ, which the expunge
+// raised, in EXPUNGE's tagged OK for a CONDSTORE client (RFC 7162 3.2.7).
+func (c *Conn) expungeModSeq(cmd *command) error {
+	s, ok := c.session.(SessionCondStore)
+	if !ok || !c.CondStoreEnabled() {
+		return nil
+	}
+	n, err := s.HighestModSeq()
+	if err != nil || n == 0 {
+		return err
+	}
+	cmd.code = fmt.Sprintf("HIGHESTMODSEQ %d", n)
+	return nil
+}
+
 // announceHighestModSeq writes the HIGHESTMODSEQ owed (see condStoreOn).
 func (c *Conn) announceHighestModSeq() error {
 	if !c.announceHighest {

@@ -64,6 +64,8 @@ func (s condStoreSession) Search(kind NumKind, c *imap.SearchCriteria, o *imap.S
 	return &imap.SearchData{All: imap.SeqSet{{Start: 2, Stop: 2}, {Start: 5, Stop: 7}}, Min: 2, Max: 7, Count: 4, ModSeq: 917162500}, nil
 }
 
+func (s condStoreSession) HighestModSeq() (uint64, error) { return 715194045007, nil }
+
 func (s condStoreSession) Resync(w *FetchWriter, p *QResyncParams) error {
 	s.record("RESYNC %d %d %v %v %v", p.UIDValidity, p.ModSeq, p.KnownUIDs, p.SeqMatchSeqs, p.SeqMatchUIDs)
 	if err := w.WriteVanished(imap.UIDSet{{Start: 41, Stop: 41}, {Start: 43, Stop: 116}}, true); err != nil {
@@ -99,23 +101,31 @@ func TestRFC7162Exchanges(t *testing.T) {
 		}, []string{"SELECT condstore"}},
 		{"3.1.4 FETCH (CHANGEDSINCE) enables CONDSTORE", []string{
 			"C: s SELECT INBOX\r\n", "S~ s OK",
-			"C: s100 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)\r\n", "S: * 1 FETCH (UID 4 MODSEQ (12121231000))", "S: s100 OK",
+			"C: s100 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345)\r\n", "S: * 1 FETCH (UID 4 MODSEQ (12121231000))",
+			// 3.1: the first enabling command while selected owes it.
+			"S: * OK [HIGHESTMODSEQ 715194045007]", "S: s100 OK",
 			"C: s101 FETCH 1 (MODSEQ)\r\n", "S: * 1 FETCH (UID 4 MODSEQ (12121231000))", "S: s101 OK",
 		}, []string{"FETCH 1:* changedsince=12345 modseq=true vanished=false", "FETCH 1 changedsince=0 modseq=true vanished=false"}},
 		{"3.1.3 STORE (UNCHANGEDSINCE) with MODIFIED", []string{
 			"C: s SELECT INBOX\r\n", "S~ s OK",
 			"C: d105 STORE 7,5,9 (UNCHANGEDSINCE 320162338) +FLAGS.SILENT (\\Deleted)\r\n",
-			"S: * 5 FETCH (MODSEQ (320162350))", "S: d105 OK [MODIFIED 7,9] Conditional STORE failed",
+			"S: * 5 FETCH (MODSEQ (320162350))", "S: * OK [HIGHESTMODSEQ 715194045007]",
+			"S: d105 OK [MODIFIED 7,9] Conditional STORE failed",
 		}, []string{"STORE 5,7,9 unchangedsince=320162338,true"}},
 		{"3.1.3 UNCHANGEDSINCE 0", []string{
 			"C: s SELECT INBOX\r\n", "S~ s OK",
-			"C: a STORE 7 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)\r\n", "S: * 5 FETCH", "S: a OK [MODIFIED 7,9]",
+			"C: a STORE 7 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)\r\n", "S: * 5 FETCH", "S: * OK [HIGHESTMODSEQ", "S: a OK [MODIFIED 7,9]",
 		}, []string{"STORE 7 unchangedsince=0,true"}},
 		{"3.1.5 SEARCH MODSEQ", []string{
 			"C: s SELECT INBOX\r\n", "S~ s OK",
-			"C: a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n", "S: * SEARCH 2 5 6 7 (MODSEQ 917162500)", "S: a OK",
+			"C: a SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338\r\n", "S: * SEARCH 2 5 6 7 (MODSEQ 917162500)", "S: * OK [HIGHESTMODSEQ", "S: a OK",
 			"C: t SEARCH RETURN (ALL) MODSEQ 620162338\r\n", `S: * ESEARCH (TAG "t") ALL 2,5:7 MODSEQ 917162500`, "S: t OK",
 		}, []string{`SEARCH modseq=620162338 "/flags/\\draft" all`, `SEARCH modseq=620162338 "" `}},
+		{"3.2.7 EXPUNGE answers HIGHESTMODSEQ", []string{
+			"C: x ENABLE CONDSTORE\r\n", "S: * ENABLED CONDSTORE", "S: x OK",
+			"C: s SELECT INBOX\r\n", "S~ s OK",
+			"C: A202 EXPUNGE\r\n", "S: A202 OK [HIGHESTMODSEQ 715194045007]",
+		}, nil},
 		{"3.1.6 STATUS HIGHESTMODSEQ", []string{
 			"C: A042 STATUS blurdybloop (UIDNEXT MESSAGES HIGHESTMODSEQ)\r\n",
 			"S: * STATUS blurdybloop (MESSAGES 1 UIDNEXT 2 HIGHESTMODSEQ 7011231777)", "S: A042 OK",

@@ -319,5 +319,8 @@ func (c *Conn) handleExpunge(cmd *command) error {
 	if err := d.End(); err != nil {
 		return err
 	}
-	return c.session.Expunge(&ExpungeWriter{conn: c}, uids)
+	if err := c.session.Expunge(&ExpungeWriter{conn: c}, uids); err != nil {
+		return err
+	}
+	return c.expungeModSeq(cmd)
 }
