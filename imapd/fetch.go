@@ -26,6 +26,15 @@ func (s *session) Fetch(w *protocol.FetchWriter, numSet imap.NumSet, options *im
 	// RFC 3501 6.4.5: BODY[...] and BINARY[...] without .PEEK set \Seen,
 	// except in a read-only selection (EXAMINE).
 	markSeen := !v.readOnly && wantsSeen(options)
+	if markSeen && s.conn.CondStoreEnabled() {
+		// RFC 7162 3.1.4: the FLAGS a fetch changes come with MODSEQ.
+		o := *options
+		o.ModSeq = true
+		options = &o
+	}
+	if options.ChangedSince > 0 {
+		return s.fetchChanged(v, w, numSet, refs, options, markSeen)
+	}
 	return s.fetchRefs(v, w, refs, options, markSeen)
 }
 
@@ -123,14 +132,14 @@ func (s *session) markSeen(v *mailboxView, msgs []*storage.Message) (map[imap.UI
 		return nil, s.storageError("FETCH", err)
 	}
 	changed := make(map[imap.UID]bool, len(updates))
-	newFlags := make(map[imap.UID][]imap.Flag, len(updates))
+	newFlags := make(map[imap.UID]storage.FlagUpdate, len(updates))
 	for _, u := range updates {
 		changed[u.UID] = true
-		newFlags[u.UID] = u.Flags
+		newFlags[u.UID] = u
 	}
 	for _, m := range msgs {
 		if changed[m.UID] {
-			m.Flags = newFlags[m.UID]
+			m.Flags, m.ModSeq = newFlags[m.UID].Flags, newFlags[m.UID].ModSeq
 		}
 	}
 	return changed, nil
@@ -180,6 +189,9 @@ func writeMessage(w *protocol.FetchWriter, seq uint32, m *storage.Message, o *im
 	}
 	if o.RFC822Size {
 		rw.WriteRFC822Size(m.Size)
+	}
+	if o.ModSeq {
+		rw.WriteModSeq(m.ModSeq)
 	}
 	if o.Envelope {
 		rw.WriteEnvelope(m.Envelope)

@@ -221,6 +221,8 @@ func caps() imap.CapSet {
 		imap.CapLiteralMinus: {}, // RFC 7888 (before login)
 		imap.CapUTF8Accept:   {}, // RFC 6855
 		imap.CapID:           {}, // RFC 2971, also before login
+		imap.CapCondStore:    {}, // RFC 7162
+		imap.CapQResync:      {}, // RFC 7162
 	}
 }
 

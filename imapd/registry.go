@@ -242,7 +242,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		}
 		box.uids = slices.Delete(box.uids, i, i+1)
 		if box.tracker != nil {
-			box.tracker.QueueExpunge(uint32(i + 1))
+			box.tracker.QueueExpungeUID(uint32(i+1), ev.UID)
 		}
 	case storage.EventFlags:
 		if box.tracker == nil {
@@ -264,7 +264,7 @@ func (box *sharedMailbox) applyLocked(ev storage.Event) {
 		if flags == nil {
 			flags = []imap.Flag{}
 		}
-		box.tracker.QueueMessageFlags(uint32(i+1), ev.UID, flags, sourceTracker)
+		box.tracker.QueueMessageFlagsModSeq(uint32(i+1), ev.UID, flags, ev.ModSeq, sourceTracker)
 		box.wakeLocked(source)
 	default:
 		return

@@ -57,6 +57,7 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 		text = new(msgText)
 	}
 	var matches []msgRef
+	var modseqs []uint64 // of matches, for MODSEQ (RFC 7162 3.1.5)
 	cands := make([]candidate, 0, min(len(refs), loadChunk))
 	var uids []imap.UID
 	for len(refs) > 0 {
@@ -97,16 +98,23 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 				for l := st.from; l <= st.to && m.result == unknown; l++ {
 					m.result = c.eval(m, l)
 				}
+				if m.msg != nil {
+					m.modseq = max(m.modseq, m.msg.ModSeq)
+				}
 				m.msg = nil
 			}
 		}
 		for i := range cands {
 			if cands[i].result == yes {
 				matches = append(matches, cands[i].ref)
+				modseqs = append(modseqs, cands[i].modseq)
 			}
 		}
 	}
 	data := searchData(kind, matches)
+	if usesModSeq(criteria) && len(matches) > 0 {
+		data.ModSeq = resultModSeq(modseqs, options)
+	}
 	if options.ReturnSave {
 		v.searchRes = savedResult(matches, options)
 	}
@@ -228,6 +236,7 @@ type criteria struct {
 	body, text                           []needle
 	flag, notFlag                        []imap.Flag
 	larger, smaller                      int64
+	modseq                               uint64 // MODSEQ (RFC 7162): at least this
 	not                                  []*criteria
 	or                                   [][2]*criteria
 
@@ -246,6 +255,9 @@ func (v *mailboxView) compileCriteria(in *imap.SearchCriteria, lastSeq uint32, l
 		notFlag:    in.NotFlag,
 		larger:     in.Larger,
 		smaller:    in.Smaller,
+	}
+	if in.ModSeq != nil {
+		c.modseq = in.ModSeq.ModSeq
 	}
 	for _, set := range in.SeqNum {
 		c.seq = append(c.seq, staticRanges(seqRanges(set), lastSeq))
@@ -294,7 +306,7 @@ func (v *mailboxView) compileCriteria(in *imap.SearchCriteria, lastSeq uint32, l
 // hasMeta reports whether c itself (not nested) tests the metadata.
 func (c *criteria) hasMeta() bool {
 	return len(c.flag) > 0 || len(c.notFlag) > 0 || !c.since.IsZero() || !c.before.IsZero() ||
-		c.larger > 0 || c.smaller > 0 || c.hasSentDate()
+		c.larger > 0 || c.smaller > 0 || c.hasSentDate() || c.modseq > 0
 }
 
 func (c *criteria) hasSentDate() bool { return !c.sentSince.IsZero() || !c.sentBefore.IsZero() }
@@ -356,6 +368,7 @@ type candidate struct {
 	msg    *storage.Message // loaded for the current step, then dropped
 	result tri
 	text   *msgText // shared by all candidates; reset for each
+	modseq uint64   // of the message, once loaded (SEARCH MODSEQ's result)
 }
 
 // eval decides c for m with what level l allows, or says unknown. It
@@ -463,6 +476,9 @@ func (c *criteria) matchMeta(msg *storage.Message) bool {
 		return false
 	}
 	if c.smaller > 0 && msg.Size >= c.smaller {
+		return false
+	}
+	if c.modseq > 0 && msg.ModSeq < c.modseq {
 		return false
 	}
 	if c.hasSentDate() {
@@ -907,4 +923,39 @@ func appendLowerRunes(dst, src []byte) []byte {
 		i += size
 	}
 	return dst
+}
+
+// usesModSeq reports whether a MODSEQ criterion is anywhere in cr.
+func usesModSeq(cr *imap.SearchCriteria) bool {
+	if cr.ModSeq != nil {
+		return true
+	}
+	for i := range cr.Not {
+		if usesModSeq(&cr.Not[i]) {
+			return true
+		}
+	}
+	for i := range cr.Or {
+		if usesModSeq(&cr.Or[i][0]) || usesModSeq(&cr.Or[i][1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// resultModSeq is the MODSEQ of a SEARCH result (RFC 7162 3.1.5, RFC 4731
+// 3.2): the highest modseq of the messages returned, which for ESEARCH
+// RETURN (MIN), (MAX) or (MIN MAX) are only those.
+func resultModSeq(modseqs []uint64, options *imap.SearchOptions) uint64 {
+	if options.ReturnAll || options.ReturnCount || (!options.ReturnMin && !options.ReturnMax) {
+		return slices.Max(modseqs)
+	}
+	var m uint64
+	if options.ReturnMin {
+		m = modseqs[0]
+	}
+	if options.ReturnMax {
+		m = max(m, modseqs[len(modseqs)-1])
+	}
+	return m
 }

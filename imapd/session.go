@@ -305,6 +305,9 @@ func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOpti
 		n := st.Size
 		data.Size = &n
 	}
+	if options.HighestModSeq {
+		data.HighestModSeq = st.HighestModSeq
+	}
 	if options.NumRecent {
 		n, err := s.countRecent(st.ID)
 		if err != nil {
@@ -429,7 +432,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		NumRecent:      numRecent,
 		UIDNext:        uidNext,
 		UIDValidity:    st.UIDValidity,
+		HighestModSeq:  st.HighestModSeq,
 	}
+	s.view.uidValidity = st.UIDValidity
 	if s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
 		// RFC 9051 6.3.2: an IMAP4rev2 client gets the mailbox's LIST
 		// response too; IMAP4rev1 clients are spared the surprise.

@@ -22,7 +22,9 @@ type mailboxView struct {
 	tracker  *protocol.SessionTracker
 	wake     <-chan struct{} // see attachment.wake
 	readOnly bool
-	att      *attachment // for \Recent (recent.go)
+	// uidValidity of the mailbox as selected (QRESYNC checks it).
+	uidValidity uint32
+	att         *attachment // for \Recent (recent.go)
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// ascending UIDs (RFC 5182).
 	searchRes []imap.UID
@@ -207,14 +209,26 @@ func (s *session) Store(w *protocol.FetchWriter, numSet imap.NumSet, flags *imap
 	}
 	uids := refUIDs(refs)
 	newFlags := storableFlags(flags.Flags)
-	if len(newFlags) > 0 || flags.Op == imap.StoreFlagsSet {
-		if _, err := s.srv.store.StoreFlags(s.ctx, s.user, v.box.key.id, uids, flags.Op, newFlags); err != nil {
+	unchangedSince, conditional := w.UnchangedSince()
+	var updated []storage.FlagUpdate
+	var modified []imap.UID
+	if len(newFlags) > 0 || flags.Op == imap.StoreFlagsSet || conditional {
+		if conditional {
+			updated, modified, err = s.srv.store.StoreFlagsUnchangedSince(s.ctx, s.user, v.box.key.id, uids, flags.Op, newFlags, unchangedSince)
+		} else {
+			updated, err = s.srv.store.StoreFlags(s.ctx, s.user, v.box.key.id, uids, flags.Op, newFlags)
+		}
+		if err != nil {
 			return s.storageError(cmd, err)
 		}
 		if flags.Op != imap.StoreFlagsDel {
 			// This client hears of a new keyword before the tagged OK.
 			v.box.learnStoredKeywords(newFlags)
 		}
+	}
+	w.SetModified(modifiedSet(refs, modified, uidCmd))
+	if s.conn.CondStoreEnabled() {
+		return s.storeResponses(v, w, refs, updated, modified, flags.Silent, uidCmd)
 	}
 	if flags.Silent {
 		return nil

@@ -39,6 +39,10 @@ func (c *Conn) capabilities() []string {
 			imap.CapNamespace, imap.CapUIDPlus, imap.CapESearch, imap.CapSearchRes,
 			imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,
 			imap.CapBinary, imap.CapChildren, imap.CapSpecialUse, imap.CapLiteralPlus)
+		add(imap.CapCondStore)
+		if c.qresyncOffered() {
+			add(imap.CapQResync)
+		}
 		out = append(out, fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit()))
 	}
 	return out

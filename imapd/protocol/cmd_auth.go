@@ -154,7 +154,8 @@ func (c *Conn) handleAuthenticate(cmd *command) error {
 	return c.login(cmd, user, pass)
 }
 
-// handleEnable turns on IMAP4rev2 and UTF8=ACCEPT (RFC 5161) when they
+// handleEnable turns on IMAP4rev2, UTF8=ACCEPT (RFC 5161), CONDSTORE and
+// QRESYNC (RFC 7162) when they
 // are advertised; anything else is ignored, as the RFC says.
 func (c *Conn) handleEnable(cmd *command) error {
 	d := c.dec
@@ -185,10 +186,17 @@ func (c *Conn) handleEnable(cmd *command) error {
 	var enabled []string
 	c.mu.Lock()
 	for _, a := range asked {
-		for _, cp := range []imap.Cap{imap.CapIMAP4rev2, imap.CapUTF8Accept} {
+		for _, cp := range []imap.Cap{imap.CapIMAP4rev2, imap.CapUTF8Accept, imap.CapCondStore, imap.CapQResync} {
 			if strings.EqualFold(a, string(cp)) && c.srv.opts.Caps.Has(cp) && !c.enabled.Has(cp) {
+				if cp == imap.CapQResync && !c.qresyncOfferedLocked() {
+					continue
+				}
 				c.enabled[cp] = struct{}{}
 				enabled = append(enabled, string(cp))
+				if cp == imap.CapQResync {
+					// RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
+					c.enabled[imap.CapCondStore] = struct{}{}
+				}
 			}
 		}
 	}

@@ -57,13 +57,20 @@ func (c *Conn) handleFetch(cmd *command) error {
 	if err != nil {
 		return err
 	}
+	w := &FetchWriter{conn: c, names: names}
+	if err := c.fetchModifiers(cmd, options, w); err != nil {
+		return err
+	}
 	if err := d.End(); err != nil {
 		return err
 	}
 	if cmd.kind == NumKindUID {
 		options.UID = true
 	}
-	return c.session.Fetch(&FetchWriter{conn: c, names: names}, set, options)
+	if options.ModSeq {
+		c.condStoreOn()
+	}
+	return c.session.Fetch(w, set, options)
 }
 
 // numSet reads a sequence set, or a UID set for the UID commands.
@@ -113,6 +120,11 @@ func (c *Conn) fetchAtt(name string, o *imap.FetchOptions, names *fetchNames) er
 		o.RFC822Size = true
 	case "UID":
 		o.UID = true
+	case "MODSEQ":
+		if !c.condStoreOffered() {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown FETCH item " + clip(name)}
+		}
+		o.ModSeq = true
 	case "RFC822", "RFC822.PEEK", "RFC822.HEADER", "RFC822.TEXT":
 		bs := &imap.FetchItemBodySection{}
 		switch name {

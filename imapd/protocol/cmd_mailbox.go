@@ -22,8 +22,16 @@ func (c *Conn) handleSelect(cmd *command) error {
 	if err != nil {
 		return err
 	}
+	var options imap.SelectOptions
+	qresync, err := c.selectParams(&options)
+	if err != nil {
+		return err
+	}
 	if err := d.End(); err != nil {
 		return err
+	}
+	if options.CondStore {
+		c.condStoreOn()
 	}
 	readOnly := cmd.name == "EXAMINE"
 	if c.getState() == imap.ConnStateSelected {
@@ -38,7 +46,8 @@ func (c *Conn) handleSelect(cmd *command) error {
 			return err
 		}
 	}
-	data, err := c.session.Select(name, &imap.SelectOptions{ReadOnly: readOnly})
+	options.ReadOnly = readOnly
+	data, err := c.session.Select(name, &options)
 	if err != nil {
 		return err
 	}
@@ -55,6 +64,10 @@ func (c *Conn) handleSelect(cmd *command) error {
 		e.Status("", imap.StatusResponseTypeOK, fmt.Sprintf("UIDNEXT %d", data.UIDNext), "Predicted next UID")
 		e.Star().Raw("FLAGS ").Flags(data.Flags).CRLF()
 		e.Star().Raw("OK [PERMANENTFLAGS ").Flags(data.PermanentFlags).Raw("] Permanent flags").CRLF()
+		if c.condStoreOffered() && data.HighestModSeq > 0 {
+			// RFC 7162 3.1.2.1: with every SELECT and EXAMINE.
+			e.Status("", imap.StatusResponseTypeOK, fmt.Sprintf("HIGHESTMODSEQ %d", data.HighestModSeq), "Highest")
+		}
 	})
 	if err != nil {
 		return err
@@ -65,6 +78,12 @@ func (c *Conn) handleSelect(cmd *command) error {
 		}
 	}
 	c.setState(imap.ConnStateSelected)
+	c.announceHighest = false // the SELECT responses said it
+	if qresync != nil {
+		if err := c.session.(SessionQResync).Resync(&FetchWriter{conn: c}, qresync); err != nil {
+			return err
+		}
+	}
 	cmd.code = "READ-WRITE"
 	if readOnly {
 		cmd.code = "READ-ONLY"
@@ -221,6 +240,12 @@ func (c *Conn) statusItems(o *imap.StatusOptions) error {
 			o.DeletedStorage = true
 		case "RECENT":
 			o.NumRecent = true
+		case "HIGHESTMODSEQ":
+			if !c.condStoreOffered() {
+				return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown STATUS item " + clip(a)}
+			}
+			o.HighestModSeq = true
+			c.condStoreOn()
 		default:
 			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unknown STATUS item " + clip(a)}
 		}
@@ -294,5 +319,8 @@ func (c *Conn) handleExpunge(cmd *command) error {
 	if err := d.End(); err != nil {
 		return err
 	}
-	return c.session.Expunge(&ExpungeWriter{conn: c}, uids)
+	if err := c.session.Expunge(&ExpungeWriter{conn: c}, uids); err != nil {
+		return err
+	}
+	return c.expungeModSeq(cmd)
 }

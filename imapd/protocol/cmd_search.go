@@ -137,6 +137,9 @@ func (c *Conn) handleSearch(cmd *command) error {
 			if options.ReturnCount {
 				e.Raw(" COUNT ").Number(data.Count)
 			}
+			if data.ModSeq > 0 {
+				e.Raw(" MODSEQ ").Number64(int64(data.ModSeq))
+			}
 			e.CRLF()
 		})
 	}
@@ -155,6 +158,10 @@ func (c *Conn) handleSearch(cmd *command) error {
 					e.SP().Number(uint32(n))
 				}
 			}
+		}
+		if data.ModSeq > 0 && !emptySet(data.All) {
+			// RFC 7162 3.1.5.
+			e.Raw(" (MODSEQ ").Number64(int64(data.ModSeq)).Byte(')')
 		}
 		e.CRLF()
 	})
@@ -329,6 +336,8 @@ func (c *Conn) searchKey(cr *imap.SearchCriteria, key string, depth int) error {
 			return err
 		}
 		cr.UID = append(cr.UID, set)
+	case "MODSEQ":
+		return c.searchModSeq(cr)
 	case "NOT":
 		sub, err := next()
 		if err != nil {

@@ -20,6 +20,10 @@ func (c *Conn) handleStore(cmd *command) error {
 	if err := d.SP(); err != nil {
 		return err
 	}
+	w := &FetchWriter{conn: c}
+	if err := c.storeModifiers(w); err != nil {
+		return err
+	}
 	item, err := d.Atom()
 	if err != nil {
 		return err
@@ -76,5 +80,16 @@ func (c *Conn) handleStore(cmd *command) error {
 	if flags.Flags == nil {
 		flags.Flags = []imap.Flag{}
 	}
-	return c.session.Store(&FetchWriter{conn: c}, set, &flags, &imap.StoreOptions{})
+	if w.conditional {
+		c.condStoreOn()
+	}
+	if err := c.session.Store(w, set, &flags, &imap.StoreOptions{UnchangedSince: w.unchangedSince}); err != nil {
+		return err
+	}
+	if w.modified != nil && !emptySet(w.modified) {
+		// RFC 7162 3.1.3: the messages that failed UNCHANGEDSINCE.
+		cmd.code = "MODIFIED " + w.modified.String()
+		cmd.text = "Conditional STORE failed"
+	}
+	return nil
 }

@@ -10,7 +10,8 @@
 // cmd_any.go (CAPABILITY, NOOP, LOGOUT, ID), cmd_auth.go (STARTTLS, LOGIN,
 // AUTHENTICATE, ENABLE), cmd_mailbox.go (SELECT ... EXPUNGE), cmd_list.go,
 // cmd_append.go, cmd_fetch.go, cmd_store.go, cmd_search.go,
-// cmd_copy_move.go, cmd_idle.go. The dispatch table is in server.go.
+// cmd_copy_move.go, cmd_idle.go, cmd_condstore.go (RFC 7162's additions
+// to the others). The dispatch table is in server.go.
 //
 // Promises:
 //   - A command is checked against the state first, then parsed, then
@@ -40,8 +41,11 @@
 // APPEND literal and for each response. An embedding server shortens the
 // waits through the net.Conn it passes (imapd's guardedConn does).
 //
-// CONDSTORE and QRESYNC are to come with storage's MODSEQ: the imap
-// option and data types already carry the fields (FetchOptions.ModSeq,
-// StoreOptions.UnchangedSince, SelectData.HighestModSeq), so they arrive
-// as parsing in cmd_*.go and as optional Session interfaces.
+// CONDSTORE and QRESYNC (RFC 7162): their parameters and modifiers are
+// read in cmd_condstore.go and carried in the imap option and data types
+// (FetchOptions.ModSeq and ChangedSince, SelectData.HighestModSeq,
+// SearchCriteria.ModSeq...) and FetchWriter (VANISHED, UNCHANGEDSINCE,
+// MODIFIED); a resync is the optional SessionQResync, HIGHESTMODSEQ on
+// demand SessionCondStore. Once a client enabled CONDSTORE, unsolicited
+// FETCH responses carry MODSEQ; once QRESYNC, expunges are VANISHED.
 package protocol

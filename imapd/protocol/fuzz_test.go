@@ -23,6 +23,8 @@ func FuzzServerCommands(f *testing.F) {
 		"a IDLE\r\nDONE\r\nb NOOP\r\nc ENABLE IMAP4rev2 UTF8=ACCEPT\r\nd SELECT &Jjo\r\n",
 		"a ID (\"name\" \"x\")\r\nb CREATE foo (USE (\\Drafts))\r\nc RENAME a b\r\nd STATUS INBOX (MESSAGES RECENT)\r\ne CLOSE\r\n",
 		"a FETCH 0:5 FLAGS\r\nb MOVE 1 Trash\r\nc UID EXPUNGE 1:3\r\nd LOGOUT\r\n",
+		"a ENABLE QRESYNC\r\nb SELECT INBOX (QRESYNC (1 2 1:*,5 (1:3 4:6)))\r\nc UID FETCH 1:* (FLAGS MODSEQ) (CHANGEDSINCE 3 VANISHED)\r\n",
+		"a STORE 1:* (UNCHANGEDSINCE 0) +FLAGS.SILENT (\\Seen)\r\nb SEARCH MODSEQ \"/flags/\\\\seen\" all 5\r\nc STATUS INBOX (HIGHESTMODSEQ)\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -30,11 +32,11 @@ func FuzzServerCommands(f *testing.F) {
 		client, server := net.Pipe()
 		var panicked atomic.Bool
 		srv := New(&Options{
-			Caps:         testCaps,
+			Caps:         condStoreCaps,
 			InsecureAuth: true,
 			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 			OnPanic:      func() { panicked.Store(true) },
-			NewSession:   func(*Conn) (Session, *GreetingData, error) { return &fakeSession{}, nil, nil },
+			NewSession:   func(*Conn) (Session, *GreetingData, error) { return condStoreSession{&fakeSession{}}, nil, nil },
 		})
 		done := make(chan struct{})
 		go func() {

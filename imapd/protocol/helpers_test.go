@@ -178,12 +178,19 @@ type testConn struct {
 
 func startServer(t *testing.T, opts Options) *testConn {
 	t.Helper()
+	sess := &fakeSession{}
+	return startServerWith(t, opts, sess, sess)
+}
+
+// startServerWith is startServer with a Session of the test's own (one
+// that wraps fake, which records the calls).
+func startServerWith(t *testing.T, opts Options, session Session, sess *fakeSession) *testConn {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	sess := &fakeSession{}
 	if opts.Caps == nil {
 		opts.Caps = testCaps
 	}
@@ -191,7 +198,7 @@ func startServer(t *testing.T, opts Options) *testConn {
 	conns := make(chan *Conn, 1)
 	opts.NewSession = func(c *Conn) (Session, *GreetingData, error) {
 		conns <- c
-		return sess, nil, nil
+		return session, nil, nil
 	}
 	srv := New(&opts)
 	done := make(chan struct{})

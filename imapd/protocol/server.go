@@ -109,6 +109,9 @@ type Conn struct {
 
 	session   Session
 	badInARow int // BAD answers in a row (maxBadCommands)
+	// announceHighest: CONDSTORE was enabled by a command in the
+	// selected state, which then owes HIGHESTMODSEQ (cmd_condstore.go).
+	announceHighest bool
 
 	// A BYE asked for while a command is served waits for its tagged
 	// response (see Bye); guarded by mu.
@@ -528,6 +531,9 @@ func (c *Conn) finish(cmd *command, h handler, err error) error {
 		if cmd.responded {
 			return nil
 		}
+		if err := c.announceHighestModSeq(); err != nil {
+			return err
+		}
 		if st := c.getState(); st == imap.ConnStateAuthenticated || st == imap.ConnStateSelected {
 			if err := c.session.Poll(&UpdateWriter{conn: c, allowExpunge: !h.noExpunge}, !h.noExpunge); err != nil {
 				if isConnError(err) || c.enc.Err() != nil {
@@ -543,6 +549,7 @@ func (c *Conn) finish(cmd *command, h handler, err error) error {
 		return c.respond(func(e *wire.Encoder) { e.Status(tag, imap.StatusResponseTypeOK, cmd.code, text) })
 	}
 
+	c.announceHighest = false
 	if werr := wire.AsError(err); werr != nil {
 		if werr.Fatal {
 			c.respond(func(e *wire.Encoder) { e.Status("", imap.StatusResponseTypeBye, string(werr.Code), werr.Text) })

@@ -42,9 +42,9 @@ type GreetingData struct {
 // An *imap.Error is sent to the client as it is (NO, BAD, its code); any
 // other error becomes NO [SERVERBUG] and is logged. The shape follows
 // go-imap v2's imapserver.Session so that code written for one fits the
-// other; MODSEQ (CONDSTORE, QRESYNC) is to come as fields of the imap
-// options and data types that already carry it, and as optional
-// interfaces like SessionMove.
+// other; MODSEQ (CONDSTORE, QRESYNC) comes as fields of the imap options
+// and data types, and as the optional SessionQResync and
+// SessionCondStore (cmd_condstore.go).
 type Session interface {
 	// Close is called once when the connection ends.
 	Close() error

@@ -33,9 +33,11 @@ func (t *MailboxTracker) NewSession() *SessionTracker {
 
 // update is one change, in the server's numbering at the time it happened.
 type update struct {
-	expunge   uint32 // sequence number removed
-	exists    uint32 // new message count
-	before    uint32 // message count before an exists update
+	expunge   uint32   // sequence number removed
+	expunged  imap.UID // its UID, if known (VANISHED, RFC 7162)
+	modseq    uint64   // of a flags update (MODSEQ), if known
+	exists    uint32   // new message count
+	before    uint32   // message count before an exists update
 	flags     []imap.Flag
 	flagsSeq  uint32
 	flagsUID  imap.UID
@@ -76,6 +78,20 @@ func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
 	if seqNum != 0 {
 		t.queue(update{expunge: seqNum}, nil)
 	}
+}
+
+// QueueExpungeUID is QueueExpunge for a message whose UID is known, which
+// QRESYNC clients are told of as VANISHED (RFC 7162 3.2.10).
+func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
+	if seqNum != 0 {
+		t.queue(update{expunge: seqNum, expunged: uid}, nil)
+	}
+}
+
+// QueueMessageFlagsModSeq is QueueMessageFlags with the message's new
+// modseq, which CONDSTORE clients get as MODSEQ.
+func (t *MailboxTracker) QueueMessageFlagsModSeq(seqNum uint32, uid imap.UID, flags []imap.Flag, modseq uint64, source *SessionTracker) {
+	t.queue(update{flagsSeq: seqNum, flagsUID: uid, flags: flags, modseq: modseq, isFlags: true}, source)
 }
 
 // QueueNumMessages tells every session that the mailbox now holds n
@@ -132,6 +148,12 @@ type updateSink interface {
 	WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.Flag) error
 }
 
+// modSeqSink is an updateSink that knows of RFC 7162: UpdateWriter.
+type modSeqSink interface {
+	writeExpungeUIDs(run []update) error
+	writeMessageFlagsModSeq(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
+}
+
 func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 	st.mu.Lock()
 	n := len(st.pending)
@@ -158,18 +180,33 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 	}
 	st.mu.Unlock()
 
-	for _, u := range todo {
+	for i := 0; i < len(todo); i++ {
+		u := todo[i]
 		var err error
 		switch {
 		case u.expunge != 0:
-			err = w.WriteExpunge(u.expunge)
+			if mw, ok := w.(modSeqSink); ok && u.expunged != 0 {
+				// A run of expunges is one VANISHED for a QRESYNC client.
+				run := []update{u}
+				for i+1 < len(todo) && todo[i+1].expunge != 0 && todo[i+1].expunged != 0 {
+					i++
+					run = append(run, todo[i])
+				}
+				err = mw.writeExpungeUIDs(run)
+			} else {
+				err = w.WriteExpunge(u.expunge)
+			}
 		case u.exists != 0:
 			err = w.WriteNumMessages(u.exists)
 		case u.isBoxFlag:
 			err = w.WriteMailboxFlags(u.boxFlags)
 		case u.isFlags:
 			// Numbered when queued; expunges before it were written first.
-			err = w.WriteMessageFlags(u.flagsSeq, u.flagsUID, u.flags)
+			if mw, ok := w.(modSeqSink); ok && u.modseq != 0 {
+				err = mw.writeMessageFlagsModSeq(u.flagsSeq, u.flagsUID, u.flags, u.modseq)
+			} else {
+				err = w.WriteMessageFlags(u.flagsSeq, u.flagsUID, u.flags)
+			}
 		}
 		if err != nil {
 			return err

@@ -57,6 +57,43 @@ func (w *UpdateWriter) WriteMessageFlags(seq uint32, uid imap.UID, flags []imap.
 	return m.Close()
 }
 
+// writeExpungeUIDs writes a run of expunges: one "* VANISHED uids" to a
+// QRESYNC client (RFC 7162 3.2.10), "* n EXPUNGE" each to others.
+func (w *UpdateWriter) writeExpungeUIDs(run []update) error {
+	if !w.allowExpunge {
+		return errExpungeNotAllowed
+	}
+	if w.conn.qresyncEnabled() {
+		var uids imap.UIDSet
+		for _, u := range run {
+			uids.AddNum(u.expunged)
+		}
+		return w.conn.writeVanished(uids, false)
+	}
+	for _, u := range run {
+		if err := w.conn.writeExpunge(u.expunge); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeMessageFlagsModSeq is WriteMessageFlags with MODSEQ for a CONDSTORE
+// client (RFC 7162 3.1.4: every unsolicited FETCH carries it once
+// enabled).
+func (w *UpdateWriter) writeMessageFlagsModSeq(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error {
+	fw := &FetchWriter{conn: w.conn}
+	m := fw.CreateMessage(seq)
+	if uid != 0 {
+		m.WriteUID(uid)
+	}
+	m.WriteFlags(flags)
+	if w.conn.CondStoreEnabled() {
+		m.WriteModSeq(modseq)
+	}
+	return m.Close()
+}
+
 func (c *Conn) writeExpunge(seq uint32) error {
 	return c.respond(func(e *wire.Encoder) { e.Star().Number(seq).Raw(" EXPUNGE").CRLF() })
 }
@@ -221,6 +258,9 @@ func (c *Conn) writeStatus(data *imap.StatusData, o *imap.StatusOptions) error {
 			item("RECENT")
 			num(data.NumRecent)
 		}
+		if o.HighestModSeq {
+			item("HIGHESTMODSEQ").Number64(int64(data.HighestModSeq))
+		}
 		e.Byte(')').CRLF()
 	})
 }
@@ -237,6 +277,12 @@ type fetchNames struct {
 type FetchWriter struct {
 	conn  *Conn
 	names fetchNames
+	// RFC 7162: VANISHED asked (UID FETCH), UNCHANGEDSINCE given
+	// (STORE), and the messages a conditional STORE left alone.
+	vanished       bool
+	conditional    bool
+	unchangedSince uint64
+	modified       imap.NumSet
 }
 
 // CreateMessage starts "* seq FETCH (". The response lock is held until
