@@ -147,6 +147,42 @@ def imap_literal_smuggling(s, d):
     r.close()
 
 
+def imap_literal_announced(s, d):
+    """The reviewer's two LITERAL+ probes, as sent: after login an APPEND
+    announcing {99999999+} followed by command lines; before login a LOGIN
+    announcing {5000+} followed by a NOOP. The lines are the literal's
+    bytes and never run."""
+    r = Raw(d.ports["imap"], timeout=10)
+    r.line()
+    r.send(f'a1 LOGIN "{d.addr("alice")}" "{PASSWORD}"\r\n'.encode())
+    r.until(b"a1 ")
+    try:
+        r.send(b"a2 APPEND INBOX {99999999+}\r\n" + b"b CREATE evil\r\n" * 20)
+        got = r.until(b"a2 ")  # a BYE and the connection closed, or a2's answer
+    except OSError as e:
+        got = [f"closed: {e}".encode()]
+    s.check("APPEND {99999999+} followed by CREATE lines: none of them is answered",
+            not any(line.startswith(b"b ") for line in got), got[-3:])
+    r.close()
+    c = d.imap(d.addr("alice"))
+    names = b" ".join(x for x in ok(c.list('""', '"*"'), "LIST") if isinstance(x, bytes))
+    s.check("and no mailbox 'evil' was created", b"evil" not in names, names)
+    logout(c)
+
+    r = Raw(d.ports["imap"], timeout=10)
+    r.line()
+    smuggled = b"c NOOP\r\n"
+    r.send(b"a LOGIN {5000+}\r\n" + smuggled)
+    # The rest of the announced 5000 bytes, then a real command: whatever
+    # the NOOP inside the literal caused would come before d's answer.
+    r.send(b"x" * (5000 - len(smuggled)) + b" pw\r\nd NOOP\r\n")
+    got = r.until(b"d ")
+    s.check("LOGIN {5000+} before login is refused and the NOOP inside it never runs",
+            any(line.startswith(b"a BAD") for line in got) and not any(line.startswith(b"c ") for line in got)
+            and last(got).startswith(b"d OK"), got)
+    r.close()
+
+
 def smtp_garbage(s, d):
     r = Raw(d.ports["sub"])
     s.check("SMTP greets with 220", r.line().startswith(b"220"))
@@ -215,6 +251,7 @@ def run(s):
     d.add_user("bob")
     imap_garbage(s, d)
     imap_literal_smuggling(s, d)
+    imap_literal_announced(s, d)
     smtp_garbage(s, d)
     interrupted_writes(s, d)
     s.check("the daemon is still running after all of it", d.running(), d.tail(300))
