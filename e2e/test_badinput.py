@@ -183,6 +183,34 @@ def imap_literal_announced(s, d):
     r.close()
 
 
+def imap_capability_and_idle(s, d):
+    """RFC 7888 4: one literal extension at a time (LITERAL- before login,
+    LITERAL+ after). RFC 2177: only DONE ends IDLE; trickled garbage with no
+    CRLF gets BAD at once instead of holding the connection for 31 minutes."""
+    r = Raw(d.ports["imap"], timeout=10)
+    r.line()
+    r.send(b"c1 CAPABILITY\r\n")
+    before = b" ".join(r.until(b"c1 ")).split()
+    s.check("CAPABILITY before login lists LITERAL- and not LITERAL+",
+            b"LITERAL-" in before and b"LITERAL+" not in before, before)
+    r.send(f'a1 LOGIN "{d.addr("alice")}" "{PASSWORD}"\r\n'.encode())
+    r.until(b"a1 ")
+    r.send(b"c2 CAPABILITY\r\n")
+    after = b" ".join(r.until(b"c2 ")).split()
+    s.check("CAPABILITY after login lists LITERAL+ and not LITERAL-",
+            b"LITERAL+" in after and b"LITERAL-" not in after, after)
+    r.send(b"s SELECT INBOX\r\n")
+    r.until(b"s ")
+    r.send(b"i IDLE\r\n")
+    r.until(b"+")
+    r.send(b"xyz")  # no CRLF
+    got = r.until(b"i ")
+    s.check("garbage during IDLE gets a tagged BAD at once", last(got).startswith(b"i BAD"), got[-2:])
+    r.send(b"\r\nn NOOP\r\n")
+    s.check("and the connection goes on", last(r.until(b"n ")).startswith(b"n OK"))
+    r.close()
+
+
 def smtp_garbage(s, d):
     r = Raw(d.ports["sub"])
     s.check("SMTP greets with 220", r.line().startswith(b"220"))
@@ -252,6 +280,7 @@ def run(s):
     imap_garbage(s, d)
     imap_literal_smuggling(s, d)
     imap_literal_announced(s, d)
+    imap_capability_and_idle(s, d)
     smtp_garbage(s, d)
     interrupted_writes(s, d)
     s.check("the daemon is still running after all of it", d.running(), d.tail(300))
