@@ -5,7 +5,8 @@
 //     AUTHENTICATE alike) per client address and per account.
 //   - Connections bounds open connections per client address and in total,
 //     and keeps connections that have not logged in to half of the total
-//     by evicting the oldest of the address holding the most.
+//     by evicting the oldest of the address holding the most; with a
+//     login timeout it also ends those not logged in within it.
 //   - Ending makes a server's decision to end a connection (a read
 //     timeout, an eviction) final below the protocol libraries, which sit
 //     on top of TLS and would otherwise read on under a fresh deadline.

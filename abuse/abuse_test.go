@@ -280,7 +280,7 @@ func TestPreLoginHalfEvictsTheOldestOfTheBiggestHolder(t *testing.T) {
 	c := NewConnections(0, 6) // pre-login half: 3
 	var evicted []string
 	admit := func(addr netip.Addr, name string) *Slot {
-		s, why := c.Admit(addr, func() { evicted = append(evicted, name) })
+		s, why := c.Admit(addr, func(string) { evicted = append(evicted, name) })
 		if s == nil {
 			t.Fatalf("%s refused (%s); strangers are evicted, not refused", name, why)
 		}
@@ -318,11 +318,11 @@ func TestPreLoginHalfEvictsTheOldestOfTheBiggestHolder(t *testing.T) {
 	for range 3 {
 		c.preLoginLoggedInForTest()
 	}
-	if s, why := c.Admit(attacker, func() {}); s != nil || why != RefusedTotal {
+	if s, why := c.Admit(attacker, func(string) {}); s != nil || why != RefusedTotal {
 		t.Errorf("newcomer with every slot logged in: %v %q, want refused (total)", s, why)
 	}
 	user.Release()
-	if s, _ := c.Admit(attacker, func() {}); s == nil {
+	if s, _ := c.Admit(attacker, func(string) {}); s == nil {
 		t.Error("a released slot was not given back")
 	}
 }

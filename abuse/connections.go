@@ -3,12 +3,17 @@ package abuse
 import (
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // Defaults for config's [limits] connection keys.
 const (
 	DefaultConnectionsPerAddress = 50
 	DefaultConnections           = 2000
+	// DefaultLoginTimeout is how long a connection may stay without
+	// logging in: ample for a TLS handshake and a login by any client,
+	// too short to hold a slot with NOOPs.
+	DefaultLoginTimeout = time.Minute
 )
 
 // Reasons a connection is refused, used as metric labels.
@@ -31,8 +36,14 @@ const (
 // stranger of the biggest holder means a flood mostly evicts itself, a
 // user's one fresh connection is the last to go, and a logged-in session
 // is never evicted or refused because strangers are connected.
+//
+// With a login timeout (SetLoginTimeout), a connection admitted with Admit
+// that has not logged in that long after its admission is ended the same
+// way, whatever it sends meanwhile: complete NOOPs reset every idle and
+// command bound, but not this one.
 type Connections struct {
 	perAddress, total int
+	loginTimeout      time.Duration
 
 	mu       sync.Mutex
 	open     map[netip.Prefix]int
@@ -45,9 +56,10 @@ type Connections struct {
 type Slot struct {
 	c        *Connections
 	key      netip.Prefix
-	evict    func()
-	preLogin bool // under c.mu
-	gone     bool // released or evicted; under c.mu
+	evict    func(reason string)
+	timer    *time.Timer // the login timeout; nil without one
+	preLogin bool        // under c.mu
+	gone     bool        // released or evicted; under c.mu
 }
 
 // NewConnections returns a limiter allowing perAddress connections from one
@@ -57,6 +69,11 @@ func NewConnections(perAddress, total int) *Connections {
 	return &Connections{perAddress: perAddress, total: total,
 		open: make(map[netip.Prefix]int), preLogin: make(map[netip.Prefix][]*Slot)}
 }
+
+// SetLoginTimeout ends connections admitted with Admit that have not
+// logged in within d of their admission (see Connections); 0 means no
+// such bound. Call it before the first Admit.
+func (c *Connections) SetLoginTimeout(d time.Duration) { c.loginTimeout = d }
 
 // Open admits a connection that is never evicted and counts as logged in
 // (for callers without a login, and tests). It returns release, which the
@@ -73,19 +90,20 @@ func (c *Connections) Open(addr netip.Addr) (release func(), refused string) {
 
 // Admit admits a new pre-login connection from addr. evict ends the
 // connection (it must not block, and the connection must then close soon);
-// it is called at most once, when a newcomer needs the connection's
-// pre-login slot. Admit returns the connection's slot, or, over the
+// it is called at most once, with EndEvicted when a newcomer needs the
+// connection's pre-login slot, or with EndLoginTimeout when the login
+// timeout passes before LoggedIn. Admit returns the connection's slot, or, over the
 // per-address limit or a total held by logged-in sessions, nil and the
 // reason (RefusedPerAddress or RefusedTotal). A nil *Connections admits
 // everyone (and returns a Slot whose methods do nothing).
-func (c *Connections) Admit(addr netip.Addr, evict func()) (*Slot, string) {
+func (c *Connections) Admit(addr netip.Addr, evict func(reason string)) (*Slot, string) {
 	if evict == nil {
-		evict = func() {}
+		evict = func(string) {}
 	}
 	return c.admit(addr, evict)
 }
 
-func (c *Connections) admit(addr netip.Addr, evict func()) (*Slot, string) {
+func (c *Connections) admit(addr netip.Addr, evict func(reason string)) (*Slot, string) {
 	if c == nil {
 		return &Slot{}, ""
 	}
@@ -116,12 +134,28 @@ func (c *Connections) admit(addr netip.Addr, evict func()) (*Slot, string) {
 		slot.preLogin = true
 		c.preLogin[key] = append(c.preLogin[key], slot)
 		c.nPre++
+		if c.loginTimeout > 0 {
+			slot.timer = time.AfterFunc(c.loginTimeout, slot.loginTimedOut)
+		}
 	}
 	c.mu.Unlock()
 	if evicted != nil {
-		evicted.evict()
+		evicted.evict(EndEvicted)
 	}
 	return slot, ""
+}
+
+// loginTimedOut ends a connection still not logged in at its login
+// timeout, giving its place back at once.
+func (s *Slot) loginTimedOut() {
+	s.c.mu.Lock()
+	if !s.preLogin || s.gone {
+		s.c.mu.Unlock()
+		return
+	}
+	s.c.removeLocked(s)
+	s.c.mu.Unlock()
+	s.evict(EndLoginTimeout)
 }
 
 // oldestStranger is the oldest pre-login connection of the address that
@@ -146,6 +180,9 @@ func (c *Connections) removeLocked(s *Slot) {
 		return
 	}
 	s.gone = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	c.count--
 	if c.open[s.key]--; c.open[s.key] <= 0 {
 		delete(c.open, s.key)
@@ -183,6 +220,9 @@ func (s *Slot) LoggedIn() {
 	defer s.c.mu.Unlock()
 	if s.preLogin && !s.gone {
 		s.c.dropPreLogin(s)
+		if s.timer != nil {
+			s.timer.Stop()
+		}
 	}
 }
 

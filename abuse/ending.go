@@ -15,6 +15,9 @@ const (
 	// EndEvicted: the connection was a stranger's pre-login connection,
 	// evicted by Connections to make room for a newcomer.
 	EndEvicted = "evicted"
+	// EndLoginTimeout: the connection had not logged in within the login
+	// timeout (Connections.SetLoginTimeout).
+	EndLoginTimeout = "login_timeout"
 )
 
 // PastDeadline is a read deadline that has expired: armed, it makes the

@@ -108,6 +108,10 @@ type Limits struct {
 	// and the reading of every IMAP command once it has begun; it is not
 	// extended by the client's bytes (an APPEND literal may take 5m).
 	IMAPCommandTimeout Duration `toml:"imap_command_timeout"`
+	// LoginTimeout bounds the time an SMTP submission or IMAP connection
+	// may stay without logging in, whatever it sends meanwhile; 0 means
+	// no bound.
+	LoginTimeout Duration `toml:"login_timeout"`
 	// CommandsPerSecond paces each submission and IMAP session's commands
 	// (bursts of one second's worth); over it the server reads more slowly
 	// instead of failing commands. The trusted inbound port is exempt. 0
@@ -230,6 +234,7 @@ func Defaults() *Config {
 			SMTPIdleTimeout:          Duration{5 * time.Minute},
 			IMAPIdleTimeout:          Duration{30 * time.Minute},
 			IMAPCommandTimeout:       Duration{30 * time.Second},
+			LoginTimeout:             Duration{time.Minute},
 			CommandsPerSecond:        1000,
 		},
 		EmailQueue: EmailQueue{

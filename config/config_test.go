@@ -146,8 +146,8 @@ trace_users = ["alice@corp.test"]
 			AuthFailuresPerAddress: 5, AuthFailuresPerAccount: 50, AuthBlockTime: Duration{time.Hour},
 			MaxConnectionsPerAddress: 0, MaxConnections: 500,
 			SMTPIdleTimeout: Duration{10 * time.Minute}, IMAPIdleTimeout: Duration{45 * time.Minute},
-			IMAPCommandTimeout: Duration{30 * time.Second},
-			CommandsPerSecond:  0,
+			IMAPCommandTimeout: Duration{30 * time.Second}, LoginTimeout: Duration{time.Minute},
+			CommandsPerSecond: 0,
 		},
 		EmailQueue: EmailQueue{
 			Enabled: false, Relay: "", RelayTLS: "tls", RelayUsername: "pochta",
@@ -372,6 +372,7 @@ func TestValidateChecksEachRule(t *testing.T) {
 			"[limits] max_connections_per_address: max_connections_per_address (3000) must not exceed max_connections (2000)"},
 		{"zero smtp idle", func(c *Config) { c.Limits.SMTPIdleTimeout = Duration{} }, "[limits] smtp_idle_timeout: must be positive"},
 		{"zero imap command timeout", func(c *Config) { c.Limits.IMAPCommandTimeout = Duration{} }, "[limits] imap_command_timeout: must be positive"},
+		{"negative login timeout", func(c *Config) { c.Limits.LoginTimeout = Duration{-time.Second} }, "[limits] login_timeout: must not be negative"},
 		{"zero imap idle", func(c *Config) { c.Limits.IMAPIdleTimeout = Duration{} }, "[limits] imap_idle_timeout: must be positive"},
 		{"negative rate", func(c *Config) { c.Limits.CommandsPerSecond = -1 }, "[limits] commands_per_second: must not be negative"},
 		{"relay without port", func(c *Config) { c.EmailQueue.Relay = "smtp.example.net" }, `[email_queue] relay: "smtp.example.net" is not host:port`},

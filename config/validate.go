@@ -149,6 +149,9 @@ func (c *Config) validate() []*Error {
 	if lim.IMAPCommandTimeout.Duration <= 0 {
 		v.fail(`must be positive (the default is "30s")`, "limits.imap_command_timeout")
 	}
+	if lim.LoginTimeout.Duration < 0 {
+		v.fail(`must not be negative (the default is "1m"; 0 means no bound)`, "limits.login_timeout")
+	}
 	if lim.CommandsPerSecond < 0 {
 		v.fail("must not be negative (0 means no limit)", "limits.commands_per_second")
 	}

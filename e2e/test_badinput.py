@@ -147,6 +147,70 @@ def imap_literal_smuggling(s, d):
     r.close()
 
 
+def imap_literal_announced(s, d):
+    """The reviewer's two LITERAL+ probes, as sent: after login an APPEND
+    announcing {99999999+} followed by command lines; before login a LOGIN
+    announcing {5000+} followed by a NOOP. The lines are the literal's
+    bytes and never run."""
+    r = Raw(d.ports["imap"], timeout=10)
+    r.line()
+    r.send(f'a1 LOGIN "{d.addr("alice")}" "{PASSWORD}"\r\n'.encode())
+    r.until(b"a1 ")
+    try:
+        r.send(b"a2 APPEND INBOX {99999999+}\r\n" + b"b CREATE evil\r\n" * 20)
+        got = r.until(b"a2 ")  # a BYE and the connection closed, or a2's answer
+    except OSError as e:
+        got = [f"closed: {e}".encode()]
+    s.check("APPEND {99999999+} followed by CREATE lines: none of them is answered",
+            not any(line.startswith(b"b ") for line in got), got[-3:])
+    r.close()
+    c = d.imap(d.addr("alice"))
+    names = b" ".join(x for x in ok(c.list('""', '"*"'), "LIST") if isinstance(x, bytes))
+    s.check("and no mailbox 'evil' was created", b"evil" not in names, names)
+    logout(c)
+
+    r = Raw(d.ports["imap"], timeout=10)
+    r.line()
+    smuggled = b"c NOOP\r\n"
+    r.send(b"a LOGIN {5000+}\r\n" + smuggled)
+    # The rest of the announced 5000 bytes, then a real command: whatever
+    # the NOOP inside the literal caused would come before d's answer.
+    r.send(b"x" * (5000 - len(smuggled)) + b" pw\r\nd NOOP\r\n")
+    got = r.until(b"d ")
+    s.check("LOGIN {5000+} before login is refused and the NOOP inside it never runs",
+            any(line.startswith(b"a BAD") for line in got) and not any(line.startswith(b"c ") for line in got)
+            and last(got).startswith(b"d OK"), got)
+    r.close()
+
+
+def imap_capability_and_idle(s, d):
+    """RFC 7888 4: one literal extension at a time (LITERAL- before login,
+    LITERAL+ after). RFC 2177: only DONE ends IDLE; trickled garbage with no
+    CRLF gets BAD at once instead of holding the connection for 31 minutes."""
+    r = Raw(d.ports["imap"], timeout=10)
+    r.line()
+    r.send(b"c1 CAPABILITY\r\n")
+    before = b" ".join(r.until(b"c1 ")).split()
+    s.check("CAPABILITY before login lists LITERAL- and not LITERAL+",
+            b"LITERAL-" in before and b"LITERAL+" not in before, before)
+    r.send(f'a1 LOGIN "{d.addr("alice")}" "{PASSWORD}"\r\n'.encode())
+    r.until(b"a1 ")
+    r.send(b"c2 CAPABILITY\r\n")
+    after = b" ".join(r.until(b"c2 ")).split()
+    s.check("CAPABILITY after login lists LITERAL+ and not LITERAL-",
+            b"LITERAL+" in after and b"LITERAL-" not in after, after)
+    r.send(b"s SELECT INBOX\r\n")
+    r.until(b"s ")
+    r.send(b"i IDLE\r\n")
+    r.until(b"+")
+    r.send(b"xyz")  # no CRLF
+    got = r.until(b"i ")
+    s.check("garbage during IDLE gets a tagged BAD at once", last(got).startswith(b"i BAD"), got[-2:])
+    r.send(b"\r\nn NOOP\r\n")
+    s.check("and the connection goes on", last(r.until(b"n ")).startswith(b"n OK"))
+    r.close()
+
+
 def smtp_garbage(s, d):
     r = Raw(d.ports["sub"])
     s.check("SMTP greets with 220", r.line().startswith(b"220"))
@@ -215,6 +279,8 @@ def run(s):
     d.add_user("bob")
     imap_garbage(s, d)
     imap_literal_smuggling(s, d)
+    imap_literal_announced(s, d)
+    imap_capability_and_idle(s, d)
     smtp_garbage(s, d)
     interrupted_writes(s, d)
     s.check("the daemon is still running after all of it", d.running(), d.tail(300))

@@ -1,13 +1,18 @@
-"""nesting: a message with 1,000 nested multiparts is refused with
+"""nesting: a message too deep or too wide is refused. One with 1,000
+nested multiparts is refused with
 554 5.6.0 at DATA and with a tagged NO at APPEND (the limit is 100 levels,
 as Postfix's mime_nesting_limit), nothing of it is stored, and
 `FETCH 1:* (BODYSTRUCTURE ENVELOPE BODY[])` on the recipient's INBOX and
 the sender's Sent still answers OK. Before the fix the message was stored
 and its record could not be read back: every FETCH of those mailboxes
 answered NO [SERVERBUG] for good. A message at the limit is delivered and
-fetched."""
+fetched. Width: a message of 80,000 empty parts (800 KB; the limit is
+10,000 parts, as Dovecot's max_total_mime_parts) is refused the same way
+within seconds (before, intake spent about 9 s of CPU on it and stored it),
+and the mailboxes stay fetchable."""
 import imaplib
 import re
+import time
 
 from harness import LOOPBACK, logout, message
 
@@ -17,6 +22,12 @@ def nested(frm, to, depth, subject):
     open_ = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
     close = "".join(f"--b{i}--\r\n" for i in reversed(range(depth)))
     return (head + open_ + "Content-Type: text/plain\r\n\r\ninnermost\r\n" + close).encode()
+
+
+def wide(frm, to, children, subject):
+    head = (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="w"\r\n\r\n')
+    return (head + "--w\r\n\r\n" * children + "--w--\r\n").encode()
 
 
 def fetch_all(d, user, box):
@@ -68,6 +79,23 @@ def run(s):
     at_limit = nested(alice, bob, 100, "a hundred levels")
     refused = d.send(alice, [bob], at_limit)
     s.check("a message nested exactly 100 levels is delivered", refused == {}, refused)
+
+    broad = wide(alice, bob, 80000, "eighty thousand parts")
+    c = d.smtp(login=alice)
+    try:
+        c.mail(alice)
+        c.rcpt(bob)
+        started = time.monotonic()
+        code, msg = c.data(broad)
+        took = time.monotonic() - started
+    finally:
+        c.close()
+    s.check("DATA of 80,000 MIME parts gets 554 5.6.0 naming the 10,000 limit",
+            code == 554 and msg.startswith(b"5.6.0") and b"10000" in msg, f"{code} {msg!r}")
+    s.check("the 80,000-part message is refused within 5 s", took < 5, f"{took:.1f} s")
+    typ, data = append(d, alice, "INBOX", broad)
+    s.check("APPEND of 80,000 MIME parts gets a tagged NO",
+            typ == "NO" and b"more than 10000 MIME parts" in b" ".join(data), f"{typ} {data!r}")
 
     for user, box, want in ((bob, "INBOX", 2), (alice, "Sent", 2)):
         typ, n = fetch_all(d, user, box)

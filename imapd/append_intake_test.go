@@ -54,6 +54,30 @@ func TestAppendRefusesMIMENestedPastTheLimit(t *testing.T) {
 	}
 }
 
+// An APPEND of more MIME parts than the limit gets a tagged NO; nothing is
+// stored and FETCH of the mailbox keeps working.
+func TestAppendRefusesMoreMIMEPartsThanTheLimit(t *testing.T) {
+	env := newTestEnv(t)
+	c := env.loginSelect(alice, "INBOX", nil)
+	err := appendRaw(c, "INBOX", mimetest.Wide(message.MaxParts))
+	expectCode(t, err, imap.ResponseCodeCannot, "APPEND of one part past the limit")
+	if !strings.Contains(err.Error(), fmt.Sprint(message.MaxParts)) {
+		t.Errorf("NO text %q does not name the limit", err)
+	}
+	if err := appendRaw(c, "INBOX", mimetest.Wide(message.MaxParts-1)); err != nil {
+		t.Fatalf("APPEND at the limit: %v", err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{
+		Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true},
+	}).Collect()
+	if err != nil {
+		t.Fatalf("FETCH after the refusal: %v", err)
+	}
+	if len(msgs) != 1 {
+		t.Fatalf("FETCH returned %d messages, want 1 (the refused one stored?)", len(msgs))
+	}
+}
+
 // APPEND stores only CRLF line endings, whatever the client sent.
 func TestAppendNormalisesBareCRAndLF(t *testing.T) {
 	env := newTestEnv(t)

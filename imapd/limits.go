@@ -78,7 +78,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		// A connection is a stranger's until LOGIN succeeds, and may be
 		// evicted while it is (abuse.Connections).
 		g := &guardedConn{Conn: c, srv: l.srv}
-		slot, why := l.srv.conns.Admit(addr, func() { g.end(abuse.EndEvicted) })
+		slot, why := l.srv.conns.Admit(addr, g.end)
 		if slot == nil {
 			l.srv.refuse(c, addr, why, l.implicitTLS)
 			continue
@@ -248,6 +248,8 @@ func (c *guardedConn) bye() {
 	switch {
 	case c.ending.Reason() == abuse.EndEvicted:
 		text = "Too many connections are waiting to log in; yours was the oldest. Try again"
+	case c.ending.Reason() == abuse.EndLoginTimeout:
+		text = "Not logged in in time; closing the connection"
 	case !c.waitingNow():
 		text = "Command not completed in time; closing the connection"
 	}

@@ -379,6 +379,10 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 			return nil, imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
 				"Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting))
 		}
+		if message.IsTooManyParts(err) {
+			return nil, imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
+				"Message has more than %d MIME parts; nothing was stored", message.MaxParts))
+		}
 		return nil, s.destError("APPEND", err)
 	}
 	if v := s.view; v != nil && res.MailboxID == v.box.key.id {

@@ -3,10 +3,11 @@
 // send), and the limits the store's record encoder and decoder share.
 //
 // Promises:
-//   - CheckNesting is linear in the size of the message and refuses, with
-//     ErrTooDeep, a MIME structure nested deeper than MaxNesting; the store
-//     encodes and decodes body structures up to that same depth, so a
-//     message it accepted is always fetchable.
+//   - CheckStructure is linear in the size of the message and refuses, with
+//     ErrTooDeep, a MIME structure nested deeper than MaxNesting and, with
+//     ErrTooManyParts, one of more than MaxParts parts; the store encodes
+//     and decodes body structures up to those same limits, so a message it
+//     accepted is always fetchable.
 //   - Read and ReadAll return a message whose every line ends in CRLF: a
 //     bare CR or a bare LF becomes CRLF, nothing else changes. Memory grows
 //     with the bytes read, never with a size a client announced; past

@@ -22,7 +22,21 @@ var ErrTooDeep = fmt.Errorf("MIME structure nested deeper than %d levels", MaxNe
 // IsTooDeep reports whether err says a message was nested too deeply.
 func IsTooDeep(err error) bool { return errors.Is(err, ErrTooDeep) }
 
-// maxHeaderScan bounds how much of one part's header CheckNesting keeps to
+// MaxParts is the most MIME parts pochta stores in one message, counting
+// the message itself, every part of every multipart and every
+// encapsulated message (Dovecot's max_total_mime_parts is the same
+// 10,000; Postfix has no such limit). The store's record encoder refuses
+// and its decoder rejects a body structure with more, with this one
+// constant.
+const MaxParts = 10000
+
+// ErrTooManyParts is returned for a message of more than MaxParts parts.
+var ErrTooManyParts = fmt.Errorf("MIME structure of more than %d parts", MaxParts)
+
+// IsTooManyParts reports whether err says a message had too many parts.
+func IsTooManyParts(err error) bool { return errors.Is(err, ErrTooManyParts) }
+
+// maxHeaderScan bounds how much of one part's header CheckStructure keeps to
 // find its Content-Type: a field longer than this is not a Content-Type
 // any parser in pochta reads as multipart.
 const maxHeaderScan = 16 << 10
@@ -35,14 +49,16 @@ type nestingFrame struct {
 	boundary  string
 }
 
-// CheckNesting returns ErrTooDeep when the MIME structure of raw (a whole
-// message, header first) is nested deeper than MaxNesting. It reads raw
-// once, line by line, keeping a stack of the open multipart boundaries, so
-// its cost is linear in len(raw): at most MaxNesting boundaries are
-// compared per boundary-looking line, because it stops at the first level
-// past the limit.
-func CheckNesting(raw []byte) error {
+// CheckStructure returns ErrTooDeep when the MIME structure of raw (a
+// whole message, header first) is nested deeper than MaxNesting, and
+// ErrTooManyParts when it has more than MaxParts parts. It reads raw once,
+// line by line, keeping a stack of the open multipart boundaries, so its
+// cost is linear in len(raw): at most MaxNesting boundaries are compared
+// per boundary-looking line, because it stops at the first level past the
+// limit, and it stops at the first part past MaxParts.
+func CheckStructure(raw []byte) error {
 	var stack []nestingFrame
+	parts := 1 // the message itself
 	pos := 0
 	inHeader := true
 	var contentType []byte // the current part's first Content-Type, unfolded
@@ -64,8 +80,12 @@ func CheckNesting(raw []byte) error {
 				}
 				contentType = contentType[:0]
 				if opened && !stack[len(stack)-1].multipart {
-					// message/rfc822: its body is a message, header first.
+					// message/rfc822: its body is a message, header
+					// first, and a part of its own.
 					inHeader = true
+					if parts++; parts > MaxParts {
+						return ErrTooManyParts
+					}
 				}
 			case line[0] == ' ' || line[0] == '\t':
 				if inContentType && len(contentType)+len(line) <= maxHeaderScan {
@@ -104,6 +124,9 @@ func CheckNesting(raw []byte) error {
 			// containers.
 			if len(stack) > MaxNesting {
 				return ErrTooDeep
+			}
+			if parts++; parts > MaxParts {
+				return ErrTooManyParts
 			}
 			inHeader = true
 			contentType = contentType[:0]

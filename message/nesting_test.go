@@ -8,17 +8,17 @@ import (
 	"github.com/pochta/pochta/internal/mimetest"
 )
 
-func TestCheckNestingAcceptsUpToTheLimit(t *testing.T) {
+func TestCheckStructureAcceptsUpToTheLimit(t *testing.T) {
 	for _, depth := range []int{0, 1, 2, MaxNesting - 1, MaxNesting} {
-		if err := CheckNesting(mimetest.Nested(depth)); err != nil {
+		if err := CheckStructure(mimetest.Nested(depth)); err != nil {
 			t.Errorf("depth %d: %v, want accepted", depth, err)
 		}
 	}
 }
 
-func TestCheckNestingRefusesPastTheLimit(t *testing.T) {
+func TestCheckStructureRefusesPastTheLimit(t *testing.T) {
 	for _, depth := range []int{MaxNesting + 1, 1000, 5000} {
-		if err := CheckNesting(mimetest.Nested(depth)); !errors.Is(err, ErrTooDeep) {
+		if err := CheckStructure(mimetest.Nested(depth)); !errors.Is(err, ErrTooDeep) {
 			t.Errorf("depth %d: %v, want ErrTooDeep", depth, err)
 		}
 	}
@@ -26,7 +26,7 @@ func TestCheckNestingRefusesPastTheLimit(t *testing.T) {
 
 // Encapsulated messages count as levels too, as they do in a body
 // structure.
-func TestCheckNestingCountsEncapsulatedMessages(t *testing.T) {
+func TestCheckStructureCountsEncapsulatedMessages(t *testing.T) {
 	build := func(depth int) []byte {
 		var b strings.Builder
 		b.WriteString("Subject: outer\r\n")
@@ -36,24 +36,24 @@ func TestCheckNestingCountsEncapsulatedMessages(t *testing.T) {
 		b.WriteString("\r\nhello\r\n")
 		return []byte(b.String())
 	}
-	if err := CheckNesting(build(MaxNesting)); err != nil {
+	if err := CheckStructure(build(MaxNesting)); err != nil {
 		t.Errorf("%d encapsulated messages: %v, want accepted", MaxNesting, err)
 	}
-	if err := CheckNesting(build(MaxNesting + 1)); !errors.Is(err, ErrTooDeep) {
+	if err := CheckStructure(build(MaxNesting + 1)); !errors.Is(err, ErrTooDeep) {
 		t.Errorf("%d encapsulated messages: %v, want ErrTooDeep", MaxNesting+1, err)
 	}
 }
 
 // Sibling parts do not add depth, and a boundary line of an outer
 // multipart closes the inner ones even without their close delimiters.
-func TestCheckNestingSiblingsAndUnclosedParts(t *testing.T) {
+func TestCheckStructureSiblingsAndUnclosedParts(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("Content-Type: multipart/mixed; boundary=outer\r\n\r\n")
 	for range 3 * MaxNesting {
 		b.WriteString("--outer\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain\r\n\r\nx\r\n")
 	}
 	b.WriteString("--outer--\r\n")
-	if err := CheckNesting([]byte(b.String())); err != nil {
+	if err := CheckStructure([]byte(b.String())); err != nil {
 		t.Fatalf("%d sibling parts two levels deep: %v, want accepted", 3*MaxNesting, err)
 	}
 }
@@ -61,10 +61,10 @@ func TestCheckNestingSiblingsAndUnclosedParts(t *testing.T) {
 // The cost of refusing a deep message does not grow with its depth: the
 // check stops at the first level past the limit. Counted in allocations,
 // which do not depend on the machine's load.
-func TestCheckNestingCostBoundedByTheLimit(t *testing.T) {
+func TestCheckStructureCostBoundedByTheLimit(t *testing.T) {
 	allocs := func(depth int) float64 {
 		raw := mimetest.Nested(depth)
-		return testing.AllocsPerRun(5, func() { _ = CheckNesting(raw) })
+		return testing.AllocsPerRun(5, func() { _ = CheckStructure(raw) })
 	}
 	at1000, at10000 := allocs(1000), allocs(10000)
 	if at10000 > at1000+5 {
@@ -74,7 +74,7 @@ func TestCheckNestingCostBoundedByTheLimit(t *testing.T) {
 
 // Accepted messages cost time linear in their size: twice the parts, at
 // most about twice the allocations.
-func TestCheckNestingLinearInSize(t *testing.T) {
+func TestCheckStructureLinearInSize(t *testing.T) {
 	siblings := func(n int) []byte {
 		var b strings.Builder
 		b.WriteString("Content-Type: multipart/mixed; boundary=outer\r\n\r\n")
@@ -85,17 +85,40 @@ func TestCheckNestingLinearInSize(t *testing.T) {
 		return []byte(b.String())
 	}
 	small, big := siblings(1000), siblings(8000)
-	a := testing.AllocsPerRun(3, func() { _ = CheckNesting(small) })
-	b := testing.AllocsPerRun(3, func() { _ = CheckNesting(big) })
+	a := testing.AllocsPerRun(3, func() { _ = CheckStructure(small) })
+	b := testing.AllocsPerRun(3, func() { _ = CheckStructure(big) })
 	if b > 8*a*1.5+10 {
 		t.Errorf("8x the parts cost %.0f allocations against %.0f", b, a)
 	}
 }
 
-func BenchmarkCheckNestingRefused1000(b *testing.B) {
+func BenchmarkCheckStructureRefused1000(b *testing.B) {
 	raw := mimetest.Nested(1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = CheckNesting(raw)
+		_ = CheckStructure(raw)
+	}
+}
+
+// A message may have MaxParts parts, the message itself included; one
+// more is refused, and so is a part count past it reached through
+// encapsulated messages.
+func TestCheckStructureCountsParts(t *testing.T) {
+	if err := CheckStructure(mimetest.Wide(MaxParts - 1)); err != nil {
+		t.Errorf("%d parts: %v, want accepted", MaxParts, err)
+	}
+	for _, children := range []int{MaxParts, 80000} {
+		if err := CheckStructure(mimetest.Wide(children)); !IsTooManyParts(err) {
+			t.Errorf("%d parts: %v, want ErrTooManyParts", children+1, err)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/mixed; boundary=w\r\n\r\n")
+	for range MaxParts / 2 {
+		b.WriteString("--w\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n")
+	}
+	b.WriteString("--w--\r\n")
+	if err := CheckStructure([]byte(b.String())); !IsTooManyParts(err) {
+		t.Errorf("%d parts with their encapsulated messages: %v, want ErrTooManyParts", MaxParts+1, err)
 	}
 }

@@ -47,6 +47,30 @@ func TestDataRefusesMIMENestedPastTheLimit(t *testing.T) {
 	}
 }
 
+// A message of more MIME parts than the limit is refused at DATA like one
+// nested too deeply, and leaves nothing behind; one at the limit arrives.
+func TestDataRefusesMoreMIMEPartsThanTheLimit(t *testing.T) {
+	env := startServer(t, func(o *Options) { o.MaxMessageSize = 1 << 20 })
+	c := env.login(t, alice)
+	wide := strings.Replace(string(mimetest.Wide(message.MaxParts)), "From: alice@example.test", "From: "+alice, 1)
+	err := send(c, alice, []string{bob}, wide)
+	wantReply(t, err, 554, smtp.EnhancedCode{5, 6, 0})
+	if !strings.Contains(err.Error(), fmt.Sprint(message.MaxParts)) {
+		t.Errorf("reply %q does not name the limit", err)
+	}
+	if n := len(env.messages(t, bob, storage.Inbox)); n != 0 {
+		t.Fatalf("bob's INBOX has %d messages after the refusal", n)
+	}
+	if n := len(env.messages(t, alice, storage.Sent)); n != 0 {
+		t.Fatalf("alice's Sent has %d messages after the refusal", n)
+	}
+	atLimit := strings.Replace(string(mimetest.Wide(message.MaxParts-1)), "From: alice@example.test", "From: "+alice, 1)
+	if err := send(c, alice, []string{bob}, atLimit); err != nil {
+		t.Fatalf("a message at the limit: %v", err)
+	}
+	env.onlyMessage(t, bob, storage.Inbox)
+}
+
 // RFC 6409 8.1 and SPEC "Mail behaviour": on submission the From field is
 // the user's own; otherwise 550 5.7.1 and nobody gets anything.
 func TestSubmissionRefusesForeignFromHeader(t *testing.T) {

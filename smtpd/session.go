@@ -46,6 +46,8 @@ var (
 		Message: "Mail to address literals like user@[192.0.2.1] is not relayed; use a domain name"}
 	errTooDeep = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: fmt.Sprintf("Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting)}
+	errTooManyParts = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: fmt.Sprintf("Message has more than %d MIME parts; nothing was stored", message.MaxParts)}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Temporary authentication failure; try again later"}
 	errAuthBusy = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
@@ -283,6 +285,10 @@ func (s *session) Data(r io.Reader) error {
 		if message.IsTooDeep(err) {
 			s.logTransaction(start, len(msg.sent), "rejected", err)
 			return s.srv.reject("too_deep", errTooDeep)
+		}
+		if message.IsTooManyParts(err) {
+			s.logTransaction(start, len(msg.sent), "rejected", err)
+			return s.srv.reject("too_many_parts", errTooManyParts)
 		}
 		s.logTransaction(start, len(msg.sent), "failed", err)
 		return s.srv.reject("not_stored", errNotStored)

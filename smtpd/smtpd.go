@@ -550,7 +550,7 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 		if l.kind == kindInbound {
 			release, why = l.srv.opts.Connections.Open(addr)
 		} else {
-			tc.slot, why = l.srv.opts.Connections.Admit(addr, func() { tc.end(abuse.EndEvicted) })
+			tc.slot, why = l.srv.opts.Connections.Admit(addr, tc.end)
 			if tc.slot != nil {
 				release = tc.slot.Release
 			}

@@ -41,8 +41,13 @@ var errCorrupt = errors.New("corrupt record")
 // and a corrupt record cannot recurse without end.
 const maxBodyDepth = message.MaxNesting
 
+// maxBodyParts bounds the number of parts of one body structure in the
+// same way, with the one limit intake checks (message.MaxParts).
+const maxBodyParts = message.MaxParts
+
 type encoder struct {
-	b []byte
+	b     []byte
+	parts int // body structure parts written, against maxBodyParts
 }
 
 func (e *encoder) byte(v byte) { e.b = append(e.b, v) }
@@ -103,9 +108,10 @@ func (e *encoder) time(t time.Time) {
 }
 
 type decoder struct {
-	s   string // the whole record; decoded strings are substrings of it
-	i   int
-	err error
+	s     string // the whole record; decoded strings are substrings of it
+	i     int
+	err   error
+	parts int // body structure parts read, against maxBodyParts
 }
 
 func newDecoder(b []byte) *decoder { return &decoder{s: string(b)} }
@@ -332,6 +338,11 @@ func (e *encoder) bodyStructure(bs imap.BodyStructure, depth int) error {
 	if depth > maxBodyDepth {
 		return fmt.Errorf("%w: %w", message.ErrTooDeep, ErrInvalid)
 	}
+	if !isNilBodyStructure(bs) {
+		if e.parts++; e.parts > maxBodyParts {
+			return fmt.Errorf("%w: %w", message.ErrTooManyParts, ErrInvalid)
+		}
+	}
 	switch bs := bs.(type) {
 	case nil:
 		e.byte(bsNil)
@@ -404,12 +415,32 @@ func (e *encoder) bodyStructure(bs imap.BodyStructure, depth int) error {
 	return nil
 }
 
+// isNilBodyStructure reports whether bs is written as bsNil.
+func isNilBodyStructure(bs imap.BodyStructure) bool {
+	switch bs := bs.(type) {
+	case nil:
+		return true
+	case *imap.BodyStructureSinglePart:
+		return bs == nil
+	case *imap.BodyStructureMultiPart:
+		return bs == nil
+	}
+	return false
+}
+
 func (d *decoder) bodyStructure(depth int) imap.BodyStructure {
 	if depth > maxBodyDepth {
 		d.fail()
 		return nil
 	}
-	switch d.byte() {
+	kind := d.byte()
+	if kind != bsNil {
+		if d.parts++; d.parts > maxBodyParts {
+			d.fail()
+			return nil
+		}
+	}
+	switch kind {
 	case bsNil:
 		return nil
 	case bsSingle:

@@ -28,7 +28,7 @@ func FuzzParsedRecordRoundTrip(f *testing.F) {
 	f.Add(mimetest.Nested(message.MaxNesting + 1))
 	f.Add(mimetest.Nested(1000))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		if message.CheckNesting(raw) != nil {
+		if message.CheckStructure(raw) != nil {
 			// Refused at intake: never parsed, never stored.
 			return
 		}

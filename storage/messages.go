@@ -159,7 +159,7 @@ func prepare(m *NewMessage, now time.Time) (*prepared, error) {
 		// walks it: a parser reading nested parts costs time with their
 		// depth, and the record of a deeper one could not be encoded.
 		if bs == nil {
-			if err := message.CheckNesting(m.Raw); err != nil {
+			if err := message.CheckStructure(m.Raw); err != nil {
 				return nil, fmt.Errorf("%w: %w", err, ErrInvalid)
 			}
 		}
@@ -452,7 +452,7 @@ func shareBodyStructure(d *Delivery) {
 			continue
 		}
 		if shared == nil {
-			if message.CheckNesting(m.Raw) != nil {
+			if message.CheckStructure(m.Raw) != nil {
 				// prepare refuses it with the reason.
 				return
 			}

@@ -108,10 +108,10 @@ func bodyDepth(bs imap.BodyStructure) int {
 }
 
 // The intake check and the parser agree on the depth of tricky messages:
-// CheckNesting refuses exactly those whose parsed body structure is too
+// CheckStructure refuses exactly those whose parsed body structure is too
 // deep to encode. An undercount would let the parser walk a deep message
 // (time quadratic in its depth) only for the encoder to refuse it.
-func TestCheckNestingAgreesWithTheParser(t *testing.T) {
+func TestCheckStructureAgreesWithTheParser(t *testing.T) {
 	nest := func(depth int, contentType func(i int) string, delim func(i int) string) []byte {
 		var b strings.Builder
 		b.WriteString("Subject: tricky\r\n")
@@ -147,10 +147,10 @@ func TestCheckNestingAgreesWithTheParser(t *testing.T) {
 	}
 	for name, raw := range cases {
 		depth := bodyDepth(extractBodyStructure(raw))
-		tooDeep := message.CheckNesting(raw) != nil
+		tooDeep := message.CheckStructure(raw) != nil
 		t.Logf("%s: parsed depth %d, refused %v", name, depth, tooDeep)
 		if tooDeep != (depth > message.MaxNesting) {
-			t.Errorf("%s: CheckNesting refuses %v, parsed depth %d (limit %d)", name, tooDeep, depth, message.MaxNesting)
+			t.Errorf("%s: CheckStructure refuses %v, parsed depth %d (limit %d)", name, tooDeep, depth, message.MaxNesting)
 		}
 	}
 }

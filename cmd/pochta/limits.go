@@ -19,13 +19,15 @@ type sharedLimits struct {
 }
 
 func newSharedLimits(l config.Limits) sharedLimits {
+	connections := abuse.NewConnections(l.MaxConnectionsPerAddress, l.MaxConnections)
+	connections.SetLoginTimeout(l.LoginTimeout.Duration)
 	return sharedLimits{
 		logins: abuse.NewLogins(abuse.LoginOptions{
 			FailuresPerAddress: l.AuthFailuresPerAddress,
 			FailuresPerAccount: l.AuthFailuresPerAccount,
 			BlockTime:          l.AuthBlockTime.Duration,
 		}),
-		connections: abuse.NewConnections(l.MaxConnectionsPerAddress, l.MaxConnections),
+		connections: connections,
 		commandRate: abuse.Rate{PerSecond: float64(l.CommandsPerSecond)},
 	}
 }

@@ -24,8 +24,15 @@ func (c *Conn) capabilities() []string {
 			}
 		}
 	}
-	add(imap.CapIMAP4rev2, imap.CapIMAP4rev1, imap.CapSASLIR, imap.CapLiteralMinus, imap.CapID)
 	st := c.getState()
+	authed := st == imap.ConnStateAuthenticated || st == imap.ConnStateSelected
+	add(imap.CapIMAP4rev2, imap.CapIMAP4rev1, imap.CapSASLIR)
+	if !authed || !caps.Has(imap.CapLiteralPlus) {
+		// RFC 7888 4: LITERAL- or LITERAL+, never both; LITERAL+ is
+		// on offer only after login.
+		add(imap.CapLiteralMinus)
+	}
+	add(imap.CapID)
 	if c.canStartTLS() {
 		out = append(out, string(imap.CapStartTLS))
 	}
@@ -34,7 +41,7 @@ func (c *Conn) capabilities() []string {
 	} else if st == imap.ConnStateNotAuthenticated {
 		out = append(out, string(imap.CapLoginDisabled))
 	}
-	if st == imap.ConnStateAuthenticated || st == imap.ConnStateSelected {
+	if authed {
 		add(imap.CapUnselect, imap.CapEnable, imap.CapIdle, imap.CapUTF8Accept,
 			imap.CapNamespace, imap.CapUIDPlus, imap.CapESearch, imap.CapSearchRes,
 			imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,

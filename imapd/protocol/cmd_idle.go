@@ -1,7 +1,7 @@
 package protocol
 
 import (
-	"strings"
+	"fmt"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -24,7 +24,15 @@ func (c *Conn) handleIdle(cmd *command) error {
 	}()
 	c.setReadTimeout(waitReadTimeout)
 	c.setIdling(true)
-	line, rerr := c.dec.ReadLine()
+	c.dec.Begin()
+	_, rerr := c.dec.Peek()
+	isDone := false
+	if rerr == nil {
+		// The client spoke: the rest of its line has the bound of a
+		// command line, not of the wait.
+		c.setReadTimeout(cmdReadTimeout)
+		isDone, rerr = c.readDone()
+	}
 	c.setIdling(false)
 	close(stop)
 	ierr := <-done
@@ -34,8 +42,46 @@ func (c *Conn) handleIdle(cmd *command) error {
 	if ierr != nil {
 		return ierr
 	}
-	if !strings.EqualFold(line, "DONE") {
-		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Expected DONE to end IDLE"}
+	if !isDone {
+		// Answered at once, before the rest of the line arrives; that is
+		// then skipped within the bound of a command line.
+		cmd.responded = true
+		if err := c.respond(func(e *wire.Encoder) {
+			e.Status(cmd.tag, imap.StatusResponseTypeBad, "", "Expected DONE to end IDLE")
+		}); err != nil {
+			return err
+		}
+		if err := c.dec.SkipCommand(); err != nil {
+			if werr := wire.AsError(err); werr != nil {
+				c.respond(func(e *wire.Encoder) { e.Status("", imap.StatusResponseTypeBye, "", werr.Text) })
+				return fmt.Errorf("%w: %v", errByeSent, err)
+			}
+			return err
+		}
 	}
 	return nil
+}
+
+// readDone reads IDLE's DONE line (any case, RFC 2177) and reports
+// whether it was one. It stops at the first byte that cannot belong to
+// DONE, so a client trickling anything else ends its IDLE at once
+// rather than at the wait's bound; the rest of that line is then skipped
+// as a bad command's.
+func (c *Conn) readDone() (bool, error) {
+	for i := range len("DONE") {
+		b, err := c.dec.Peek()
+		if err != nil {
+			return false, err
+		}
+		if b|0x20 != "done"[i] {
+			return false, nil
+		}
+		if _, err := c.dec.Accept(b); err != nil {
+			return false, err
+		}
+	}
+	if end, err := c.dec.AtEnd(); err != nil || !end {
+		return false, err
+	}
+	return true, c.dec.End()
 }

@@ -23,7 +23,10 @@
 //   - The bytes of a refused literal never run as commands (see wire).
 //     Before login only LITERAL- applies (non-synchronising literals up
 //     to 4096 bytes); after login LITERAL+, with an APPEND over the limit
-//     read and thrown away up to AppendLimit plus wire.DefaultDiscard.
+//     read and thrown away up to AppendLimit plus wire.DefaultDiscard;
+//     CAPABILITY lists the one that applies, never both (RFC 7888 4).
+//   - IDLE ends at DONE (any case) or, at the first byte that cannot
+//     begin DONE, with a tagged BAD sent at once (RFC 2177).
 //   - A bad mailbox name (not modified UTF-7) is BAD [CLIENTBUG], never a
 //     server error; a Session error that is not an *imap.Error is NO
 //     [SERVERBUG] and logged.

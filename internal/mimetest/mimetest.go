@@ -21,3 +21,17 @@ func Nested(depth int) []byte {
 	}
 	return []byte(b.String())
 }
+
+// Wide returns a multipart message of children empty parts side by side:
+// children+1 MIME parts in all, counting the message itself. CRLF line
+// endings.
+func Wide(children int) []byte {
+	var b strings.Builder
+	b.WriteString("From: alice@example.test\r\nTo: bob@example.test\r\nSubject: wide\r\nMIME-Version: 1.0\r\n")
+	b.WriteString("Content-Type: multipart/mixed; boundary=\"w\"\r\n\r\n")
+	for range children {
+		b.WriteString("--w\r\n\r\n")
+	}
+	b.WriteString("--w--\r\n")
+	return []byte(b.String())
+}
