@@ -328,6 +328,28 @@ func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOpti
 	return data, nil
 }
 
+// firstUnseen returns the sequence number, in the session's fresh view, of
+// the first message without \Seen, or 0; it reads flags a chunk at a time.
+func (s *session) firstUnseen(mailboxID uint64) (uint32, error) {
+	refs, _, _ := s.view.visible()
+	for chunk := range slices.Chunk(refs, loadChunk) {
+		msgs, err := s.srv.store.Messages(s.ctx, s.user, mailboxID, refUIDs(chunk), storage.LoadOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("read flags for UNSEEN: %w", err)
+		}
+		seen := make(map[imap.UID]bool, len(msgs))
+		for _, m := range msgs {
+			seen[m.UID] = hasFlag(m.Flags, imap.FlagSeen)
+		}
+		for _, r := range chunk {
+			if isSeen, ok := seen[r.uid]; ok && !isSeen {
+				return r.seq, nil
+			}
+		}
+	}
+	return 0, nil
+}
+
 func (s *session) countDeleted(mailboxID uint64) (count uint32, size int64, err error) {
 	uids, err := s.srv.store.UIDs(s.ctx, s.user, mailboxID)
 	if err != nil {
@@ -429,6 +451,14 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		NumRecent:      numRecent,
 		UIDNext:        uidNext,
 		UIDValidity:    st.UIDValidity,
+	}
+	if !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) && st.Unseen > 0 {
+		// RFC 3501 6.3.1: an IMAP4rev1 client is told the first unseen
+		// message's sequence number (IMAP4rev2 dropped it).
+		if data.FirstUnseenSeqNum, err = s.firstUnseen(st.ID); err != nil {
+			s.unselect()
+			return nil, s.storageError(cmd, err)
+		}
 	}
 	if s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
 		// RFC 9051 6.3.2: an IMAP4rev2 client gets the mailbox's LIST

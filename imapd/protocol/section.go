@@ -79,7 +79,10 @@ func (e entity) field(name string) string {
 	for _, f := range headerFields(e.header) {
 		if strings.EqualFold(f.name, name) {
 			v := f.raw[bytes.IndexByte(f.raw, ':')+1:]
-			return strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ").Replace(string(v)))
+			// Unfolding removes the line break only; the whitespace
+			// after it stays (RFC 5322 2.2.3), so a folded boundary
+			// keeps its single space.
+			return strings.TrimSpace(strings.NewReplacer("\r\n", "", "\n", "").Replace(string(v)))
 		}
 	}
 	return ""
