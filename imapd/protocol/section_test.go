@@ -253,3 +253,34 @@ func TestExtractSectionFoldedBoundary(t *testing.T) {
 		}
 	}
 }
+
+// imaptest's fetch-body-message-rfc822-mime: a part of a multipart/digest
+// without Content-Type is message/rfc822 (RFC 2046 5.1.5), so it has a
+// HEADER and a TEXT.
+func TestExtractSectionDigestPart(t *testing.T) {
+	msg := "Content-Type: message/rfc822\r\n\r\n" +
+		"Subject: submsg\r\n" +
+		"Content-Type: multipart/digest; boundary=\"foo\"\r\n\r\n" +
+		"prologue\r\n\r\n" +
+		"--foo \r\n\r\n" +
+		"From: m1@example.com\r\nSubject: m1\r\n\r\nm1 body\r\n\r\n" +
+		"--foo \r\n" +
+		"X-Mime: m2 header\r\n\r\n" +
+		"From: m2@example.com\r\nSubject: m2\r\n\r\nm2 body\r\n\r\n" +
+		"--foo--\r\n"
+	tests := []struct {
+		name string
+		s    imap.FetchItemBodySection
+		want string
+	}{
+		{"1.2.MIME", imap.FetchItemBodySection{Part: []int{1, 2}, Specifier: imap.PartSpecifierMIME}, "X-Mime: m2 header\r\n\r\n"},
+		{"1.2.HEADER", imap.FetchItemBodySection{Part: []int{1, 2}, Specifier: imap.PartSpecifierHeader}, "From: m2@example.com\r\nSubject: m2\r\n\r\n"},
+		{"1.2.TEXT", imap.FetchItemBodySection{Part: []int{1, 2}, Specifier: imap.PartSpecifierText}, "m2 body\r\n"},
+		{"1.1.TEXT", imap.FetchItemBodySection{Part: []int{1, 1}, Specifier: imap.PartSpecifierText}, "m1 body\r\n"},
+	}
+	for _, tt := range tests {
+		if got := string(ExtractBodySection([]byte(msg), &tt.s)); got != tt.want {
+			t.Errorf("BODY[%s] = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
