@@ -426,6 +426,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	a, numMessages, maxUID := box.attach(s)
 	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
 	numRecent := box.claimRecent(a, options.ReadOnly)
+	s.view.reportedRecent = numRecent
 	if !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
 		// IMAP4rev2 has no \Recent (RFC 9051 appendix E); its messages
 		// are still claimed, so they are not recent for anyone else.
@@ -493,7 +494,10 @@ func (s *session) Poll(w *protocol.UpdateWriter, allowExpunge bool) (err error) 
 	if s.view == nil {
 		return nil
 	}
-	return s.view.tracker.Poll(w, allowExpunge)
+	if err := s.view.tracker.Poll(w, allowExpunge); err != nil {
+		return err
+	}
+	return s.view.writeRecentChange(w)
 }
 
 // Idle implements protocol.Session (RFC 2177): what is pending is
@@ -512,6 +516,9 @@ func (s *session) Idle(w *protocol.UpdateWriter, stop <-chan struct{}) (err erro
 	}
 	for {
 		if err := v.tracker.Poll(w, true); err != nil {
+			return err
+		}
+		if err := v.writeRecentChange(w); err != nil {
 			return err
 		}
 		select {

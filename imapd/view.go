@@ -23,6 +23,9 @@ type mailboxView struct {
 	wake     <-chan struct{} // see attachment.wake
 	readOnly bool
 	att      *attachment // for \Recent (recent.go)
+	// reportedRecent is the RECENT count the client was last told.
+	reportedRecent uint32
+	recentSeen     recentState
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// ascending UIDs (RFC 5182).
 	searchRes []imap.UID
