@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 // RFC 3501 7.3.2 (imaptest copy): a message that arrives while a session
@@ -39,5 +41,20 @@ func TestNewKeywordIsInFlagsBeforeFetchShowsIt(t *testing.T) {
 	fetch := slices.IndexFunc(got, func(l string) bool { return strings.HasPrefix(l, "* 1 FETCH") && strings.Contains(l, "$kw1") })
 	if flags < 0 || fetch < 0 || flags > fetch {
 		t.Errorf("STORE +FLAGS ($kw1) = %q, want * FLAGS with $kw1 before the FETCH", got)
+	}
+}
+
+// RFC 3501 6.3.1 (imaptest select): SELECT and EXAMINE tell an IMAP4rev1
+// client the sequence number of the first message without \Seen.
+func TestSelectNamesFirstUnseen(t *testing.T) {
+	e := newTestEnv(t)
+	e.appendMsg(alice, "INBOX", testMessage("a@example.org", alice, "one", "body"), imap.FlagSeen)
+	e.appendMsg(alice, "INBOX", testMessage("a@example.org", alice, "two", "body"))
+	r := e.raw()
+	r.ok(fmt.Sprintf("l LOGIN %s %q", alice, password))
+	for _, cmd := range []string{"e EXAMINE INBOX", "s SELECT INBOX"} {
+		if got := rawLines(r, cmd); !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, "* OK [UNSEEN 2]") }) {
+			t.Errorf("%s = %q, want * OK [UNSEEN 2]", cmd, got)
+		}
 	}
 }
