@@ -77,6 +77,12 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 			}
 		}
 		v.box.learnKeywords(msgs)
+		// A keyword new to the mailbox is announced in FLAGS before a
+		// FETCH shows it (RFC 3501 7.2.6); the updates queued before the
+		// first expunge can go out now without renumbering anything.
+		if err := v.tracker.Poll(w.Updates(), false); err != nil {
+			return err
+		}
 		v.addRecentFlags(msgs)
 		for _, ref := range chunk {
 			m := byUID[ref.uid]

@@ -88,10 +88,12 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 				}
 				continue
 			}
-			if !options.SelectRecursiveMatch || !subscribedBelow[name] {
+			if !options.SelectRecursiveMatch || !subscribedBelow[name] || !subscribedUnlistedBelow(name, ref, patterns, mailboxes) {
 				continue
 			}
-			// RFC 5258 3.5: listed for its subscribed children only.
+			// RFC 5258 3.5: listed for its subscribed children only,
+			// and only for those not listed themselves: a CHILDINFO
+			// naming children already in the response is redundant.
 			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
 		}
 		if options.SelectSpecialUse && (mb == nil || mb.SpecialUse == "") {
@@ -119,6 +121,18 @@ func subscribedMatchBelow(name, ref string, patterns []string, mailboxes []stora
 	prefix := name + string(hierarchyDelim)
 	for _, mb := range mailboxes {
 		if mb.Subscribed && strings.HasPrefix(mb.Name, prefix) && matchAny(mb.Name, ref, patterns) {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribedUnlistedBelow reports whether a subscribed mailbox under name
+// does not match the patterns (so only its parent's CHILDINFO tells of it).
+func subscribedUnlistedBelow(name, ref string, patterns []string, mailboxes []storage.Mailbox) bool {
+	prefix := name + string(hierarchyDelim)
+	for _, mb := range mailboxes {
+		if mb.Subscribed && strings.HasPrefix(mb.Name, prefix) && !matchAny(mb.Name, ref, patterns) {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -124,4 +125,49 @@ func (r *registry) loadedBox(key boxKey) *sharedMailbox {
 		return nil
 	}
 	return box
+}
+
+// writeRecentChange tells an IMAP4rev1 client "* n RECENT" when the
+// number of recent messages it can see has changed since it was last told
+// (RFC 3501 7.3.2: RECENT goes with the EXISTS of new messages). Only
+// messages the client has been told exist are counted.
+func (v *mailboxView) writeRecentChange(w *protocol.UpdateWriter) error {
+	if v.att == nil {
+		return nil
+	}
+	v.box.mu.Lock()
+	_, lastUID := v.lastVisibleLocked()
+	// Nothing arrived, was expunged or became visible: the count stands
+	// (checked first, as this runs after every command).
+	state := recentState{recent: len(v.att.recent), uids: len(v.box.uids), lastUID: lastUID}
+	if state == v.recentSeen {
+		v.box.mu.Unlock()
+		return nil
+	}
+	v.recentSeen = state
+	var n uint32
+	for _, uid := range v.att.recent {
+		if uid > lastUID {
+			break
+		}
+		if _, ok := slices.BinarySearch(v.box.uids, uid); ok {
+			n++
+		}
+	}
+	v.box.mu.Unlock()
+	if n == v.reportedRecent {
+		return nil
+	}
+	grew := n > v.reportedRecent
+	v.reportedRecent = n
+	if !grew {
+		return nil // an expunge lowers it; the client counts that itself
+	}
+	return w.WriteNumRecent(n)
+}
+
+// recentState is what writeRecentChange last counted from.
+type recentState struct {
+	recent, uids int
+	lastUID      imap.UID
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/protocol"
 
 	"github.com/pochta/pochta/storage"
@@ -641,8 +642,17 @@ func (t *msgText) parseHeader() {
 // case-insensitive substring of the decoded field; an empty value matches
 // any message that has the field (RFC 3501 6.4.4). A header that cannot
 // be parsed matches nothing.
+//
+// An address field (From, Sender, Reply-To, To, Cc, Bcc) also matches
+// when value is part of one of its parsed addresses, as the ENVELOPE
+// shows them: the display name (or the old "(Full Name)" comment),
+// mailbox@host with comments and quoting gone, or a group's name. RFC
+// 3501 6.4.4 says FROM matches "the envelope structure's FROM field";
+// the header's own text is matched too, so that a search for what a
+// client displays of a raw field (`"smith, carol"`) still finds it.
 func (t *msgText) matchHeader(key string, value needle) bool {
-	if !t.blockMayContain(value) {
+	address := isAddressField(key)
+	if !t.blockMayContain(value) && !(address && t.blockHasAddressSyntax()) {
 		return false
 	}
 	t.parseHeader()
@@ -651,6 +661,42 @@ func (t *msgText) matchHeader(key string, value needle) bool {
 	}
 	for f := t.header.FieldsByKey(key); f.Next(); {
 		if value.s == "" || strings.Contains(strings.ToLower(decodeHeaderValue(f.Value())), value.s) {
+			return true
+		}
+		if address && addressesContain(f.Value(), value.s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isAddressField(key string) bool {
+	switch strings.ToLower(key) {
+	case "from", "sender", "reply-to", "to", "cc", "bcc":
+		return true
+	}
+	return false
+}
+
+// blockHasAddressSyntax reports whether the raw header has a comment, a
+// quoted string or a quoted pair: then a parsed address may contain text
+// that the raw header does not (blockMayContain cannot rule it out).
+func (t *msgText) blockHasAddressSyntax() bool {
+	t.scanBlock()
+	return bytes.ContainsAny(t.block, "(\"\\")
+}
+
+// addressesContain reports whether the lower-cased s is part of an
+// address of the list v as parsed for the ENVELOPE.
+func addressesContain(v, s string) bool {
+	for _, a := range envelope.Addresses(v) {
+		if a.Host == "" && a.Mailbox == "" {
+			continue // a group's end
+		}
+		if strings.Contains(strings.ToLower(a.Name), s) || strings.Contains(strings.ToLower(a.Mailbox), s) {
+			return true
+		}
+		if a.Host != "" && strings.Contains(strings.ToLower(a.Mailbox+"@"+a.Host), s) {
 			return true
 		}
 	}

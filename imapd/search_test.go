@@ -260,6 +260,36 @@ func TestSearchSubjectAndAddressesMatchDecodedText(t *testing.T) {
 	}
 }
 
+// TestSearchAddressesMatchParsedAddresses is imaptest's search-addresses:
+// FROM, TO and CC match the addresses as parsed for the ENVELOPE (RFC 3501
+// 6.4.4), so comments inside an address, the old "(Full Name)" form and
+// group names are found as a reader sees them.
+func TestSearchAddressesMatchParsedAddresses(t *testing.T) {
+	e := newTestEnv(t)
+	comments := e.appendMsg(alice, "INBOX", []byte("From: <user-from (comment)@ (comment) domain.org>\r\nTo: x@example.org\r\nSubject: c\r\n\r\nbody\r\n"))
+	oldName := e.appendMsg(alice, "INBOX", []byte("From: user-from@domain.org (RealFrom)\r\nTo: x@example.org\r\nSubject: n\r\n\r\nbody\r\n"))
+	group := e.appendMsg(alice, "INBOX", []byte("From: a@example.org\r\nTo: groupname: groupuser1@domain.org, groupuser2@domain.org;\r\nSubject: g\r\n\r\nbody\r\n"))
+	c := e.loginSelect(alice, "INBOX", nil)
+	for _, tc := range []struct {
+		key, value string
+		want       []imap.UID
+	}{
+		{"From", "user-from@domain.org", []imap.UID{comments, oldName}},
+		{"From", "realfrom", []imap.UID{oldName}},
+		{"To", "groupname", []imap.UID{group}},
+		{"To", "groupuser2@domain.org", []imap.UID{group}},
+		{"From", "comment", []imap.UID{comments}}, // the header's own text still matches
+	} {
+		data, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: tc.key, Value: tc.value}}}, nil).Wait()
+		if err != nil {
+			t.Fatalf("%s %q: %v", tc.key, tc.value, err)
+		}
+		if got := data.AllUIDs(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %q: UIDs %v, want %v", strings.ToUpper(tc.key), tc.value, got, tc.want)
+		}
+	}
+}
+
 // FuzzSearchMatchersAgreeWithFullParse feeds arbitrary messages and
 // needles to the header, BODY and TEXT matchers and compares them with
 // fullParseMatch.
@@ -336,6 +366,11 @@ func fullParseMatch(raw []byte, flags []imap.Flag, c *imap.SearchCriteria) bool 
 		if headerErr == nil {
 			for f := h.FieldsByKey(hc.Key); f.Next(); {
 				if value == "" || strings.Contains(strings.ToLower(decodeHeaderValue(f.Value())), value) {
+					found = true
+				}
+				// RFC 3501 6.4.4 (issue 12): an address field also
+				// matches its parsed addresses, as ENVELOPE has them.
+				if isAddressField(hc.Key) && addressesContain(f.Value(), value) {
 					found = true
 				}
 			}

@@ -331,6 +331,28 @@ func (s *session) statusData(st *storage.MailboxStatus, options *imap.StatusOpti
 	return data, nil
 }
 
+// firstUnseen returns the sequence number, in the session's fresh view, of
+// the first message without \Seen, or 0; it reads flags a chunk at a time.
+func (s *session) firstUnseen(mailboxID uint64) (uint32, error) {
+	refs, _, _ := s.view.visible()
+	for chunk := range slices.Chunk(refs, loadChunk) {
+		msgs, err := s.srv.store.Messages(s.ctx, s.user, mailboxID, refUIDs(chunk), storage.LoadOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("read flags for UNSEEN: %w", err)
+		}
+		seen := make(map[imap.UID]bool, len(msgs))
+		for _, m := range msgs {
+			seen[m.UID] = hasFlag(m.Flags, imap.FlagSeen)
+		}
+		for _, r := range chunk {
+			if isSeen, ok := seen[r.uid]; ok && !isSeen {
+				return r.seq, nil
+			}
+		}
+	}
+	return 0, nil
+}
+
 func (s *session) countDeleted(mailboxID uint64) (count uint32, size int64, err error) {
 	uids, err := s.srv.store.UIDs(s.ctx, s.user, mailboxID)
 	if err != nil {
@@ -411,6 +433,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 	a, numMessages, maxUID := box.attach(s)
 	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
 	numRecent := box.claimRecent(a, options.ReadOnly)
+	s.view.reportedRecent = numRecent
 	if !s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
 		// IMAP4rev2 has no \Recent (RFC 9051 appendix E); its messages
 		// are still claimed, so they are not recent for anyone else.
@@ -439,6 +462,17 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		HighestModSeq:  st.HighestModSeq,
 	}
 	s.view.uidValidity = st.UIDValidity
+	if caps := s.conn.EnabledCaps(); !caps.Has(imap.CapIMAP4rev2) && !caps.Has(imap.CapQResync) && st.Unseen > 0 {
+		// RFC 3501 6.3.1: an IMAP4rev1 client is told the first unseen
+		// message's sequence number (IMAP4rev2 dropped it). Finding it
+		// reads flags from the start of the mailbox, so a QRESYNC client,
+		// whose resync must touch only the changes (and which learns the
+		// flags from them), is not told.
+		if data.FirstUnseenSeqNum, err = s.firstUnseen(st.ID); err != nil {
+			s.unselect()
+			return nil, s.storageError(cmd, err)
+		}
+	}
 	if s.conn.EnabledCaps().Has(imap.CapIMAP4rev2) {
 		// RFC 9051 6.3.2: an IMAP4rev2 client gets the mailbox's LIST
 		// response too; IMAP4rev1 clients are spared the surprise.
@@ -472,7 +506,10 @@ func (s *session) Poll(w *protocol.UpdateWriter, allowExpunge bool) (err error) 
 	if s.view == nil {
 		return nil
 	}
-	return s.view.tracker.Poll(w, allowExpunge)
+	if err := s.view.tracker.Poll(w, allowExpunge); err != nil {
+		return err
+	}
+	return s.view.writeRecentChange(w)
 }
 
 // Idle implements protocol.Session (RFC 2177): what is pending is
@@ -491,6 +528,9 @@ func (s *session) Idle(w *protocol.UpdateWriter, stop <-chan struct{}) (err erro
 	}
 	for {
 		if err := v.tracker.Poll(w, true); err != nil {
+			return err
+		}
+		if err := v.writeRecentChange(w); err != nil {
 			return err
 		}
 		select {

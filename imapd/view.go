@@ -25,6 +25,9 @@ type mailboxView struct {
 	// uidValidity of the mailbox as selected (QRESYNC checks it).
 	uidValidity uint32
 	att         *attachment // for \Recent (recent.go)
+	// reportedRecent is the RECENT count the client was last told.
+	reportedRecent uint32
+	recentSeen     recentState
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// ascending UIDs (RFC 5182).
 	searchRes []imap.UID

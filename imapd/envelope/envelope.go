@@ -80,6 +80,12 @@ func Addresses(v string) []imap.Address {
 func parseOne(text string) (imap.Address, bool) {
 	bare, comment := stripComments(text)
 	a, err := mail.ParseAddress(strings.TrimSpace(bare))
+	if err != nil && comment != "" {
+		// RFC 5322 3.4.1 allows comments and folding whitespace around
+		// the "@" of an addr-spec ("<user (c)@ (c) host>"); with the
+		// comments gone, the whitespace left there is dropped too.
+		a, err = mail.ParseAddress(strings.TrimSpace(joinAt(bare)))
+	}
 	if err != nil {
 		return imap.Address{}, false
 	}
@@ -89,6 +95,37 @@ func parseOne(text string) (imap.Address, bool) {
 	}
 	return addr, true
 }
+
+// joinAt removes the whitespace on either side of each "@" outside quoted
+// strings.
+func joinAt(v string) string {
+	b := make([]byte, 0, len(v))
+	inQuote, escape := false, false
+	for i := 0; i < len(v); i++ {
+		ch := v[i]
+		switch {
+		case escape:
+			escape = false
+		case inQuote && ch == '\\':
+			escape = true
+		case ch == '"':
+			inQuote = !inQuote
+		case !inQuote && ch == '@':
+			for len(b) > 0 && isFWS(b[len(b)-1]) {
+				b = b[:len(b)-1]
+			}
+			b = append(b, '@')
+			for i+1 < len(v) && isFWS(v[i+1]) {
+				i++
+			}
+			continue
+		}
+		b = append(b, ch)
+	}
+	return string(b)
+}
+
+func isFWS(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // stripComments removes the comments outside quoted strings and returns
 // the text of the last one.

@@ -89,3 +89,13 @@ func TestLongListIsLinear(t *testing.T) {
 		t.Errorf("got %d addresses, want %d", got, 20000*5)
 	}
 }
+
+// RFC 5322 3.4.1 allows comments and whitespace around the "@" of an
+// addr-spec (imaptest search-addresses).
+func TestCommentsAroundAt(t *testing.T) {
+	got := Addresses("<user-from (comment)@ (comment) domain.org>")
+	want := []imap.Address{{Name: "comment", Mailbox: "user-from", Host: "domain.org"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Addresses = %+v, want %+v", got, want)
+	}
+}

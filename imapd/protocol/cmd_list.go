@@ -53,13 +53,17 @@ func (c *Conn) handleList(cmd *command) error {
 		return err
 	}
 	var patterns []string
+	unmatchable := 0 // patterns that are not valid modified UTF-7
 	pattern := func() error {
 		p, err := d.ListMailbox()
 		if err != nil {
 			return err
 		}
 		if p, err = c.decodePattern(p); err != nil {
-			return err
+			// No mailbox name is invalid modified UTF-7, so such a
+			// pattern matches nothing (imaptest atoms: LIST is OK).
+			unmatchable++
+			return nil
 		}
 		if p != "" {
 			patterns = append(patterns, p)
@@ -72,7 +76,7 @@ func (c *Conn) handleList(cmd *command) error {
 		if err := d.List(pattern); err != nil {
 			return err
 		}
-		if len(patterns) == 0 {
+		if len(patterns) == 0 && unmatchable == 0 {
 			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "LIST needs at least one pattern in the list"}
 		}
 	} else if err := pattern(); err != nil {
@@ -106,6 +110,9 @@ func (c *Conn) handleList(cmd *command) error {
 	}
 	if lsub {
 		options.SelectSubscribed = true
+	}
+	if len(patterns) == 0 && unmatchable > 0 {
+		return nil
 	}
 	return c.session.List(&ListWriter{conn: c, options: options, lsub: lsub}, ref, patterns, options)
 }

@@ -79,7 +79,10 @@ func (e entity) field(name string) string {
 	for _, f := range headerFields(e.header) {
 		if strings.EqualFold(f.name, name) {
 			v := f.raw[bytes.IndexByte(f.raw, ':')+1:]
-			return strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ").Replace(string(v)))
+			// Unfolding removes the line break only; the whitespace
+			// after it stays (RFC 5322 2.2.3), so a folded boundary
+			// keeps its single space.
+			return strings.TrimSpace(strings.NewReplacer("\r\n", "", "\n", "").Replace(string(v)))
 		}
 	}
 	return ""
@@ -153,14 +156,14 @@ func parts(body []byte, boundary string) [][]byte {
 }
 
 // findPart walks a part path from the message; ok is false for a part
-// that does not exist.
-func findPart(raw []byte, path []int) (e entity, ok bool) {
+// that does not exist. inDigest reports that e is a part of a
+// multipart/digest, whose default type is message/rfc822 (RFC 2046 5.1.5).
+func findPart(raw []byte, path []int) (e entity, inDigest, ok bool) {
 	if len(path) > maxPartDepth {
-		return entity{}, false
+		return entity{}, false, false
 	}
 	e = splitEntity(raw)
 	isMessage := true // e is a whole message: its parts are numbered
-	inDigest := false // e is a part of a multipart/digest
 	for _, n := range path {
 		if !isMessage {
 			if t, _ := e.mediaType(inDigest); isMessageType(t) {
@@ -171,7 +174,7 @@ func findPart(raw []byte, path []int) (e entity, ok bool) {
 		if strings.HasPrefix(t, "multipart/") {
 			ps := parts(e.body, params["boundary"])
 			if n < 1 || n > len(ps) {
-				return entity{}, false
+				return entity{}, false, false
 			}
 			e, isMessage, inDigest = splitEntity(ps[n-1]), false, t == "multipart/digest"
 			continue
@@ -179,11 +182,11 @@ func findPart(raw []byte, path []int) (e entity, ok bool) {
 		// Part 1 of a single-part message is its body; a single part has
 		// no parts of its own.
 		if n != 1 || !isMessage {
-			return entity{}, false
+			return entity{}, false, false
 		}
-		isMessage = false
+		isMessage, inDigest = false, false
 	}
-	return e, true
+	return e, inDigest, true
 }
 
 func isMessageType(t string) bool { return t == "message/rfc822" || t == "message/global" }
@@ -195,7 +198,7 @@ func ExtractBodySection(raw []byte, s *imap.FetchItemBodySection) []byte {
 	if len(s.Part) == 0 {
 		out = bodySpecifier(splitEntity(raw), raw, s)
 	} else {
-		e, ok := findPart(raw, s.Part)
+		e, inDigest, ok := findPart(raw, s.Part)
 		if !ok {
 			return nil
 		}
@@ -207,7 +210,7 @@ func ExtractBodySection(raw []byte, s *imap.FetchItemBodySection) []byte {
 		default:
 			// HEADER and TEXT of a part are those of the message it
 			// encloses (message/rfc822).
-			if t, _ := e.mediaType(false); !isMessageType(t) {
+			if t, _ := e.mediaType(inDigest); !isMessageType(t) {
 				return nil
 			}
 			inner := splitEntity(e.body)
@@ -276,7 +279,7 @@ func decodedPart(raw []byte, part []int) ([]byte, bool) {
 	if len(part) == 0 {
 		return raw, true
 	}
-	e, ok := findPart(raw, part)
+	e, _, ok := findPart(raw, part)
 	if !ok {
 		return nil, false
 	}

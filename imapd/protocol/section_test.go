@@ -207,3 +207,80 @@ func (r *recordingUpdates) WriteMessageFlags(seq uint32, uid imap.UID, flags []i
 	r.lines = append(r.lines, fmt.Sprintf("FETCH %d UID %d %v", seq, uid, flags))
 	return nil
 }
+
+// imaptest's fetch-body-mime message: a boundary parameter folded across
+// two lines. Unfolding removes only the CRLF (RFC 5322 2.2.3), so the
+// boundary is "foo bar" with one space; parts of an attached message are
+// numbered inside it.
+func TestExtractSectionFoldedBoundary(t *testing.T) {
+	msg := "From: user@domain.org\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"foo\r\n bar\"\r\n" +
+		"\r\n" +
+		"Root MIME prologue\r\n\r\n" +
+		"--foo bar\r\n" +
+		"Content-Type: text/x-myown; charset=us-ascii\r\n\r\n" +
+		"hello\r\n\r\n" +
+		"--foo bar\r\n" +
+		"Content-Type: message/rfc822\r\n\r\n" +
+		"From: sub@domain.org\r\n" +
+		"Subject: submsg\r\n" +
+		"Content-Type: multipart/alternative; boundary=\"sub1\"\r\n\r\n" +
+		"Sub MIME prologue\r\n" +
+		"--sub1\r\n" +
+		"Content-Type: text/html\r\n\r\n" +
+		"<p>Hello world</p>\r\n\r\n" +
+		"--sub1\r\n" +
+		"Content-Type: text/plain\r\n\r\n" +
+		"Hello another world\r\n\r\n" +
+		"--sub1--\r\n" +
+		"Sub MIME epilogue\r\n\r\n" +
+		"--foo bar--\r\n" +
+		"Root MIME epilogue\r\n"
+	tests := []struct {
+		name string
+		s    imap.FetchItemBodySection
+		want string
+	}{
+		{"1", imap.FetchItemBodySection{Part: []int{1}}, "hello\r\n"},
+		{"2.MIME", imap.FetchItemBodySection{Part: []int{2}, Specifier: imap.PartSpecifierMIME}, "Content-Type: message/rfc822\r\n\r\n"},
+		{"2.1", imap.FetchItemBodySection{Part: []int{2, 1}}, "<p>Hello world</p>\r\n"},
+		{"2.2", imap.FetchItemBodySection{Part: []int{2, 2}}, "Hello another world\r\n"},
+		{"2.2.MIME", imap.FetchItemBodySection{Part: []int{2, 2}, Specifier: imap.PartSpecifierMIME}, "Content-Type: text/plain\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		if got := string(ExtractBodySection([]byte(msg), &tt.s)); got != tt.want {
+			t.Errorf("BODY[%s] = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// imaptest's fetch-body-message-rfc822-mime: a part of a multipart/digest
+// without Content-Type is message/rfc822 (RFC 2046 5.1.5), so it has a
+// HEADER and a TEXT.
+func TestExtractSectionDigestPart(t *testing.T) {
+	msg := "Content-Type: message/rfc822\r\n\r\n" +
+		"Subject: submsg\r\n" +
+		"Content-Type: multipart/digest; boundary=\"foo\"\r\n\r\n" +
+		"prologue\r\n\r\n" +
+		"--foo \r\n\r\n" +
+		"From: m1@example.com\r\nSubject: m1\r\n\r\nm1 body\r\n\r\n" +
+		"--foo \r\n" +
+		"X-Mime: m2 header\r\n\r\n" +
+		"From: m2@example.com\r\nSubject: m2\r\n\r\nm2 body\r\n\r\n" +
+		"--foo--\r\n"
+	tests := []struct {
+		name string
+		s    imap.FetchItemBodySection
+		want string
+	}{
+		{"1.2.MIME", imap.FetchItemBodySection{Part: []int{1, 2}, Specifier: imap.PartSpecifierMIME}, "X-Mime: m2 header\r\n\r\n"},
+		{"1.2.HEADER", imap.FetchItemBodySection{Part: []int{1, 2}, Specifier: imap.PartSpecifierHeader}, "From: m2@example.com\r\nSubject: m2\r\n\r\n"},
+		{"1.2.TEXT", imap.FetchItemBodySection{Part: []int{1, 2}, Specifier: imap.PartSpecifierText}, "m2 body\r\n"},
+		{"1.1.TEXT", imap.FetchItemBodySection{Part: []int{1, 1}, Specifier: imap.PartSpecifierText}, "m1 body\r\n"},
+	}
+	for _, tt := range tests {
+		if got := string(ExtractBodySection([]byte(msg), &tt.s)); got != tt.want {
+			t.Errorf("BODY[%s] = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -606,8 +606,10 @@ func (c *Conn) refuse(tag string, typ imap.StatusResponseType, code, text string
 }
 
 // mailbox reads a mailbox name: INBOX in any case is INBOX, and anything
-// else must be valid modified UTF-7 unless UTF-8 was enabled; a bad name
-// is the client's error (BAD), not the server's.
+// else must be valid modified UTF-7 unless UTF-8 was enabled. A name that
+// is not is a well-formed astring (the grammar's "mailbox") that names no
+// mailbox and can never be created: NO [CANNOT], as Dovecot answers, not
+// BAD (the command's syntax is right) nor SERVERBUG.
 func (c *Conn) mailbox() (string, error) {
 	name, err := c.dec.AString()
 	if err != nil {
@@ -626,7 +628,7 @@ func (c *Conn) decodeMailbox(name string) (string, error) {
 	}
 	decoded, err := wire.DecodeMailbox(name)
 	if err != nil {
-		return "", &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug,
+		return "", &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot,
 			Text: fmt.Sprintf("Mailbox name %q is not valid modified UTF-7 (RFC 3501 5.1.3)", clip(name))}
 	}
 	return decoded, nil

@@ -285,6 +285,13 @@ type FetchWriter struct {
 	modified       imap.NumSet
 }
 
+// Updates returns a writer of the mailbox's unsolicited updates on the
+// same connection, for those that must precede a FETCH response (a FLAGS
+// naming a new keyword). Expunges are not allowed on it.
+func (w *FetchWriter) Updates() *UpdateWriter {
+	return &UpdateWriter{conn: w.conn}
+}
+
 // CreateMessage starts "* seq FETCH (". The response lock is held until
 // the returned writer is closed, which must happen on every path.
 func (w *FetchWriter) CreateMessage(seq uint32) *FetchResponseWriter {
