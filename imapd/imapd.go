@@ -200,27 +200,28 @@ type Server struct {
 // listed.
 func caps() imap.CapSet {
 	return imap.CapSet{
-		imap.CapIMAP4rev1:    {},
-		imap.CapIMAP4rev2:    {},
-		imap.CapLiteralPlus:  {}, // RFC 7888
-		imap.CapNamespace:    {}, // RFC 2342
-		imap.CapUIDPlus:      {}, // RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
-		imap.CapMove:         {}, // RFC 6851
-		imap.CapESearch:      {}, // RFC 4731
-		imap.CapSearchRes:    {}, // RFC 5182: SEARCH RETURN (SAVE) and "$"
-		imap.CapListExtended: {}, // RFC 5258
-		imap.CapListStatus:   {}, // RFC 5819
-		imap.CapSpecialUse:   {}, // RFC 6154
-		imap.CapChildren:     {}, // RFC 3348
-		imap.CapStatusSize:   {}, // RFC 8438
-		imap.CapBinary:       {}, // RFC 3516
-		imap.CapSASLIR:       {}, // RFC 4959
-		imap.CapUnselect:     {}, // RFC 3691
-		imap.CapEnable:       {}, // RFC 5161
-		imap.CapIdle:         {}, // RFC 2177
-		imap.CapLiteralMinus: {}, // RFC 7888 (before login)
-		imap.CapUTF8Accept:   {}, // RFC 6855
-		imap.CapID:           {}, // RFC 2971, also before login
+		imap.CapIMAP4rev1:           {},
+		imap.CapIMAP4rev2:           {},
+		imap.CapLiteralPlus:         {}, // RFC 7888
+		imap.CapNamespace:           {}, // RFC 2342
+		imap.CapUIDPlus:             {}, // RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
+		imap.CapMove:                {}, // RFC 6851
+		imap.CapESearch:             {}, // RFC 4731
+		imap.CapSearchRes:           {}, // RFC 5182: SEARCH RETURN (SAVE) and "$"
+		imap.CapListExtended:        {}, // RFC 5258
+		imap.CapListStatus:          {}, // RFC 5819
+		imap.CapSpecialUse:          {}, // RFC 6154
+		imap.CapChildren:            {}, // RFC 3348
+		imap.CapStatusSize:          {}, // RFC 8438
+		imap.CapBinary:              {}, // RFC 3516
+		imap.CapSASLIR:              {}, // RFC 4959
+		imap.CapUnselect:            {}, // RFC 3691
+		imap.CapEnable:              {}, // RFC 5161
+		imap.CapIdle:                {}, // RFC 2177
+		imap.CapLiteralMinus:        {}, // RFC 7888 (before login)
+		imap.CapUTF8Accept:          {}, // RFC 6855
+		imap.CapID:                  {}, // RFC 2971, also before login
+		protocol.CapCompressDeflate: {}, // RFC 4978
 	}
 }
 

@@ -40,6 +40,9 @@ func (c *Conn) capabilities() []string {
 			imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,
 			imap.CapBinary, imap.CapChildren, imap.CapSpecialUse, imap.CapLiteralPlus)
 		out = append(out, fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit()))
+		if !c.isCompressed() {
+			add(CapCompressDeflate)
+		}
 	}
 	return out
 }

@@ -110,6 +110,8 @@ type Conn struct {
 	session   Session
 	badInARow int // BAD answers in a row (maxBadCommands)
 
+	compressed bool // COMPRESS DEFLATE is active; guarded by mu
+
 	// A BYE asked for while a command is served waits for its tagged
 	// response (see Bye); guarded by mu.
 	inCommand bool
@@ -196,6 +198,12 @@ func (c *Conn) setIdling(on bool) {
 func (c *Conn) setStreams(nc net.Conn) {
 	var r io.Reader = nc
 	var w io.Writer = nc
+	c.mu.Lock()
+	compressed := c.compressed
+	c.mu.Unlock()
+	if compressed {
+		r, w = compressStreams(r, w)
+	}
 	if c.debug != nil {
 		r = io.TeeReader(nc, c.debug)
 		w = io.MultiWriter(nc, c.debug)
@@ -400,6 +408,7 @@ func init() {
 		"LSUB":        {serve: (*Conn).handleList, states: authed},
 		"IDLE":        {serve: (*Conn).handleIdle, states: authed},
 		"APPEND":      {serve: (*Conn).handleAppend, states: authed},
+		"COMPRESS":    {serve: (*Conn).handleCompress, states: authed},
 
 		"CLOSE":       {serve: (*Conn).handleUnselect, states: selected},
 		"UNSELECT":    {serve: (*Conn).handleUnselect, states: selected},
@@ -481,6 +490,8 @@ func (c *Conn) advertised(name string) bool {
 		return caps.Has(imap.CapNamespace) || caps.Has(imap.CapIMAP4rev2)
 	case "STARTTLS":
 		return c.srv.opts.TLSConfig != nil
+	case "COMPRESS":
+		return caps.Has(CapCompressDeflate)
 	}
 	return true
 }
