@@ -222,6 +222,7 @@ func caps() imap.CapSet {
 		imap.CapUTF8Accept:          {}, // RFC 6855
 		imap.CapID:                  {}, // RFC 2971, also before login
 		protocol.CapCompressDeflate: {}, // RFC 4978
+		imap.CapMultiAppend:         {}, // RFC 3502, all or nothing
 	}
 }
 

@@ -115,6 +115,8 @@ func (s *session) storageError(cmd string, err error) error {
 		return imapNo(imap.ResponseCodeCannot, "Invalid mailbox name or value")
 	case errors.Is(err, storage.ErrClosed), errors.Is(err, context.Canceled):
 		return imapNo(imap.ResponseCodeUnavailable, "The server is shutting down")
+	case errors.Is(err, storage.ErrOverQuota):
+		return imapNo(imap.ResponseCodeOverQuota, "Over quota: this would pass the storage limit of your account; nothing was stored")
 	}
 	s.log.Error("storage error", "command", cmd, "user", s.user, "err", err)
 	return imapNo(imap.ResponseCodeServerBug, "Internal server error; the problem has been logged")
