@@ -223,6 +223,8 @@ func caps() imap.CapSet {
 		imap.CapID:                  {}, // RFC 2971, also before login
 		protocol.CapCompressDeflate: {}, // RFC 4978
 		imap.CapMultiAppend:         {}, // RFC 3502, all or nothing
+		imap.CapQuota:               {}, // RFC 9208, STORAGE only
+		protocol.CapQuotaResStorage: {},
 	}
 }
 

@@ -40,7 +40,7 @@ func (c *Conn) capabilities() []string {
 			imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,
 			imap.CapBinary, imap.CapChildren, imap.CapSpecialUse, imap.CapLiteralPlus)
 		out = append(out, fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit()))
-		add(imap.CapMultiAppend)
+		add(imap.CapMultiAppend, imap.CapQuota, CapQuotaResStorage)
 		if !c.isCompressed() {
 			add(CapCompressDeflate)
 		}

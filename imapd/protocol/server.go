@@ -410,6 +410,10 @@ func init() {
 		"APPEND":      {serve: (*Conn).handleAppend, states: authed},
 		"COMPRESS":    {serve: (*Conn).handleCompress, states: authed},
 
+		"GETQUOTA":     {serve: (*Conn).handleGetQuota, states: authed},
+		"GETQUOTAROOT": {serve: (*Conn).handleGetQuotaRoot, states: authed},
+		"SETQUOTA":     {serve: (*Conn).handleSetQuota, states: authed},
+
 		"CLOSE":       {serve: (*Conn).handleUnselect, states: selected},
 		"UNSELECT":    {serve: (*Conn).handleUnselect, states: selected},
 		"EXPUNGE":     {serve: (*Conn).handleExpunge, states: selected},
@@ -492,6 +496,8 @@ func (c *Conn) advertised(name string) bool {
 		return c.srv.opts.TLSConfig != nil
 	case "COMPRESS":
 		return caps.Has(CapCompressDeflate)
+	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA":
+		return caps.Has(imap.CapQuota)
 	}
 	return true
 }
