@@ -205,8 +205,9 @@ func (c *Conn) setStreams(nc net.Conn) {
 		r, w = compressStreams(r, w)
 	}
 	if c.debug != nil {
-		r = io.TeeReader(nc, c.debug)
-		w = io.MultiWriter(nc, c.debug)
+		// Above the compression: the trace is of the protocol text.
+		r = io.TeeReader(r, c.debug)
+		w = io.MultiWriter(w, c.debug)
 	}
 	c.br = bufio.NewReader(r)
 	c.bw = bufio.NewWriter(w)
