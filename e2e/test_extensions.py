@@ -1,9 +1,10 @@
-"""extensions: MULTIAPPEND (RFC 3502), QUOTA (RFC 9208) and COMPRESS=DEFLATE
-(RFC 4978) as clients use them. COMPRESS is spoken over implicit TLS on a raw
-socket with Python's zlib (raw DEFLATE, wbits=-15); MULTIAPPEND on the same
-compressed connection, since imaplib has neither; QUOTA with imaplib's
-getquotaroot; a full mailbox at delivery with smtplib (452 4.2.2 for that
-recipient only)."""
+"""extensions: MULTIAPPEND (RFC 3502) and QUOTA (RFC 9208) as clients use
+them. MULTIAPPEND is spoken over implicit TLS on a raw socket (imaplib has
+none); QUOTA with imaplib's getquotaroot; a full mailbox at delivery with
+smtplib (452 4.2.2 for that recipient only). COMPRESS=DEFLATE (RFC 4978) is
+implemented but not advertised by the daemon: Go's inflater yields only at a
+sync flush, and mbsync flushes with Z_PARTIAL_FLUSH (see README); the raw
+client here can still speak it (Python's zlib, wbits=-15) for when it is."""
 
 import re
 import socket
@@ -74,22 +75,17 @@ def run(s):
     d.start()
     alice, bob, carol = d.add_user("alice"), d.add_user("bob"), d.add_user("carol")
 
-    # COMPRESS=DEFLATE over implicit TLS.
     c = DeflateIMAP(d)
     _, tagged = c.cmd(f'LOGIN "{bob}" "{PASSWORD}"')
     s.check("login on the raw TLS connection", b" OK" in tagged, tagged)
     caps, _ = c.cmd("CAPABILITY")
     caps = b" ".join(caps).decode()
-    for cap in ("COMPRESS=DEFLATE", "MULTIAPPEND", "QUOTA", "QUOTA=RES-STORAGE"):
+    for cap in ("MULTIAPPEND", "QUOTA", "QUOTA=RES-STORAGE"):
         s.check(f"{cap} is advertised after login", f" {cap}" in caps, caps)
-    tagged = c.compress()
-    s.check("COMPRESS DEFLATE is accepted", b" OK" in tagged, tagged)
-    lines, tagged = c.cmd("SELECT INBOX")
-    s.check("SELECT works over DEFLATE (zlib, wbits=-15, both ways)", b" OK" in tagged, lines + [tagged])
-    _, tagged = c.cmd("COMPRESS DEFLATE")
-    s.check("a second COMPRESS gets NO [COMPRESSIONACTIVE]", b"NO [COMPRESSIONACTIVE]" in tagged, tagged)
+    s.check("COMPRESS=DEFLATE is not advertised (mbsync's partial flushes would hang)",
+            "COMPRESS=" not in caps, caps)
 
-    # MULTIAPPEND on the compressed connection: all messages, one APPENDUID.
+    # MULTIAPPEND: all messages, one APPENDUID.
     m1 = message(bob, bob, "multi one")
     m2 = message(bob, bob, "multi two")
     _, tagged = c.cmd(b"APPEND Drafts (\\Seen) {%d+}\r\n%s {%d+}\r\n%s" % (len(m1), m1, len(m2), m2))

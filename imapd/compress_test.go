@@ -26,6 +26,7 @@ func TestCompressAfterStartTLSKeepsTraceAndIdleTimeout(t *testing.T) {
 	e := newTestEnv(t, withOptions(func(o *Options) {
 		o.Trace = tr
 		o.IdleTimeout = 500 * time.Millisecond
+		o.CompressDeflate = true
 	}))
 	conn, err := net.Dial("tcp", e.addr)
 	if err != nil {

@@ -127,6 +127,13 @@ type Options struct {
 	// Trace logs the sessions of the users it traces ([log] trace_users)
 	// line by line; nil traces nobody.
 	Trace *trace.Tracer
+	// CompressDeflate offers COMPRESS=DEFLATE (RFC 4978). It is off, and
+	// cmd/pochta leaves it off, until the inflater hands over what a
+	// client sent at every block end: Go's compress/flate yields only at
+	// a sync flush (an empty stored block), so a client that flushes with
+	// zlib's Z_PARTIAL_FLUSH (isync/mbsync 1.4) would wait for an answer
+	// to a command the server has not decoded yet.
+	CompressDeflate bool
 }
 
 // Metrics receives the server's counts; cmd/pochta adapts it to Prometheus.
@@ -198,8 +205,8 @@ type Server struct {
 // possible, AUTH=PLAIN or LOGINDISABLED, and APPENDLIMIT=n from
 // session.AppendLimit. IMAP4rev1 clients such as Outlook only use what is
 // listed.
-func caps() imap.CapSet {
-	return imap.CapSet{
+func caps(compress bool) imap.CapSet {
+	set := imap.CapSet{
 		imap.CapIMAP4rev1:           {},
 		imap.CapIMAP4rev2:           {},
 		imap.CapLiteralPlus:         {}, // RFC 7888
@@ -221,11 +228,14 @@ func caps() imap.CapSet {
 		imap.CapLiteralMinus:        {}, // RFC 7888 (before login)
 		imap.CapUTF8Accept:          {}, // RFC 6855
 		imap.CapID:                  {}, // RFC 2971, also before login
-		protocol.CapCompressDeflate: {}, // RFC 4978
 		imap.CapMultiAppend:         {}, // RFC 3502, all or nothing
 		imap.CapQuota:               {}, // RFC 9208, STORAGE only
 		protocol.CapQuotaResStorage: {},
 	}
+	if compress {
+		set[protocol.CapCompressDeflate] = struct{}{} // RFC 4978
+	}
+	return set
 }
 
 // New creates a server and subscribes it to the store's events. It does not
@@ -289,7 +299,7 @@ func New(opts Options) (*Server, error) {
 	s.reg = newRegistry(s)
 	s.proto = protocol.New(&protocol.Options{
 		NewSession:   s.newSession,
-		Caps:         caps(),
+		Caps:         caps(opts.CompressDeflate),
 		Logger:       log,
 		OnPanic:      metrics.Panic,
 		TLSConfig:    opts.TLSConfig,
