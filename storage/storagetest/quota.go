@@ -129,3 +129,30 @@ func quotaBoundsAppendAndCopy(t *testing.T, b Backend) {
 		t.Error("usage of an unknown user did not fail")
 	}
 }
+
+// appendManySentDuplicateKeepsItsPlace: in a MULTIAPPEND into Sent, the
+// client's copy of a message the server already keeps there is not stored
+// again; its entry is the existing copy, and the other messages are stored
+// (de-duplication is not a failure of the command).
+func appendManySentDuplicateKeepsItsPlace(t *testing.T, b Backend) {
+	s := trackingStore(t, b)
+	res := submit(t, s, "already sent", bob)
+	raw := sentBody(t, s, res.Sent)
+	got, err := s.AppendMany(context.Background(), alice, storage.Sent, []*storage.NewMessage{
+		{Raw: []byte(simpleMessage("new before"))},
+		{Raw: raw, Flags: []imap.Flag{imap.FlagSeen}},
+		{Raw: []byte(simpleMessage("new after"))},
+	})
+	if err != nil {
+		t.Fatalf("MULTIAPPEND into Sent with a duplicate: %v", err)
+	}
+	if *got[1] != *res.Sent {
+		t.Errorf("the duplicate's entry is %+v, want the server's copy %+v", got[1], res.Sent)
+	}
+	if got[0].UID <= res.Sent.UID || got[2].UID != got[0].UID+1 {
+		t.Errorf("new messages got UIDs %d and %d after the server's %d; want new, ascending ones", got[0].UID, got[2].UID, res.Sent.UID)
+	}
+	if st := mustMailbox(t, s, alice, storage.Sent); st.Messages != 3 {
+		t.Errorf("Sent holds %d messages, want 3 (the duplicate stored once)", st.Messages)
+	}
+}

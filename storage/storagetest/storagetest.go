@@ -124,6 +124,7 @@ var contract = []struct {
 
 	// MULTIAPPEND and the quota (issue 12, quota.go).
 	{"AppendManyAllOrNothing", appendManyAllOrNothing},
+	{"AppendManySentDuplicateKeepsItsPlace", appendManySentDuplicateKeepsItsPlace},
 	{"QuotaBoundsAppendAndCopy", quotaBoundsAppendAndCopy},
 }
 
