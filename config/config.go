@@ -56,6 +56,9 @@ type MessageServer struct {
 	// Node names this process among nodes sharing one database (the
 	// owner of its queue leases); "" means the host name.
 	Node string `toml:"node"`
+	// Quota is the bytes of mail each user may keep (IMAP QUOTA's STORAGE
+	// resource, RFC 9208); 0 means no limit.
+	Quota int64 `toml:"quota"`
 }
 
 // SMTP is [smtp]: the listeners and limits of mail submission.

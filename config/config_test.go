@@ -347,6 +347,7 @@ func TestValidateChecksEachRule(t *testing.T) {
 		{"duplicate domain", func(c *Config) { c.Domains = []string{"a.example", "a.example"} }, `domains: "a.example" is listed twice`},
 		{"zero poll", func(c *Config) { c.MessageServer.PollInterval = Duration{} }, "[message_server] poll_interval: must be positive"},
 		{"negative lifetime", func(c *Config) { c.MessageServer.MessageLifetime = Duration{-time.Hour} }, "[message_server] message_lifetime: must not be negative"},
+		{"negative quota", func(c *Config) { c.MessageServer.Quota = -1 }, "[message_server] quota: must not be negative"},
 		{"bad port", func(c *Config) { c.SMTP.Inbound = "127.0.0.1:99999" }, `[smtp] inbound: "127.0.0.1:99999": port "99999" must be a number`},
 		{"no port", func(c *Config) { c.Metrics.Listen = "localhost" }, `[metrics] listen: "localhost" is not host:port`},
 		{"tiny messages", func(c *Config) { c.SMTP.MaxMessageSize = 1000 }, "[smtp] max_message_size: must be at least 1024"},

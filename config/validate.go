@@ -76,6 +76,9 @@ func (c *Config) validate() []*Error {
 	if ms.MessageLifetime.Duration < 0 {
 		v.fail(`must not be negative ("0s" keeps unread mail forever)`, "message_server.message_lifetime")
 	}
+	if ms.Quota < 0 {
+		v.fail("must not be negative (0 means no limit)", "message_server.quota")
+	}
 	if len(ms.Node) > 255 || strings.ContainsFunc(ms.Node, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		v.fail(fmt.Sprintf("%q is not a node name (at most 255 characters, no spaces or control characters)", ms.Node), "message_server.node")
 	}

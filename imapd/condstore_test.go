@@ -58,15 +58,6 @@ func grep(lines []string, prefix string) []string {
 	return out
 }
 
-func (e *testEnv) inbox(user string) *storage.MailboxStatus {
-	e.t.Helper()
-	st, err := e.store.MailboxStatus(context.Background(), user, "INBOX")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return st
-}
-
 // A QRESYNC client that comes back after another client changed flags
 // and expunged gets exactly those changes: VANISHED (EARLIER) for the
 // expunged UID and one FETCH (UID FLAGS MODSEQ) per changed message.

@@ -61,10 +61,18 @@ func withStoreWrapper(wrap func(storage.Store) storage.Store) envOption {
 
 func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
+	return newQuotaEnv(t, 0, opts...)
+}
+
+// newQuotaEnv is newTestEnv over a store whose users may keep quota bytes
+// each (0: no limit).
+func newQuotaEnv(t testing.TB, quota int64, opts ...envOption) *testEnv {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{
 		Logger:       quiet,
 		PasswordCost: bcrypt.MinCost,
+		Quota:        quota,
 	})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -402,4 +410,14 @@ func (c *rawConn) ok(cmd string) []string {
 			untagged = append(untagged, line)
 		}
 	}
+}
+
+// inbox returns the user's INBOX with its counters.
+func (e *testEnv) inbox(user string) *storage.MailboxStatus {
+	e.t.Helper()
+	st, err := e.store.MailboxStatus(context.Background(), user, storage.Inbox)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
 }

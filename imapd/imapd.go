@@ -127,6 +127,13 @@ type Options struct {
 	// Trace logs the sessions of the users it traces ([log] trace_users)
 	// line by line; nil traces nobody.
 	Trace *trace.Tracer
+	// CompressDeflate offers COMPRESS=DEFLATE (RFC 4978). It is off, and
+	// cmd/pochta leaves it off, until the inflater hands over what a
+	// client sent at every block end: Go's compress/flate yields only at
+	// a sync flush (an empty stored block), so a client that flushes with
+	// zlib's Z_PARTIAL_FLUSH (isync/mbsync 1.4) would wait for an answer
+	// to a command the server has not decoded yet.
+	CompressDeflate bool
 }
 
 // Metrics receives the server's counts; cmd/pochta adapts it to Prometheus.
@@ -198,32 +205,39 @@ type Server struct {
 // possible, AUTH=PLAIN or LOGINDISABLED, and APPENDLIMIT=n from
 // session.AppendLimit. IMAP4rev1 clients such as Outlook only use what is
 // listed.
-func caps() imap.CapSet {
-	return imap.CapSet{
-		imap.CapIMAP4rev1:    {},
-		imap.CapIMAP4rev2:    {},
-		imap.CapLiteralPlus:  {}, // RFC 7888
-		imap.CapNamespace:    {}, // RFC 2342
-		imap.CapUIDPlus:      {}, // RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
-		imap.CapMove:         {}, // RFC 6851
-		imap.CapESearch:      {}, // RFC 4731
-		imap.CapSearchRes:    {}, // RFC 5182: SEARCH RETURN (SAVE) and "$"
-		imap.CapListExtended: {}, // RFC 5258
-		imap.CapListStatus:   {}, // RFC 5819
-		imap.CapSpecialUse:   {}, // RFC 6154
-		imap.CapChildren:     {}, // RFC 3348
-		imap.CapStatusSize:   {}, // RFC 8438
-		imap.CapBinary:       {}, // RFC 3516
-		imap.CapSASLIR:       {}, // RFC 4959
-		imap.CapUnselect:     {}, // RFC 3691
-		imap.CapEnable:       {}, // RFC 5161
-		imap.CapIdle:         {}, // RFC 2177
-		imap.CapLiteralMinus: {}, // RFC 7888 (before login)
-		imap.CapUTF8Accept:   {}, // RFC 6855
-		imap.CapID:           {}, // RFC 2971, also before login
-		imap.CapCondStore:    {}, // RFC 7162
-		imap.CapQResync:      {}, // RFC 7162
+func caps(compress bool) imap.CapSet {
+	set := imap.CapSet{
+		imap.CapIMAP4rev1:           {},
+		imap.CapIMAP4rev2:           {},
+		imap.CapLiteralPlus:         {}, // RFC 7888
+		imap.CapNamespace:           {}, // RFC 2342
+		imap.CapUIDPlus:             {}, // RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
+		imap.CapMove:                {}, // RFC 6851
+		imap.CapESearch:             {}, // RFC 4731
+		imap.CapSearchRes:           {}, // RFC 5182: SEARCH RETURN (SAVE) and "$"
+		imap.CapListExtended:        {}, // RFC 5258
+		imap.CapListStatus:          {}, // RFC 5819
+		imap.CapSpecialUse:          {}, // RFC 6154
+		imap.CapChildren:            {}, // RFC 3348
+		imap.CapStatusSize:          {}, // RFC 8438
+		imap.CapBinary:              {}, // RFC 3516
+		imap.CapSASLIR:              {}, // RFC 4959
+		imap.CapUnselect:            {}, // RFC 3691
+		imap.CapEnable:              {}, // RFC 5161
+		imap.CapIdle:                {}, // RFC 2177
+		imap.CapLiteralMinus:        {}, // RFC 7888 (before login)
+		imap.CapUTF8Accept:          {}, // RFC 6855
+		imap.CapID:                  {}, // RFC 2971, also before login
+		imap.CapMultiAppend:         {}, // RFC 3502, all or nothing
+		imap.CapQuota:               {}, // RFC 9208, STORAGE only
+		protocol.CapQuotaResStorage: {},
+		imap.CapCondStore:           {}, // RFC 7162
+		imap.CapQResync:             {}, // RFC 7162
 	}
+	if compress {
+		set[protocol.CapCompressDeflate] = struct{}{} // RFC 4978
+	}
+	return set
 }
 
 // New creates a server and subscribes it to the store's events. It does not
@@ -287,7 +301,7 @@ func New(opts Options) (*Server, error) {
 	s.reg = newRegistry(s)
 	s.proto = protocol.New(&protocol.Options{
 		NewSession:   s.newSession,
-		Caps:         caps(),
+		Caps:         caps(opts.CompressDeflate),
 		Logger:       log,
 		OnPanic:      metrics.Panic,
 		TLSConfig:    opts.TLSConfig,

@@ -115,6 +115,8 @@ func (s *session) storageError(cmd string, err error) error {
 		return imapNo(imap.ResponseCodeCannot, "Invalid mailbox name or value")
 	case errors.Is(err, storage.ErrClosed), errors.Is(err, context.Canceled):
 		return imapNo(imap.ResponseCodeUnavailable, "The server is shutting down")
+	case errors.Is(err, storage.ErrOverQuota):
+		return imapNo(imap.ResponseCodeOverQuota, "Over quota: this would pass the storage limit of your account; nothing was stored")
 	}
 	s.log.Error("storage error", "command", cmd, "user", s.user, "err", err)
 	return imapNo(imap.ResponseCodeServerBug, "Internal server error; the problem has been logged")
@@ -397,13 +399,8 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	}
 	res, err := s.srv.store.Append(s.ctx, s.user, name, msg)
 	if err != nil {
-		if message.IsTooDeep(err) {
-			return nil, imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
-				"Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting))
-		}
-		if message.IsTooManyParts(err) {
-			return nil, imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
-				"Message has more than %d MIME parts; nothing was stored", message.MaxParts))
+		if refusal := intakeRefusal(err); refusal != nil {
+			return nil, refusal
 		}
 		return nil, s.destError("APPEND", err)
 	}
@@ -579,4 +576,19 @@ func hasFlag(flags []imap.Flag, flag imap.Flag) bool {
 		}
 	}
 	return false
+}
+
+// intakeRefusal is the tagged NO for a message the intake checks refuse
+// (package message: MIME nesting and part limits), or nil for another
+// error. APPEND and MULTIAPPEND answer alike.
+func intakeRefusal(err error) error {
+	switch {
+	case message.IsTooDeep(err):
+		return imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
+			"Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting))
+	case message.IsTooManyParts(err):
+		return imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
+			"Message has more than %d MIME parts; nothing was stored", message.MaxParts))
+	}
+	return nil
 }

@@ -55,8 +55,14 @@ func startServer(t *testing.T, mutate func(*Options)) *testEnv {
 // openStore opens a real store in t.TempDir() with alice, bob and carol.
 func openStore(t *testing.T) storage.Store {
 	t.Helper()
+	return openQuotaStore(t, 0)
+}
+
+// openQuotaStore is openStore with a quota of that many bytes per user.
+func openQuotaStore(t *testing.T, quota int64) storage.Store {
+	t.Helper()
 	// bcrypt's minimum cost: these tests are about SMTP, not hashing.
-	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
+	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost, Quota: quota})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -72,6 +72,7 @@ type session struct {
 	from     string
 	rcpts    []string // accepted local recipients, canonical, unique
 	external []string // accepted external recipients, unique
+	declared int64    // the size MAIL FROM announced (SIZE=, RFC 1870); 0: none
 }
 
 func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
@@ -92,14 +93,14 @@ func (s *Server) newSession(kind listenerKind, c *smtp.Conn) smtp.Session {
 // Reset implements smtp.Session.
 func (s *session) Reset() {
 	s.tc.setBusy(false)
-	s.id, s.from, s.rcpts, s.external = "", "", nil, nil
+	s.id, s.from, s.rcpts, s.external, s.declared = "", "", nil, nil, 0
 }
 
 // Logout implements smtp.Session.
 func (s *session) Logout() error { return nil }
 
 // Mail implements smtp.Session.
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.kind != kindInbound {
 		if s.user == "" {
 			return s.srv.reject("auth_required", errAuthRequired)
@@ -123,6 +124,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	s.tc.setBusy(true)
 	s.id = newTransactionID()
 	s.from = from
+	if opts != nil {
+		s.declared = opts.Size
+	}
 	return nil
 }
 
@@ -139,6 +143,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.srv.log.Debug("smtp recipient refused", "listener", s.kind.String(),
 			"remote", s.remote.String(), "id", s.id, "rcpt", addr, "reply", err.Error())
 		return s.srv.reject(recipientReason(err), err)
+	}
+	if !external {
+		if err := s.srv.checkQuota(ctx, rcpt, s.declared); err != nil {
+			s.srv.log.Info("smtp recipient over quota", "listener", s.kind.String(),
+				"remote", s.remote.String(), "id", s.id, "rcpt", rcpt)
+			return s.srv.reject(recipientReason(err), err)
+		}
 	}
 	list := &s.rcpts
 	if external {
@@ -445,6 +456,8 @@ func recipientReason(err error) string {
 		return "address_literal"
 	case errTemporary:
 		return "temporary"
+	case errOverQuota:
+		return "over_quota"
 	}
 	return "recipient_refused"
 }

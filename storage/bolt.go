@@ -143,6 +143,9 @@ type Options struct {
 	// new, empty database where none exists. Only the commands that are
 	// meant to start a store (serve, user add) leave it false.
 	MustExist bool
+	// Quota is the bytes of messages each user may keep (RFC 9208's
+	// STORAGE resource); 0 means no limit (quota.go).
+	Quota int64
 
 	// migrateBatch bounds the mailboxes migrated per transaction (0: 64)
 	// and failMigration, when set, is called after each committed batch;
@@ -158,6 +161,7 @@ type boltStore struct {
 
 	passwordCost int
 	dummyHash    []byte // compared against for unknown users
+	quota        int64  // Options.Quota
 
 	// Writer state (writer.go).
 	reqs       chan *request
@@ -247,6 +251,7 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 		writerDone:   make(chan struct{}),
 		maxBatch:     opts.MaxBatch,
 		maxBytes:     opts.MaxBatchBytes,
+		quota:        opts.Quota,
 		sweepStop:    make(chan struct{}),
 		sweepDone:    make(chan struct{}),
 	}

@@ -42,5 +42,15 @@ func boltBackend() storagetest.Backend {
 			}
 			return open(t, path)
 		},
+		NewWithQuota: func(t *testing.T, quota int64) storage.Store {
+			quotaOpts := opts
+			quotaOpts.Quota = quota
+			s, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), quotaOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
 	}
 }

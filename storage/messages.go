@@ -329,6 +329,9 @@ func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *NewMe
 			// in Sent (tracking_index.go).
 			return dup, nil
 		}
+		if err := s.checkQuota(u, int64(len(p.raw))); err != nil {
+			return nil, err
+		}
 		a, err := x.appendPrepared(p, ev)
 		if err != nil {
 			return nil, err
@@ -803,6 +806,11 @@ func (s *boltStore) copyMessages(ctx context.Context, user string, mailboxID uin
 		smb, err := src.buckets()
 		if err != nil {
 			return nil, err
+		}
+		if !move {
+			if err := s.checkQuota(u, copiedBytes(smb, sorted)); err != nil {
+				return nil, err
+			}
 		}
 		res := &CopyResult{UIDValidity: dst.rec.UIDValidity}
 		var metas []metaRecord

@@ -123,6 +123,15 @@ type Store interface {
 
 	// Append stores one message in a mailbox.
 	Append(ctx context.Context, user, mailbox string, msg *NewMessage) (*Appended, error)
+	// AppendMany stores msgs in a mailbox in one transaction (MULTIAPPEND,
+	// RFC 3502): all of them, under ascending UIDs in the order given, or
+	// none. A message the Sent de-duplication recognises (as Append does)
+	// is not stored again: its entry is the copy already there.
+	AppendMany(ctx context.Context, user, mailbox string, msgs []*NewMessage) ([]*Appended, error)
+	// Usage is the sum of the sizes of the user's messages, all mailboxes.
+	Usage(ctx context.Context, user string) (int64, error)
+	// Quota is the bytes each user may keep (Options.Quota); 0: no limit.
+	Quota() int64
 	// Deliver stores all copies of one submitted message in one transaction.
 	Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error)
 	// UIDs returns the UIDs of a mailbox, ascending.

@@ -75,7 +75,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// counts something (no package-level metric globals).
 	reg := newRegistry()
 	counts := metrics.New(reg, cfg.DatabasePath())
-	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: logger})
+	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: logger, Quota: cfg.MessageServer.Quota})
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,10 @@ func (c *Conn) capabilities() []string {
 			add(imap.CapQResync)
 		}
 		out = append(out, fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit()))
+		add(imap.CapMultiAppend, imap.CapQuota, CapQuotaResStorage)
+		if !c.isCompressed() {
+			add(CapCompressDeflate)
+		}
 	}
 	return out
 }

@@ -2,12 +2,38 @@ package protocol
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 )
 
-// APPEND (RFC 9051 6.3.12), with APPENDUID (RFC 4315) and literal8 under
-// BINARY (RFC 3516).
+// APPEND (RFC 9051 6.3.12), with APPENDUID (RFC 4315), literal8 under
+// BINARY (RFC 3516) and MULTIAPPEND (RFC 3502): several messages in one
+// command, stored all or none.
+
+// SessionMultiAppend is implemented by a Session that offers MULTIAPPEND
+// (advertised when Options.Caps holds it). Every APPEND then goes through
+// it: ReadAppend takes each message as its literal arrives and checks it,
+// storing nothing; AppendMany stores them all in one transaction, or none.
+type SessionMultiAppend interface {
+	// ReadAppend reads and checks one message; the value it returns is
+	// only ever passed back to AppendMany, with its size in bytes.
+	ReadAppend(r imap.LiteralReader, options *imap.AppendOptions) (msg any, size int64, err error)
+	// AppendMany stores msgs in mailbox, every one or none, and returns
+	// their UIDs in the order given.
+	AppendMany(mailbox string, msgs []any) (*MultiAppendData, error)
+}
+
+// MultiAppendData says where the messages of an APPEND went.
+type MultiAppendData struct {
+	UIDValidity uint32
+	UIDs        []imap.UID // in the order of the messages
+}
+
+// multiAppendTotal bounds the bytes of all messages of one MULTIAPPEND,
+// as a multiple of the APPEND limit of one message: they are held in
+// memory until the last one has arrived.
+const multiAppendTotal = 2
 
 func (c *Conn) handleAppend(cmd *command) error {
 	d := c.dec
@@ -21,34 +47,101 @@ func (c *Conn) handleAppend(cmd *command) error {
 	if err := d.SP(); err != nil {
 		return err
 	}
-	var options imap.AppendOptions
-	b, err := d.Peek()
-	if err != nil {
-		return err
+	multi, ok := c.session.(SessionMultiAppend)
+	if !ok || !c.srv.opts.Caps.Has(imap.CapMultiAppend) {
+		return c.appendOne(cmd, name)
 	}
-	if b == '(' {
-		if options.Flags, err = d.FlagList(); err != nil {
+	limit := int64(c.session.AppendLimit())
+	budget := multiAppendTotal * limit
+	var msgs []any
+	for {
+		options, err := c.appendHeader()
+		if err != nil {
 			return err
+		}
+		lit, err := c.appendLiteral(min(limit, budget))
+		if err != nil {
+			return err
+		}
+		msg, size, err := multi.ReadAppend(lit, &options)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, msg)
+		budget -= size
+		b, err := d.Peek()
+		if err != nil {
+			return err
+		}
+		if b != ' ' {
+			break
 		}
 		if err := d.SP(); err != nil {
 			return err
 		}
+	}
+	// Nothing is stored before the command has been read to its end: a
+	// syntax error after the last literal stores nothing either.
+	if err := d.End(); err != nil {
+		return err
+	}
+	data, err := multi.AppendMany(name, msgs)
+	if err != nil {
+		return err
+	}
+	if data != nil && data.UIDValidity != 0 && len(data.UIDs) == len(msgs) {
+		cmd.code = fmt.Sprintf("APPENDUID %d %s", data.UIDValidity, uidList(data.UIDs))
+	}
+	return nil
+}
+
+// appendHeader reads the optional flag list and date-time before a
+// message's literal.
+func (c *Conn) appendHeader() (imap.AppendOptions, error) {
+	d := c.dec
+	var options imap.AppendOptions
+	b, err := d.Peek()
+	if err != nil {
+		return options, err
+	}
+	if b == '(' {
+		if options.Flags, err = d.FlagList(); err != nil {
+			return options, err
+		}
+		if err := d.SP(); err != nil {
+			return options, err
+		}
 		if b, err = d.Peek(); err != nil {
-			return err
+			return options, err
 		}
 	}
 	if b == '"' {
 		if options.Time, err = d.DateTime(); err != nil {
-			return err
+			return options, err
 		}
 		if err := d.SP(); err != nil {
-			return err
+			return options, err
 		}
 	}
-	// The literal is refused before a byte of it is read if it is over
-	// the limit (NO [TOOBIG]); see wire.Decoder.Literal.
+	return options, nil
+}
+
+// appendLiteral opens a message's literal of at most max bytes. One over
+// it is refused before a byte of it is read (NO [TOOBIG]; see
+// wire.Decoder.Literal), and the rest of the command is skipped, never run.
+func (c *Conn) appendLiteral(max int64) (imap.LiteralReader, error) {
 	c.setReadTimeout(literalReadTimeout)
-	lit, err := d.Literal(int64(c.session.AppendLimit()), c.srv.opts.Caps.Has(imap.CapBinary) || c.srv.opts.Caps.Has(imap.CapIMAP4rev2))
+	return c.dec.Literal(max, c.srv.opts.Caps.Has(imap.CapBinary) || c.srv.opts.Caps.Has(imap.CapIMAP4rev2))
+}
+
+// appendOne is APPEND of one message, streamed to Session.Append.
+func (c *Conn) appendOne(cmd *command, name string) error {
+	d := c.dec
+	options, err := c.appendHeader()
+	if err != nil {
+		return err
+	}
+	lit, err := c.appendLiteral(int64(c.session.AppendLimit()))
 	if err != nil {
 		return err
 	}
@@ -63,4 +156,26 @@ func (c *Conn) handleAppend(cmd *command) error {
 		cmd.code = fmt.Sprintf("APPENDUID %d %d", data.UIDValidity, data.UID)
 	}
 	return nil
+}
+
+// uidList writes UIDs in their order as a uid-set (RFC 4315), runs of
+// consecutive ones as a range: "4:6" or "4:5,2".
+func uidList(uids []imap.UID) string {
+	var b strings.Builder
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d:%d", uids[i], uids[j])
+		} else {
+			fmt.Fprintf(&b, "%d", uids[i])
+		}
+		i = j + 1
+	}
+	return b.String()
 }

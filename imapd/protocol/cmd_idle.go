@@ -14,7 +14,12 @@ func (c *Conn) handleIdle(cmd *command) error {
 	if err := c.dec.End(); err != nil {
 		return err
 	}
+	// Idling from before the continuation on: a Bye that comes once the
+	// client has seen "+" must go at once, not wait for a DONE that may
+	// never come (it waited, when this was set after the "+").
+	c.setIdling(true)
 	if err := c.respond(func(e *wire.Encoder) { e.Continuation("idling") }); err != nil {
+		c.setIdling(false)
 		return err
 	}
 	stop := make(chan struct{})
@@ -23,7 +28,6 @@ func (c *Conn) handleIdle(cmd *command) error {
 		done <- c.session.Idle(&UpdateWriter{conn: c, allowExpunge: true}, stop)
 	}()
 	c.setReadTimeout(waitReadTimeout)
-	c.setIdling(true)
 	c.dec.Begin()
 	_, rerr := c.dec.Peek()
 	isDone := false

@@ -113,6 +113,8 @@ type Conn struct {
 	// selected state, which then owes HIGHESTMODSEQ (cmd_condstore.go).
 	announceHighest bool
 
+	compressed bool // COMPRESS DEFLATE is active; guarded by mu
+
 	// A BYE asked for while a command is served waits for its tagged
 	// response (see Bye); guarded by mu.
 	inCommand bool
@@ -199,9 +201,16 @@ func (c *Conn) setIdling(on bool) {
 func (c *Conn) setStreams(nc net.Conn) {
 	var r io.Reader = nc
 	var w io.Writer = nc
+	c.mu.Lock()
+	compressed := c.compressed
+	c.mu.Unlock()
+	if compressed {
+		r, w = compressStreams(r, w)
+	}
 	if c.debug != nil {
-		r = io.TeeReader(nc, c.debug)
-		w = io.MultiWriter(nc, c.debug)
+		// Above the compression: the trace is of the protocol text.
+		r = io.TeeReader(r, c.debug)
+		w = io.MultiWriter(w, c.debug)
 	}
 	c.br = bufio.NewReader(r)
 	c.bw = bufio.NewWriter(w)
@@ -403,6 +412,11 @@ func init() {
 		"LSUB":        {serve: (*Conn).handleList, states: authed},
 		"IDLE":        {serve: (*Conn).handleIdle, states: authed},
 		"APPEND":      {serve: (*Conn).handleAppend, states: authed},
+		"COMPRESS":    {serve: (*Conn).handleCompress, states: authed},
+
+		"GETQUOTA":     {serve: (*Conn).handleGetQuota, states: authed},
+		"GETQUOTAROOT": {serve: (*Conn).handleGetQuotaRoot, states: authed},
+		"SETQUOTA":     {serve: (*Conn).handleSetQuota, states: authed},
 
 		"CLOSE":       {serve: (*Conn).handleUnselect, states: selected},
 		"UNSELECT":    {serve: (*Conn).handleUnselect, states: selected},
@@ -484,6 +498,10 @@ func (c *Conn) advertised(name string) bool {
 		return caps.Has(imap.CapNamespace) || caps.Has(imap.CapIMAP4rev2)
 	case "STARTTLS":
 		return c.srv.opts.TLSConfig != nil
+	case "COMPRESS":
+		return caps.Has(CapCompressDeflate)
+	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA":
+		return caps.Has(imap.CapQuota)
 	}
 	return true
 }

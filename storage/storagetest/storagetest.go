@@ -33,6 +33,9 @@ type Backend struct {
 	Open func(t *testing.T, location string) storage.Store
 	// OpenBackup opens what Store.Backup wrote as a store of its own.
 	OpenBackup func(t *testing.T, backup []byte) storage.Store
+	// NewWithQuota is New for a store whose users may each keep quota
+	// bytes (storage.Options.Quota).
+	NewWithQuota func(t *testing.T, quota int64) storage.Store
 }
 
 // contract is every subtest Run runs, in order.
@@ -118,6 +121,11 @@ var contract = []struct {
 	// The queue lease and retention (issue 11 items 3 and 4).
 	{"QueueLeaseExclusiveBetweenHandles", queueLeaseExclusiveBetweenHandles},
 	{"QueueRetention", queueRetention},
+
+	// MULTIAPPEND and the quota (issue 12, quota.go).
+	{"AppendManyAllOrNothing", appendManyAllOrNothing},
+	{"AppendManySentDuplicateKeepsItsPlace", appendManySentDuplicateKeepsItsPlace},
+	{"QuotaBoundsAppendAndCopy", quotaBoundsAppendAndCopy},
 }
 
 // Run runs the whole contract against b, one subtest per promise.
