@@ -221,6 +221,12 @@ func caps() imap.CapSet {
 		imap.CapLiteralMinus: {}, // RFC 7888 (before login)
 		imap.CapUTF8Accept:   {}, // RFC 6855
 		imap.CapID:           {}, // RFC 2971, also before login
+
+		imap.CapSort:            {}, // RFC 5256
+		imap.CapSortDisplay:     {}, // RFC 5957
+		imap.CapESort:           {}, // RFC 5267: SORT RETURN (...)
+		"THREAD=ORDEREDSUBJECT": {}, // RFC 5256
+		"THREAD=REFERENCES":     {}, // RFC 5256
 	}
 }
 

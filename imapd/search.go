@@ -49,6 +49,20 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 		// RFC 5182 2.1: a failed SEARCH leaves "$" empty.
 		v.searchRes = nil
 	}
+	matches, err := s.searchRefs(cmd, v, criteria)
+	if err != nil {
+		return nil, err
+	}
+	data := searchData(kind, matches)
+	if options.ReturnSave {
+		v.searchRes = savedResult(matches, options)
+	}
+	return data, nil
+}
+
+// searchRefs are the visible messages that match criteria, in mailbox
+// order: what SEARCH, SORT and THREAD choose from.
+func (s *session) searchRefs(cmd string, v *mailboxView, criteria *imap.SearchCriteria) ([]msgRef, error) {
 	refs, lastSeq, lastUID := v.visible()
 	c := v.compileCriteria(criteria, lastSeq, lastUID)
 	steps := c.plan()
@@ -106,11 +120,7 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 			}
 		}
 	}
-	data := searchData(kind, matches)
-	if options.ReturnSave {
-		v.searchRes = savedResult(matches, options)
-	}
-	return data, nil
+	return matches, nil
 }
 
 // attach gives each undecided candidate its loaded message. Both are in

@@ -39,6 +39,7 @@ func (c *Conn) capabilities() []string {
 			imap.CapNamespace, imap.CapUIDPlus, imap.CapESearch, imap.CapSearchRes,
 			imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,
 			imap.CapBinary, imap.CapChildren, imap.CapSpecialUse, imap.CapLiteralPlus)
+		add(imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES")
 		out = append(out, fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit()))
 	}
 	return out

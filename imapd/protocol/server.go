@@ -415,6 +415,10 @@ func init() {
 		"UID COPY":    {serve: (*Conn).handleCopy, states: selected},
 		"MOVE":        {serve: (*Conn).handleMove, states: selected},
 		"UID MOVE":    {serve: (*Conn).handleMove, states: selected},
+		"SORT":        {serve: (*Conn).handleSort, states: selected, noExpunge: true},
+		"UID SORT":    {serve: (*Conn).handleSort, states: selected},
+		"THREAD":      {serve: (*Conn).handleThread, states: selected, noExpunge: true},
+		"UID THREAD":  {serve: (*Conn).handleThread, states: selected},
 	}
 }
 
@@ -481,6 +485,10 @@ func (c *Conn) advertised(name string) bool {
 		return caps.Has(imap.CapNamespace) || caps.Has(imap.CapIMAP4rev2)
 	case "STARTTLS":
 		return c.srv.opts.TLSConfig != nil
+	case "SORT", "UID SORT":
+		return caps.Has(imap.CapSort)
+	case "THREAD", "UID THREAD":
+		return len(caps.ThreadAlgorithms()) > 0
 	}
 	return true
 }
