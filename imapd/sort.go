@@ -171,30 +171,27 @@ func sortMessages(msgs []metaMsg, keys []protocol.SortCriterion) []*metaMsg {
 	return out
 }
 
-// firstAddress is the first address of list that is not a group marker.
-func firstAddress(list []imap.Address) (imap.Address, bool) {
-	for _, a := range list {
-		if !a.IsGroupStart() && !a.IsGroupEnd() {
-			return a, true
-		}
-	}
-	return imap.Address{}, false
-}
-
 // firstMailbox is the FROM, TO and CC sort key: the addr-mailbox (local
-// part) of the first address, or "" (RFC 5256 3).
+// part) of the first address of the envelope, or "" (RFC 5256 3). When
+// that is a group, it is the group's start marker, whose addr-mailbox is
+// the group's name (RFC 3501 7.4.2), as Dovecot sorts it.
 func firstMailbox(list []imap.Address) string {
-	a, _ := firstAddress(list)
-	return a.Mailbox
+	if len(list) == 0 {
+		return ""
+	}
+	return list[0].Mailbox
 }
 
 // displayName is the DISPLAYFROM and DISPLAYTO sort key (RFC 5957 2): the
 // decoded display name of the first address, or its addr-spec when it has
-// none.
+// none; a group's name when the list starts with a group (as Dovecot).
 func displayName(list []imap.Address) string {
-	a, ok := firstAddress(list)
-	if !ok {
+	if len(list) == 0 {
 		return ""
+	}
+	a := list[0]
+	if a.IsGroupStart() {
+		return strings.TrimSpace(decodeWords(a.Mailbox))
 	}
 	if name := strings.TrimSpace(decodeWords(a.Name)); name != "" {
 		return name

@@ -121,14 +121,16 @@ func TestSortWire(t *testing.T) {
 		{"SORT (SUBJECT DATE) UTF-8 ALL", "* SORT 2 1 3 5 4"},
 		// FROM is the mailbox: adam, bert, mike, yak, zed.
 		{"SORT (FROM) UTF-8 ALL", "* SORT 5 4 3 2 1"},
-		// TO: "" (empty group) first, then alice, bob, x, zoe.
-		{"SORT (TO) UTF-8 ALL", "* SORT 4 2 1 5 3"},
+		// TO: a group sorts by its name: alice, bob, Group, Team, zoe.
+		{"SORT (TO) UTF-8 ALL", "* SORT 2 1 4 5 3"},
 		// CC: none (2, 4, 5) first, then adam, carol.
 		{"SORT (CC) UTF-8 ALL", "* SORT 2 4 5 3 1"},
 		// Sizes: 162, 893, 190, 179, 156 bytes.
 		{"SORT (SIZE) UTF-8 ALL", "* SORT 5 1 4 3 2"},
 		// DISPLAYFROM: adam@example.com, Anna, Émile, mike@..., Zed.
 		{"SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 5 2 3 1 4"},
+		// DISPLAYTO: no display names, so addresses, and the group names.
+		{"SORT (DISPLAYTO) UTF-8 ALL", "* SORT 2 1 4 5 3"},
 		{"SORT (DATE) UTF-8 SUBJECT banana", "* SORT 1 3"},
 		{"SORT (DATE) UTF-8 NOT SUBJECT banana 2:5", "* SORT 5 4 2"},
 		{"SORT (DATE) UTF-8 SUBJECT nothing-like-this", "* SORT"},

@@ -230,9 +230,11 @@ func threadReferences(msgs []threadMsg) []protocol.ThreadNode {
 			}
 			prev = c
 		}
-		// (B) The last reference is the parent of this message.
+		// (B) The last reference is the parent of this message. Its
+		// old parent goes in any case: without references, or when the
+		// new link would make a loop, it has none.
+		cur.unlink()
 		if prev != nil && prev != cur && !prev.descendsFrom(cur) {
-			cur.unlink()
 			prev.adopt(cur)
 		}
 	}

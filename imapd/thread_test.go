@@ -115,6 +115,11 @@ func TestThreadReferences(t *testing.T) {
 		{"equal dates keep mailbox order", []threadMsg{
 			tm(1, 1, "x", "x"), tm(2, 1, "y", "y"), tm(3, 1, "z", "z"),
 		}, "1 2 3"},
+		// imaptest's "thread": message 3 breaks 1 -> 3, which message 2's
+		// References made, although its own link 2 -> 3 would be a loop.
+		{"step 1B drops the old parent even when the new link is refused", []threadMsg{
+			tm(3, 3, "", "a"), tm(1, 1, "", "b", "a", "c"), tm(2, 2, "", "c", "b"),
+		}, "2[1] 3"},
 		{"no messages", nil, ""},
 	}
 	for _, tt := range tests {
