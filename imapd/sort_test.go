@@ -1,8 +1,13 @@
 package imapd
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/protocol"
 )
 
 func TestBaseSubject(t *testing.T) {
@@ -127,10 +132,6 @@ func TestSortWire(t *testing.T) {
 		{"SORT (CC) UTF-8 ALL", "* SORT 2 4 5 3 1"},
 		// Sizes: 162, 893, 190, 179, 156 bytes.
 		{"SORT (SIZE) UTF-8 ALL", "* SORT 5 1 4 3 2"},
-		// DISPLAYFROM: adam@example.com, Anna, Émile, mike@..., Zed.
-		{"SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 5 2 3 1 4"},
-		// DISPLAYTO: no display names, so addresses, and the group names.
-		{"SORT (DISPLAYTO) UTF-8 ALL", "* SORT 2 1 4 5 3"},
 		{"SORT (DATE) UTF-8 SUBJECT banana", "* SORT 1 3"},
 		{"SORT (DATE) UTF-8 NOT SUBJECT banana 2:5", "* SORT 5 4 2"},
 		{"SORT (DATE) UTF-8 SUBJECT nothing-like-this", "* SORT"},
@@ -164,6 +165,7 @@ func TestSortBadInput(t *testing.T) {
 		"d SORT (REVERSE) UTF-8 ALL":            "d BAD",
 		"d SORT DATE UTF-8 ALL":                 "d BAD",
 		"d SORT RETURN (SAVE) (DATE) UTF-8 ALL": "d BAD",
+		"d SORT (DISPLAYFROM) UTF-8 ALL":        "d BAD", // SORT=DISPLAY is not offered
 		"d THREAD SUBJECT UTF-8 ALL":            "d BAD",
 		"d THREAD REFERENCES UTF-8":             "d BAD",
 	} {
@@ -173,9 +175,32 @@ func TestSortBadInput(t *testing.T) {
 		}
 	}
 	caps := r.ok("e CAPABILITY")
-	for _, c := range []string{" SORT ", " SORT=DISPLAY ", " ESORT ", " THREAD=REFERENCES ", " THREAD=ORDEREDSUBJECT "} {
+	for _, c := range []string{" SORT ", " ESORT ", " THREAD=REFERENCES ", " THREAD=ORDEREDSUBJECT "} {
 		if !strings.Contains(caps[0]+" ", c) {
 			t.Errorf("CAPABILITY lacks %s: %s", c, caps[0])
 		}
+	}
+}
+
+// TestSortDisplay checks the RFC 5957 keys on envelopes: the display name,
+// else the address, else a group's name.
+func TestSortDisplay(t *testing.T) {
+	envs := []*imap.Envelope{
+		{From: []imap.Address{{Name: "Zed", Mailbox: "aaa", Host: "example.com"}}},
+		{From: []imap.Address{{Mailbox: "bob", Host: "example.com"}}},
+		{From: []imap.Address{{Name: "=?UTF-8?Q?Anna?=", Mailbox: "zzz", Host: "example.com"}}},
+		{From: []imap.Address{{Mailbox: "crew"}, {Mailbox: "x", Host: "example.com"}, {}}},
+		{},
+	}
+	msgs := make([]metaMsg, len(envs))
+	for i, env := range envs {
+		msgs[i] = metaMsg{ref: msgRef{seq: uint32(i + 1)}, env: env}
+	}
+	var got []uint32
+	for _, m := range sortMessages(msgs, []protocol.SortCriterion{{Key: protocol.SortDisplayFrom}}) {
+		got = append(got, m.ref.seq)
+	}
+	if want := []uint32{5, 3, 2, 4, 1}; !slices.Equal(got, want) {
+		t.Errorf("DISPLAYFROM order %v, want %v", got, want)
 	}
 }

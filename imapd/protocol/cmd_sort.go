@@ -9,9 +9,9 @@ import (
 	"github.com/pochta/pochta/imapd/wire"
 )
 
-// SORT and UID SORT (RFC 5256 3), with the DISPLAYFROM and DISPLAYTO keys
-// (RFC 5957) and SORT RETURN (...) answered by ESEARCH (ESORT, RFC 5267
-// 3).
+// SORT and UID SORT (RFC 5256 3), with SORT RETURN (...) answered by
+// ESEARCH when ESORT is on offer (RFC 5267 3), and the DISPLAYFROM and
+// DISPLAYTO keys when SORT=DISPLAY is (RFC 5957).
 
 // SortKey is a SORT key (RFC 5256 3, RFC 5957 2).
 type SortKey string
@@ -57,7 +57,7 @@ func (c *Conn) handleSort(cmd *command) error {
 	var ret *imap.SearchOptions
 	if b, err := d.Peek(); err != nil {
 		return err
-	} else if b == 'R' || b == 'r' {
+	} else if (b == 'R' || b == 'r') && c.srv.opts.Caps.Has(imap.CapESort) {
 		word, err := d.Atom()
 		if err != nil {
 			return err
@@ -93,7 +93,11 @@ func (c *Conn) handleSort(cmd *command) error {
 		}
 		k.Key = SortKey(strings.ToUpper(word))
 		switch k.Key {
-		case SortArrival, SortCc, SortDate, SortFrom, SortSize, SortSubject, SortTo, SortDisplayFrom, SortDisplayTo:
+		case SortArrival, SortCc, SortDate, SortFrom, SortSize, SortSubject, SortTo:
+		case SortDisplayFrom, SortDisplayTo:
+			if !c.srv.opts.Caps.Has(imap.CapSortDisplay) {
+				return searchError("Unknown sort key " + clip(word))
+			}
 		default:
 			return searchError("Unknown sort key " + clip(word))
 		}
