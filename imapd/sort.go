@@ -34,7 +34,14 @@ func (s *session) Sort(kind protocol.NumKind, keys []protocol.SortCriterion, cri
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := s.loadMeta(cmd, v, refs, storage.LoadOptions{Envelope: true})
+	// ARRIVAL and SIZE are in the metadata; the rest need the envelope.
+	var opts storage.LoadOptions
+	for _, k := range keys {
+		if k.Key != protocol.SortArrival && k.Key != protocol.SortSize {
+			opts.Envelope = true
+		}
+	}
+	msgs, err := s.loadMeta(cmd, v, refs, opts)
 	if err != nil {
 		return nil, err
 	}
