@@ -167,6 +167,9 @@ func (c *container) isDummy() bool { return c.msg < 0 }
 
 // descendsFrom reports whether c is a or below a.
 func (c *container) descendsFrom(a *container) bool {
+	if len(a.children) == 0 {
+		return c == a // the usual case, and a deep chain stays linear
+	}
 	for n := c; n != nil; n = n.parent {
 		if n == a {
 			return true
@@ -250,14 +253,12 @@ func threadReferences(msgs []threadMsg) []protocol.ThreadNode {
 	for _, c := range nodes {
 		add(c)
 	}
-	// Dummies without a parent, in the order they were first referenced,
-	// are found from their children: walk each message up to its top.
-	for _, c := range nodes {
-		top := c
-		for top.parent != nil {
-			top = top.parent
+	// Dummies without a parent (their order does not matter: step 4
+	// sorts the top level on a total order).
+	for _, c := range byID {
+		if c.isDummy() {
+			add(c)
 		}
-		add(top)
 	}
 	for _, c := range root.children {
 		c.parent = root
