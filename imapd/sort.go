@@ -34,21 +34,36 @@ func (s *session) Sort(kind protocol.NumKind, keys []protocol.SortCriterion, cri
 	if err != nil {
 		return nil, err
 	}
-	// ARRIVAL and SIZE are in the metadata; the rest need the envelope.
-	var opts storage.LoadOptions
-	for _, k := range keys {
-		if k.Key != protocol.SortArrival && k.Key != protocol.SortSize {
-			opts.Envelope = true
+	if v.sortKeys == nil {
+		v.sortKeys = make(map[imap.UID]*sortEntry)
+	}
+	var missing []msgRef
+	for _, r := range refs {
+		if v.sortKeys[r.uid] == nil {
+			missing = append(missing, r)
 		}
 	}
-	msgs, err := s.loadMeta(cmd, v, refs, opts)
+	msgs, err := s.loadMeta(cmd, v, missing, storage.LoadOptions{Envelope: true})
 	if err != nil {
 		return nil, err
 	}
-	sorted := sortMessages(msgs, keys)
-	out := make([]uint32, len(sorted))
-	for i, m := range sorted {
-		out[i] = m.num(kind)
+	for i := range msgs {
+		v.sortKeys[msgs[i].ref.uid] = newSortEntry(&msgs[i])
+	}
+	items := make([]sortItem, 0, len(refs))
+	for _, r := range refs {
+		if e := v.sortKeys[r.uid]; e != nil { // nil: expunged meanwhile
+			items = append(items, sortItem{ref: r, keys: e})
+		}
+	}
+	sortItems(items, keys)
+	out := make([]uint32, len(items))
+	for i, it := range items {
+		if kind == protocol.NumKindUID {
+			out[i] = uint32(it.ref.uid)
+		} else {
+			out[i] = it.ref.seq
+		}
 	}
 	return out, nil
 }
@@ -114,68 +129,74 @@ func (s *session) loadMeta(cmd string, v *mailboxView, refs []msgRef, opts stora
 	return out, nil
 }
 
-// sortMessages orders msgs (in mailbox order) by keys.
-func sortMessages(msgs []metaMsg, keys []protocol.SortCriterion) []*metaMsg {
-	type keyed struct {
-		msg   *metaMsg
-		index int
-		str   []string // one per key (string keys)
-		num   []int64  // one per key (numeric keys)
+// sortEntry is one message's sort keys, computed once from its stored
+// envelope, date and size. Strings are case-mapped (asciiUpper).
+type sortEntry struct {
+	arrival, sent, size                     int64
+	subject, from, to, cc, dispFrom, dispTo string
+}
+
+func newSortEntry(m *metaMsg) *sortEntry {
+	base, _ := baseSubject(m.env.Subject)
+	return &sortEntry{
+		arrival:  m.internalDate.UnixNano(),
+		sent:     m.sentDate().UnixNano(),
+		size:     m.size,
+		subject:  asciiUpper(base),
+		from:     asciiUpper(firstMailbox(m.env.From)),
+		to:       asciiUpper(firstMailbox(m.env.To)),
+		cc:       asciiUpper(firstMailbox(m.env.Cc)),
+		dispFrom: asciiUpper(displayName(m.env.From)),
+		dispTo:   asciiUpper(displayName(m.env.To)),
 	}
-	all := make([]keyed, len(msgs))
-	strs := make([]string, len(msgs)*len(keys))
-	nums := make([]int64, len(msgs)*len(keys))
-	for i := range msgs {
-		m := &msgs[i]
-		k := keyed{msg: m, index: i, str: strs[i*len(keys) : (i+1)*len(keys)], num: nums[i*len(keys) : (i+1)*len(keys)]}
-		for j, key := range keys {
-			switch key.Key {
-			case protocol.SortArrival:
-				k.num[j] = m.internalDate.UnixNano()
-			case protocol.SortDate:
-				k.num[j] = m.sentDate().UnixNano()
-			case protocol.SortSize:
-				k.num[j] = m.size
-			case protocol.SortSubject:
-				base, _ := baseSubject(m.env.Subject)
-				k.str[j] = asciiUpper(base)
-			case protocol.SortFrom:
-				k.str[j] = asciiUpper(firstMailbox(m.env.From))
-			case protocol.SortTo:
-				k.str[j] = asciiUpper(firstMailbox(m.env.To))
-			case protocol.SortCc:
-				k.str[j] = asciiUpper(firstMailbox(m.env.Cc))
-			case protocol.SortDisplayFrom:
-				k.str[j] = asciiUpper(displayName(m.env.From))
-			case protocol.SortDisplayTo:
-				k.str[j] = asciiUpper(displayName(m.env.To))
-			}
-		}
-		all[i] = k
+}
+
+// sortItem is one message to sort, in mailbox order before sortItems.
+type sortItem struct {
+	ref  msgRef
+	keys *sortEntry
+}
+
+// compare orders two entries by one key.
+func (e *sortEntry) compare(o *sortEntry, key protocol.SortKey) int {
+	switch key {
+	case protocol.SortArrival:
+		return cmp.Compare(e.arrival, o.arrival)
+	case protocol.SortDate:
+		return cmp.Compare(e.sent, o.sent)
+	case protocol.SortSize:
+		return cmp.Compare(e.size, o.size)
+	case protocol.SortSubject:
+		return strings.Compare(e.subject, o.subject)
+	case protocol.SortFrom:
+		return strings.Compare(e.from, o.from)
+	case protocol.SortTo:
+		return strings.Compare(e.to, o.to)
+	case protocol.SortCc:
+		return strings.Compare(e.cc, o.cc)
+	case protocol.SortDisplayFrom:
+		return strings.Compare(e.dispFrom, o.dispFrom)
+	case protocol.SortDisplayTo:
+		return strings.Compare(e.dispTo, o.dispTo)
 	}
-	slices.SortFunc(all, func(a, b keyed) int {
-		for j, key := range keys {
-			var c int
-			switch key.Key {
-			case protocol.SortArrival, protocol.SortDate, protocol.SortSize:
-				c = cmp.Compare(a.num[j], b.num[j])
-			default:
-				c = strings.Compare(a.str[j], b.str[j])
-			}
-			if key.Reverse {
+	return 0
+}
+
+// sortItems orders items (given in mailbox order) by keys; ties keep the
+// mailbox order (RFC 5256 3).
+func sortItems(items []sortItem, keys []protocol.SortCriterion) {
+	slices.SortStableFunc(items, func(a, b sortItem) int {
+		for _, k := range keys {
+			c := a.keys.compare(b.keys, k.Key)
+			if k.Reverse {
 				c = -c
 			}
 			if c != 0 {
 				return c
 			}
 		}
-		return cmp.Compare(a.index, b.index)
+		return 0
 	})
-	out := make([]*metaMsg, len(all))
-	for i := range all {
-		out[i] = all[i].msg
-	}
-	return out
 }
 
 // firstMailbox is the FROM, TO and CC sort key: the addr-mailbox (local

@@ -81,7 +81,7 @@ func TestASCIIUpper(t *testing.T) {
 }
 
 // sortFixture delivers five messages whose keys disagree on every order.
-func sortFixture(t *testing.T) *rawConn {
+func sortFixture(t *testing.T) (*testEnv, *rawConn) {
 	e := newTestEnv(t)
 	msgs := []string{
 		// 1
@@ -109,11 +109,11 @@ func sortFixture(t *testing.T) *rawConn {
 	r := e.raw()
 	r.ok(`a LOGIN ` + alice + ` "` + password + `"`)
 	r.ok("b SELECT INBOX")
-	return r
+	return e, r
 }
 
 func TestSortWire(t *testing.T) {
-	r := sortFixture(t)
+	_, r := sortFixture(t)
 	tests := []struct{ cmd, want string }{
 		{"SORT (ARRIVAL) UTF-8 ALL", "* SORT 1 2 3 4 5"},
 		{"SORT (REVERSE ARRIVAL) US-ASCII ALL", "* SORT 5 4 3 2 1"},
@@ -155,7 +155,7 @@ func TestSortWire(t *testing.T) {
 }
 
 func TestSortBadInput(t *testing.T) {
-	r := sortFixture(t)
+	_, r := sortFixture(t)
 	for cmd, want := range map[string]string{
 		"d SORT (DATE) KOI8-R ALL":              "d NO [BADCHARSET (US-ASCII UTF-8)]",
 		"d THREAD REFERENCES ISO-8859-5 ALL":    "d NO [BADCHARSET (US-ASCII UTF-8)]",
@@ -196,11 +196,36 @@ func TestSortDisplay(t *testing.T) {
 	for i, env := range envs {
 		msgs[i] = metaMsg{ref: msgRef{seq: uint32(i + 1)}, env: env}
 	}
+	items := make([]sortItem, len(msgs))
+	for i := range msgs {
+		items[i] = sortItem{ref: msgs[i].ref, keys: newSortEntry(&msgs[i])}
+	}
+	sortItems(items, []protocol.SortCriterion{{Key: protocol.SortDisplayFrom}})
 	var got []uint32
-	for _, m := range sortMessages(msgs, []protocol.SortCriterion{{Key: protocol.SortDisplayFrom}}) {
-		got = append(got, m.ref.seq)
+	for _, it := range items {
+		got = append(got, it.ref.seq)
 	}
 	if want := []uint32{5, 3, 2, 4, 1}; !slices.Equal(got, want) {
 		t.Errorf("DISPLAYFROM order %v, want %v", got, want)
+	}
+}
+
+// TestSortAfterChanges checks that the keys SORT keeps between commands
+// follow new mail and expunges.
+func TestSortAfterChanges(t *testing.T) {
+	e, r := sortFixture(t)
+	if got := r.ok("c SORT (DATE) UTF-8 ALL"); strings.TrimSpace(got[0]) != "* SORT 5 4 1 3 2" {
+		t.Fatalf("first SORT: %q", got)
+	}
+	e.appendMsg(alice, "INBOX", []byte("From: a@example.com\r\nSubject: new\r\n"+
+		"Date: Sun, 01 Dec 2024 00:00:00 +0000\r\n\r\nx\r\n"))
+	r.ok("c NOOP")
+	if got := r.ok("c SORT (DATE) UTF-8 ALL"); strings.TrimSpace(got[0]) != "* SORT 6 5 4 1 3 2" {
+		t.Fatalf("SORT after a delivery: %q", got)
+	}
+	r.ok(`c STORE 5 +FLAGS.SILENT (\Deleted)`)
+	r.ok("c EXPUNGE")
+	if got := r.ok("c SORT (DATE) UTF-8 ALL"); strings.TrimSpace(got[0]) != "* SORT 5 4 1 3 2" {
+		t.Fatalf("SORT after an expunge: %q", got)
 	}
 }
