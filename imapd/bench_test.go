@@ -33,13 +33,19 @@ func benchMessage(i, size int) []byte {
 // commit shares fsyncs between them.
 func fillInbox(b *testing.B, e *testEnv, n, size int) {
 	b.Helper()
+	fillInboxWith(b, e, n, func(i int) []byte { return benchMessage(i, size) })
+}
+
+// fillInboxWith is fillInbox with message i made by raw.
+func fillInboxWith(b *testing.B, e *testEnv, n int, raw func(i int) []byte) {
+	b.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
 	next := make(chan int)
 	for range 64 {
 		wg.Go(func() {
 			for i := range next {
-				_, err := e.store.Append(context.Background(), alice, "INBOX", &storage.NewMessage{Raw: benchMessage(i, size)})
+				_, err := e.store.Append(context.Background(), alice, "INBOX", &storage.NewMessage{Raw: raw(i)})
 				if err != nil {
 					select {
 					case errs <- err:

@@ -233,6 +233,14 @@ func caps(compress bool) imap.CapSet {
 		protocol.CapQuotaResStorage: {},
 		imap.CapCondStore:           {}, // RFC 7162
 		imap.CapQResync:             {}, // RFC 7162
+
+		imap.CapSort:            {}, // RFC 5256
+		imap.CapESort:           {}, // RFC 5267: SORT RETURN (...)
+		"THREAD=ORDEREDSUBJECT": {}, // RFC 5256
+		"THREAD=REFERENCES":     {}, // RFC 5256
+		// SORT=DISPLAY (RFC 5957) works but for an address the stored
+		// envelope dropped as unparsable ("From: d"): imaptest's
+		// sort-display-* fail on it, so it is not offered.
 	}
 	if compress {
 		set[protocol.CapCompressDeflate] = struct{}{} // RFC 4978

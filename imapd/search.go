@@ -50,6 +50,24 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 		// RFC 5182 2.1: a failed SEARCH leaves "$" empty.
 		v.searchRes = nil
 	}
+	matches, modseqs, err := s.searchRefs(cmd, v, criteria)
+	if err != nil {
+		return nil, err
+	}
+	data := searchData(kind, matches)
+	if usesModSeq(criteria) && len(matches) > 0 {
+		data.ModSeq = resultModSeq(modseqs, options)
+	}
+	if options.ReturnSave {
+		v.searchRes = savedResult(matches, options)
+	}
+	return data, nil
+}
+
+// searchRefs are the visible messages that match criteria, in mailbox
+// order: what SEARCH, SORT and THREAD choose from; modseqs are theirs, in
+// the same order (for SEARCH MODSEQ, RFC 7162 3.1.5).
+func (s *session) searchRefs(cmd string, v *mailboxView, criteria *imap.SearchCriteria) (matches []msgRef, modseqs []uint64, err error) {
 	refs, lastSeq, lastUID := v.visible()
 	c := v.compileCriteria(criteria, lastSeq, lastUID)
 	steps := c.plan()
@@ -57,8 +75,6 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 	if c.levels&(1<<levelHeader|1<<levelBody) != 0 {
 		text = new(msgText)
 	}
-	var matches []msgRef
-	var modseqs []uint64 // of matches, for MODSEQ (RFC 7162 3.1.5)
 	cands := make([]candidate, 0, min(len(refs), loadChunk))
 	var uids []imap.UID
 	for len(refs) > 0 {
@@ -81,7 +97,7 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 			if st.load != nil {
 				msgs, err := s.srv.store.Messages(s.ctx, s.user, v.box.key.id, uids, *st.load)
 				if err != nil {
-					return nil, s.storageError(cmd, err)
+					return nil, nil, s.storageError(cmd, err)
 				}
 				v.addRecentFlags(msgs)
 				attach(cands, msgs)
@@ -112,14 +128,7 @@ func (s *session) Search(kind protocol.NumKind, criteria *imap.SearchCriteria, o
 			}
 		}
 	}
-	data := searchData(kind, matches)
-	if usesModSeq(criteria) && len(matches) > 0 {
-		data.ModSeq = resultModSeq(modseqs, options)
-	}
-	if options.ReturnSave {
-		v.searchRes = savedResult(matches, options)
-	}
-	return data, nil
+	return matches, modseqs, nil
 }
 
 // attach gives each undecided candidate its loaded message. Both are in

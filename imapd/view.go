@@ -31,6 +31,9 @@ type mailboxView struct {
 	// searchRes is the last SEARCH result saved with RETURN (SAVE), as
 	// ascending UIDs (RFC 5182).
 	searchRes []imap.UID
+	// sortKeys are SORT's keys by UID (sort.go), kept for the next SORT:
+	// what they come from never changes for a UID.
+	sortKeys map[imap.UID]*sortEntry
 }
 
 // msgRef is one message as this client sees it.

@@ -406,8 +406,10 @@ row(f"FETCH 1:* (UID BODY.PEEK[]) ({body_mb:.1f} MB)", "fetch_body_ms")
 row(f"UID SEARCH SUBJECT needle ({im('pochta', 'search_subject_hits')[0]} hits)", "search_subject_ms")
 row(f"UID SEARCH BODY haystack ({im('pochta', 'search_body_hits')[0]} hits)", "search_body_ms")
 row(f"UID SEARCH SUBJECT needle BODY haystack ({im('pochta', 'search_hits')[0]} hits)", "search_ms")
+row("UID SORT (DATE) ALL", "sort_date_ms")
+row("UID SORT (SUBJECT) ALL", "sort_subject_ms")
 bad = False
-for k in ("messages", "envelopes", "search_hits", "search_subject_hits", "search_body_hits"):
+for k in ("messages", "envelopes", "search_hits", "search_subject_hits", "search_body_hits", "sorted"):
     if im("dovecot", k) != im("pochta", k):
         print(f"\nWARNING: the servers disagree on {k}: Dovecot {im('dovecot', k)}, pochta {im('pochta', k)}")
         bad = True

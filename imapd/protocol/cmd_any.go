@@ -50,6 +50,7 @@ func (c *Conn) capabilities() []string {
 		if c.qresyncOffered() {
 			add(imap.CapQResync)
 		}
+		add(imap.CapSort, imap.CapSortDisplay, imap.CapESort, "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES")
 		out = append(out, fmt.Sprintf("APPENDLIMIT=%d", c.session.AppendLimit()))
 		add(imap.CapMultiAppend, imap.CapQuota, CapQuotaResStorage)
 		if !c.isCompressed() {

@@ -432,6 +432,10 @@ func init() {
 		"UID COPY":    {serve: (*Conn).handleCopy, states: selected},
 		"MOVE":        {serve: (*Conn).handleMove, states: selected},
 		"UID MOVE":    {serve: (*Conn).handleMove, states: selected},
+		"SORT":        {serve: (*Conn).handleSort, states: selected, noExpunge: true},
+		"UID SORT":    {serve: (*Conn).handleSort, states: selected},
+		"THREAD":      {serve: (*Conn).handleThread, states: selected, noExpunge: true},
+		"UID THREAD":  {serve: (*Conn).handleThread, states: selected},
 	}
 }
 
@@ -502,6 +506,10 @@ func (c *Conn) advertised(name string) bool {
 		return caps.Has(CapCompressDeflate)
 	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA":
 		return caps.Has(imap.CapQuota)
+	case "SORT", "UID SORT":
+		return caps.Has(imap.CapSort)
+	case "THREAD", "UID THREAD":
+		return len(caps.ThreadAlgorithms()) > 0
 	}
 	return true
 }

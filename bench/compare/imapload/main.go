@@ -9,7 +9,8 @@
 //     (created first unless it is INBOX);
 //   - then, -runs times each, FETCH 1:* (ENVELOPE FLAGS UID), FETCH 1:*
 //     (UID BODY.PEEK[]) reading every body to the end, UID SEARCH SUBJECT
-//     "needle", UID SEARCH BODY "haystack", and both criteria at once.
+//     "needle", UID SEARCH BODY "haystack", both criteria at once, and
+//     UID SORT (DATE) ALL and UID SORT (SUBJECT) ALL.
 //
 // It prints one JSON line: the message count the server reports, the
 // search hit count (the same on both servers, or the comparison means
@@ -50,6 +51,9 @@ type result struct {
 	SubjectHits    int     `json:"search_subject_hits"`
 	BodySearchMs   float64 `json:"search_body_ms"`
 	BodyHits       int     `json:"search_body_hits"`
+	SortDateMs     float64 `json:"sort_date_ms"`
+	SortSubjectMs  float64 `json:"sort_subject_ms"`
+	Sorted         int     `json:"sorted"`
 	Round          int     `json:"round,omitempty"`
 	Mailbox        string  `json:"mailbox"`
 	EnvelopesCount int     `json:"envelopes"`
@@ -256,6 +260,20 @@ func run(r *result, addr, user, pass string, appendN, conns, runs int, limit tim
 		*hits = len(sd.AllUIDs())
 		return nil
 	}
+	var sortDate, sortSubject []time.Duration
+	uidSort := func(key imapclient.SortKey, times *[]time.Duration, n *int) error {
+		t0 := time.Now()
+		uids, err := c.UIDSort(&imapclient.SortOptions{
+			SearchCriteria: &imap.SearchCriteria{},
+			SortCriteria:   []imapclient.SortCriterion{{Key: key}},
+		}).Wait()
+		if err != nil {
+			return fmt.Errorf("SORT %s: %w", key, err)
+		}
+		*times = append(*times, time.Since(t0))
+		*n = len(uids)
+		return nil
+	}
 	needle := []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "needle"}}
 	for i := 0; i < runs; i++ {
 		t0 := time.Now()
@@ -283,9 +301,16 @@ func run(r *result, addr, user, pass string, appendN, conns, runs int, limit tim
 		if err := uidSearch("SUBJECT BODY", &imap.SearchCriteria{Header: needle, Body: []string{"haystack"}}, &search, &r.SearchHits); err != nil {
 			return err
 		}
+		if err := uidSort(imapclient.SortKeyDate, &sortDate, &r.Sorted); err != nil {
+			return err
+		}
+		if err := uidSort(imapclient.SortKeySubject, &sortSubject, &r.Sorted); err != nil {
+			return err
+		}
 	}
 	r.EnvelopeFirst = float64(env[0].Microseconds()) / 1000
 	r.EnvelopeMs, r.BodyMs, r.SearchMs = median(env), median(body), median(search)
 	r.SubjectMs, r.BodySearchMs = median(subject), median(bodySearch)
+	r.SortDateMs, r.SortSubjectMs = median(sortDate), median(sortSubject)
 	return nil
 }

@@ -1,0 +1,394 @@
+package imapd
+
+import (
+	"cmp"
+	"mime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/protocol"
+	"github.com/pochta/pochta/storage"
+)
+
+// Sort implements protocol.SessionSort (RFC 5256 SORT, RFC 5957 DISPLAY).
+//
+// The messages are chosen by the SEARCH evaluator, then ordered from what
+// storage keeps beside each message (the envelope, the internal date, the
+// size): no header or body is read. Every key is computed once per
+// message before the sort; messages equal on every key keep their
+// mailbox order (RFC 5256 3).
+func (s *session) Sort(kind protocol.NumKind, keys []protocol.SortCriterion, criteria *imap.SearchCriteria) (_ []uint32, err error) {
+	cmd := "SORT"
+	if kind == protocol.NumKindUID {
+		cmd = "UID SORT"
+	}
+	defer s.guard(cmd, &err)
+	v, err := s.selected()
+	if err != nil {
+		return nil, err
+	}
+	refs, _, err := s.searchRefs(cmd, v, criteria)
+	if err != nil {
+		return nil, err
+	}
+	if v.sortKeys == nil {
+		v.sortKeys = make(map[imap.UID]*sortEntry)
+	}
+	var missing []msgRef
+	for _, r := range refs {
+		if v.sortKeys[r.uid] == nil {
+			missing = append(missing, r)
+		}
+	}
+	msgs, err := s.loadMeta(cmd, v, missing, storage.LoadOptions{Envelope: true})
+	if err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		v.sortKeys[msgs[i].ref.uid] = newSortEntry(&msgs[i])
+	}
+	items := make([]sortItem, 0, len(refs))
+	for _, r := range refs {
+		if e := v.sortKeys[r.uid]; e != nil { // nil: expunged meanwhile
+			items = append(items, sortItem{ref: r, keys: e})
+		}
+	}
+	sortItems(items, keys)
+	out := make([]uint32, len(items))
+	for i, it := range items {
+		if kind == protocol.NumKindUID {
+			out[i] = uint32(it.ref.uid)
+		} else {
+			out[i] = it.ref.seq
+		}
+	}
+	return out, nil
+}
+
+// metaMsg is one matching message with the stored data SORT and THREAD
+// read.
+type metaMsg struct {
+	ref          msgRef
+	env          *imap.Envelope // never nil
+	internalDate time.Time
+	size         int64
+	header       []byte // only when loaded
+}
+
+func (m *metaMsg) num(kind protocol.NumKind) uint32 {
+	if kind == protocol.NumKindUID {
+		return uint32(m.ref.uid)
+	}
+	return m.ref.seq
+}
+
+// sentDate is the DATE sort key: the Date header, or the internal date
+// when it is missing or unparsable (RFC 5256 2.2).
+func (m *metaMsg) sentDate() time.Time {
+	if !m.env.Date.IsZero() {
+		return m.env.Date
+	}
+	return m.internalDate
+}
+
+// loadMeta loads refs (in mailbox order) in chunks; a message expunged
+// since the search is left out.
+func (s *session) loadMeta(cmd string, v *mailboxView, refs []msgRef, opts storage.LoadOptions) ([]metaMsg, error) {
+	out := make([]metaMsg, 0, len(refs))
+	uids := make([]imap.UID, 0, min(len(refs), loadChunk))
+	for len(refs) > 0 {
+		chunk := refs[:min(len(refs), loadChunk)]
+		refs = refs[len(chunk):]
+		uids = uids[:0]
+		for _, r := range chunk {
+			uids = append(uids, r.uid)
+		}
+		msgs, err := s.srv.store.Messages(s.ctx, s.user, v.box.key.id, uids, opts)
+		if err != nil {
+			return nil, s.storageError(cmd, err)
+		}
+		j := 0
+		for _, r := range chunk {
+			for j < len(msgs) && msgs[j].UID < r.uid {
+				j++
+			}
+			if j == len(msgs) || msgs[j].UID != r.uid {
+				continue
+			}
+			m := msgs[j]
+			env := m.Envelope
+			if env == nil {
+				env = &imap.Envelope{}
+			}
+			out = append(out, metaMsg{ref: r, env: env, internalDate: m.InternalDate, size: m.Size, header: m.Header})
+		}
+	}
+	return out, nil
+}
+
+// sortEntry is one message's sort keys, computed once from its stored
+// envelope, date and size. Strings are case-mapped (asciiUpper).
+type sortEntry struct {
+	arrival, sent, size                     int64
+	subject, from, to, cc, dispFrom, dispTo string
+}
+
+func newSortEntry(m *metaMsg) *sortEntry {
+	base, _ := baseSubject(m.env.Subject)
+	return &sortEntry{
+		arrival:  m.internalDate.UnixNano(),
+		sent:     m.sentDate().UnixNano(),
+		size:     m.size,
+		subject:  asciiUpper(base),
+		from:     asciiUpper(firstMailbox(m.env.From)),
+		to:       asciiUpper(firstMailbox(m.env.To)),
+		cc:       asciiUpper(firstMailbox(m.env.Cc)),
+		dispFrom: asciiUpper(displayName(m.env.From)),
+		dispTo:   asciiUpper(displayName(m.env.To)),
+	}
+}
+
+// sortItem is one message to sort, in mailbox order before sortItems.
+type sortItem struct {
+	ref  msgRef
+	keys *sortEntry
+}
+
+// compare orders two entries by one key.
+func (e *sortEntry) compare(o *sortEntry, key protocol.SortKey) int {
+	switch key {
+	case protocol.SortArrival:
+		return cmp.Compare(e.arrival, o.arrival)
+	case protocol.SortDate:
+		return cmp.Compare(e.sent, o.sent)
+	case protocol.SortSize:
+		return cmp.Compare(e.size, o.size)
+	case protocol.SortSubject:
+		return strings.Compare(e.subject, o.subject)
+	case protocol.SortFrom:
+		return strings.Compare(e.from, o.from)
+	case protocol.SortTo:
+		return strings.Compare(e.to, o.to)
+	case protocol.SortCc:
+		return strings.Compare(e.cc, o.cc)
+	case protocol.SortDisplayFrom:
+		return strings.Compare(e.dispFrom, o.dispFrom)
+	case protocol.SortDisplayTo:
+		return strings.Compare(e.dispTo, o.dispTo)
+	}
+	return 0
+}
+
+// sortItems orders items (given in mailbox order) by keys; ties keep the
+// mailbox order (RFC 5256 3).
+func sortItems(items []sortItem, keys []protocol.SortCriterion) {
+	slices.SortStableFunc(items, func(a, b sortItem) int {
+		for _, k := range keys {
+			c := a.keys.compare(b.keys, k.Key)
+			if k.Reverse {
+				c = -c
+			}
+			if c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+}
+
+// firstMailbox is the FROM, TO and CC sort key: the addr-mailbox (local
+// part) of the first address of the envelope, or "" (RFC 5256 3). When
+// that is a group, it is the group's start marker, whose addr-mailbox is
+// the group's name (RFC 3501 7.4.2), as Dovecot sorts it.
+func firstMailbox(list []imap.Address) string {
+	if len(list) == 0 {
+		return ""
+	}
+	return list[0].Mailbox
+}
+
+// displayName is the DISPLAYFROM and DISPLAYTO sort key (RFC 5957 2): the
+// decoded display name of the first address, or its addr-spec when it has
+// none; a group's name when the list starts with a group (as Dovecot).
+func displayName(list []imap.Address) string {
+	if len(list) == 0 {
+		return ""
+	}
+	a := list[0]
+	if a.IsGroupStart() {
+		return strings.TrimSpace(decodeWords(a.Mailbox))
+	}
+	if name := strings.TrimSpace(decodeWords(a.Name)); name != "" {
+		return name
+	}
+	if a.Host == "" {
+		return a.Mailbox
+	}
+	return a.Mailbox + "@" + a.Host
+}
+
+// asciiUpper applies the i;ascii-casemap collation (RFC 4790 9.2): a-z
+// become A-Z, every other byte stays, so byte order is the collation's.
+func asciiUpper(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'a' && c <= 'z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'a' && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// decodeWords decodes RFC 2047 encoded-words that storage left in s (an
+// unknown charset leaves s as it is).
+func decodeWords(s string) string {
+	if !strings.Contains(s, "=?") {
+		return s
+	}
+	d := mime.WordDecoder{}
+	if out, err := d.DecodeHeader(s); err == nil {
+		return out
+	}
+	return s
+}
+
+// baseSubject is the base subject extraction of RFC 5256 2.1. reply
+// reports whether it removed a reply or forward marker ("Re:", "Fwd:",
+// "(fwd)" or "[fwd: ...]"), which THREAD uses.
+func baseSubject(subject string) (base string, reply bool) {
+	// (1) Decode encoded-words; tabs and line breaks become spaces, runs
+	// of spaces one space.
+	s := collapseSpace(decodeWords(subject))
+	for {
+		// (2) Remove trailing subj-trailer = "(fwd)" / WSP, repeatedly.
+		for {
+			if strings.HasSuffix(s, " ") {
+				s = s[:len(s)-1]
+				continue
+			}
+			if len(s) >= 5 && strings.EqualFold(s[len(s)-5:], "(fwd)") {
+				s = s[:len(s)-5]
+				reply = true
+				continue
+			}
+			break
+		}
+		// (3), (4), (5): remove leaders and blobs until none remain.
+		for {
+			changed := false
+			for {
+				if strings.HasPrefix(s, " ") {
+					s = s[1:]
+					changed = true
+					continue
+				}
+				if n := refwdLeader(s); n > 0 {
+					s = s[n:]
+					reply = true
+					changed = true
+					continue
+				}
+				break
+			}
+			if n := blobLen(s); n > 0 && n < len(s) {
+				s = s[n:]
+				changed = true
+			}
+			if !changed {
+				break
+			}
+		}
+		// (6) "[fwd: ... ]" around the whole subject: unwrap, start over.
+		if len(s) >= 6 && strings.EqualFold(s[:5], "[fwd:") && s[len(s)-1] == ']' {
+			s = s[5 : len(s)-1]
+			reply = true
+			continue
+		}
+		return s, reply
+	}
+}
+
+// collapseSpace turns tabs, CR and LF into spaces and runs of spaces into
+// one.
+func collapseSpace(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			if !space {
+				b.WriteByte(' ')
+			}
+			space = true
+			continue
+		}
+		space = false
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// blobLen is the length of the subj-blob that s starts with ("[" *BLOBCHAR
+// "]" *WSP), or 0. BLOBCHAR is any character but "[" and "]"; like
+// Dovecot, non-ASCII characters count, so "[Список]" is a blob.
+func blobLen(s string) int {
+	if s == "" || s[0] != '[' {
+		return 0
+	}
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '[', 0:
+			return 0
+		case ']':
+			i++
+			for i < len(s) && s[i] == ' ' {
+				i++
+			}
+			return i
+		}
+	}
+	return 0
+}
+
+// refwdLeader is the length of the subj-leader *subj-blob subj-refwd that s
+// starts with, or 0; subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":".
+func refwdLeader(s string) int {
+	i := 0
+	for {
+		n := blobLen(s[i:])
+		if n == 0 {
+			break
+		}
+		i += n
+	}
+	rest := s[i:]
+	var word int
+	switch {
+	case len(rest) >= 2 && strings.EqualFold(rest[:2], "re"):
+		word = 2
+	case len(rest) >= 3 && strings.EqualFold(rest[:3], "fwd"):
+		word = 3
+	case len(rest) >= 2 && strings.EqualFold(rest[:2], "fw"):
+		word = 2
+	default:
+		return 0
+	}
+	j := i + word
+	for j < len(s) && s[j] == ' ' {
+		j++
+	}
+	j += blobLen(s[j:])
+	if j < len(s) && s[j] == ':' {
+		return j + 1
+	}
+	return 0
+}
