@@ -188,6 +188,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/queue/delete", s.api(s.apiDelete))
 	mux.HandleFunc("GET /api/v1/alerts", s.api(s.apiAlerts))
 	mux.HandleFunc("GET /api/v1/events", s.api(s.apiEvents))
+	mux.HandleFunc("GET /api/v1/mailboxes", s.api(s.apiMailboxes))
+	mux.HandleFunc("GET /api/v1/messages", s.api(s.apiMessages))
+	mux.HandleFunc("GET /api/v1/messages/{uid}", s.api(s.apiMessage))
+	mux.HandleFunc("GET /api/v1/messages/{uid}/attachments/{index}", s.api(s.apiAttachment))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
