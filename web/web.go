@@ -53,7 +53,10 @@ var staticFiles embed.FS
 const (
 	maxFormBody = 64 << 10 // sign-in and action forms, JSON requests
 	maxHeader   = 32 << 10
-	maxIDs      = 1000 // entries one resend or delete may name
+	// maxComposeBody bounds a message from the compose form; submission
+	// then applies [smtp] max_message_size as over SMTP.
+	maxComposeBody = 16 << 20
+	maxIDs         = 1000 // entries one resend or delete may name
 )
 
 // Options configure a Server.
@@ -72,6 +75,9 @@ type Options struct {
 	// HSTS sends Strict-Transport-Security: set it with a real certificate,
 	// not the self-signed one.
 	HSTS bool
+	// Submit sends a message from the compose form through SMTP
+	// submission (smtpd.Server.Submit); nil answers 503.
+	Submit SubmitFunc
 	// PollInterval is the server's default client check interval.
 	PollInterval time.Duration
 	// Postmaster is the address alerts come from.
@@ -190,6 +196,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/events", s.api(s.apiEvents))
 	mux.HandleFunc("GET /api/v1/mailboxes", s.api(s.apiMailboxes))
 	mux.HandleFunc("GET /api/v1/messages", s.api(s.apiMessages))
+	mux.HandleFunc("POST /api/v1/send", s.api(s.apiSend))
+	mux.HandleFunc("POST /api/v1/drafts", s.api(s.apiDraft))
 	mux.HandleFunc("GET /api/v1/messages/{uid}", s.api(s.apiMessage))
 	mux.HandleFunc("GET /api/v1/messages/{uid}/attachments/{index}", s.api(s.apiAttachment))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +220,11 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		if !strings.HasPrefix(r.URL.Path, "/static/") {
 			h.Set("Cache-Control", "no-store")
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		limit := int64(maxFormBody)
+		if r.URL.Path == "/api/v1/send" || r.URL.Path == "/api/v1/drafts" {
+			limit = maxComposeBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }
