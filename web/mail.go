@@ -431,3 +431,18 @@ func sanitizeHTML(html string, allowImages bool) (string, int) {
 	})
 	return p.Sanitize(html), remote
 }
+
+// apiAddresses is GET /api/v1/addresses: the local users' addresses, for
+// address completion in the compose form.
+func (s *Server) apiAddresses(w http.ResponseWriter, r *http.Request, _ *session) {
+	users, err := s.opts.Store.Users(r.Context())
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	out := make([]string, 0, len(users))
+	for _, u := range users {
+		out = append(out, u.Address)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
