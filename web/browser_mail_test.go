@@ -128,6 +128,24 @@ func TestBrowserMailPage(t *testing.T) {
 		fail("the pop-up for a normal message", err)
 	}
 	screenshot(t, ctx, "mail-popup.png")
+	// The reading pane goes to the right, and stays there for this user.
+	err = chromedp.Do(ctx,
+		chromedp.Click(`#pane-toggle`),
+		chromedp.WaitVisible(`#mail.pane-right`),
+		chromedp.Navigate(e.url+"/mail"),
+		chromedp.WaitVisible(`#mail.pane-right #folders a[data-mailbox="INBOX"]`),
+	)
+	if err != nil {
+		fail("switching the reading pane to the right", err)
+	}
+	if prefs, _ := e.store.WebPrefs(t.Context(), alice); prefs.MailPane != "right" {
+		t.Errorf("the pane choice is not kept on the server: %+v", prefs)
+	}
+	order, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#folders a")).map((a) => a.dataset.mailbox).join(",")`))
+	if err != nil || order != "INBOX,Sent,Drafts,Trash" {
+		t.Errorf("folders in the order %q (%v)", order, err)
+	}
+	screenshot(t, ctx, "mail-pane-right.png")
 	if p := problems(); len(p) != 0 {
 		t.Errorf("the browser reported: %q", strings.Join(p, "; "))
 	}

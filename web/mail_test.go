@@ -209,3 +209,30 @@ func TestMessageHTMLSanitisedAndImagesBlocked(t *testing.T) {
 		t.Fatalf("a missing attachment: %s", resp.Status)
 	}
 }
+
+func TestMailPaneKeptPerUser(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.signIn(alice)
+	if resp := a.form("/mail/pane", map[string][]string{"pane": {"right"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("POST /mail/pane: %s", resp.Status)
+	}
+	if body := readBody(t, a.get("/mail")); !strings.Contains(body, `class="mail pane-right"`) {
+		t.Errorf("the page after choosing right does not show the pane right")
+	}
+	// Choosing queue columns keeps the pane choice.
+	a.form("/queue/columns", map[string][]string{"col": {"date"}})
+	if prefs, _ := e.store.WebPrefs(t.Context(), alice); prefs.MailPane != "right" || !prefs.QueueColumnsSet {
+		t.Errorf("prefs after choosing columns: %+v", prefs)
+	}
+	if body := readBody(t, e.signIn(bob).get("/mail")); strings.Contains(body, "pane-right") {
+		t.Errorf("bob's page follows alice's choice")
+	}
+	noCSRF := e.signIn(alice)
+	noCSRF.csrf = ""
+	if resp := noCSRF.form("/mail/pane", map[string][]string{"pane": {"below"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST /mail/pane without CSRF: %s", resp.Status)
+	}
+	if resp := a.form("/mail/pane", map[string][]string{"pane": {"left"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("pane=left: %s", resp.Status)
+	}
+}

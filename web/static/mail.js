@@ -37,6 +37,9 @@
     const { data } = await api("GET", "/api/v1/mailboxes");
     const ul = $("folders");
     ul.replaceChildren();
+    // INBOX, Sent, Drafts, Trash, then the user's own by name.
+    const rank = (n) => { const i = ["INBOX", "Sent", "Drafts", "Trash"].indexOf(n); return i < 0 ? 4 : i; };
+    data.sort((a, b) => rank(a.name) - rank(b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const b of data) {
       const li = el("li");
       const a = el("a", "", b.name);
