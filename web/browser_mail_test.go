@@ -150,3 +150,94 @@ func TestBrowserMailPage(t *testing.T) {
 		t.Errorf("the browser reported: %q", strings.Join(p, "; "))
 	}
 }
+
+// TestBrowserDraftsIntervalAndHostileMail: save a draft, reopen it from
+// Drafts and send it (it leaves Drafts); change the check interval (stored
+// on the server); open hostile HTML mail and see nothing of it run.
+func TestBrowserDraftsIntervalAndHostileMail(t *testing.T) {
+	e := newEnv(t, withSubmission(t, false))
+	e.appendRaw(alice, storage.Inbox, strings.Replace(hostileHTML, `<script>alert(1)</script>`, `<script>window.pwned=1</script><img src=x onerror="window.pwned=2">`, 1))
+	ctx, problems := browserCtx(t)
+	fail := func(what string, err error) {
+		t.Helper()
+		screenshot(t, ctx, "mail-failed.png")
+		t.Fatalf("%s: %v (browser said: %q)", what, err, problems())
+	}
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(e.url+"/mail"),
+		chromedp.WaitVisible(`#login-form`),
+		chromedp.SendKeys(`#address`, alice),
+		chromedp.SendKeys(`#password`, pass),
+		chromedp.Submit(`#login-form`),
+		chromedp.WaitVisible(`#messages tr[data-uid] a.open`),
+		chromedp.Click(`#messages tr[data-uid] a.open`),
+		chromedp.WaitVisible(`#reader .html-body`),
+	)
+	if err != nil {
+		fail("open the hostile message", err)
+	}
+	ran, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.pwned !== undefined || document.querySelector("#reader script, #reader [onerror], #reader a[href^='javascript']") !== null`))
+	if err != nil || ran {
+		t.Errorf("hostile mail: its script, handler or javascript: link is in the page (%v)", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#reader button`)); err != nil {
+		fail("the Show remote images button", err)
+	}
+	screenshot(t, ctx, "mail-hostile.png")
+
+	err = chromedp.Do(ctx,
+		chromedp.Click(`[data-action="compose"]`),
+		chromedp.SendKeys(`#compose input[name="to"]`, bob),
+		chromedp.SendKeys(`#compose input[name="subject"]`, "Plan"),
+		chromedp.SendKeys(`#compose textarea[name="text"]`, "first thoughts"),
+		chromedp.Click(`#save-draft`),
+		chromedp.WaitNotVisible(`#compose`),
+		chromedp.Click(`#folders a[data-mailbox="Drafts"]`),
+		chromedp.WaitVisible(`#messages tr[data-uid] a.open`),
+		chromedp.Click(`#messages tr[data-uid] a.open`),
+		chromedp.WaitVisible(`#compose input[name="subject"]`),
+	)
+	if err != nil {
+		fail("save and reopen a draft", err)
+	}
+	subject, _ := chromedp.Run(ctx, chromedp.Value(`#compose input[name="subject"]`))
+	text, _ := chromedp.Run(ctx, chromedp.Value(`#compose textarea[name="text"]`))
+	if subject != "Plan" || text != "first thoughts" {
+		t.Errorf("the reopened draft: subject %q, text %q", subject, text)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(`#send`),
+		chromedp.WaitNotVisible(`#compose`),
+		chromedp.WaitVisible(`#messages tr.empty`),
+	)
+	if err != nil {
+		fail("send the draft", err)
+	}
+	if st, _ := e.store.MailboxStatus(t.Context(), bob, storage.Inbox); st.Messages != 1 {
+		t.Errorf("bob got %d messages from the draft, want 1", st.Messages)
+	}
+	if st, _ := e.store.MailboxStatus(t.Context(), alice, storage.Drafts); st.Messages != 0 {
+		t.Errorf("Drafts keeps %d messages after sending the draft", st.Messages)
+	}
+
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const i = document.getElementById("poll-interval"); i.value = "120"; i.dispatchEvent(new Event("change")); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u, err := e.store.User(t.Context(), alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Settings.PollInterval == 2*time.Minute {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the interval on the server is %v 5 s after changing it to 120 s", u.Settings.PollInterval)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := problems(); len(p) != 0 {
+		t.Errorf("the browser reported: %q", strings.Join(p, "; "))
+	}
+}
