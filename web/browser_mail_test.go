@@ -193,8 +193,8 @@ func TestBrowserDraftsIntervalAndHostileMail(t *testing.T) {
 		chromedp.Click(`#save-draft`),
 		chromedp.WaitNotVisible(`#compose`),
 		chromedp.Click(`#folders a[data-mailbox="Drafts"]`),
-		chromedp.WaitVisible(`#messages tr[data-uid] a.open`),
-		chromedp.Click(`#messages tr[data-uid] a.open`),
+		chromedp.WaitVisible(`#messages[data-mailbox="Drafts"] tr[data-uid] a.open`),
+		chromedp.Click(`#messages[data-mailbox="Drafts"] tr[data-uid] a.open`),
 		chromedp.WaitVisible(`#compose input[name="subject"]`),
 	)
 	if err != nil {
@@ -208,7 +208,7 @@ func TestBrowserDraftsIntervalAndHostileMail(t *testing.T) {
 	err = chromedp.Do(ctx,
 		chromedp.Click(`#send`),
 		chromedp.WaitNotVisible(`#compose`),
-		chromedp.WaitVisible(`#messages tr.empty`),
+		chromedp.WaitVisible(`#messages[data-mailbox="Drafts"] tr.empty`),
 	)
 	if err != nil {
 		fail("send the draft", err)

@@ -224,6 +224,12 @@ func TestMailPaneKeptPerUser(t *testing.T) {
 	if prefs, _ := e.store.WebPrefs(t.Context(), alice); prefs.MailPane != "right" || !prefs.QueueColumnsSet {
 		t.Errorf("prefs after choosing columns: %+v", prefs)
 	}
+	if csp := a.get("/mail").Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' https: data:") || !strings.Contains(csp, "script-src 'self';") {
+		t.Errorf("/mail's CSP %q: want remote images possible (the API strips them until allowed), scripts from the site only", csp)
+	}
+	if csp := a.get("/queue").Header.Get("Content-Security-Policy"); strings.Contains(csp, "https:") {
+		t.Errorf("/queue's CSP allows remote images: %q", csp)
+	}
 	if body := readBody(t, e.signIn(bob).get("/mail")); strings.Contains(body, "pane-right") {
 		t.Errorf("bob's page follows alice's choice")
 	}

@@ -85,6 +85,9 @@ func (s *Server) mailPage(w http.ResponseWriter, r *http.Request, ss *session) {
 		s.internal(w, r, err)
 		return
 	}
+	// Remote images load only where the user asked for them: the API
+	// removes every remote src unless asked with images=allow.
+	w.Header().Set("Content-Security-Policy", strings.Replace(w.Header().Get("Content-Security-Policy"), "img-src 'self'", "img-src 'self' https: data:", 1))
 	s.render(w, r, http.StatusOK, "mail", ss, mailView{PaneRight: prefs.MailPane == "right"})
 }
 

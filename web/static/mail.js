@@ -77,10 +77,16 @@
     return tr;
   }
 
+  let generation = 0;
   async function loadList(more) {
-    let path = "/api/v1/messages?mailbox=" + encodeURIComponent(current);
+    const mine = ++generation;
+    const box = current;
+    let path = "/api/v1/messages?mailbox=" + encodeURIComponent(box);
     if (more && nextBefore) path += "&before=" + nextBefore;
     const { data, resp } = await api("GET", path);
+    // A later load (another folder, a newer event) wins.
+    if (mine !== generation) return;
+    $("messages").dataset.mailbox = box;
     const body = $("messages").tBodies[0];
     if (!more) body.replaceChildren();
     for (const m of data) body.appendChild(row(m));
