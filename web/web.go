@@ -21,6 +21,13 @@
 //     relay replies) is escaped. No inline script runs (the CSP allows
 //     scripts from /static/ only); every page works without JavaScript, which
 //     only adds confirmations, live updates and the body on demand.
+//   - Mail shown by the mail page is data, never code: HTML is sanitised
+//     with bluemonday on the server (no script, handlers, styles,
+//     javascript: links), every remote image src is removed until the user
+//     asks for it, a relative src always (it would ask this site with the
+//     user's cookie), and attachments are sent as downloads.
+//   - The mail page sends through Options.Submit, the SMTP submission code
+//     itself: the same From rule, limits, copies, tracking and queue.
 //   - API errors are {"error": "…"} with a fitting status; lists are arrays,
 //     [] when empty. Request bodies, headers and durations are bounded.
 package web
