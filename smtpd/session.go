@@ -66,6 +66,9 @@ type session struct {
 	remote netip.Addr
 
 	user string // authenticated address, canonical (lower-case)
+	// submitter names the in-process client of a session without a
+	// connection (Server.Submit), for the Received field.
+	submitter string
 
 	// The current transaction, cleared by Reset.
 	id       string
@@ -235,9 +238,13 @@ func (s *session) Data(r io.Reader) error {
 	if len(s.rcpts)+len(s.external) == 1 {
 		rcpt = message.QuoteLocalPart(append(s.rcpts, s.external...)[0])
 	}
-	_, isTLS := s.conn.TLSConnectionState()
+	helo, isTLS := s.submitter, true
+	if s.conn != nil {
+		_, isTLS = s.conn.TLSConnectionState()
+		helo = s.conn.Hostname()
+	}
 	received := receivedField(receivedInfo{
-		helo:     s.conn.Hostname(),
+		helo:     helo,
 		remote:   s.remote,
 		hostname: s.srv.opts.Hostname,
 		protocol: withProtocol(isTLS, s.user != ""),

@@ -165,3 +165,36 @@ func BenchmarkStoreFlagsInLargeMailbox(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkNewestPageOf50k is the web list's first page of a 50,000-message
+// INBOX: the 50 newest UIDs (UIDsBefore) and their envelopes; compare the
+// "whole" case, which lists every UID first as IMAP does.
+func BenchmarkNewestPageOf50k(b *testing.B) {
+	s := benchStore(b)
+	fill(b, s, "bob@example.com", Inbox, 50000, []byte(nestedMessage))
+	ctx := context.Background()
+	id := mustMailbox(b, s, "bob@example.com", Inbox).ID
+	for _, whole := range []bool{false, true} {
+		name := map[bool]string{false: "page", true: "whole"}[whole]
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				var uids []imap.UID
+				var err error
+				if whole {
+					all, e := s.UIDs(ctx, "bob@example.com", id)
+					err = e
+					uids = append(uids, all[len(all)-50:]...)
+				} else {
+					uids, err = s.UIDsBefore(ctx, "bob@example.com", id, 0, 50)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				msgs, err := s.Messages(ctx, "bob@example.com", id, uids, LoadOptions{Envelope: true})
+				if err != nil || len(msgs) != 50 {
+					b.Fatalf("loaded %d messages: %v", len(msgs), err)
+				}
+			}
+		})
+	}
+}

@@ -504,6 +504,51 @@ func (s *boltStore) UIDs(ctx context.Context, user string, mailboxID uint64) ([]
 	return uids, nil
 }
 
+// UIDsBefore returns up to limit UIDs of a mailbox below before (0: from
+// the newest), descending: one page of a newest-first listing, read from
+// the index without touching the rest of the mailbox.
+func (s *boltStore) UIDsBefore(ctx context.Context, user string, mailboxID uint64, before imap.UID, limit int) ([]imap.UID, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("storage: uids before: limit %d: %w", limit, ErrInvalid)
+	}
+	var uids []imap.UID
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		x, err := openBox(tx, user, mailboxID)
+		if err != nil {
+			return err
+		}
+		mb, err := x.buckets()
+		if err != nil {
+			return err
+		}
+		uids = make([]imap.UID, 0, min(limit, int(x.rec.Messages)))
+		c := mb.meta.Cursor()
+		var k []byte
+		if before == 0 {
+			k, _ = c.Last()
+		} else {
+			var key [4]byte
+			binary.BigEndian.PutUint32(key[:], uint32(before))
+			if k, _ = c.Seek(key[:]); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil && len(uids) < limit; k, _ = c.Prev() {
+			if len(k) != 4 {
+				return fmt.Errorf("mailbox %d: key %x: %w", mailboxID, k, errCorrupt)
+			}
+			uids = append(uids, imap.UID(binary.BigEndian.Uint32(k)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: uids before: %w", err)
+	}
+	return uids, nil
+}
+
 // Messages loads the messages of uids that exist, in the order of uids.
 // Everything returned is copied out of the database.
 func (s *boltStore) Messages(ctx context.Context, user string, mailboxID uint64, uids []imap.UID, opts LoadOptions) ([]*Message, error) {

@@ -136,6 +136,9 @@ type Store interface {
 	Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, error)
 	// UIDs returns the UIDs of a mailbox, ascending.
 	UIDs(ctx context.Context, user string, mailboxID uint64) ([]imap.UID, error)
+	// UIDsBefore returns up to limit UIDs below before (0: from the
+	// newest), descending; it reads only that page of the index.
+	UIDsBefore(ctx context.Context, user string, mailboxID uint64, before imap.UID, limit int) ([]imap.UID, error)
 	// Messages loads the given messages (those that still exist, in the
 	// order of uids); what is loaded besides the fixed fields is chosen by
 	// opts. Callers load in chunks (a few hundred) to bound memory.

@@ -70,6 +70,9 @@ type WebPrefs struct {
 	QueueColumns []string `json:"queue_columns"`
 	// QueueColumnsSet tells an empty choice from no choice yet.
 	QueueColumnsSet bool `json:"queue_columns_set"`
+	// MailPane is where the mail page shows a message: "below" the list
+	// (the default, "") or "right" of it.
+	MailPane string `json:"mail_pane,omitempty"`
 }
 
 type webSessionRecord struct {

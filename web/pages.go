@@ -73,8 +73,50 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	w.Write(buf.Bytes())
 }
 
+// mailView is what the mail page's template gets; the page's script
+// fills in folders, list and message from the API.
+type mailView struct {
+	PaneRight bool
+}
+
 func (s *Server) mailPage(w http.ResponseWriter, r *http.Request, ss *session) {
-	s.render(w, r, http.StatusOK, "mail", ss, nil)
+	prefs, err := s.opts.Store.WebPrefs(r.Context(), ss.Address)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	// Remote images load only where the user asked for them: the API
+	// removes every remote src unless asked with images=allow.
+	w.Header().Set("Content-Security-Policy", strings.Replace(w.Header().Get("Content-Security-Policy"), "img-src 'self'", "img-src 'self' https: data:", 1))
+	s.render(w, r, http.StatusOK, "mail", ss, mailView{PaneRight: prefs.MailPane == "right"})
+}
+
+// mailPane is POST /mail/pane (form field pane: below or right): where
+// the reading pane goes, kept per user on the server.
+func (s *Server) mailPane(w http.ResponseWriter, r *http.Request, ss *session) {
+	pane := r.PostFormValue("pane")
+	if pane != "below" && pane != "right" {
+		http.Error(w, "pane: want below or right", http.StatusBadRequest)
+		return
+	}
+	prefs, err := s.opts.Store.WebPrefs(r.Context(), ss.Address)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	prefs.MailPane = pane
+	if pane == "below" {
+		prefs.MailPane = ""
+	}
+	if err := s.opts.Store.SetWebPrefs(r.Context(), ss.Address, prefs); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if r.Header.Get("X-CSRF-Token") != "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Redirect(w, r, "/mail", http.StatusSeeOther)
 }
 
 // Optional columns of the queue page, in the seed's order.
@@ -275,7 +317,13 @@ func (s *Server) queueColumns(w http.ResponseWriter, r *http.Request, ss *sessio
 			cols = append(cols, c)
 		}
 	}
-	if err := s.opts.Store.SetWebPrefs(r.Context(), ss.Address, storage.WebPrefs{QueueColumns: cols, QueueColumnsSet: true}); err != nil {
+	prefs, err := s.opts.Store.WebPrefs(r.Context(), ss.Address)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	prefs.QueueColumns, prefs.QueueColumnsSet = cols, true
+	if err := s.opts.Store.SetWebPrefs(r.Context(), ss.Address, prefs); err != nil {
 		s.internal(w, r, err)
 		return
 	}

@@ -21,6 +21,13 @@
 //     relay replies) is escaped. No inline script runs (the CSP allows
 //     scripts from /static/ only); every page works without JavaScript, which
 //     only adds confirmations, live updates and the body on demand.
+//   - Mail shown by the mail page is data, never code: HTML is sanitised
+//     with bluemonday on the server (no script, handlers, styles,
+//     javascript: links), every remote image src is removed until the user
+//     asks for it, a relative src always (it would ask this site with the
+//     user's cookie), and attachments are sent as downloads.
+//   - The mail page sends through Options.Submit, the SMTP submission code
+//     itself: the same From rule, limits, copies, tracking and queue.
 //   - API errors are {"error": "…"} with a fitting status; lists are arrays,
 //     [] when empty. Request bodies, headers and durations are bounded.
 package web
@@ -53,7 +60,10 @@ var staticFiles embed.FS
 const (
 	maxFormBody = 64 << 10 // sign-in and action forms, JSON requests
 	maxHeader   = 32 << 10
-	maxIDs      = 1000 // entries one resend or delete may name
+	// maxComposeBody bounds a message from the compose form; submission
+	// then applies [smtp] max_message_size as over SMTP.
+	maxComposeBody = 16 << 20
+	maxIDs         = 1000 // entries one resend or delete may name
 )
 
 // Options configure a Server.
@@ -72,6 +82,9 @@ type Options struct {
 	// HSTS sends Strict-Transport-Security: set it with a real certificate,
 	// not the self-signed one.
 	HSTS bool
+	// Submit sends a message from the compose form through SMTP
+	// submission (smtpd.Server.Submit); nil answers 503.
+	Submit SubmitFunc
 	// PollInterval is the server's default client check interval.
 	PollInterval time.Duration
 	// Postmaster is the address alerts come from.
@@ -167,6 +180,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.page(s.logout))
 	mux.HandleFunc("GET /mail", s.page(s.mailPage))
+	mux.HandleFunc("POST /mail/pane", s.page(s.mailPane))
 	mux.HandleFunc("GET /queue", s.page(s.queuePage))
 	mux.HandleFunc("POST /queue/action", s.page(s.queueAction))
 	mux.HandleFunc("POST /queue/columns", s.page(s.queueColumns))
@@ -188,6 +202,13 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/queue/delete", s.api(s.apiDelete))
 	mux.HandleFunc("GET /api/v1/alerts", s.api(s.apiAlerts))
 	mux.HandleFunc("GET /api/v1/events", s.api(s.apiEvents))
+	mux.HandleFunc("GET /api/v1/mailboxes", s.api(s.apiMailboxes))
+	mux.HandleFunc("GET /api/v1/addresses", s.api(s.apiAddresses))
+	mux.HandleFunc("GET /api/v1/messages", s.api(s.apiMessages))
+	mux.HandleFunc("POST /api/v1/send", s.api(s.apiSend))
+	mux.HandleFunc("POST /api/v1/drafts", s.api(s.apiDraft))
+	mux.HandleFunc("GET /api/v1/messages/{uid}", s.api(s.apiMessage))
+	mux.HandleFunc("GET /api/v1/messages/{uid}/attachments/{index}", s.api(s.apiAttachment))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -208,7 +229,11 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		if !strings.HasPrefix(r.URL.Path, "/static/") {
 			h.Set("Cache-Control", "no-store")
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		limit := int64(maxFormBody)
+		if r.URL.Path == "/api/v1/send" || r.URL.Path == "/api/v1/drafts" {
+			limit = maxComposeBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)
 	})
 }

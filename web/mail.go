@@ -1,0 +1,448 @@
+package web
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	gomessage "github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode the charsets mail uses
+	"github.com/microcosm-cc/bluemonday"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// Bounds of the mail API.
+const (
+	defaultPage    = 50
+	maxPage        = 500
+	maxViewBody    = 32 << 20 // a larger message is listed, not shown
+	maxShownText   = 1 << 20  // of text and of html, each
+	maxAttachments = 1000     // listed per message
+)
+
+// mailboxJSON is one entry of GET /api/v1/mailboxes (SPEC.md).
+type mailboxJSON struct {
+	Name        string `json:"name"`
+	SpecialUse  string `json:"special_use"`
+	Messages    uint32 `json:"messages"`
+	Unseen      uint32 `json:"unseen"`
+	PendingSent int    `json:"pending_sent"`
+}
+
+// pendingByMessageID maps the Message-ID of each of user's sent messages
+// (without angle brackets) to the recipients who have not read it or are
+// still queued: the seed's "Not delivered", from read tracking.
+func (s *Server) pendingByMessageID(r *http.Request, user string) (map[string][]string, error) {
+	list, err := s.opts.Store.SentStatus(r.Context(), user)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(list))
+	for _, m := range list {
+		pending := []string{}
+		for _, rc := range m.Recipients {
+			if rc.Pending() {
+				pending = append(pending, rc.Address)
+			}
+		}
+		out[bareMessageID(m.MessageID)] = pending
+	}
+	return out, nil
+}
+
+func bareMessageID(id string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(id), "<"), ">")
+}
+
+func (s *Server) apiMailboxes(w http.ResponseWriter, r *http.Request, ss *session) {
+	boxes, err := s.opts.Store.Mailboxes(r.Context(), ss.Address)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	out := make([]mailboxJSON, 0, len(boxes))
+	for _, b := range boxes {
+		st, err := s.opts.Store.MailboxStatus(r.Context(), ss.Address, b.Name)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		j := mailboxJSON{Name: b.Name, SpecialUse: string(b.SpecialUse), Messages: st.Messages, Unseen: st.Unseen}
+		if b.Name == storage.Sent {
+			pending, err := s.pendingByMessageID(r, ss.Address)
+			if err != nil {
+				s.storeError(w, r, err)
+				return
+			}
+			for _, p := range pending {
+				if len(p) > 0 {
+					j.PendingSent++
+				}
+			}
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// messageJSON is one entry of GET /api/v1/messages (SPEC.md).
+type messageJSON struct {
+	UID       uint32    `json:"uid"`
+	From      string    `json:"from"`
+	To        []string  `json:"to"`
+	Cc        []string  `json:"cc"`
+	Subject   string    `json:"subject"`
+	Date      time.Time `json:"date"`
+	Seen      bool      `json:"seen"`
+	Important bool      `json:"important"`
+	// NotDelivered is only in Sent: [] once everyone has read.
+	NotDelivered *[]string `json:"not_delivered,omitempty"`
+}
+
+// messageBodyJSON is GET /api/v1/messages/UID.
+type messageBodyJSON struct {
+	messageJSON
+	Text string `json:"text"`
+	HTML string `json:"html"`
+	// RemoteImages counts the remote images removed from HTML; ask again
+	// with images=allow to keep them.
+	RemoteImages int              `json:"remote_images"`
+	Attachments  []attachmentJSON `json:"attachments"`
+	// TooLarge: the message is larger than the page shows.
+	TooLarge bool `json:"too_large,omitempty"`
+}
+
+type attachmentJSON struct {
+	Index int    `json:"index"` // for GET /api/v1/messages/UID/attachments/INDEX
+	Name  string `json:"name"`
+	Type  string `json:"type"`
+	Size  int64  `json:"size"`
+}
+
+func addresses(list []imap.Address) []string {
+	out := make([]string, 0, len(list))
+	for _, a := range list {
+		if addr := a.Addr(); addr != "" {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
+func describeMessage(m *storage.Message, pending map[string][]string) messageJSON {
+	j := messageJSON{UID: uint32(m.UID), Date: m.InternalDate, To: []string{}, Cc: []string{},
+		Seen:      slices.ContainsFunc(m.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), string(imap.FlagSeen)) }),
+		Important: slices.ContainsFunc(m.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), "$Important") })}
+	if e := m.Envelope; e != nil {
+		j.Subject = e.Subject
+		if len(e.From) > 0 {
+			j.From = e.From[0].Addr()
+		}
+		j.To, j.Cc = addresses(e.To), addresses(e.Cc)
+		if !e.Date.IsZero() {
+			j.Date = e.Date
+		}
+	}
+	if pending != nil {
+		nd := []string{}
+		if m.Envelope != nil {
+			if p, ok := pending[bareMessageID(m.Envelope.MessageID)]; ok {
+				nd = p
+			}
+		}
+		j.NotDelivered = &nd
+	}
+	return j
+}
+
+// mailboxFor resolves ?mailbox=NAME of the session's user; the error is
+// answered.
+func (s *Server) mailboxFor(w http.ResponseWriter, r *http.Request, ss *session) *storage.Mailbox {
+	name := r.URL.Query().Get("mailbox")
+	if name == "" {
+		jsonError(w, http.StatusBadRequest, "want ?mailbox=NAME")
+		return nil
+	}
+	mb, err := s.opts.Store.Mailbox(r.Context(), ss.Address, name)
+	if err != nil {
+		s.storeError(w, r, err)
+		return nil
+	}
+	return mb
+}
+
+// apiMessages is GET /api/v1/messages?mailbox=NAME[&before=UID][&limit=N]:
+// one page, newest first, read from the store page by page; the header
+// X-Next-Before continues the list.
+func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request, ss *session) {
+	q := r.URL.Query()
+	var before uint64
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n == 0 {
+			jsonError(w, http.StatusBadRequest, fmt.Sprintf("before %q: want a UID", v))
+			return
+		}
+		before = n
+	}
+	limit := defaultPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPage {
+			jsonError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d", v, maxPage))
+			return
+		}
+		limit = n
+	}
+	mb := s.mailboxFor(w, r, ss)
+	if mb == nil {
+		return
+	}
+	uids, err := s.opts.Store.UIDsBefore(r.Context(), ss.Address, mb.ID, imap.UID(before), limit)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	msgs, err := s.opts.Store.Messages(r.Context(), ss.Address, mb.ID, uids, storage.LoadOptions{Envelope: true})
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	var pending map[string][]string
+	if mb.Name == storage.Sent {
+		if pending, err = s.pendingByMessageID(r, ss.Address); err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+	}
+	out := make([]messageJSON, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, describeMessage(m, pending))
+	}
+	if len(uids) == limit {
+		w.Header().Set("X-Next-Before", strconv.FormatUint(uint64(uids[len(uids)-1]), 10))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func parseUID(v string) (imap.UID, error) {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("UID %q: want a positive number", v)
+	}
+	return imap.UID(n), nil
+}
+
+// loadMessage loads one message of the session's user with its body
+// (nil above maxViewBody); the error is answered.
+func (s *Server) loadMessage(w http.ResponseWriter, r *http.Request, ss *session) (*storage.Mailbox, *storage.Message) {
+	uid, err := parseUID(r.PathValue("uid"))
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return nil, nil
+	}
+	mb := s.mailboxFor(w, r, ss)
+	if mb == nil {
+		return nil, nil
+	}
+	msgs, err := s.opts.Store.Messages(r.Context(), ss.Address, mb.ID, []imap.UID{uid}, storage.LoadOptions{Envelope: true, Body: true, BodyMax: maxViewBody})
+	if err != nil {
+		s.storeError(w, r, err)
+		return nil, nil
+	}
+	if len(msgs) == 0 {
+		jsonError(w, http.StatusNotFound, fmt.Sprintf("no message %d in %s", uid, mb.Name))
+		return nil, nil
+	}
+	return mb, msgs[0]
+}
+
+// apiMessage is GET /api/v1/messages/UID?mailbox=NAME[&images=allow]: the
+// message with its text, sanitised HTML and attachments; it marks it read
+// (\Seen through the store, so the sender's read tracking settles).
+func (s *Server) apiMessage(w http.ResponseWriter, r *http.Request, ss *session) {
+	mb, m := s.loadMessage(w, r, ss)
+	if m == nil {
+		return
+	}
+	var pending map[string][]string
+	if mb.Name == storage.Sent {
+		var err error
+		if pending, err = s.pendingByMessageID(r, ss.Address); err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+	}
+	j := messageBodyJSON{messageJSON: describeMessage(m, pending), Attachments: []attachmentJSON{}}
+	if m.Body == nil {
+		j.TooLarge = true
+	} else {
+		parts := readParts(m.Body, -1)
+		j.Text, j.Attachments = parts.text, parts.attachments
+		if parts.html != "" {
+			j.HTML, j.RemoteImages = sanitizeHTML(parts.html, r.URL.Query().Get("images") == "allow")
+		}
+	}
+	if !j.Seen {
+		if _, err := s.opts.Store.StoreFlags(r.Context(), ss.Address, mb.ID, []imap.UID{m.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+			s.storeError(w, r, err)
+			return
+		}
+		j.Seen = true
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+// apiAttachment is GET /api/v1/messages/UID/attachments/INDEX?mailbox=NAME:
+// the attachment's decoded bytes, always as a download.
+func (s *Server) apiAttachment(w http.ResponseWriter, r *http.Request, ss *session) {
+	idx, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || idx < 0 || idx >= maxAttachments {
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("attachment %q: want 0 to %d", r.PathValue("index"), maxAttachments-1))
+		return
+	}
+	_, m := s.loadMessage(w, r, ss)
+	if m == nil {
+		return
+	}
+	if m.Body == nil {
+		jsonError(w, http.StatusRequestEntityTooLarge, "the message is too large for the web interface; use an IMAP client")
+		return
+	}
+	parts := readParts(m.Body, idx)
+	if parts.picked == nil {
+		jsonError(w, http.StatusNotFound, fmt.Sprintf("message %d has no attachment %d", m.UID, idx))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Security-Policy", "sandbox")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": parts.pickedName}))
+	w.Write(parts.picked)
+}
+
+// messageParts is what readParts found.
+type messageParts struct {
+	text, html  string
+	attachments []attachmentJSON
+	picked      []byte // the attachment asked for
+	pickedName  string
+}
+
+// readParts walks a message's MIME tree: the first text/plain and
+// text/html parts not marked as attachments are the body, every other leaf
+// is an attachment (numbered in walk order); with pick >= 0 that
+// attachment's bytes are kept. Broken MIME gives what could be read.
+func readParts(raw []byte, pick int) messageParts {
+	var p messageParts
+	p.attachments = []attachmentJSON{}
+	e, err := gomessage.Read(bytes.NewReader(raw))
+	if e == nil {
+		p.text = "(this message cannot be read: " + err.Error() + ")"
+		return p
+	}
+	n := 0
+	e.Walk(func(_ []int, part *gomessage.Entity, err error) error {
+		if err != nil || part == nil {
+			return nil
+		}
+		t, params, _ := part.Header.ContentType()
+		if strings.HasPrefix(t, "multipart/") {
+			return nil
+		}
+		if t == "" {
+			t = "text/plain"
+		}
+		disp, dparams, _ := part.Header.ContentDisposition()
+		name := dparams["filename"]
+		if name == "" {
+			name = params["name"]
+		}
+		body := part.Body
+		if disp != "attachment" && name == "" {
+			switch {
+			case t == "text/plain" && p.text == "":
+				b, _ := io.ReadAll(io.LimitReader(body, maxShownText))
+				p.text = string(b)
+				return nil
+			case t == "text/html" && p.html == "":
+				b, _ := io.ReadAll(io.LimitReader(body, maxShownText))
+				p.html = string(b)
+				return nil
+			}
+		}
+		if n >= maxAttachments {
+			return nil
+		}
+		if name == "" {
+			name = fmt.Sprintf("part-%d", n+1)
+		}
+		a := attachmentJSON{Index: n, Name: name, Type: t}
+		if n == pick {
+			p.picked, _ = io.ReadAll(io.LimitReader(body, maxViewBody))
+			if p.picked == nil {
+				p.picked = []byte{}
+			}
+			p.pickedName = name
+			a.Size = int64(len(p.picked))
+		} else {
+			a.Size, _ = io.Copy(io.Discard, body)
+		}
+		p.attachments = append(p.attachments, a)
+		n++
+		return nil
+	})
+	return p
+}
+
+// sanitizeHTML keeps the harmless part of mail HTML (bluemonday's policy
+// for user content: no script, no event handlers, no style, no
+// javascript: URLs); remote images are removed unless allowed. It returns
+// the HTML and how many remote images it removed.
+func sanitizeHTML(html string, allowImages bool) (string, int) {
+	p := bluemonday.UGCPolicy()
+	p.RequireNoReferrerOnLinks(true)
+	p.AddTargetBlankToFullyQualifiedLinks(true)
+	remote := 0
+	p.RewriteSrc(func(u *url.URL) {
+		switch {
+		case u.Scheme == "http" || u.Scheme == "https":
+			if !allowImages {
+				remote++
+				*u = url.URL{}
+			}
+		default:
+			// A relative src would ask this site, with the user's cookie.
+			*u = url.URL{}
+		}
+	})
+	return p.Sanitize(html), remote
+}
+
+// apiAddresses is GET /api/v1/addresses: the local users' addresses, for
+// address completion in the compose form.
+func (s *Server) apiAddresses(w http.ResponseWriter, r *http.Request, _ *session) {
+	users, err := s.opts.Store.Users(r.Context())
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	out := make([]string, 0, len(users))
+	for _, u := range users {
+		out = append(out, u.Address)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
