@@ -203,6 +203,8 @@ func TestPasswordRuleHoldsThroughTheSocketAndDirectly(t *testing.T) {
 	refused := map[string]string{
 		"":                      "too short",
 		"seven77":               "too short",
+		"        ":              "other than spaces",
+		" \t abc  \u00a0d  e ":  "other than spaces",
 		"frederick":             "must not be the address",
 		"FREDERICK":             "must not be the address",
 		"Frederick@Example.com": "must not be the address",
@@ -215,6 +217,9 @@ func TestPasswordRuleHoldsThroughTheSocketAndDirectly(t *testing.T) {
 			if err := api.SetPassword(ctx, addr, pw); !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: passwd %q: %v, want %q", name, pw, err, want)
 			}
+		}
+		if err := api.SetPassword(ctx, addr, "correct horse"); err != nil {
+			t.Errorf("%s: a password with a space inside: %v", name, err)
 		}
 		if err := api.SetPassword(ctx, addr, "frederick-2"); err != nil {
 			t.Errorf("%s: a good password: %v", name, err)

@@ -48,12 +48,19 @@ const MinPasswordLength = 8
 
 // CheckPassword is the one password rule, applied by AddUser and
 // SetPassword whichever way they are reached (the control socket or the
-// database directly): at least MinPasswordLength characters, and neither
-// the address nor its local part (compared without case).
+// database directly): at least MinPasswordLength characters that are not
+// spaces (eight spaces are no password; spaces inside one are fine), and
+// neither the address nor its local part (compared without case).
 func CheckPassword(address, password string) error {
 	if n := len([]rune(password)); n < MinPasswordLength {
 		return &Problem{
 			Sentence: fmt.Sprintf("the password is too short: it needs at least %d characters (this one has %d)", MinPasswordLength, n),
+			Err:      storage.ErrInvalid,
+		}
+	}
+	if n := len([]rune(strings.Join(strings.Fields(password), ""))); n < MinPasswordLength {
+		return &Problem{
+			Sentence: fmt.Sprintf("the password is too short: it needs at least %d characters other than spaces (this one has %d)", MinPasswordLength, n),
 			Err:      storage.ErrInvalid,
 		}
 	}
