@@ -331,7 +331,7 @@ func (s *Server) apiMessage(w http.ResponseWriter, r *http.Request, ss *session)
 	if m.Body == nil {
 		j.TooLarge = true
 	} else {
-		parts := readParts(m.Body, -1)
+		parts := readParts(m.Body, nil)
 		j.Text, j.Attachments = parts.text, parts.attachments
 		if parts.html != "" {
 			j.HTML, j.RemoteImages = sanitizeHTML(parts.html, r.URL.Query().Get("images") == "allow")
@@ -363,33 +363,40 @@ func (s *Server) apiAttachment(w http.ResponseWriter, r *http.Request, ss *sessi
 		jsonError(w, http.StatusRequestEntityTooLarge, "the message is too large for the web interface; use an IMAP client")
 		return
 	}
-	parts := readParts(m.Body, idx)
-	if parts.picked == nil {
+	parts := readParts(m.Body, map[int]bool{idx: true})
+	picked, ok := parts.picked[idx]
+	if !ok {
 		jsonError(w, http.StatusNotFound, fmt.Sprintf("message %d has no attachment %d", m.UID, idx))
 		return
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Security-Policy", "sandbox")
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": parts.pickedName}))
-	w.Write(parts.picked)
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": picked.name}))
+	w.Write(picked.data)
 }
 
 // messageParts is what readParts found.
 type messageParts struct {
 	text, html  string
 	attachments []attachmentJSON
-	picked      []byte // the attachment asked for
-	pickedName  string
+	picked      map[int]pickedPart // the attachments asked for, by index
+}
+
+// pickedPart is one attachment's decoded bytes.
+type pickedPart struct {
+	name, typ string
+	data      []byte
 }
 
 // readParts walks a message's MIME tree: the first text/plain and
 // text/html parts not marked as attachments are the body, every other leaf
 // is an attachment (numbered in walk order); with pick >= 0 that
 // attachment's bytes are kept. Broken MIME gives what could be read.
-func readParts(raw []byte, pick int) messageParts {
+func readParts(raw []byte, pick map[int]bool) messageParts {
 	var p messageParts
 	p.attachments = []attachmentJSON{}
+	p.picked = map[int]pickedPart{}
 	e, err := gomessage.Read(bytes.NewReader(raw))
 	if e == nil {
 		p.text = "(this message cannot be read: " + err.Error() + ")"
@@ -432,13 +439,13 @@ func readParts(raw []byte, pick int) messageParts {
 			name = fmt.Sprintf("part-%d", n+1)
 		}
 		a := attachmentJSON{Index: n, Name: name, Type: t}
-		if n == pick {
-			p.picked, _ = io.ReadAll(io.LimitReader(body, maxViewBody))
-			if p.picked == nil {
-				p.picked = []byte{}
+		if pick[n] {
+			data, _ := io.ReadAll(io.LimitReader(body, maxViewBody))
+			if data == nil {
+				data = []byte{}
 			}
-			p.pickedName = name
-			a.Size = int64(len(p.picked))
+			p.picked[n] = pickedPart{name: name, typ: t, data: data}
+			a.Size = int64(len(data))
 		} else {
 			a.Size, _ = io.Copy(io.Discard, body)
 		}
