@@ -38,7 +38,7 @@ type upload struct {
 }
 
 // composeForm is a multipart/form-data compose request as the page sends it.
-func composeForm(t *testing.T, fields map[string][]string, files ...upload) (string, []byte) {
+func composeForm(t testing.TB, fields map[string][]string, files ...upload) (string, []byte) {
 	t.Helper()
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
