@@ -33,7 +33,13 @@ func manyAttachments(n int) string {
 func TestBrowserAttachmentsAndTheFailedLink(t *testing.T) {
 	e := newEnv(t, withLimits(t, 1<<20))
 	failedID := e.queue(alice, "Bounced report", storage.QueueFailed)
-	e.appendRaw(alice, storage.Inbox, manyAttachments(1000))
+	e.deliverLocal(bob, "Lunch on Friday?", alice)
+	bc := e.signIn(bob)
+	if resp := bc.postForm("/api/v1/send", map[string][]string{"to": {alice}, "subject": {"Quarterly figures"}, "importance": {"high"},
+		"text": {"Hi Alice,\n\nthe figures for the quarter are attached; the totals are on the second sheet.\n\nBob"}},
+		upload{"q4-figures.csv", "text/csv", []byte("month,total\nOct,120\nNov,135\nDec,150\n")}); resp.StatusCode != 200 {
+		t.Fatalf("bob's message: %s", resp.Status)
+	}
 	dir := t.TempDir()
 	first, second := filepath.Join(dir, "notes.txt"), filepath.Join(dir, "отчёт.csv")
 	os.WriteFile(first, []byte("first file"), 0o644)
@@ -52,10 +58,27 @@ func TestBrowserAttachmentsAndTheFailedLink(t *testing.T) {
 		chromedp.SendKeys(`#password`, pass),
 		chromedp.Submit(`#login-form`),
 		chromedp.WaitVisible(`#messages tr[data-uid] a.open`),
-		chromedp.Click(`#messages tr[data-uid] a.open`),
-		chromedp.WaitReady(`#reader ul.attachments li:nth-child(1000)`),
 	)
+	if err == nil {
+		err = clickInPage(ctx, `#messages tr[data-uid] a.open`) // the newest: bob's figures
+	}
+	if err == nil {
+		err = chromedp.Do(ctx, chromedp.WaitVisible(`#reader ul.attachments li`))
+	}
 	if err != nil {
+		fail("open a message with an attachment", err)
+	}
+	screenshot(t, ctx, "mail-reading.png")
+
+	// Hostile mail arrives while the page is open.
+	e.appendRaw(alice, storage.Inbox, manyAttachments(1000))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll("#messages tr[data-uid]").length === 3`)); err != nil {
+		fail("the new message in the list", err)
+	}
+	if err := clickInPage(ctx, `#messages tr[data-uid] a.open`); err != nil {
+		fail("open the message with 1,000 attachments", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitReady(`#reader ul.attachments li:nth-child(1000)`)); err != nil {
 		fail("open the message with 1,000 attachments", err)
 	}
 	wide, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 2`))
