@@ -88,12 +88,18 @@ func (c *composeJSON) check() error {
 // other), the text as UTF-8 quoted-printable, and with attachments a
 // multipart/mixed message whose files are base64 parts.
 func (c *composeJSON) build(from string, now time.Time) ([]byte, error) {
+	// go-message puts each new field on top: set them last to first.
 	var h gomail.Header
-	h.SetAddressList("From", []*gomail.Address{{Address: from}})
+	if c.Importance == "high" {
+		h.Set("X-Priority", "1")
+		h.Set("Importance", "high")
+	}
+	h.SetDate(now)
+	h.SetSubject(c.Subject)
 	for _, f := range []struct {
 		name string
 		list []string
-	}{{"To", c.To}, {"Cc", c.Cc}, {"Bcc", c.Bcc}} {
+	}{{"Bcc", c.Bcc}, {"Cc", c.Cc}, {"To", c.To}} {
 		if len(f.list) > 0 {
 			list := make([]*gomail.Address, 0, len(f.list))
 			for _, a := range f.list {
@@ -102,12 +108,7 @@ func (c *composeJSON) build(from string, now time.Time) ([]byte, error) {
 			h.SetAddressList(f.name, list)
 		}
 	}
-	h.SetSubject(c.Subject)
-	h.SetDate(now)
-	if c.Importance == "high" {
-		h.Set("Importance", "high")
-		h.Set("X-Priority", "1")
-	}
+	h.SetAddressList("From", []*gomail.Address{{Address: from}})
 	text := strings.ReplaceAll(strings.ReplaceAll(c.Text, "\r\n", "\n"), "\r", "\n")
 	text = strings.ReplaceAll(text, "\n", "\r\n")
 	var b bytes.Buffer
