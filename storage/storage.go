@@ -82,6 +82,7 @@ type Store interface {
 	TrackingStore
 	QueueStore     // the outbound queue (queue.go)
 	QueuePageStore // paged listing of the queue (queuepage.go)
+	SentPageStore  // tracking records of one page of Sent (sentpage.go)
 	WebStore       // web sessions and preferences (websessions.go)
 
 	// CreateUser creates a user with the mailboxes INBOX, Sent, Drafts and

@@ -33,6 +33,13 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
+// tooLargeBody is readJSON's error for a body over the request limit.
+type tooLargeBody struct{ limit int64 }
+
+func (e tooLargeBody) Error() string {
+	return fmt.Sprintf("request body larger than %d bytes", e.limit)
+}
+
 // readJSON decodes a request body of exactly one JSON value without unknown
 // fields; the error is the sentence for a 400.
 func readJSON(r *http.Request, v any) error {
@@ -42,7 +49,7 @@ func readJSON(r *http.Request, v any) error {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return fmt.Errorf("request body larger than %d bytes", tooBig.Limit)
+			return tooLargeBody{tooBig.Limit}
 		case errors.Is(err, io.EOF):
 			return errors.New("request body: want a JSON object, got nothing")
 		}
@@ -51,7 +58,7 @@ func readJSON(r *http.Request, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return fmt.Errorf("request body larger than %d bytes", tooBig.Limit)
+			return tooLargeBody{tooBig.Limit}
 		}
 		return errors.New("request body: want one JSON object, got more after it")
 	}

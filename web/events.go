@@ -96,24 +96,20 @@ type sentEvent struct {
 
 // describeSent loads the record a tracking event is about.
 func (s *Server) describeSent(r *http.Request, ss *session, ev storage.Event) (*sentEvent, bool) {
-	list, err := s.opts.Store.SentStatus(r.Context(), ss.Address)
+	if ev.UID == 0 {
+		// Settled with no Sent copy left: nothing to show.
+		return nil, false
+	}
+	recs, err := s.opts.Store.SentStatusFor(r.Context(), ss.Address, ev.MailboxID, []imap.UID{ev.UID})
 	if err != nil {
 		return nil, false
 	}
-	for _, m := range list {
-		if m.ID != ev.TrackingID {
-			continue
-		}
-		e := &sentEvent{Mailbox: storage.Sent, UID: uint32(ev.UID), MessageID: m.MessageID, Subject: m.Subject, NotDelivered: []string{}}
-		for _, rc := range m.Recipients {
-			if rc.Pending() {
-				e.NotDelivered = append(e.NotDelivered, rc.Address)
-			}
-		}
-		return e, true
+	m, ok := recs[ev.UID]
+	if !ok || m.ID != ev.TrackingID {
+		return nil, false
 	}
-	// Settled and gone (nobody pending, no Sent copy): nothing to show.
-	return nil, false
+	st := statusOf(m)
+	return &sentEvent{Mailbox: storage.Sent, UID: uint32(ev.UID), MessageID: m.MessageID, Subject: m.Subject, NotDelivered: st.notDelivered}, true
 }
 
 // keepAlive is how often an idle stream sends a comment, so proxies keep it.

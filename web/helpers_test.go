@@ -31,7 +31,7 @@ const (
 )
 
 type testEnv struct {
-	t     *testing.T
+	t     testing.TB
 	store storage.Store
 	web   *Server
 	url   string          // https://127.0.0.1:PORT
@@ -41,7 +41,7 @@ type testEnv struct {
 // newEnv serves the web interface with Serve (HTTPS, HTTP/2, the daemon's
 // own server settings) on 127.0.0.1 with alice, bob and admin (an
 // administrator) on a real bbolt file.
-func newEnv(t *testing.T, mutate func(*Options)) *testEnv {
+func newEnv(t testing.TB, mutate func(*Options)) *testEnv {
 	t.Helper()
 	st, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {

@@ -43,6 +43,7 @@ var locales = map[string]map[string]string{
 		"text": "Text", "send": "Send (Ctrl+Enter)", "save_draft": "Save to Drafts", "close": "Close",
 		"mail_title": "Mail", "mail_soon": "The mail page comes with the next version. Your mail client shows your mail meanwhile; the queue page shows what you sent to other domains.",
 		"unread": "unread", "one_message": "Showing the entries of the message the alert is about.", "show_all": "Show all",
+		"failed_rcpt": "Undeliverable", "attach_files": "Attach files",
 	},
 	"ru": {
 		"skip": "К содержимому", "nav": "Разделы", "mail": "Почта", "queue": "Очередь писем", "alerts": "Оповещения",
@@ -78,6 +79,7 @@ var locales = map[string]map[string]string{
 		"text": "Текст", "send": "Отправить (Ctrl+Enter)", "save_draft": "Сохранить в черновики", "close": "Закрыть",
 		"mail_title": "Почта", "mail_soon": "Страница почты появится в следующей версии. Пока почту показывает ваш почтовый клиент, а очередь — то, что вы отправили в другие домены.",
 		"unread": "непрочитано", "one_message": "Показаны записи письма, о котором оповещение.", "show_all": "Показать все",
+		"failed_rcpt": "Не удалось доставить", "attach_files": "Приложить файлы",
 	},
 }
 

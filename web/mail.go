@@ -39,25 +39,63 @@ type mailboxJSON struct {
 	PendingSent int    `json:"pending_sent"`
 }
 
-// pendingByMessageID maps the Message-ID of each of user's sent messages
-// (without angle brackets) to the recipients who have not read it or are
-// still queued: the seed's "Not delivered", from read tracking.
-func (s *Server) pendingByMessageID(r *http.Request, user string) (map[string][]string, error) {
-	list, err := s.opts.Store.SentStatus(r.Context(), user)
+// sentStatus describes what read tracking says of one Sent message: the
+// seed's "Not delivered" (who has not read it, or is still queued) and the
+// recipients the queue gave up on.
+type sentStatus struct {
+	notDelivered []string
+	failed       []string
+	messageID    string
+}
+
+// sentPage returns the read-tracking state of the given Sent messages of
+// user, keyed by UID; it reads one index entry per message
+// (storage.SentPageStore), whatever the user has sent before.
+func (s *Server) sentPage(r *http.Request, user string, mailboxID uint64, uids []imap.UID) (map[imap.UID]sentStatus, error) {
+	recs, err := s.opts.Store.SentStatusFor(r.Context(), user, mailboxID, uids)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string][]string, len(list))
-	for _, m := range list {
-		pending := []string{}
-		for _, rc := range m.Recipients {
-			if rc.Pending() {
-				pending = append(pending, rc.Address)
-			}
-		}
-		out[bareMessageID(m.MessageID)] = pending
+	out := make(map[imap.UID]sentStatus, len(recs))
+	for uid, m := range recs {
+		out[uid] = statusOf(m)
 	}
 	return out, nil
+}
+
+func statusOf(m storage.SentMessage) sentStatus {
+	st := sentStatus{notDelivered: []string{}, failed: []string{}, messageID: bareMessageID(m.MessageID)}
+	for _, rc := range m.Recipients {
+		switch {
+		case rc.Pending():
+			st.notDelivered = append(st.notDelivered, rc.Address)
+		case rc.State == storage.TrackFailed:
+			st.failed = append(st.failed, rc.Address)
+		}
+	}
+	return st
+}
+
+// pendingSentCount counts user's sent messages some recipient has not
+// read yet (the Sent folder's bold).
+func (s *Server) pendingSentCount(r *http.Request, user string) (int, error) {
+	list, err := s.opts.Store.SentStatus(r.Context(), user)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range list {
+		if slices.ContainsFunc(m.Recipients, storage.SentRecipient.Pending) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// queueLinkFor is the queue page listing the failed entry of the message
+// with that Message-ID (the /queue filters status and message_id).
+func queueLinkFor(messageID string) string {
+	return "/queue?" + url.Values{"status": {storage.QueueFailed}, "message_id": {messageID}}.Encode()
 }
 
 func bareMessageID(id string) string {
@@ -82,16 +120,12 @@ func (s *Server) apiMailboxes(w http.ResponseWriter, r *http.Request, ss *sessio
 		}
 		j := mailboxJSON{Name: b.Name, SpecialUse: string(b.SpecialUse), Messages: st.Messages, Unseen: st.Unseen}
 		if b.Name == storage.Sent {
-			pending, err := s.pendingByMessageID(r, ss.Address)
+			n, err := s.pendingSentCount(r, ss.Address)
 			if err != nil {
 				s.storeError(w, r, err)
 				return
 			}
-			for _, p := range pending {
-				if len(p) > 0 {
-					j.PendingSent++
-				}
-			}
+			j.PendingSent = n
 		}
 		out = append(out, j)
 	}
@@ -110,6 +144,10 @@ type messageJSON struct {
 	Important bool      `json:"important"`
 	// NotDelivered is only in Sent: [] once everyone has read.
 	NotDelivered *[]string `json:"not_delivered,omitempty"`
+	// Failed (only in Sent) are the recipients the queue gave up on, and
+	// QueueLink the queue page showing that message's failed entry.
+	Failed    *[]string `json:"failed,omitempty"`
+	QueueLink string    `json:"queue_link,omitempty"`
 }
 
 // messageBodyJSON is GET /api/v1/messages/UID.
@@ -142,7 +180,9 @@ func addresses(list []imap.Address) []string {
 	return out
 }
 
-func describeMessage(m *storage.Message, pending map[string][]string) messageJSON {
+// describeMessage is the list entry of m; sent is non-nil in Sent (the
+// page's tracking state, sentPage).
+func describeMessage(m *storage.Message, sent map[imap.UID]sentStatus) messageJSON {
 	j := messageJSON{UID: uint32(m.UID), Date: m.InternalDate, To: []string{}, Cc: []string{},
 		Seen:      slices.ContainsFunc(m.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), string(imap.FlagSeen)) }),
 		Important: slices.ContainsFunc(m.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), "$Important") })}
@@ -156,14 +196,15 @@ func describeMessage(m *storage.Message, pending map[string][]string) messageJSO
 			j.Date = e.Date
 		}
 	}
-	if pending != nil {
-		nd := []string{}
-		if m.Envelope != nil {
-			if p, ok := pending[bareMessageID(m.Envelope.MessageID)]; ok {
-				nd = p
-			}
+	if sent != nil {
+		st, ok := sent[m.UID]
+		if !ok {
+			st = sentStatus{notDelivered: []string{}, failed: []string{}}
 		}
-		j.NotDelivered = &nd
+		j.NotDelivered, j.Failed = &st.notDelivered, &st.failed
+		if len(st.failed) > 0 && st.messageID != "" {
+			j.QueueLink = queueLinkFor(st.messageID)
+		}
 	}
 	return j
 }
@@ -221,16 +262,16 @@ func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request, ss *session
 		s.storeError(w, r, err)
 		return
 	}
-	var pending map[string][]string
+	var sent map[imap.UID]sentStatus
 	if mb.Name == storage.Sent {
-		if pending, err = s.pendingByMessageID(r, ss.Address); err != nil {
+		if sent, err = s.sentPage(r, ss.Address, mb.ID, uids); err != nil {
 			s.storeError(w, r, err)
 			return
 		}
 	}
 	out := make([]messageJSON, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, describeMessage(m, pending))
+		out = append(out, describeMessage(m, sent))
 	}
 	if len(uids) == limit {
 		w.Header().Set("X-Next-Before", strconv.FormatUint(uint64(uids[len(uids)-1]), 10))
@@ -278,19 +319,19 @@ func (s *Server) apiMessage(w http.ResponseWriter, r *http.Request, ss *session)
 	if m == nil {
 		return
 	}
-	var pending map[string][]string
+	var sent map[imap.UID]sentStatus
 	if mb.Name == storage.Sent {
 		var err error
-		if pending, err = s.pendingByMessageID(r, ss.Address); err != nil {
+		if sent, err = s.sentPage(r, ss.Address, mb.ID, []imap.UID{m.UID}); err != nil {
 			s.storeError(w, r, err)
 			return
 		}
 	}
-	j := messageBodyJSON{messageJSON: describeMessage(m, pending), Attachments: []attachmentJSON{}}
+	j := messageBodyJSON{messageJSON: describeMessage(m, sent), Attachments: []attachmentJSON{}}
 	if m.Body == nil {
 		j.TooLarge = true
 	} else {
-		parts := readParts(m.Body, -1)
+		parts := readParts(m.Body, nil)
 		j.Text, j.Attachments = parts.text, parts.attachments
 		if parts.html != "" {
 			j.HTML, j.RemoteImages = sanitizeHTML(parts.html, r.URL.Query().Get("images") == "allow")
@@ -322,33 +363,40 @@ func (s *Server) apiAttachment(w http.ResponseWriter, r *http.Request, ss *sessi
 		jsonError(w, http.StatusRequestEntityTooLarge, "the message is too large for the web interface; use an IMAP client")
 		return
 	}
-	parts := readParts(m.Body, idx)
-	if parts.picked == nil {
+	parts := readParts(m.Body, map[int]bool{idx: true})
+	picked, ok := parts.picked[idx]
+	if !ok {
 		jsonError(w, http.StatusNotFound, fmt.Sprintf("message %d has no attachment %d", m.UID, idx))
 		return
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Content-Security-Policy", "sandbox")
-	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": parts.pickedName}))
-	w.Write(parts.picked)
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": picked.name}))
+	w.Write(picked.data)
 }
 
 // messageParts is what readParts found.
 type messageParts struct {
 	text, html  string
 	attachments []attachmentJSON
-	picked      []byte // the attachment asked for
-	pickedName  string
+	picked      map[int]pickedPart // the attachments asked for, by index
+}
+
+// pickedPart is one attachment's decoded bytes.
+type pickedPart struct {
+	name, typ string
+	data      []byte
 }
 
 // readParts walks a message's MIME tree: the first text/plain and
 // text/html parts not marked as attachments are the body, every other leaf
 // is an attachment (numbered in walk order); with pick >= 0 that
 // attachment's bytes are kept. Broken MIME gives what could be read.
-func readParts(raw []byte, pick int) messageParts {
+func readParts(raw []byte, pick map[int]bool) messageParts {
 	var p messageParts
 	p.attachments = []attachmentJSON{}
+	p.picked = map[int]pickedPart{}
 	e, err := gomessage.Read(bytes.NewReader(raw))
 	if e == nil {
 		p.text = "(this message cannot be read: " + err.Error() + ")"
@@ -391,13 +439,13 @@ func readParts(raw []byte, pick int) messageParts {
 			name = fmt.Sprintf("part-%d", n+1)
 		}
 		a := attachmentJSON{Index: n, Name: name, Type: t}
-		if n == pick {
-			p.picked, _ = io.ReadAll(io.LimitReader(body, maxViewBody))
-			if p.picked == nil {
-				p.picked = []byte{}
+		if pick[n] {
+			data, _ := io.ReadAll(io.LimitReader(body, maxViewBody))
+			if data == nil {
+				data = []byte{}
 			}
-			p.pickedName = name
-			a.Size = int64(len(p.picked))
+			p.picked[n] = pickedPart{name: name, typ: t, data: data}
+			a.Size = int64(len(data))
 		} else {
 			a.Size, _ = io.Copy(io.Discard, body)
 		}

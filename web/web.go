@@ -60,10 +60,9 @@ var staticFiles embed.FS
 const (
 	maxFormBody = 64 << 10 // sign-in and action forms, JSON requests
 	maxHeader   = 32 << 10
-	// maxComposeBody bounds a message from the compose form; submission
-	// then applies [smtp] max_message_size as over SMTP.
-	maxComposeBody = 16 << 20
-	maxIDs         = 1000 // entries one resend or delete may name
+	maxIDs      = 1000 // entries one resend or delete may name
+	// defaultMaxMessageSize is Options.MaxMessageSize's default (smtpd's).
+	defaultMaxMessageSize = 25 << 20
 )
 
 // Options configure a Server.
@@ -85,6 +84,10 @@ type Options struct {
 	// Submit sends a message from the compose form through SMTP
 	// submission (smtpd.Server.Submit); nil answers 503.
 	Submit SubmitFunc
+	// MaxMessageSize is [smtp] max_message_size: a compose request (its
+	// text and files) larger than this is refused while it is read, with
+	// submission's own 552 sentence; 0 means 25 MiB.
+	MaxMessageSize int64
 	// PollInterval is the server's default client check interval.
 	PollInterval time.Duration
 	// Postmaster is the address alerts come from.
@@ -120,6 +123,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.SessionTTL == 0 {
 		o.SessionTTL = 7 * 24 * time.Hour
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = defaultMaxMessageSize
 	}
 	if o.LivePoll == 0 {
 		o.LivePoll = 3 * time.Second
@@ -231,7 +237,7 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		}
 		limit := int64(maxFormBody)
 		if r.URL.Path == "/api/v1/send" || r.URL.Path == "/api/v1/drafts" {
-			limit = maxComposeBody
+			limit = s.composeLimit()
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next.ServeHTTP(w, r)

@@ -195,7 +195,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	webServer, err := web.New(web.Options{
 		Store: store, Auth: logins, TLSConfig: certs.TLSConfig(), HSTS: !certs.SelfSigned(),
 		PollInterval: cfg.MessageServer.PollInterval.Duration, Postmaster: cfg.Postmaster(),
-		Submit: smtpServer.Submit,
+		Submit: smtpServer.Submit, MaxMessageSize: cfg.SMTP.MaxMessageSize,
 		Logger: logger.With("component", "web"),
 	})
 	if err != nil {

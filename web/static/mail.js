@@ -16,7 +16,9 @@
 
   async function api(method, path, body) {
     const opts = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf } };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      opts.body = body; // multipart/form-data, with its boundary
+    } else if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
@@ -63,7 +65,7 @@
     if (m.uid === selected) tr.classList.add("selected");
     const who = current === "Sent" || current === "Drafts" ? (m.to || []).join(", ") : m.from;
     tr.appendChild(el("td", "", who));
-    const subj = el("td");
+    const subj = el("td", "subj");
     const a = el("a", "", m.subject || "(no subject)");
     a.href = "#";
     a.className = "open";
@@ -73,8 +75,19 @@
     tr.appendChild(el("td", "", new Date(m.date).toLocaleString()));
     const nd = el("td", "nd-col");
     if (m.not_delivered) nd.textContent = m.not_delivered.join(", ");
+    if (m.failed && m.failed.length) nd.appendChild(failedLink(m));
     tr.appendChild(nd);
     return tr;
+  }
+
+  // A failed recipient links to the queue page showing that entry.
+  function failedLink(m) {
+    const span = el("span", "failed", (m.not_delivered && m.not_delivered.length ? " · " : "") + t.tFailed + ": ");
+    const a = el("a", "queue-link", m.failed.join(", "));
+    a.href = m.queue_link;
+    a.title = t.tShowInQueue;
+    span.appendChild(a);
+    return span;
   }
 
   let generation = 0;
@@ -126,6 +139,15 @@
     const meta = el("p", "meta", m.from + " → " + (m.to || []).concat(m.cc || []).join(", ") + " · " + new Date(m.date).toLocaleString());
     r.appendChild(meta);
     if (m.not_delivered && m.not_delivered.length) r.appendChild(el("p", "nd", t.tNotDelivered + ": " + m.not_delivered.join(", ")));
+    if (m.failed && m.failed.length) {
+      const p = el("p", "nd");
+      p.appendChild(failedLink(m));
+      p.appendChild(document.createTextNode(" "));
+      const q = el("a", "queue-link", t.tShowInQueue);
+      q.href = m.queue_link;
+      p.appendChild(q);
+      r.appendChild(p);
+    }
     if (m.remote_images > 0) {
       const b = el("button", "", t.tImages + " (" + m.remote_images + ")");
       b.type = "button";
@@ -159,11 +181,26 @@
   // Compose.
   const dlg = $("compose");
   const form = $("compose-form");
-  const split = (v) => v.split(/[,;\s]+/).filter((s) => s !== "");
+  const kept = $("kept-attachments");
   function openCompose(m) {
     form.reset();
+    kept.replaceChildren();
     $("compose-error").hidden = true;
     if (m) {
+      // A reopened draft keeps its attachments unless unticked.
+      for (const a of m.attachments || []) {
+        const li = el("li");
+        const label = el("label");
+        const box = el("input");
+        box.type = "checkbox";
+        box.name = "keep_attachments";
+        box.value = a.index;
+        box.checked = true;
+        label.appendChild(box);
+        label.appendChild(document.createTextNode(" " + a.name + " (" + a.size + " B)"));
+        li.appendChild(label);
+        kept.appendChild(li);
+      }
       form.to.value = (m.to || []).join(", ");
       form.cc.value = (m.cc || []).join(", ");
       form.subject.value = m.subject || "";
@@ -174,11 +211,15 @@
     dlg.showModal();
     form.to.focus();
   }
+  // The form as multipart/form-data: the fields by name, the files as
+  // attachment parts, the draft's kept attachments by index.
   function composed() {
-    const c = { to: split(form.to.value), cc: split(form.cc.value), bcc: split(form.bcc.value),
-      subject: form.subject.value, text: form.text.value, importance: form.importance.value };
-    if (form.draft_uid.value) c.draft_uid = parseInt(form.draft_uid.value, 10);
-    return c;
+    const fd = new FormData();
+    for (const name of ["to", "cc", "bcc", "subject", "text", "importance"]) fd.append(name, form[name].value);
+    if (form.draft_uid.value) fd.append("draft_uid", form.draft_uid.value);
+    for (const box of kept.querySelectorAll("input[name=keep_attachments]:checked")) fd.append("keep_attachments", box.value);
+    for (const f of form.attachment.files) fd.append("attachment", f, f.name);
+    return fd;
   }
   async function submit(path, done) {
     try {
@@ -234,6 +275,7 @@
     refresh();
   });
   $("messages").addEventListener("click", (ev) => {
+    if (ev.target.closest("a.queue-link")) return; // to the queue page
     const tr = ev.target.closest("tr[data-uid]");
     if (!tr) return;
     ev.preventDefault();
