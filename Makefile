@@ -35,7 +35,7 @@ FUZZ_TARGETS := ./config/:FuzzConfigParse ./smtpd/:FuzzPrepareMessage ./control/
 	./storage/:FuzzDecodeParsed ./storage/:FuzzParsedRecordRoundTrip \
 	./storage/:FuzzEnvelopeRecordRoundTrip ./storage/:FuzzMetaAndMailboxRecordRoundTrip \
 	./storage/:FuzzBodyStructureMatchesGoIMAP \
-	./imapd/wire/:FuzzDecoder ./imapd/protocol/:FuzzServerCommands
+	./imapd/wire/:FuzzDecoder ./imapd/protocol/:FuzzServerCommands ./imapd/inflate/:FuzzInflateMatchesStdlib
 fuzz:
 	@failed=""; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; echo "== fuzz $$name $$pkg ($(FUZZTIME))"; \

@@ -40,10 +40,20 @@ def binary():
     return os.path.join(REPO, "bin", "pochta")
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A free loopback port not handed out before in this run: the kernel may
+    give a just-closed port again, and two listeners of one daemon on the
+    same port make its config invalid."""
+    while True:
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(fn, timeout=10, step=0.05):

@@ -127,12 +127,10 @@ type Options struct {
 	// Trace logs the sessions of the users it traces ([log] trace_users)
 	// line by line; nil traces nobody.
 	Trace *trace.Tracer
-	// CompressDeflate offers COMPRESS=DEFLATE (RFC 4978). It is off, and
-	// cmd/pochta leaves it off, until the inflater hands over what a
-	// client sent at every block end: Go's compress/flate yields only at
-	// a sync flush (an empty stored block), so a client that flushes with
-	// zlib's Z_PARTIAL_FLUSH (isync/mbsync 1.4) would wait for an answer
-	// to a command the server has not decoded yet.
+	// CompressDeflate offers COMPRESS=DEFLATE (RFC 4978); cmd/pochta
+	// turns it on. The client's stream is decoded by imapd/inflate, which
+	// hands over a command at every block end, so clients that flush with
+	// zlib's Z_PARTIAL_FLUSH (isync/mbsync) are answered at once.
 	CompressDeflate bool
 }
 

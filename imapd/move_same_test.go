@@ -23,6 +23,11 @@ func TestMoveIntoSameMailboxAnnouncesTheCopy(t *testing.T) {
 	if exists < 0 || expunge < 0 {
 		t.Fatalf("MOVE 1 INBOX: %q, want an EXPUNGE and an EXISTS", got)
 	}
+	// The original goes, then the copy arrives (imaptest's move script):
+	// never a moment with both.
+	if got[exists] != "* 1 EXISTS" || expunge > exists {
+		t.Errorf("MOVE 1 INBOX: %q, want * 1 EXPUNGE then * 1 EXISTS", got)
+	}
 	// Counting as the client does: after the responses, one message.
 	n := 1
 	for _, l := range got {

@@ -52,7 +52,8 @@ type sharedMailbox struct {
 	// recentFloor and attached: see recent.go.
 	recentFloor imap.UID
 	attached    uint64
-	keywords    []imap.Flag // in use, as far as known (keywords.go)
+	keywords    []imap.Flag  // in use, as far as known (keywords.go)
+	subjects    subjectCache // SEARCH SUBJECT's values (subjects.go)
 }
 
 func newRegistry(srv *Server) *registry {

@@ -77,13 +77,26 @@ func (s *session) searchRefs(cmd string, v *mailboxView, criteria *imap.SearchCr
 	}
 	cands := make([]candidate, 0, min(len(refs), loadChunk))
 	var uids []imap.UID
+	subjects := c.usesSubject()
+	cache := &v.box.subjects
 	for len(refs) > 0 {
 		chunk := refs[:min(len(refs), loadChunk)]
 		refs = refs[len(chunk):]
 		cands = cands[:0]
-		for _, ref := range chunk {
-			cands = append(cands, candidate{ref: ref, text: text})
+		if subjects {
+			cache.mu.Lock()
 		}
+		for _, ref := range chunk {
+			cd := candidate{ref: ref, text: text}
+			if subjects {
+				cd.subject, cd.subjectOK = cache.getLocked(ref.uid)
+			}
+			cands = append(cands, cd)
+		}
+		if subjects {
+			cache.mu.Unlock()
+		}
+		filled := 0
 		for _, st := range steps {
 			uids = uids[:0]
 			for i := range cands {
@@ -117,9 +130,23 @@ func (s *session) searchRefs(cmd string, v *mailboxView, criteria *imap.SearchCr
 				}
 				if m.msg != nil {
 					m.modseq = max(m.modseq, m.msg.ModSeq)
+					if subjects && !m.subjectOK && st.load != nil && st.load.Header {
+						m.subject, m.subjectOK = m.text.subjectValues(), true
+						m.fill = true
+						filled++
+					}
 				}
 				m.msg = nil
 			}
+		}
+		if filled > 0 {
+			cache.mu.Lock()
+			for i := range cands {
+				if cands[i].fill {
+					cache.putLocked(cands[i].ref.uid, cands[i].subject)
+				}
+			}
+			cache.mu.Unlock()
 		}
 		for i := range cands {
 			if cands[i].result == yes {
@@ -379,6 +406,10 @@ type candidate struct {
 	result tri
 	text   *msgText // shared by all candidates; reset for each
 	modseq uint64   // of the message, once loaded (SEARCH MODSEQ's result)
+	// subject: the message's Subject values when subjectOK (from the
+	// mailbox's subjectCache, or parsed here; fill: to be cached).
+	subject         []string
+	subjectOK, fill bool
 }
 
 // eval decides c for m with what level l allows, or says unknown. It
@@ -403,15 +434,16 @@ func (c *criteria) eval(m *candidate, l level) tri {
 			return no
 		}
 	}
-	if len(c.header) > 0 {
-		if l < levelHeader {
-			r = unknown
-		} else {
-			for _, h := range c.header {
-				if !m.text.matchHeader(h.key, h.value) {
-					return no
-				}
+	for _, h := range c.header {
+		switch {
+		case m.subjectOK && isSubject(h.key):
+			if !matchValues(m.subject, h.value) {
+				return no
 			}
+		case l < levelHeader:
+			r = unknown
+		case !m.text.matchHeader(h.key, h.value):
+			return no
 		}
 	}
 	if len(c.body) > 0 {

@@ -152,41 +152,103 @@ func newSortEntry(m *metaMsg) *sortEntry {
 }
 
 // sortItem is one message to sort, in mailbox order before sortItems.
+// num and pre hold the first key inline, so that most comparisons read
+// no sortEntry: num is a numeric key itself, pre the first 8 bytes of a
+// string key, big-endian (equal prefixes fall back to the whole string).
 type sortItem struct {
 	ref  msgRef
 	keys *sortEntry
+	num  int64
+	pre  uint64
 }
 
 // compare orders two entries by one key.
 func (e *sortEntry) compare(o *sortEntry, key protocol.SortKey) int {
+	if n, ok := e.number(key); ok {
+		m, _ := o.number(key)
+		return cmp.Compare(n, m)
+	}
+	return strings.Compare(e.text(key), o.text(key))
+}
+
+// number is a numeric key's value; ok is false for a string key.
+func (e *sortEntry) number(key protocol.SortKey) (n int64, ok bool) {
 	switch key {
 	case protocol.SortArrival:
-		return cmp.Compare(e.arrival, o.arrival)
+		return e.arrival, true
 	case protocol.SortDate:
-		return cmp.Compare(e.sent, o.sent)
+		return e.sent, true
 	case protocol.SortSize:
-		return cmp.Compare(e.size, o.size)
-	case protocol.SortSubject:
-		return strings.Compare(e.subject, o.subject)
-	case protocol.SortFrom:
-		return strings.Compare(e.from, o.from)
-	case protocol.SortTo:
-		return strings.Compare(e.to, o.to)
-	case protocol.SortCc:
-		return strings.Compare(e.cc, o.cc)
-	case protocol.SortDisplayFrom:
-		return strings.Compare(e.dispFrom, o.dispFrom)
-	case protocol.SortDisplayTo:
-		return strings.Compare(e.dispTo, o.dispTo)
+		return e.size, true
 	}
-	return 0
+	return 0, false
+}
+
+// text is a string key's value.
+func (e *sortEntry) text(key protocol.SortKey) string {
+	switch key {
+	case protocol.SortSubject:
+		return e.subject
+	case protocol.SortFrom:
+		return e.from
+	case protocol.SortTo:
+		return e.to
+	case protocol.SortCc:
+		return e.cc
+	case protocol.SortDisplayFrom:
+		return e.dispFrom
+	case protocol.SortDisplayTo:
+		return e.dispTo
+	}
+	return ""
+}
+
+// prefix is the first 8 bytes of s, big-endian, zero-padded: prefixes
+// that differ order as their strings do.
+func prefix(s string) uint64 {
+	var p uint64
+	for i := 0; i < 8; i++ {
+		p <<= 8
+		if i < len(s) {
+			p |= uint64(s[i])
+		}
+	}
+	return p
 }
 
 // sortItems orders items (given in mailbox order) by keys; ties keep the
-// mailbox order (RFC 5256 3).
+// mailbox order (RFC 5256 3), by UID, which ascends with it, so the sort
+// need not be a stable one.
 func sortItems(items []sortItem, keys []protocol.SortCriterion) {
-	slices.SortStableFunc(items, func(a, b sortItem) int {
-		for _, k := range keys {
+	if len(keys) == 0 {
+		return
+	}
+	first := keys[0]
+	_, numeric := (&sortEntry{}).number(first.Key)
+	for i := range items {
+		if numeric {
+			items[i].num, _ = items[i].keys.number(first.Key)
+		} else {
+			items[i].pre = prefix(items[i].keys.text(first.Key))
+		}
+	}
+	slices.SortFunc(items, func(a, b sortItem) int {
+		var c int
+		switch {
+		case numeric:
+			c = cmp.Compare(a.num, b.num)
+		case a.pre != b.pre:
+			c = cmp.Compare(a.pre, b.pre)
+		default:
+			c = strings.Compare(a.keys.text(first.Key), b.keys.text(first.Key))
+		}
+		if first.Reverse {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+		for _, k := range keys[1:] {
 			c := a.keys.compare(b.keys, k.Key)
 			if k.Reverse {
 				c = -c
@@ -195,7 +257,7 @@ func sortItems(items []sortItem, keys []protocol.SortCriterion) {
 				return c
 			}
 		}
-		return 0
+		return cmp.Compare(a.ref.uid, b.ref.uid)
 	})
 }
 

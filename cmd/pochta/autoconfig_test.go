@@ -14,8 +14,8 @@ import (
 
 func TestServeAnswersAutoconfigOnTheHTTPListener(t *testing.T) {
 	dir := t.TempDir()
-	cfgPath := writeConfig(t, dir)
-	httpAddr := freePort(t)
+	cfgPath, extra := writeConfigAndPorts(t, dir, 1)
+	httpAddr := extra[0]
 	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -73,20 +73,37 @@ func TestVersionPrintsSomething(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
+// freePorts returns n distinct free loopback addresses: it holds every
+// listener until all n are chosen, so the kernel cannot hand out one port
+// twice (two calls that each listen and close may get the same port, and a
+// config with two listeners on one address is refused).
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs
 }
 
 // writeConfig writes a config with free loopback ports into dir.
 func writeConfig(t *testing.T, dir string) string {
 	t.Helper()
+	path, _ := writeConfigAndPorts(t, dir, 0)
+	return path
+}
+
+// writeConfigAndPorts is writeConfig that also returns extra free loopback
+// addresses, distinct from the config's, for listeners a test adds.
+func writeConfigAndPorts(t *testing.T, dir string, extra int) (string, []string) {
+	t.Helper()
 	path := filepath.Join(dir, "pochta.toml")
+	ports := freePorts(t, 5+extra)
 	cfg := fmt.Sprintf(`hostname = "mail.example.test"
 domains = ["example.test"]
 data_dir = %q
@@ -104,11 +121,11 @@ allow_insecure_auth = true
 
 [metrics]
 listen = %q
-`, filepath.Join(dir, "data"), freePort(t), freePort(t), freePort(t), freePort(t), freePort(t))
+`, filepath.Join(dir, "data"), ports[0], ports[1], ports[2], ports[3], ports[4])
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return path, ports[5:]
 }
 
 // startDaemon runs `pochta serve` in-process until the test ends.

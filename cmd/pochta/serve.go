@@ -168,6 +168,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		Connections:       limits.connections,
 		CommandRate:       limits.commandRate,
 		Trace:             tracer,
+		CompressDeflate:   true, // SPEC: COMPRESS=DEFLATE
 	})
 	if err != nil {
 		return err

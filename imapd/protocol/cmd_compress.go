@@ -7,6 +7,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/inflate"
 	"github.com/pochta/pochta/imapd/wire"
 )
 
@@ -16,6 +17,12 @@ import (
 // the protocol reader/writer and the connection (TLS, and below it the
 // embedding server's net.Conn), so deadlines and the abuse limits still act
 // on the connection, and the trace still sees cleartext.
+//
+// The client's stream is decoded by imapd/inflate, not compress/flate:
+// that one hands over a command only at a sync flush, and isync/mbsync
+// ends each command with zlib's Z_PARTIAL_FLUSH. The decoded stream goes
+// through the same line and literal limits as a cleartext one, so a small
+// input decoding to a huge line ends like any over-long line.
 
 // CapCompressDeflate is the capability of RFC 4978.
 const CapCompressDeflate imap.Cap = "COMPRESS=DEFLATE"
@@ -75,7 +82,7 @@ func compressStreams(r io.Reader, w io.Writer) (io.Reader, io.Writer) {
 	if err != nil {
 		panic(err) // only for a level out of range
 	}
-	return flate.NewReader(r), &flushingWriter{fw: fw}
+	return inflate.NewReader(r), &flushingWriter{fw: fw}
 }
 
 // flushingWriter sync-flushes after every write. Its writes come from the

@@ -57,7 +57,7 @@ func (c *Conn) handleFetch(cmd *command) error {
 	if err != nil {
 		return err
 	}
-	w := &FetchWriter{conn: c, names: names}
+	w := &FetchWriter{conn: c, names: names, batch: true}
 	if err := c.fetchModifiers(cmd, options, w); err != nil {
 		return err
 	}

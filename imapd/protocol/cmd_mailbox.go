@@ -80,7 +80,7 @@ func (c *Conn) handleSelect(cmd *command) error {
 	c.setState(imap.ConnStateSelected)
 	c.announceHighest = false // the SELECT responses said it
 	if qresync != nil {
-		if err := c.session.(SessionQResync).Resync(&FetchWriter{conn: c}, qresync); err != nil {
+		if err := c.session.(SessionQResync).Resync(&FetchWriter{conn: c, batch: true}, qresync); err != nil {
 			return err
 		}
 	}

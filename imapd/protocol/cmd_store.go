@@ -20,7 +20,7 @@ func (c *Conn) handleStore(cmd *command) error {
 	if err := d.SP(); err != nil {
 		return err
 	}
-	w := &FetchWriter{conn: c}
+	w := &FetchWriter{conn: c, batch: true}
 	if err := c.storeModifiers(w); err != nil {
 		return err
 	}

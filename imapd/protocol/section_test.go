@@ -186,6 +186,55 @@ func TestTrackerRenumbersOnlyWhenTold(t *testing.T) {
 	}
 }
 
+// An EXISTS followed by expunges of messages the client knew is written
+// as the expunges then the smaller EXISTS (MOVE into the selected mailbox,
+// RFC 6851); anything else keeps its order.
+func TestTrackerWritesExpungesBeforeExists(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		known uint32
+		queue func(*MailboxTracker)
+		want  string
+	}{
+		{"move into itself", 1, func(b *MailboxTracker) {
+			b.QueueNumMessages(2)
+			b.QueueExpunge(1)
+		}, "EXPUNGE 1|EXISTS 1"},
+		{"move two of three into itself", 3, func(b *MailboxTracker) {
+			b.QueueNumMessages(5)
+			b.QueueExpunge(1)
+			b.QueueExpunge(2) // the old third message
+		}, "EXPUNGE 1|EXPUNGE 2|EXISTS 3"},
+		{"the new message expunged", 1, func(b *MailboxTracker) {
+			b.QueueNumMessages(2)
+			b.QueueExpunge(2)
+		}, "EXISTS 2|EXPUNGE 2"},
+		{"only the old ones move ahead", 2, func(b *MailboxTracker) {
+			b.QueueNumMessages(3)
+			b.QueueExpunge(1)
+			b.QueueExpunge(2) // the new one, now second
+		}, "EXPUNGE 1|EXISTS 2|EXPUNGE 2"},
+		{"flags in between", 1, func(b *MailboxTracker) {
+			b.QueueNumMessages(2)
+			b.QueueMessageFlags(2, 20, []imap.Flag{imap.FlagSeen}, nil)
+			b.QueueExpunge(1)
+		}, "EXISTS 2|FETCH 2 UID 20 [\\Seen]|EXPUNGE 1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			box := NewMailboxTracker(tt.known)
+			st := box.NewSession()
+			tt.queue(box)
+			rec := &recordingUpdates{}
+			if err := st.poll(rec, true); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(rec.lines, "|"); got != tt.want {
+				t.Errorf("told %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 type recordingUpdates struct{ lines []string }
 
 func (r *recordingUpdates) WriteExpunge(seq uint32) error {

@@ -179,6 +179,7 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 		}
 	}
 	st.mu.Unlock()
+	todo = expungesFirst(todo)
 
 	for i := 0; i < len(todo); i++ {
 		u := todo[i]
@@ -263,4 +264,41 @@ func (st *SessionTracker) EncodeSeqNum(seq uint32) uint32 {
 		return 0
 	}
 	return seq
+}
+
+// expungesFirst rewrites, in updates about to be written, an EXISTS
+// followed by expunges of messages the client already knew as those
+// expunges followed by the smaller EXISTS. The client ends with the same
+// messages under the same numbers either way (the new messages are the
+// last, so they do not renumber the old ones), but a MOVE into the
+// selected mailbox itself then reads as RFC 6851 and imaptest expect: the
+// original goes, then the copy arrives ("* 1 EXPUNGE", "* 1 EXISTS"),
+// rather than a moment with both ("* 2 EXISTS", "* 1 EXPUNGE"). todo is
+// rewritten in place.
+func expungesFirst(todo []update) []update {
+	for i := 0; i+1 < len(todo); i++ {
+		ex := todo[i]
+		if ex.exists == 0 {
+			continue
+		}
+		// todo[i+1+j] is numbered after j expunges: the old messages are
+		// 1..ex.before-j there.
+		k := 0
+		for i+1+k < len(todo) {
+			u := todo[i+1+k]
+			if u.expunge == 0 || u.expunge > ex.before-uint32(k) {
+				break
+			}
+			k++
+		}
+		if k == 0 {
+			continue
+		}
+		copy(todo[i:i+k], todo[i+1:i+1+k])
+		ex.exists -= uint32(k)
+		ex.before -= uint32(k)
+		todo[i+k] = ex
+		i += k
+	}
+	return todo
 }

@@ -283,6 +283,11 @@ type FetchWriter struct {
 	conditional    bool
 	unchangedSince uint64
 	modified       imap.NumSet
+	// batch: the writer of a command (FETCH, STORE, SELECT's resync),
+	// whose tagged response flushes everything; its FETCH responses stay
+	// in the connection's buffer until then (or until the buffer is
+	// full) rather than costing a write each. Unsolicited ones flush.
+	batch bool
 }
 
 // Updates returns a writer of the mailbox's unsolicited updates on the
@@ -303,7 +308,7 @@ func (w *FetchWriter) CreateMessage(seq uint32) *FetchResponseWriter {
 	c.mu.Unlock()
 	nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	c.enc.Star().Number(seq).Raw(" FETCH (")
-	return &FetchResponseWriter{conn: c, e: c.enc, names: w.names}
+	return &FetchResponseWriter{conn: c, e: c.enc, names: w.names, batch: w.batch}
 }
 
 // FetchResponseWriter writes the items of one message.
@@ -313,6 +318,7 @@ type FetchResponseWriter struct {
 	names  fetchNames
 	items  int
 	closed bool
+	batch  bool // see FetchWriter.batch
 }
 
 func (w *FetchResponseWriter) item(name string) *wire.Encoder {
@@ -406,6 +412,9 @@ func (w *FetchResponseWriter) Close() error {
 	w.closed = true
 	defer w.conn.encMu.Unlock()
 	w.e.Byte(')').CRLF()
+	if w.batch {
+		return w.e.Err()
+	}
 	return w.e.Flush()
 }
 
