@@ -1,0 +1,22 @@
+// Package pgstore holds the foundations of pochta's PostgreSQL storage
+// backend, meant to be shared by several pochta nodes (issue 13). It is not
+// selectable as a backend yet.
+//
+// Promises:
+//   - Migrate applies the embedded, numbered schema migrations in order, each
+//     in its own transaction recorded in schema_version, under a
+//     transaction-level advisory lock, so nodes starting together against the
+//     same fresh database apply each migration exactly once. Migrations only
+//     add; none drops or rewrites data. A database newer than this binary is
+//     refused with an error.
+//   - AppendMessage allocates a mailbox's next UID and modseq and inserts the
+//     message in one transaction holding the mailbox row lock: across nodes,
+//     UIDs in a mailbox are unique and ascending and modseqs monotonic.
+//   - ClaimQueue hands each due, unsettled entry whose lease is absent or
+//     expired to exactly one claimant (FOR UPDATE SKIP LOCKED), setting
+//     owner and lease_until.
+//   - Leader holds a session-level advisory lock on a dedicated connection:
+//     at most one node leads; leadership is lost when that connection ends.
+//   - Listener turns NOTIFY on a channel into a coalesced wake-up hint and,
+//     after reconnecting, reports that notifications may have been missed.
+package pgstore
