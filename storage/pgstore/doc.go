@@ -9,14 +9,19 @@
 //     same fresh database apply each migration exactly once. Migrations only
 //     add; none drops or rewrites data. A database newer than this binary is
 //     refused with an error.
+//   - The schema (migrations/0001_initial.sql) has a place for every record
+//     the bbolt backend keeps; a body shared by copies is stored once and its
+//     reference count is kept by the database (triggers), which deletes it
+//     with its last copy.
 //   - AppendMessage allocates a mailbox's next UID and modseq and inserts the
 //     message in one transaction holding the mailbox row lock: across nodes,
 //     UIDs in a mailbox are unique and ascending and modseqs monotonic.
-//   - ClaimQueue hands each due, unsettled entry whose lease is absent or
-//     expired to exactly one claimant (FOR UPDATE SKIP LOCKED), setting
-//     owner and lease_until.
-//   - Leader holds a session-level advisory lock on a dedicated connection:
-//     at most one node leads; leadership is lost when that connection ends.
+//   - ClaimQueue hands each due entry whose lease is absent or expired to
+//     exactly one claimant (FOR UPDATE SKIP LOCKED), setting lease_owner and
+//     lease_until; an expired lease is taken over.
+//   - Leader holds a session-level advisory lock on a connection of its own:
+//     at most one node leads; leadership is lost when that connection ends,
+//     and Lead, waiting in the server, takes over at once.
 //   - Listener turns NOTIFY on a channel into a coalesced wake-up hint and,
 //     after reconnecting, reports that notifications may have been missed.
 package pgstore

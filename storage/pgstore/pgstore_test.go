@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"sort"
@@ -79,13 +80,14 @@ func TestMigrateConcurrentOpen(t *testing.T) {
 func setupMailbox(t *testing.T, p *pgxpool.Pool) (mbox, body int64) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := p.Exec(ctx, "INSERT INTO users (name, password_hash) VALUES ('alice', 'x')"); err != nil {
+	if _, err := p.Exec(ctx, "INSERT INTO users (address, password_hash) VALUES ('alice@example.org', 'x')"); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.QueryRow(ctx, "INSERT INTO mailboxes (username, name, uidvalidity) VALUES ('alice', 'INBOX', 1) RETURNING id").Scan(&mbox); err != nil {
+	if err := p.QueryRow(ctx, "INSERT INTO mailboxes (username, name, uidvalidity) VALUES ('alice@example.org', 'INBOX', 1) RETURNING id").Scan(&mbox); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.QueryRow(ctx, "INSERT INTO bodies (sha256, size, content) VALUES ('\\x00', 5, 'hello') RETURNING id").Scan(&body); err != nil {
+	sum := sha256.Sum256([]byte("hello"))
+	if err := p.QueryRow(ctx, "INSERT INTO bodies (sha256, size, content) VALUES ($1, 5, 'hello') RETURNING id", sum[:]).Scan(&body); err != nil {
 		t.Fatal(err)
 	}
 	return mbox, body
@@ -107,7 +109,7 @@ func TestAppendTwoNodes(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range per {
-				a, err := AppendMessage(ctx, p, mbox, NewMessage{BodyID: body, InternalDate: time.Now(), Size: 5})
+				a, err := AppendMessage(ctx, p, mbox, NewMessage{Own: []byte("Subject: x\r\n\r\n"), SharedBodyID: body, InternalDate: time.Now(), Size: 21})
 				if err != nil {
 					errs[i] = err
 					return
@@ -155,14 +157,16 @@ func TestAppendTwoNodes(t *testing.T) {
 	if rows.Err() != nil || n != 2*per {
 		t.Fatalf("stored %d messages (err %v), want %d", n, rows.Err(), 2*per)
 	}
-	var uidnext, refs int64
-	if err := nodes[0].QueryRow(ctx, "SELECT uidnext, (SELECT refcount FROM bodies WHERE id = $2) FROM mailboxes WHERE id = $1", mbox, body).Scan(&uidnext, &refs); err != nil {
+	var uidnext, modseq, msgs, unseen, size, refs int64
+	if err := nodes[0].QueryRow(ctx, `SELECT uidnext, highestmodseq, messages, unseen, size,
+		(SELECT refcount FROM bodies WHERE id = $2) FROM mailboxes WHERE id = $1`, mbox, body).Scan(&uidnext, &modseq, &msgs, &unseen, &size, &refs); err != nil {
 		t.Fatal(err)
 	}
-	if uidnext != 2*per+1 || refs != 2*per {
-		t.Fatalf("uidnext %d refcount %d, want %d and %d", uidnext, refs, 2*per+1, 2*per)
+	if uidnext != 2*per+1 || modseq != int64(prev.ModSeq) || msgs != 2*per || unseen != 2*per || size != 2*per*21 || refs != 2*per {
+		t.Fatalf("mailbox uidnext %d highestmodseq %d messages %d unseen %d size %d, body refcount %d; want %d, %d, %d, %d, %d, %d",
+			uidnext, modseq, msgs, unseen, size, refs, 2*per+1, prev.ModSeq, 2*per, 2*per, 2*per*21, 2*per)
 	}
-	if _, err := AppendMessage(ctx, nodes[0], mbox+1000, NewMessage{BodyID: body, InternalDate: time.Now()}); err == nil {
+	if _, err := AppendMessage(ctx, nodes[0], mbox+1000, NewMessage{Own: []byte("x"), InternalDate: time.Now(), Size: 1}); err == nil {
 		t.Fatal("append to a missing mailbox succeeded")
 	}
 }
@@ -174,7 +178,7 @@ func TestClaimQueueTwoNodes(t *testing.T) {
 	ctx := context.Background()
 	nodes := []*pgxpool.Pool{pool(t, dsn), pool(t, dsn)}
 	const total = 60
-	if _, err := nodes[0].Exec(ctx, "INSERT INTO queue (sender) SELECT 'a@example.org' FROM generate_series(1, $1)", total); err != nil {
+	if _, err := nodes[0].Exec(ctx, "INSERT INTO queue (source, sender) SELECT 'user', 'a@example.org' FROM generate_series(1, $1)", total); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -218,7 +222,7 @@ func TestClaimQueueTwoNodes(t *testing.T) {
 		t.Fatalf("claimed %v (err %v) while all leases live", ids, err)
 	}
 	// Node 0 dies: its leases expire and node 1 takes them over.
-	if _, err := nodes[0].Exec(ctx, "UPDATE queue SET lease_until = now() - interval '1 second' WHERE owner = 'node0'"); err != nil {
+	if _, err := nodes[0].Exec(ctx, "UPDATE queue SET lease_until = now() - interval '1 second' WHERE lease_owner = 'node0'"); err != nil {
 		t.Fatal(err)
 	}
 	ids, err := ClaimQueue(ctx, nodes[1], "node1", time.Hour, 100)
@@ -229,33 +233,49 @@ func TestClaimQueueTwoNodes(t *testing.T) {
 		t.Fatalf("took over %d expired entries, want %d", len(ids), len(got[0]))
 	}
 	var owners int
-	if err := nodes[0].QueryRow(ctx, "SELECT count(DISTINCT owner) FROM queue").Scan(&owners); err != nil || owners != 1 {
+	if err := nodes[0].QueryRow(ctx, "SELECT count(DISTINCT lease_owner) FROM queue").Scan(&owners); err != nil || owners != 1 {
 		t.Fatalf("%d distinct owners after takeover (err %v), want 1", owners, err)
 	}
 }
 
-// Only one of two nodes leads; the other takes over when the first closes.
-func TestLeaderTakeover(t *testing.T) {
+// What is due: an outbox entry past its next attempt, a held entry past
+// held_until; never a sent or failed one, nor one not yet due, nor one
+// under a live lease (whatever its status).
+func TestClaimQueueDue(t *testing.T) {
 	dsn := pgtest.New(t)
 	ctx := context.Background()
-	a, b := pool(t, dsn), pool(t, dsn)
-	la, err := TryLead(ctx, a)
-	if err != nil || la == nil {
-		t.Fatalf("first node did not lead: %v", err)
+	p := pool(t, dsn)
+	var want []int64
+	for _, e := range []struct {
+		status, next, held string
+		due                bool
+	}{
+		{"outbox", "now() - interval '1 minute'", "NULL", true},
+		{"outbox", "now() + interval '1 hour'", "NULL", false},
+		{"held", "now() - interval '1 day'", "now() - interval '1 second'", true},
+		{"held", "now() - interval '1 day'", "now() + interval '1 hour'", false},
+		{"sent", "now() - interval '1 day'", "NULL", false},
+		{"failed", "now() - interval '1 day'", "NULL", false},
+	} {
+		var id int64
+		if err := p.QueryRow(ctx, "INSERT INTO queue (source, status, next_attempt, held_until) VALUES ('system', $1, "+e.next+", "+e.held+") RETURNING id", e.status).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if e.due {
+			want = append(want, id)
+		}
 	}
-	if lb, err := TryLead(ctx, b); err != nil || lb != nil {
-		t.Fatalf("second node led while first leads (err %v)", err)
+	got, err := ClaimQueue(ctx, p, "a", time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !la.Alive(ctx) {
-		t.Fatal("leader reports its connection dead")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("claimed %v, want %v", got, want)
 	}
-	la.Close()
-	lb, err := TryLead(ctx, b)
-	if err != nil || lb == nil {
-		t.Fatalf("second node did not take over after first closed: %v", err)
+	if again, err := ClaimQueue(ctx, p, "b", time.Minute, 10); err != nil || len(again) != 0 {
+		t.Fatalf("second claimant got %v (err %v) while the leases are live", again, err)
 	}
-	defer lb.Close()
-	if l, err := TryLead(ctx, a); err != nil || l != nil {
-		t.Fatalf("first node led again while second leads (err %v)", err)
+	if _, err := ClaimQueue(ctx, p, "", time.Minute, 10); err == nil {
+		t.Fatal("claim without an owner accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,40 +16,52 @@ type Appended struct {
 	UID, ModSeq uint64
 }
 
-// NewMessage is the row data AppendMessage stores; BodyID must name an
-// existing body, whose reference count AppendMessage increments.
+// NewMessage is the row data AppendMessage stores. The message's bytes are
+// Own followed, when SharedBodyID is not 0, by that shared body (whose
+// reference count the database increments). Size is the whole length.
 type NewMessage struct {
-	BodyID       int64
+	Own          []byte
+	SharedBodyID int64
+	Parsed       []byte
 	Flags        []string
 	InternalDate time.Time
 	Size         int64
 }
 
 // AppendMessage adds msg to mailbox mailboxID, allocating its UID (the
-// mailbox's UIDNEXT) and a new HIGHESTMODSEQ in the same transaction.
+// mailbox's UIDNEXT) and a new HIGHESTMODSEQ and updating the mailbox's
+// counters in the same transaction. The UPDATE takes the mailbox row's lock,
+// so appends to one mailbox from any number of nodes are serialised: UIDs
+// are unique and ascending, modseqs monotonic.
 func AppendMessage(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, msg NewMessage) (Appended, error) {
 	var a Appended
+	flags := msg.Flags
+	if flags == nil {
+		flags = []string{}
+	}
+	unseen := int64(1)
+	if slices.Contains(flags, `\Seen`) {
+		unseen = 0
+	}
+	var shared *int64
+	if msg.SharedBodyID != 0 {
+		shared = &msg.SharedBodyID
+	}
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE mailboxes
-			SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-			WHERE id = $1 RETURNING uidnext - 1, highestmodseq`, mailboxID).Scan(&a.UID, &a.ModSeq)
+			SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,
+			    messages = messages + 1, unseen = unseen + $2, size = size + $3
+			WHERE id = $1 RETURNING uidnext - 1, highestmodseq`, mailboxID, unseen, msg.Size).Scan(&a.UID, &a.ModSeq)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("no mailbox %d", mailboxID)
 		}
 		if err != nil {
 			return err
 		}
-		flags := msg.Flags
-		if flags == nil {
-			flags = []string{}
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO messages
-			(mailbox_id, uid, modseq, flags, internal_date, size, body_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			mailboxID, a.UID, a.ModSeq, flags, msg.InternalDate, msg.Size, msg.BodyID); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, "UPDATE bodies SET refcount = refcount + 1 WHERE id = $1", msg.BodyID)
+		_, err = tx.Exec(ctx, `INSERT INTO messages
+			(mailbox_id, uid, modseq, flags, internal_date, size, own, shared_body_id, parsed)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			mailboxID, a.UID, a.ModSeq, flags, msg.InternalDate, msg.Size, nonNil(msg.Own), shared, nonNil(msg.Parsed))
 		return err
 	})
 	if err != nil {
@@ -57,22 +70,30 @@ func AppendMessage(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, msg
 	return a, nil
 }
 
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
 // ClaimQueue leases up to limit due queue entries to owner until now+lease
-// and returns their ids. An entry is due when unsettled, next_attempt has
-// passed and it has no live lease; concurrent claimants never get the same
-// entry.
+// and returns their ids in ascending order, picking the longest-due first. An entry is due when its due_at
+// (next attempt, or held_until for a held entry) has passed and it has no
+// live lease; concurrent claimants never get the same entry (FOR UPDATE SKIP
+// LOCKED: a claimant skips rows another is claiming instead of waiting), and
+// an entry whose owner died is claimed again once its lease expires.
 func ClaimQueue(ctx context.Context, pool *pgxpool.Pool, owner string, lease time.Duration, limit int) ([]int64, error) {
-	if limit <= 0 || lease <= 0 {
-		return nil, fmt.Errorf("pgstore: claiming queue: limit and lease must be positive")
+	if limit <= 0 || lease <= 0 || owner == "" {
+		return nil, fmt.Errorf("pgstore: claiming queue: owner, limit and lease are required")
 	}
 	rows, err := pool.Query(ctx, `WITH due AS (
 			SELECT id FROM queue
-			WHERE settled_at IS NULL AND next_attempt <= now()
-			  AND (lease_until IS NULL OR lease_until <= now())
-			ORDER BY next_attempt, id
+			WHERE due_at <= now() AND (lease_until IS NULL OR lease_until <= now())
+			ORDER BY due_at, id
 			LIMIT $1
 			FOR UPDATE SKIP LOCKED)
-		UPDATE queue q SET owner = $2, lease_until = now() + $3::interval
+		UPDATE queue q SET lease_owner = $2, lease_until = now() + $3::interval, rev = rev + 1
 		FROM due WHERE q.id = due.id
 		RETURNING q.id`, limit, owner, fmt.Sprintf("%d microseconds", lease.Microseconds()))
 	if err != nil {
@@ -82,49 +103,6 @@ func ClaimQueue(ctx context.Context, pool *pgxpool.Pool, owner string, lease tim
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claiming queue for %s: %w", owner, err)
 	}
+	slices.Sort(ids)
 	return ids, nil
-}
-
-// leaderLockKey is the session advisory lock key for housekeeping leadership.
-const leaderLockKey = 0x706f6368_7461_0002
-
-// Leader is one node's attempt at housekeeping leadership.
-type Leader struct {
-	conn *pgxpool.Conn
-}
-
-// TryLead tries once to become leader. It returns nil, nil when another
-// session leads. The lock lives on a dedicated connection taken from pool;
-// Close (or losing the connection) gives it up.
-func TryLead(ctx context.Context, pool *pgxpool.Pool) (*Leader, error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: leader: acquiring connection: %w", err)
-	}
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(leaderLockKey)).Scan(&ok); err != nil {
-		conn.Release()
-		return nil, fmt.Errorf("pgstore: leader: trying lock: %w", err)
-	}
-	if !ok {
-		conn.Release()
-		return nil, nil
-	}
-	return &Leader{conn: conn}, nil
-}
-
-// Alive reports whether leadership still holds (the connection is up).
-func (l *Leader) Alive(ctx context.Context) bool {
-	return l.conn.Ping(ctx) == nil
-}
-
-// Close gives up leadership by closing the dedicated connection (the server
-// releases session locks when a session ends).
-func (l *Leader) Close() {
-	// Hijack so the connection, and with it the lock, goes away rather than
-	// returning to the pool still holding the lock.
-	c := l.conn.Hijack()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c.Close(ctx)
 }
