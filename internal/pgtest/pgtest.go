@@ -138,7 +138,7 @@ func start() (*cluster, error) {
 		c.asUser = "postgres"
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		dir, err := os.MkdirTemp("", "pgtest-")
+		dir, err := os.MkdirTemp(traversableTempDir(), "pgtest-")
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +146,6 @@ func start() (*cluster, error) {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("chown %s: %w", dir, err)
 		}
-		// The temp dir's parents must be traversable by postgres.
 		c.dir = dir
 	} else {
 		dir, err := os.MkdirTemp("", "pgtest-")
@@ -175,6 +174,25 @@ func start() (*cluster, error) {
 			logText, _ := os.ReadFile(filepath.Join(c.dir, "log"))
 			os.RemoveAll(c.dir)
 			return nil, fmt.Errorf("pg_ctl start: %v: %s\nserver log:\n%s", err, out, logText)
+		}
+	}
+}
+
+// traversableTempDir is os.TempDir when the postgres user can reach it
+// (every directory on the way is searchable by others, as a root-only
+// $TMPDIR under /root is not), and /tmp otherwise.
+func traversableTempDir() string {
+	base, err := filepath.Abs(os.TempDir())
+	if err != nil {
+		return "/tmp"
+	}
+	for d := base; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return base
 		}
 	}
 }
