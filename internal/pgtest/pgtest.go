@@ -5,7 +5,9 @@
 // root) whose data directory and unix socket live in a fresh temporary
 // directory, listening on 127.0.0.1 on a free port with fsync off; it stops
 // the cluster and removes the directory when the tests end. New creates a
-// fresh, empty database per test and returns its DSN. If PostgreSQL cannot be
+// fresh, empty database per test and returns its DSN. A test binary killed
+// before it could stop the cluster (a test timeout, SIGKILL) leaves none
+// behind: a detached watchdog stops it within a second or so. If PostgreSQL cannot be
 // started the test fails with a message saying why; it is never skipped.
 package pgtest
 
@@ -23,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,6 +171,7 @@ func start() (*cluster, error) {
 		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100", c.port, c.dir)
 		out, err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start")
 		if err == nil {
+			c.watchdog()
 			return c, nil
 		}
 		if attempt >= 2 {
@@ -197,7 +201,34 @@ func traversableTempDir() string {
 	}
 }
 
+// watchdog starts a detached shell that stops the cluster and removes its
+// directory once this test binary is gone, so a binary killed by a test
+// timeout or a signal (which runs no cleanup) leaves no server behind. After
+// a normal stop it finds nothing left to do.
+func (c *cluster) watchdog() {
+	stop := c.command("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
+	script := `parent=$1 dir=$2; shift 2; cd /
+while kill -0 "$parent" 2>/dev/null; do sleep 1; done
+if [ -f "$dir/data/postmaster.pid" ]; then "$@" >/dev/null 2>&1; fi
+rm -rf "$dir"`
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, "pgtest-watchdog", strconv.Itoa(os.Getpid()), c.dir}, stop.Args...)...)
+	// Its own session: a Ctrl-C to the tests does not reach it. No
+	// stdout or stderr: go test would wait for them to close.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: no watchdog (a killed test run would leave its cluster running): %v\n", err)
+		return
+	}
+	go cmd.Wait() //nolint:errcheck // reaped when it exits; its status says nothing
+}
+
 func (c *cluster) run(tool string, args ...string) ([]byte, error) {
+	return c.command(tool, args...).CombinedOutput()
+}
+
+// command is tool from the PostgreSQL bin directory with args, run as the
+// postgres user when the tests run as root.
+func (c *cluster) command(tool string, args ...string) *exec.Cmd {
 	path := filepath.Join(c.bin, tool)
 	var cmd *exec.Cmd
 	if c.asUser != "" {
@@ -214,7 +245,7 @@ func (c *cluster) run(tool string, args ...string) ([]byte, error) {
 		cmd = exec.Command(path, args...)
 	}
 	cmd.Dir = c.dir
-	return cmd.CombinedOutput()
+	return cmd
 }
 
 func (c *cluster) stop() error {
