@@ -7,8 +7,9 @@
 // the cluster and removes the directory when the tests end. New creates a
 // fresh, empty database per test and returns its DSN. A test binary killed
 // before it could stop the cluster (a test timeout, SIGKILL) leaves none
-// behind: a detached watchdog stops it within a second or so. If PostgreSQL cannot be
-// started the test fails with a message saying why; it is never skipped.
+// behind: a detached watchdog stops it within a second or so. If
+// PostgreSQL cannot be started the test fails with a message saying why; it
+// is never skipped.
 package pgtest
 
 import (
