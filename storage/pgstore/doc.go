@@ -19,6 +19,10 @@
 //   - ClaimQueue hands each due entry whose lease is absent or expired to
 //     exactly one claimant (FOR UPDATE SKIP LOCKED), setting lease_owner and
 //     lease_until; an expired lease is taken over.
+//   - CountDay, MarkAlerted and SetRelayState keep the daily limits, the
+//     limit alerts and the relay's health in rows shared by all nodes: the
+//     limits count the whole organisation's mail, and of several nodes
+//     noticing the same thing at once exactly one records (and alerts) it.
 //   - Leader holds a session-level advisory lock on a connection of its own:
 //     at most one node leads; leadership is lost when that connection ends,
 //     and Lead, waiting in the server, takes over at once.
