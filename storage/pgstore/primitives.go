@@ -32,7 +32,8 @@ type NewMessage struct {
 // mailbox's UIDNEXT) and a new HIGHESTMODSEQ and updating the mailbox's
 // counters in the same transaction. The UPDATE takes the mailbox row's lock,
 // so appends to one mailbox from any number of nodes are serialised: UIDs
-// are unique and ascending, modseqs monotonic.
+// are unique and ascending, modseqs monotonic. Every node's Listener on
+// ChannelMailbox gets a hint at commit.
 func AppendMessage(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, msg NewMessage) (Appended, error) {
 	var a Appended
 	flags := msg.Flags
@@ -62,7 +63,10 @@ func AppendMessage(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, msg
 			(mailbox_id, uid, modseq, flags, internal_date, size, own, shared_body_id, parsed)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			mailboxID, a.UID, a.ModSeq, flags, msg.InternalDate, msg.Size, nonNil(msg.Own), shared, nonNil(msg.Parsed))
-		return err
+		if err != nil {
+			return err
+		}
+		return notifyMailbox(ctx, tx, mailboxID)
 	})
 	if err != nil {
 		return Appended{}, fmt.Errorf("pgstore: appending to mailbox %d: %w", mailboxID, err)
