@@ -26,6 +26,12 @@
 //   - Leader holds a session-level advisory lock on a connection of its own:
 //     at most one node leads; leadership is lost when that connection ends,
 //     and Lead, waiting in the server, takes over at once.
+//   - AppendMessage, SetFlags and Expunge give every change the mailbox's
+//     next modseq and NOTIFY ChannelMailbox at commit; Changes reads the
+//     feed from one snapshot, so a node that missed hints catches up from
+//     its last modseq without missing a change.
+//   - DurabilityWarning names the server settings (synchronous_commit or
+//     fsync off) under which a committed, acknowledged message can be lost.
 //   - Listener turns NOTIFY on a channel into a coalesced wake-up hint and,
 //     after reconnecting, reports that notifications may have been missed.
 package pgstore
