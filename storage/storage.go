@@ -49,6 +49,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/envelope"
 )
 
 // Errors returned by Store methods; test them with errors.Is.
@@ -287,7 +289,7 @@ type NewMessage struct {
 	Raw           []byte
 	Flags         []imap.Flag
 	InternalDate  time.Time // zero: now
-	Envelope      *imap.Envelope
+	Envelope      *envelope.Envelope
 	BodyStructure imap.BodyStructure
 }
 
@@ -367,7 +369,7 @@ type Message struct {
 	Flags         []imap.Flag
 	InternalDate  time.Time
 	Size          int64
-	Envelope      *imap.Envelope     // when loaded
+	Envelope      *envelope.Envelope // when loaded
 	BodyStructure imap.BodyStructure // when loaded
 	Body          []byte             // when loaded
 	Header        []byte             // when loaded (see LoadOptions.Header)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/wire"
 )
 
@@ -342,9 +343,9 @@ func (w *FetchResponseWriter) WriteRFC822Size(size int64) { w.item("RFC822.SIZE 
 func (w *FetchResponseWriter) WriteInternalDate(t time.Time) { w.item("INTERNALDATE ").DateTime(t) }
 
 // WriteEnvelope writes ENVELOPE, address groups included.
-func (w *FetchResponseWriter) WriteEnvelope(env *imap.Envelope) {
+func (w *FetchResponseWriter) WriteEnvelope(env *envelope.Envelope) {
 	if env == nil {
-		env = &imap.Envelope{}
+		env = &envelope.Envelope{}
 	}
 	w.item("ENVELOPE ").Envelope(env)
 }
