@@ -16,6 +16,7 @@ import (
 
 	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/imapd/protocol"
+	"github.com/pochta/pochta/imapd/wire"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
@@ -385,10 +386,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if size > int64(s.srv.appendLimit) {
 		return nil, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")
 	}
-	// The literal's announced size bounds nothing here but the limit
-	// check above: the buffer grows with the bytes that arrive, and
-	// every line ends in CRLF once read.
-	raw, err := message.ReadAll(io.LimitReader(r, size), 0, 2*size+2)
+	raw, err := readAppended(r, size)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +407,25 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		v.box.applyOwn(storage.EventAppend, []imap.UID{res.UID})
 	}
 	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
+}
+
+// readAppended reads the message of an APPEND literal of size bytes (at
+// most the APPEND limit, checked by the caller). The announced size bounds
+// nothing but that check: the buffer grows with the bytes that arrive.
+//
+// A normal literal's lines all end in CRLF once read (bare CR and LF are
+// turned into CRLF, message.ReadAll). A literal8 (~{n}, RFC 3516) is kept
+// byte for byte: the client said the message is binary, and a binary part
+// (Content-Transfer-Encoding: binary) must come back exactly as sent.
+func readAppended(r imap.LiteralReader, size int64) ([]byte, error) {
+	if l, ok := r.(*wire.Literal); ok && l.Binary {
+		raw, err := io.ReadAll(io.LimitReader(r, size))
+		if err != nil {
+			return nil, fmt.Errorf("read literal8: %w", err)
+		}
+		return raw, nil
+	}
+	return message.ReadAll(io.LimitReader(r, size), 0, 2*size+2)
 }
 
 // Select implements protocol.Session (SELECT and EXAMINE).
