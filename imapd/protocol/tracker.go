@@ -117,12 +117,64 @@ type SessionTracker struct {
 	mu      sync.Mutex
 	pending []update
 	known   uint32 // messages the client knows of
+	// pendingFlags counts the flags updates with a modseq in pending;
+	// told holds, while there are any, the modseq of the state each
+	// message was last shown in by the session itself (Told).
+	pendingFlags int
+	told         map[imap.UID]uint64
 }
 
 func (st *SessionTracker) push(u update) {
 	st.mu.Lock()
 	st.pending = append(st.pending, u)
+	if u.isFlags && u.modseq != 0 {
+		st.pendingFlags++
+	}
 	st.mu.Unlock()
+}
+
+// Told records that the session itself has just shown the client message
+// uid as of modseq (a FETCH response with its FLAGS or MODSEQ: FETCH,
+// STORE, a resync). A queued flags update of that message from that modseq
+// or an older one is then stale and is dropped instead of written after
+// it: the client would see the message's MODSEQ go back (RFC 7162 3.1.2
+// has it only grow) and its FLAGS return to an older state. Updates queued
+// later are newer (storage publishes a write's events before it answers,
+// so everything older than what a session read is queued already), or of
+// the same write, which repeat what the client was shown.
+func (st *SessionTracker) Told(uid imap.UID, modseq uint64) {
+	if st == nil || modseq == 0 {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.pendingFlags == 0 {
+		return // nothing queued it could be newer than
+	}
+	if st.told == nil {
+		st.told = make(map[imap.UID]uint64)
+	}
+	if modseq > st.told[uid] {
+		st.told[uid] = modseq
+	}
+}
+
+// dropStaleLocked removes the flags updates Told made stale (st.mu held).
+func (st *SessionTracker) dropStaleLocked() {
+	if len(st.told) == 0 {
+		return
+	}
+	keep := st.pending[:0]
+	for _, u := range st.pending {
+		if u.isFlags && u.modseq != 0 && u.modseq <= st.told[u.flagsUID] {
+			st.pendingFlags--
+			continue
+		}
+		keep = append(keep, u)
+	}
+	clear(st.pending[len(keep):])
+	st.pending = keep
+	st.told = nil
 }
 
 // Close detaches the session.
@@ -156,6 +208,7 @@ type modSeqSink interface {
 
 func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 	st.mu.Lock()
+	st.dropStaleLocked()
 	n := len(st.pending)
 	if !allowExpunge {
 		for i, u := range st.pending {
@@ -176,6 +229,8 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 			st.known--
 		case u.exists != 0:
 			st.known = u.exists
+		case u.isFlags && u.modseq != 0:
+			st.pendingFlags--
 		}
 	}
 	st.mu.Unlock()
