@@ -445,6 +445,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		return nil, s.storageError(cmd, err)
 	}
 	a, numMessages, maxUID := box.attach(s)
+	// The changes up to the status read are, as far as this session
+	// knows, published (SessionTracker.Told).
+	box.tracker.Published(st.HighestModSeq)
 	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
 	numRecent := box.claimRecent(a, options.ReadOnly)
 	s.view.reportedRecent = numRecent

@@ -345,6 +345,7 @@ func TestTrackerDropsFlagsUpdatesOlderThanTold(t *testing.T) {
 	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"older"}, 4, nil)
 	box.QueueMessageFlagsModSeq(2, 20, []imap.Flag{"other"}, 6, nil)
 	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"newer"}, 9, nil)
+	box.Published(9)
 	a.Told(10, 7)
 
 	rec := &recordingUpdates{}
@@ -358,9 +359,33 @@ func TestTrackerDropsFlagsUpdatesOlderThanTold(t *testing.T) {
 	if a.pendingFlags != 0 || a.told != nil {
 		t.Errorf("after the poll: %d flags updates counted, told %v; want 0, nil", a.pendingFlags, a.told)
 	}
-	// Nothing queued: Told keeps nothing.
-	a.Told(10, 99)
+	// Nothing queued and nothing in flight: Told keeps nothing.
+	a.Told(10, 9)
 	if a.told != nil {
 		t.Errorf("Told with nothing queued kept %v", a.told)
+	}
+
+	// The session read modseq 12 before the events of 11 and 12 were
+	// published (one batch): 11 comes late and is dropped too; once 12
+	// is published the record goes.
+	a.Told(10, 12)
+	rec.lines = nil
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"late"}, 11, nil)
+	box.Published(11)
+	if err := a.poll(rec, true); err != nil {
+		t.Fatal(err)
+	}
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"same"}, 12, nil)
+	box.Published(12)
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"after"}, 13, nil)
+	box.Published(13)
+	if err := a.poll(rec, true); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"FETCH 1 UID 10 [after]"}; strings.Join(rec.lines, "|") != strings.Join(want, "|") {
+		t.Errorf("in flight: wrote %q, want %q", rec.lines, want)
+	}
+	if a.told != nil {
+		t.Errorf("after 12 was published: told %v, want nil", a.told)
 	}
 }
