@@ -61,6 +61,7 @@ var contract = []struct {
 	{"RenameRefusedWhenAChildWouldCollide", renameRefusedWhenAChildWouldCollide},
 	{"DeleteMailboxKeepsChildren", deleteMailboxKeepsChildren},
 	{"SubscriptionStored", subscriptionStored},
+	{"SubscriptionsByName", subscriptionsByName},
 
 	// Messages (messages.go).
 	{"AppendedMessageLoadsBack", appendedMessageLoadsBack},
