@@ -425,7 +425,7 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 				return nil, err
 			}
 		}
-		if err := trackDelivery(tx, d, res, now, ev); err != nil {
+		if err := trackDelivery(records(tx), d, res, now, ev); err != nil {
 			return nil, fmt.Errorf("read tracking: %w", err)
 		}
 		if relayCopy != nil {

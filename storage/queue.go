@@ -500,7 +500,7 @@ func (q *queueTx) track(old, e *QueueEntry, ev *eventList) error {
 		case RcptFailed:
 			state = TrackFailed
 		}
-		if err := setExternalState(q.tx, e.TrackingID, r.Address, state, ev); err != nil {
+		if err := setExternalState(records(q.tx), e.TrackingID, r.Address, state, ev); err != nil {
 			return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
 		}
 	}
@@ -522,7 +522,7 @@ func (q *queueTx) remove(e *QueueEntry, ev *eventList) error {
 	if e.TrackingID != 0 {
 		for _, r := range e.Recipients {
 			if r.State == RcptPending {
-				if err := setExternalState(q.tx, e.TrackingID, r.Address, TrackFailed, ev); err != nil {
+				if err := setExternalState(records(q.tx), e.TrackingID, r.Address, TrackFailed, ev); err != nil {
 					return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
 				}
 			}

@@ -53,13 +53,26 @@ type request struct {
 	done chan struct{}
 }
 
-// eventList collects the events of one request run.
-type eventList struct {
+// Events collects the events of one write transaction (one request run),
+// published to the listeners after its commit.
+type Events struct {
 	origin Origin
 	list   []Event
 }
 
-func (e *eventList) add(ev Event) {
+// eventList is the name the bbolt code knows Events by.
+type eventList = Events
+
+// Add adds an event caused by the writer: it carries the writer's origin
+// (WithOrigin), so the writing session can tell its own changes.
+func (e *Events) Add(ev Event) { e.add(ev) }
+
+// AddUntagged adds an event the store causes on its own account (a
+// tracked Sent copy turning \Seen, a recipient settling): it carries no
+// origin, so every session, the writer's included, is told.
+func (e *Events) AddUntagged(ev Event) { e.list = append(e.list, ev) }
+
+func (e *Events) add(ev Event) {
 	ev.Origin = e.origin
 	e.list = append(e.list, ev)
 }

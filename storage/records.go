@@ -1,0 +1,109 @@
+package storage
+
+// The two layers of the store (issue 11): records and rules.
+//
+// A backend owns records: it stores typed values (users, mailboxes and
+// their counters, messages and flags, the change feed, queue rows,
+// tracking records and the indexes that find them) and runs a function
+// with a RecordTx as ONE transaction, all of it committed or none. It
+// knows nothing of what the values mean.
+//
+// The rules are pochta's mail behaviour on top of the records: read
+// tracking (tracking.go), ... They are written once, against RecordTx and
+// MailboxTx only, and never import a database package: a new backend
+// implements the interfaces below and gets the rules for free. A rule
+// that changes several records (a delivery and its tracking record, a
+// recipient settling and the sender's copy turning \Seen) is called inside
+// the one RecordTx of the write that causes it, so a backend's
+// all-or-nothing commit makes the rule all-or-nothing too.
+//
+// Not every rule has moved yet: the rules still written inside the bbolt
+// code are listed in README "Design".
+
+import (
+	"context"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Records is what a backend implements: transactions over its records.
+type Records interface {
+	// ViewRecords runs fn in a read transaction that sees one commit.
+	ViewRecords(ctx context.Context, fn func(tx RecordTx) error) error
+	// UpdateRecords runs fn in a write transaction and commits it: fn's
+	// changes and the events it adds are all kept, or (fn or the commit
+	// failed) none. The events reach the Listen listeners after the commit,
+	// in commit order, before UpdateRecords returns. size is the message
+	// bytes fn writes, for the backend's batching (group commit). fn may
+	// be run more than once (after a rollback), so it must be a pure
+	// function of tx: results assigned, not accumulated.
+	UpdateRecords(ctx context.Context, size int, fn func(tx RecordTx, ev *Events) error) error
+}
+
+// RecordTx is one transaction of a backend: typed reads and writes of
+// records. A method returns ErrNotFound (wrapped) for a user or mailbox
+// that does not exist, and only database errors otherwise; what a record
+// means is the rules' business.
+type RecordTx interface {
+	// Mailbox opens a user's mailbox by ID for the rest of the
+	// transaction. ErrNotFound if the user or the mailbox is gone.
+	Mailbox(user string, id uint64) (MailboxTx, error)
+
+	// TrackingRecord returns a read-tracking record; ok is false when it
+	// is missing or cannot be decoded (the rules drop what points at it).
+	TrackingRecord(id uint64) (rec *TrackingRecord, ok bool)
+	// NewTrackingID issues the ID of a new tracking record (never reused).
+	NewTrackingID() (uint64, error)
+	// PutTrackingRecord stores (creates or replaces) a tracking record.
+	PutTrackingRecord(id uint64, rec *TrackingRecord) error
+	// DeleteTrackingRecord removes a tracking record; absent is no error.
+	DeleteTrackingRecord(id uint64) error
+
+	// TrackedID returns the tracking record that follows message uid of
+	// user's mailbox box (the "tracked" index). ErrNotFound if no such
+	// user.
+	TrackedID(user string, box uint64, uid imap.UID) (id uint64, ok bool, err error)
+	// SetTracked indexes (user, box, uid) under tracking record id.
+	// ErrNotFound if the user is gone.
+	SetTracked(user string, box uint64, uid imap.UID, id uint64) error
+	// DeleteTracked removes the index entry of (user, box, uid); an absent
+	// entry or user is no error.
+	DeleteTracked(user string, box uint64, uid imap.UID) error
+	// TrackedUIDs returns the UIDs of box that the index has, ascending.
+	TrackedUIDs(user string, box uint64) ([]imap.UID, error)
+	// TrackedMessages returns every message of user that the index has.
+	TrackedMessages(user string) ([]MessageRef, error)
+
+	// SentLog returns the IDs of the tracking records user has sent,
+	// oldest first. ErrNotFound if no such user.
+	SentLog(user string) ([]uint64, error)
+	// AddSentLog adds id to user's sent log. ErrNotFound if no such user.
+	AddSentLog(user string, id uint64) error
+	// DeleteSentLog removes id from user's sent log; an absent entry or
+	// user is no error.
+	DeleteSentLog(user string, id uint64) error
+}
+
+// MailboxTx is one mailbox inside a RecordTx. The backend keeps its
+// counters (messages, unseen, size, HIGHESTMODSEQ) in memory while the
+// transaction changes it; Save writes them.
+type MailboxTx interface {
+	// User is the owner's address (lower case); ID the mailbox's ID.
+	User() string
+	ID() uint64
+	// SpecialUse is the mailbox's RFC 6154 attribute, or "".
+	SpecialUse() imap.MailboxAttr
+	// SetSeen adds \Seen to one message on the server's own account: the
+	// message takes the mailbox's next modseq, the counters follow, and an
+	// EventFlags without origin is added to ev. It reports false (and
+	// changes nothing) when the message is gone or already \Seen.
+	SetSeen(uid imap.UID, ev *Events) (bool, error)
+	// Save writes the mailbox's record (its counters).
+	Save() error
+}
+
+// MessageRef names one message of a user: its mailbox and UID.
+type MessageRef struct {
+	Mailbox uint64
+	UID     imap.UID
+}
