@@ -22,6 +22,7 @@ package storage
 
 import (
 	"context"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -82,6 +83,15 @@ type RecordTx interface {
 	// DeleteSentLog removes id from user's sent log; an absent entry or
 	// user is no error.
 	DeleteSentLog(user string, id uint64) error
+
+	// PutUnread adds an entry to the unread index (expiry.go).
+	PutUnread(e UnreadEntry) error
+	// DeleteUnread removes an entry of the unread index; absent is no
+	// error.
+	DeleteUnread(e UnreadEntry) error
+	// UnreadBefore returns up to max entries of the unread index with a
+	// Date below limit, oldest first.
+	UnreadBefore(limit uint64, max int) ([]UnreadEntry, error)
 }
 
 // MailboxTx is one mailbox inside a RecordTx. The backend keeps its
@@ -91,8 +101,18 @@ type MailboxTx interface {
 	// User is the owner's address (lower case); ID the mailbox's ID.
 	User() string
 	ID() uint64
+	// Name is the mailbox's (normalized) name.
+	Name() string
 	// SpecialUse is the mailbox's RFC 6154 attribute, or "".
 	SpecialUse() imap.MailboxAttr
+	// MessageInfo returns the fixed fields of one message; ok is false
+	// when it is gone (or its record cannot be decoded).
+	MessageInfo(uid imap.UID) (m MessageInfo, ok bool, err error)
+	// Remove deletes one message (its record, its body reference, its
+	// change: a tombstone takes the next modseq), keeps the counters and
+	// adds EventExpunge to ev; the backend calls the rules' removal hook
+	// first. It reports false when the message was already gone.
+	Remove(uid imap.UID, ev *Events) (bool, error)
 	// SetSeen adds \Seen to one message on the server's own account: the
 	// message takes the mailbox's next modseq, the counters follow, and an
 	// EventFlags without origin is added to ev. It reports false (and
@@ -106,4 +126,21 @@ type MailboxTx interface {
 type MessageRef struct {
 	Mailbox uint64
 	UID     imap.UID
+}
+
+// UnreadEntry is one entry of the unread index: an INBOX message without
+// \Seen. Date is its internal date as dateKey orders it.
+type UnreadEntry struct {
+	Date    uint64
+	User    string
+	Mailbox uint64
+	UID     imap.UID
+}
+
+// MessageInfo are the fixed fields of a stored message.
+type MessageInfo struct {
+	InternalDate time.Time
+	Seen         bool
+	Size         int64
+	ModSeq       uint64
 }
