@@ -324,7 +324,9 @@ func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *NewMe
 		if err != nil {
 			return nil, err
 		}
-		if dup := x.sentDuplicate(mid, now); dup != nil {
+		if dup, err := x.sentDuplicate(mid, now); err != nil {
+			return nil, err
+		} else if dup != nil {
 			// The client's copy of a message the server already keeps
 			// in Sent (tracking_index.go).
 			return dup, nil

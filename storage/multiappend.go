@@ -47,7 +47,9 @@ func (s *boltStore) AppendMany(ctx context.Context, user, mailbox string, msgs [
 		out := make([]*Appended, len(ps))
 		var added int64
 		for i, p := range ps {
-			if dup := x.sentDuplicate(mids[i], now); dup != nil {
+			if dup, err := x.sentDuplicate(mids[i], now); err != nil {
+				return nil, err
+			} else if dup != nil {
 				out[i] = dup
 				continue
 			}

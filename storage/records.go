@@ -84,6 +84,14 @@ type RecordTx interface {
 	// user is no error.
 	DeleteSentLog(user string, id uint64) error
 
+	// SentID returns the Sent de-duplication entry of a Message-ID in
+	// user's index (tracking_index.go). ErrNotFound if no such user.
+	SentID(user, messageID string) (e SentIDEntry, ok bool, err error)
+	// PutSentID stores (replaces) the entry of a Message-ID.
+	PutSentID(user, messageID string, e SentIDEntry) error
+	// DeleteSentID removes the entry of a Message-ID; absent is no error.
+	DeleteSentID(user, messageID string) error
+
 	// PutUnread adds an entry to the unread index (expiry.go).
 	PutUnread(e UnreadEntry) error
 	// DeleteUnread removes an entry of the unread index; absent is no
@@ -103,6 +111,8 @@ type MailboxTx interface {
 	ID() uint64
 	// Name is the mailbox's (normalized) name.
 	Name() string
+	// UIDValidity is the mailbox's UIDVALIDITY.
+	UIDValidity() uint32
 	// SpecialUse is the mailbox's RFC 6154 attribute, or "".
 	SpecialUse() imap.MailboxAttr
 	// MessageInfo returns the fixed fields of one message; ok is false
@@ -143,4 +153,12 @@ type MessageInfo struct {
 	Seen         bool
 	Size         int64
 	ModSeq       uint64
+}
+
+// SentIDEntry is the Sent de-duplication index's entry of one Message-ID:
+// the message last stored with it in a \Sent mailbox, and when.
+type SentIDEntry struct {
+	Mailbox uint64
+	UID     imap.UID
+	Stored  time.Time
 }

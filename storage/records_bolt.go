@@ -276,10 +276,6 @@ func mailboxTxs(live []*boxTx) []MailboxTx {
 
 // The hooks the bolt code calls where a rule applies (tracking.go).
 
-func (x *boxTx) trackSeen(uid imap.UID, ev *eventList) error {
-	return trackSeen(boltTx{x.u.tx}, x, uid, ev)
-}
-
 func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList) error {
 	return untrack(boltTx{x.u.tx}, x, uid, state, mailboxTxs(live), ev)
 }
