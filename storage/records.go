@@ -39,6 +39,11 @@ type Records interface {
 	// be run more than once (after a rollback), so it must be a pure
 	// function of tx: results assigned, not accumulated.
 	UpdateRecords(ctx context.Context, size int, fn func(tx RecordTx, ev *Events) error) error
+	// PrepareNotices parses and encodes notices before their transaction
+	// (parsing is slow work that must not hold the writer); size is their
+	// message bytes, for UpdateRecords. Notices without recipients are
+	// left out.
+	PrepareNotices(ns []*Notice, now time.Time) (list []PreparedNotice, size int, err error)
 }
 
 // RecordTx is one transaction of a backend: typed reads and writes of
@@ -91,6 +96,42 @@ type RecordTx interface {
 	PutSentID(user, messageID string, e SentIDEntry) error
 	// DeleteSentID removes the entry of a Message-ID; absent is no error.
 	DeleteSentID(user, messageID string) error
+
+	// QueueEntry returns one queue entry without its body. ErrNotFound
+	// names the ID.
+	QueueEntry(id uint64) (*QueueEntry, error)
+	// SaveQueueEntry writes e (old is the stored state) with Rev
+	// incremented; the backend keeps its indexes of the queue (due time,
+	// counts by status, listing) in step and reports recipients whose
+	// state changed to read tracking (setExternalState).
+	SaveQueueEntry(old, e *QueueEntry, ev *Events) error
+	// QueueHeader returns the header section of an entry's stored message.
+	QueueHeader(id uint64) (string, error)
+	// QueueDueBetween returns the IDs of the entries due (QueueEntry's
+	// next attempt or the end of its lease; held: held until) between
+	// from and to, both included, earliest first.
+	QueueDueBetween(from, to time.Time) ([]uint64, error)
+	// DayCount is the messages counted toward day's limit of user ("":
+	// the system's).
+	DayCount(day, user string) (int, error)
+	// AddDayCount adds delta to a day's count (a count never goes below 0).
+	AddDayCount(day, user string, delta int) error
+	// PruneDayCounts drops the counts of the days before keep.
+	PruneDayCounts(keep string) error
+	// Alerted reports whether day's limit alert of user ("": the
+	// system's) has gone out; SetAlerted records that it has.
+	Alerted(day, user string) (bool, error)
+	SetAlerted(day, user string) error
+	// PruneAlerted drops the alert marks of the days before keep.
+	PruneAlerted(keep string) error
+	// RelayState and SetRelayState are the relay's health as last
+	// recorded ("" = up).
+	RelayState() (string, error)
+	SetRelayState(state string) error
+	// DeliverNotices appends prepared notices (Records.PrepareNotices) to
+	// their recipients' INBOXes; recipients that are not users are
+	// skipped.
+	DeliverNotices(ns []PreparedNotice, ev *Events) error
 
 	// PutUnread adds an entry to the unread index (expiry.go).
 	PutUnread(e UnreadEntry) error
@@ -161,4 +202,18 @@ type SentIDEntry struct {
 	Mailbox uint64
 	UID     imap.UID
 	Stored  time.Time
+}
+
+// PreparedNotice is a Notice made ready for RecordTx.DeliverNotices by the
+// backend that prepared it: recipients lower-cased and unique, the message
+// parsed and encoded.
+type PreparedNotice struct {
+	Recipients []string
+	Message    PreparedMessage
+}
+
+// PreparedMessage is a message encoded by a backend, opaque to the rules.
+type PreparedMessage interface {
+	// Size is the message's length in bytes.
+	Size() int
 }
