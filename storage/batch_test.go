@@ -13,7 +13,7 @@ import (
 func TestABatchStaysWithinItsByteBudget(t *testing.T) {
 	opts := testOptions()
 	opts.MaxBatchBytes = 1 << 20
-	s, err := openBolt(filepath.Join(t.TempDir(), "pochta.db"), opts)
+	s, err := openTestBolt(filepath.Join(t.TempDir(), "pochta.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

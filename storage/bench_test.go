@@ -13,7 +13,7 @@ import (
 
 // fill appends n copies of raw to a mailbox, thousands per transaction, to
 // set up large mailboxes quickly.
-func fill(tb testing.TB, s *boltStore, user, mailbox string, n int, raw []byte) {
+func fill(tb testing.TB, s *testStore, user, mailbox string, n int, raw []byte) {
 	tb.Helper()
 	p, err := prepare(&NewMessage{Raw: raw}, time.Now())
 	if err != nil {
@@ -22,7 +22,7 @@ func fill(tb testing.TB, s *boltStore, user, mailbox string, n int, raw []byte) 
 	const chunk = 5000
 	for done := 0; done < n; done += chunk {
 		k := min(chunk, n-done)
-		_, err := write(s, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
+		_, err := write(s.boltStore, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
 			u, err := openUser(tx, user)
 			if err != nil {
 				return struct{}{}, err
@@ -46,7 +46,7 @@ func fill(tb testing.TB, s *boltStore, user, mailbox string, n int, raw []byte) 
 
 // benchDeliver delivers a 4 KiB message from alice to bob (Sent copy plus
 // INBOX copy, one transaction) from 32 goroutines.
-func benchDeliver(b *testing.B, s *boltStore) {
+func benchDeliver(b *testing.B, s *testStore) {
 	msg := sizedMessage(4096)
 	d := &Delivery{
 		Sender: "alice@example.com", SentCopy: &NewMessage{Raw: msg},
@@ -69,7 +69,7 @@ func benchDeliver(b *testing.B, s *boltStore) {
 	b.ReportMetric(float64(b.N)/float64(max(1, s.txCount.Load()-txBefore)), "msgs/tx")
 }
 
-func benchStore(b *testing.B) *boltStore {
+func benchStore(b *testing.B) *testStore {
 	s, _ := openTestStore(b)
 	mustCreateUser(b, s, "alice@example.com")
 	mustCreateUser(b, s, "bob@example.com")

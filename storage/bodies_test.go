@@ -50,7 +50,7 @@ func bigDelivery(sender string, size int, external ...string) *Delivery {
 	return d
 }
 
-func sharedStore(t *testing.T) (*boltStore, string) {
+func sharedStore(t *testing.T) (*testStore, string) {
 	t.Helper()
 	s, path := openTestStore(t)
 	for _, u := range []string{sbAlice, sbBob, sbCarol, sbDave} {
@@ -61,7 +61,7 @@ func sharedStore(t *testing.T) (*boltStore, string) {
 
 // sharedRecords reads the shared bodies straight from the file: the count
 // of each body by ID.
-func sharedRecords(t *testing.T, s *boltStore) map[uint64]int64 {
+func sharedRecords(t *testing.T, s *testStore) map[uint64]int64 {
 	t.Helper()
 	out := map[uint64]int64{}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -94,7 +94,7 @@ func sharedRecords(t *testing.T, s *boltStore) map[uint64]int64 {
 
 // wantShared asserts the one shared body's count (or, with refs 0, that
 // no shared body is left), and that Check agrees nothing is amiss.
-func wantShared(t *testing.T, s *boltStore, refs int64, after string) {
+func wantShared(t *testing.T, s *testStore, refs int64, after string) {
 	t.Helper()
 	recs := sharedRecords(t, s)
 	switch {
@@ -275,7 +275,7 @@ func TestCopyAndMoveOfASharedBodyAddARefNotABody(t *testing.T) {
 // toInline rewrites every copy and queue entry into the form messages had
 // before shared bodies (the whole message in "body", no refs, no "shared"
 // bucket), as a database written by an earlier pochta holds them.
-func toInline(t *testing.T, s *boltStore) {
+func toInline(t *testing.T, s *testStore) {
 	t.Helper()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		rewrite := func(body, refs *bolt.Bucket) error {

@@ -187,7 +187,11 @@ type boltStore struct {
 // but is empty or not a bbolt database is refused (ErrDamaged), never
 // initialised over; so is a file bbolt cannot read.
 func Open(path string, opts Options) (Store, error) {
-	return openBolt(path, opts)
+	s, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return New(s), nil
 }
 
 func openBolt(path string, opts Options) (*boltStore, error) {

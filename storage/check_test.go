@@ -53,7 +53,7 @@ func TestCheckRepairQuarantinesAnUndecodableMessageAndTheRestOfTheMailboxWorks(t
 				t.Fatal(err)
 			}
 			spoil(t, path, "alice@example.test", box, 2, bucket)
-			s, err := openBolt(path, testOptions())
+			s, err := openTestBolt(path, testOptions())
 			if err != nil {
 				t.Fatalf("open after one bad record: %v", err)
 			}
@@ -117,7 +117,7 @@ func TestOpenRefusesAnEmptyFileInsteadOfStartingAnEmptyStore(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := openBolt(path, testOptions())
+	_, err := openTestBolt(path, testOptions())
 	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "backup") {
 		t.Fatalf("open of a zero-byte file: %v; want ErrDamaged naming %s and a backup", err, path)
 	}
@@ -132,7 +132,7 @@ func TestOpenRefusesAFileThatIsNotABboltDatabase(t *testing.T) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := openBolt(path, testOptions())
+	_, err := openTestBolt(path, testOptions())
 	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a pochta database") {
 		t.Fatalf("open of a text file: %v; want a refusal naming %s", err, path)
 	}
@@ -146,7 +146,7 @@ func TestOpenMustExistCreatesNothing(t *testing.T) {
 	path := filepath.Join(dir, "pochta.db")
 	opts := testOptions()
 	opts.MustExist = true
-	_, err := openBolt(path, opts)
+	_, err := openTestBolt(path, opts)
 	if !errors.Is(err, ErrNoDatabase) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("open of a missing database with MustExist: %v; want ErrNoDatabase naming %s", err, path)
 	}
@@ -192,7 +192,7 @@ func TestADamagedPageFailsItsReadsWithoutAPanic(t *testing.T) {
 	}
 	f.Close()
 
-	s, err = openBolt(path, testOptions())
+	s, err = openTestBolt(path, testOptions())
 	if err != nil {
 		if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "pochta check") {
 			t.Fatalf("open of a damaged file: %v; want ErrDamaged naming %s and pochta check", err, path)

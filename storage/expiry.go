@@ -83,11 +83,6 @@ func expireUnread(ctx context.Context, r Records, cutoff time.Time) (int, error)
 	}
 }
 
-// ExpireUnread implements TrackingStore.
-func (s *boltStore) ExpireUnread(ctx context.Context, cutoff time.Time) (int, error) {
-	return expireUnread(ctx, s, cutoff)
-}
-
 type expireResult struct {
 	removed  int // messages deleted
 	examined int // index entries looked at (deleted or dropped as stale)

@@ -25,10 +25,10 @@ func testOptions() Options {
 
 // openTestStore opens a store on a real bbolt file in a temporary directory
 // and closes it at the end of the test.
-func openTestStore(t testing.TB) (*boltStore, string) {
+func openTestStore(t testing.TB) (*testStore, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pochta.db")
-	s, err := openBolt(path, testOptions())
+	s, err := openTestBolt(path, testOptions())
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -36,12 +36,12 @@ func openTestStore(t testing.TB) (*boltStore, string) {
 	return s, path
 }
 
-func reopen(t testing.TB, s *boltStore, path string) *boltStore {
+func reopen(t testing.TB, s *testStore, path string) *testStore {
 	t.Helper()
 	if err := s.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	s2, err := openBolt(path, testOptions())
+	s2, err := openTestBolt(path, testOptions())
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -191,13 +191,13 @@ func (l *eventLog) snapshot() []Event {
 // blockWriter occupies the writer goroutine with a request that waits for
 // release, so the test can queue requests behind it deterministically. It
 // returns once the writer is inside that request.
-func blockWriter(t testing.TB, s *boltStore) (release func()) {
+func blockWriter(t testing.TB, s *testStore) (release func()) {
 	t.Helper()
 	entered := make(chan struct{})
 	gate := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := write(s, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
+		_, err := write(s.boltStore, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
 			close(entered)
 			<-gate
 			return struct{}{}, nil
@@ -223,7 +223,7 @@ func blockWriter(t testing.TB, s *boltStore) (release func()) {
 }
 
 // waitQueued waits until n requests wait in the writer's queue.
-func waitQueued(t testing.TB, s *boltStore, n int) {
+func waitQueued(t testing.TB, s *testStore, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.reqs) < n {
@@ -322,4 +322,20 @@ func sameBodyStructure(a, b imap.BodyStructure) error {
 	default:
 		return fmt.Errorf("unexpected %T", a)
 	}
+}
+
+// testStore is a bolt store with the rules over its records: the whole
+// Store (as New makes it), with the bolt internals still at hand.
+type testStore struct {
+	*boltStore
+	Rules
+}
+
+// openTestBolt is openBolt for the tests.
+func openTestBolt(path string, opts Options) (*testStore, error) {
+	b, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &testStore{boltStore: b, Rules: Rules{Records: b}}, nil
 }

@@ -62,7 +62,7 @@ func rawState(t *testing.T, path string) (uint32, map[string]mailboxRecord) {
 
 // checkMigrated asserts that a migrated fixture kept everything the v1
 // release wrote and that the feed works on it.
-func checkMigrated(t *testing.T, s *boltStore, v1 map[string]mailboxRecord) {
+func checkMigrated(t *testing.T, s *testStore, v1 map[string]mailboxRecord) {
 	t.Helper()
 	ctx := context.Background()
 	const alice, bob = "alice@example.org", "bob@example.org"
@@ -166,7 +166,7 @@ func TestOpenMigratesAV1Database(t *testing.T) {
 	if version != 1 || len(v1) != 10 {
 		t.Fatalf("fixture: version %d, %d mailboxes", version, len(v1))
 	}
-	s, err := openBolt(path, testOptions())
+	s, err := openTestBolt(path, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestOpenMigratesAV1Database(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err = openBolt(path, testOptions())
+	s, err = openTestBolt(path, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestMigrationCutShortLeavesAUsableDatabase(t *testing.T) {
 		}
 		return nil
 	}
-	if s, err := openBolt(path, opts); !errors.Is(err, crash) {
+	if s, err := openTestBolt(path, opts); !errors.Is(err, crash) {
 		if err == nil {
 			s.Close()
 		}
@@ -248,7 +248,7 @@ func TestMigrationCutShortLeavesAUsableDatabase(t *testing.T) {
 	if migrated != 1 {
 		t.Errorf("%d mailboxes migrated by the first batch, want 1", migrated)
 	}
-	s, err := openBolt(path, testOptions())
+	s, err := openTestBolt(path, testOptions())
 	if err != nil {
 		t.Fatalf("open after the crash: %v", err)
 	}

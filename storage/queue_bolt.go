@@ -5,7 +5,6 @@ package storage
 // store that are rules.
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -151,45 +150,3 @@ func (s *boltStore) PrepareNotices(ns []*Notice, now time.Time) ([]PreparedNotic
 
 // Size implements PreparedMessage.
 func (p *prepared) Size() int { return len(p.raw) }
-
-// The QueueStore methods that are rules (queue_rules.go).
-
-// ClaimQueueEntry implements QueueStore.
-func (s *boltStore) ClaimQueueEntry(ctx context.Context, c QueueClaim) (*QueueClaimed, error) {
-	return claimQueueEntry(ctx, s, c)
-}
-
-// UpdateQueueEntry implements QueueStore.
-func (s *boltStore) UpdateQueueEntry(ctx context.Context, u QueueUpdate) (*QueueEntry, error) {
-	return updateQueueEntry(ctx, s, u)
-}
-
-// ResendQueueEntry implements QueueStore.
-func (s *boltStore) ResendQueueEntry(ctx context.Context, id uint64, now time.Time) (*QueueEntry, error) {
-	return resendQueueEntry(ctx, s, id, now)
-}
-
-// QueueDayCount implements QueueStore.
-func (s *boltStore) QueueDayCount(ctx context.Context, day, user string) (int, int, error) {
-	return queueDayCount(ctx, s, day, user)
-}
-
-// RelayState implements QueueStore.
-func (s *boltStore) RelayState(ctx context.Context) (string, error) {
-	return relayState(ctx, s)
-}
-
-// SetRelayState implements QueueStore.
-func (s *boltStore) SetRelayState(ctx context.Context, state string, alert *Notice) (bool, error) {
-	return setRelayState(ctx, s, state, alert)
-}
-
-// RenewQueueLease implements QueueStore.
-func (s *boltStore) RenewQueueLease(ctx context.Context, r LeaseRenewal) (*QueueEntry, error) {
-	return renewQueueLease(ctx, s, r)
-}
-
-// ReleaseQueueLeases implements QueueStore.
-func (s *boltStore) ReleaseQueueLeases(ctx context.Context, owner string, now, horizon time.Time) (int, error) {
-	return releaseQueueLeases(ctx, s, owner, now, horizon)
-}

@@ -36,7 +36,7 @@ func settleEntry(t *testing.T, s Store, id uint64, status string, settled time.T
 	}
 }
 
-func hasBody(t *testing.T, s *boltStore, id uint64) bool {
+func hasBody(t *testing.T, s *testStore, id uint64) bool {
 	t.Helper()
 	found := false
 	if err := s.db.View(func(tx *bolt.Tx) error {

@@ -40,7 +40,7 @@ func queueDelivery(subject string) *Delivery {
 	}
 }
 
-func queueStore(t *testing.T) (*boltStore, string) {
+func queueStore(t *testing.T) (*testStore, string) {
 	t.Helper()
 	s, path := openTestStore(t)
 	mustCreateUser(t, s, qAlice)

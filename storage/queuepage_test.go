@@ -13,7 +13,7 @@ import (
 // fillQueue writes n entries straight into the queue's buckets, through
 // saveEntry as every real write does: entry i belongs to user i%users,
 // every tenth is system mail and statuses rotate.
-func fillQueue(t testing.TB, s *boltStore, n, users int) {
+func fillQueue(t testing.TB, s *testStore, n, users int) {
 	t.Helper()
 	statuses := []string{QueueOutbox, QueueSent, QueueFailed, QueueHeld}
 	now := time.Now().UTC()

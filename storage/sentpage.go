@@ -47,8 +47,3 @@ func sentStatusFor(ctx context.Context, r Records, user string, mailboxID uint64
 	}
 	return out, nil
 }
-
-// SentStatusFor implements SentPageStore.
-func (s *boltStore) SentStatusFor(ctx context.Context, user string, mailboxID uint64, uids []imap.UID) (map[imap.UID]SentMessage, error) {
-	return sentStatusFor(ctx, s, user, mailboxID, uids)
-}

@@ -443,8 +443,3 @@ func sentStatus(ctx context.Context, r Records, user string) ([]SentMessage, err
 	}
 	return list, nil
 }
-
-// SentStatus implements TrackingStore.
-func (s *boltStore) SentStatus(ctx context.Context, user string) ([]SentMessage, error) {
-	return sentStatus(ctx, s, user)
-}

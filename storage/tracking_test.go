@@ -18,7 +18,7 @@ const (
 )
 
 // trackingStore opens a store with alice, bob and carol.
-func trackingStore(t *testing.T) *boltStore {
+func trackingStore(t *testing.T) *testStore {
 	t.Helper()
 	s, _ := openTestStore(t)
 	for _, u := range []string{alice, bob, carol} {
@@ -101,10 +101,10 @@ func expunge(t *testing.T, s Store, user string, a *Appended) {
 // externalRecord makes a tracked message with external recipients without
 // the queue: the Sent copy is appended, then trackDelivery runs as Deliver
 // would run it.
-func externalRecord(t *testing.T, s *boltStore, rcpts ...string) (uint64, *Appended) {
+func externalRecord(t *testing.T, s *testStore, rcpts ...string) (uint64, *Appended) {
 	t.Helper()
 	sent := mustAppend(t, s, alice, Sent, simpleMessage("abroad"))
-	id, err := write(s, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (uint64, error) {
+	id, err := write(s.boltStore, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (uint64, error) {
 		res := &DeliveryResult{Sent: sent, Copies: map[string]*Appended{}}
 		err := trackDelivery(records(tx), &Delivery{Sender: alice, External: rcpts, MessageID: "<abroad@example.com>"}, res, time.Now(), ev)
 		return res.TrackingID, err
@@ -115,9 +115,9 @@ func externalRecord(t *testing.T, s *boltStore, rcpts ...string) (uint64, *Appen
 	return id, sent
 }
 
-func setExternal(t *testing.T, s *boltStore, id uint64, rcpt, state string) error {
+func setExternal(t *testing.T, s *testStore, id uint64, rcpt, state string) error {
 	t.Helper()
-	_, err := write(s, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
+	_, err := write(s.boltStore, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
 		return struct{}{}, setExternalState(records(tx), id, rcpt, state, ev)
 	})
 	return err

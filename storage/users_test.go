@@ -14,7 +14,7 @@ import (
 func TestAuthenticateUnknownUserTakesAsLongAsWrongPassword(t *testing.T) {
 	// A cost high enough that a bcrypt comparison dominates everything else.
 	const cost = 9
-	s, err := openBolt(filepath.Join(t.TempDir(), "pochta.db"), Options{PasswordCost: cost})
+	s, err := openTestBolt(filepath.Join(t.TempDir(), "pochta.db"), Options{PasswordCost: cost})
 	if err != nil {
 		t.Fatal(err)
 	}

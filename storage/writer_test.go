@@ -160,7 +160,7 @@ func TestCloseFinishesQueuedWrites(t *testing.T) {
 	}
 	_, err := s.Append(ctx, user, Inbox, &NewMessage{Raw: []byte("x")})
 	wantErr(t, err, ErrClosed, "append after close")
-	s2, err := openBolt(path, testOptions())
+	s2, err := openTestBolt(path, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestPanickingListenerDoesNotStopTheWriter(t *testing.T) {
 func TestPanickingRequestFailsAlone(t *testing.T) {
 	s, _ := openTestStore(t)
 	mustCreateUser(t, s, "alice@example.com")
-	_, err := write(s, context.Background(), 0, func(*bolt.Tx, *eventList) (int, error) { panic("bug") })
+	_, err := write(s.boltStore, context.Background(), 0, func(*bolt.Tx, *eventList) (int, error) { panic("bug") })
 	if err == nil || errors.Is(err, ErrClosed) {
 		t.Fatalf("panicking request: %v", err)
 	}
