@@ -285,7 +285,7 @@ func quarantineOne(tx *bolt.Tx, q *bolt.Bucket, bm badMessage, reason string, ev
 	if err != nil {
 		return false, err
 	}
-	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: imap.UID(bm.uid), ModSeq: modseq})
+	ev.Add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: imap.UID(bm.uid), ModSeq: modseq})
 	return true, x.save()
 }
 

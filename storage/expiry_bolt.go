@@ -3,7 +3,7 @@ package storage
 // The bbolt records of the unread index (expiry.go has the rules):
 //
 //	"unread"/<date><box><uid><address>  one entry per INBOX message without
-//	                                    \Seen; <date> is dateKey (big-endian),
+//	                                    \Seen; <date> is UnreadDate (big-endian),
 //	                                    so a cursor meets the oldest first
 
 import (
@@ -18,7 +18,7 @@ import (
 var bucketUnread = []byte("unread")
 
 func unreadKey(date time.Time, box uint64, uid imap.UID, user string) []byte {
-	return unreadEntryKey(UnreadEntry{Date: dateKey(date), Mailbox: box, UID: uid, User: user})
+	return unreadEntryKey(UnreadEntry{Date: UnreadDate(date), Mailbox: box, UID: uid, User: user})
 }
 
 func unreadEntryKey(e UnreadEntry) []byte {
@@ -81,11 +81,6 @@ func (t boltTx) UnreadBefore(limit uint64, max int) ([]UnreadEntry, error) {
 		}
 	}
 	return es, nil
-}
-
-// indexUnread is the bolt code's hook for the rule (expiry.go).
-func (x *boxTx) indexUnread(uid imap.UID, date time.Time, unread bool) error {
-	return indexUnread(boltTx{x.u.tx}, x, uid, date, unread)
 }
 
 // Name implements MailboxTx.

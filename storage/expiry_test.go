@@ -82,8 +82,8 @@ func TestDateKeyOrdersAndClamps(t *testing.T) {
 		time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 	for i := 1; i < len(ds); i++ {
-		if dateKey(ds[i-1]) > dateKey(ds[i]) {
-			t.Errorf("dateKey(%v) > dateKey(%v)", ds[i-1], ds[i])
+		if UnreadDate(ds[i-1]) > UnreadDate(ds[i]) {
+			t.Errorf("UnreadDate(%v) > UnreadDate(%v)", ds[i-1], ds[i])
 		}
 	}
 }

@@ -213,7 +213,7 @@ func (u *userTx) createParents(name string, now time.Time, ev *eventList) error 
 		if err != nil {
 			return err
 		}
-		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id, ModSeq: 1})
+		ev.Add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id, ModSeq: 1})
 	}
 	return nil
 }
@@ -305,7 +305,7 @@ func (s *boltStore) CreateMailbox(ctx context.Context, user, name string) error 
 		if err != nil {
 			return struct{}{}, err
 		}
-		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id, ModSeq: 1})
+		ev.Add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: id, ModSeq: 1})
 		return struct{}{}, nil
 	})
 	if err != nil {
@@ -349,7 +349,7 @@ func (s *boltStore) DeleteMailbox(ctx context.Context, user, name string) error 
 		if err := u.names.Delete([]byte(n)); err != nil {
 			return struct{}{}, err
 		}
-		ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: x.id})
+		ev.Add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: x.id})
 		return struct{}{}, nil
 	})
 	if err != nil {
@@ -424,7 +424,7 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 			return struct{}{}, err
 		}
 		for _, m := range moves {
-			ev.add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: m.id, ModSeq: m.modseq})
+			ev.Add(Event{Kind: EventMailboxes, User: u.addr, MailboxID: m.id, ModSeq: m.modseq})
 		}
 		return struct{}{}, nil
 	})

@@ -264,7 +264,7 @@ func (x *boxTx) put(metaRec, parsed []byte, body bodyForm, flags flagSet, size i
 	if flags.sys&flagSeen == 0 {
 		x.rec.Unseen++
 	}
-	ev.add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list(), ModSeq: modseq})
+	ev.Add(Event{Kind: EventAppend, User: x.u.addr, MailboxID: x.id, UID: imap.UID(uid), Flags: flags.list(), ModSeq: modseq})
 	return imap.UID(uid), nil
 }
 
@@ -299,7 +299,7 @@ func (x *boxTx) remove(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList)
 	if m.flags.sys&flagSeen == 0 {
 		x.rec.Unseen--
 	}
-	ev.add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: uid, ModSeq: modseq})
+	ev.Add(Event{Kind: EventExpunge, User: x.u.addr, MailboxID: x.id, UID: uid, ModSeq: modseq})
 	return nil
 }
 
@@ -361,7 +361,7 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 		if sentCopy, err = prepare(d.SentCopy, now); err != nil {
 			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
 		}
-		if tracksDelivery(d) {
+		if TracksDelivery(d) {
 			// Unread until every recipient has read it (tracking.go).
 			sentCopy.withoutSeen()
 		}
@@ -427,7 +427,7 @@ func (s *boltStore) Deliver(ctx context.Context, d *Delivery) (*DeliveryResult, 
 				return nil, err
 			}
 		}
-		if err := trackDelivery(records(tx), d, res, now, ev); err != nil {
+		if err := TrackDelivery(records(tx), d, res, now, ev); err != nil {
 			return nil, fmt.Errorf("read tracking: %w", err)
 		}
 		if relayCopy != nil {
@@ -735,7 +735,7 @@ func (s *boltStore) storeFlags(ctx context.Context, user string, mailboxID uint6
 			}
 			list := nf.list()
 			r.updates = append(r.updates, FlagUpdate{UID: uid, Flags: list, ModSeq: m.modseq})
-			ev.add(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: slices.Clone(list), ModSeq: m.modseq})
+			ev.Add(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: slices.Clone(list), ModSeq: m.modseq})
 		}
 		if len(r.updates) > 0 {
 			if err := x.save(); err != nil {

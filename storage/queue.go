@@ -395,7 +395,7 @@ func dueKey(e *QueueEntry) []byte {
 	var t time.Time
 	switch e.Status {
 	case QueueOutbox:
-		t = e.pickableAt()
+		t = e.PickableAt()
 	case QueueHeld:
 		t = e.HeldUntil
 	default:
@@ -500,7 +500,7 @@ func (q *queueTx) track(old, e *QueueEntry, ev *eventList) error {
 		case RcptFailed:
 			state = TrackFailed
 		}
-		if err := setExternalState(records(q.tx), e.TrackingID, r.Address, state, ev); err != nil {
+		if err := SetExternalState(records(q.tx), e.TrackingID, r.Address, state, ev); err != nil {
 			return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
 		}
 	}
@@ -522,7 +522,7 @@ func (q *queueTx) remove(e *QueueEntry, ev *eventList) error {
 	if e.TrackingID != 0 {
 		for _, r := range e.Recipients {
 			if r.State == RcptPending {
-				if err := setExternalState(records(q.tx), e.TrackingID, r.Address, TrackFailed, ev); err != nil {
+				if err := SetExternalState(records(q.tx), e.TrackingID, r.Address, TrackFailed, ev); err != nil {
 					return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
 				}
 			}
@@ -767,7 +767,7 @@ func enqueue(tx *bolt.Tx, d *Delivery, body *prepared, trackingID uint64, now ti
 	if err := q.saveEntry(nil, e, ev); err != nil {
 		return 0, err
 	}
-	ev.add(Event{Kind: EventQueued, QueueID: e.ID})
+	ev.Add(Event{Kind: EventQueued, QueueID: e.ID})
 	return e.ID, nil
 }
 

@@ -58,9 +58,9 @@ func (e *QueueEntry) leasedAt(now time.Time) bool {
 	return e.LeaseOwner != "" && e.LeaseUntil.After(now)
 }
 
-// pickableAt is when an outbox entry can next be claimed: its next
+// PickableAt is when an outbox entry can next be claimed: its next
 // attempt, or the end of its lease if that is later.
-func (e *QueueEntry) pickableAt() time.Time {
+func (e *QueueEntry) PickableAt() time.Time {
 	if e.LeaseOwner != "" && e.LeaseUntil.After(e.NextAttempt) {
 		return e.LeaseUntil
 	}

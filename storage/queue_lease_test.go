@@ -177,8 +177,8 @@ func TestAnEntryRecordedBeforeLeasesDecodesWithoutOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 1, 10, 5, 0, 0, time.UTC)
-	if e.LeaseOwner != "" || !e.LeaseUntil.IsZero() || e.leasedAt(at) || !e.pickableAt().Equal(at) {
-		t.Errorf("old record: lease %q until %v, pickable at %v; want no lease, due at its next attempt", e.LeaseOwner, e.LeaseUntil, e.pickableAt())
+	if e.LeaseOwner != "" || !e.LeaseUntil.IsZero() || e.leasedAt(at) || !e.PickableAt().Equal(at) {
+		t.Errorf("old record: lease %q until %v, pickable at %v; want no lease, due at its next attempt", e.LeaseOwner, e.LeaseUntil, e.PickableAt())
 	}
 	// And an entry without a lease is written without the fields.
 	v, _ := json.Marshal(e)

@@ -228,7 +228,7 @@ func resendQueueEntry(ctx context.Context, r Records, id uint64, now time.Time) 
 		if err := tx.SaveQueueEntry(old, e, ev); err != nil {
 			return err
 		}
-		ev.add(Event{Kind: EventQueued, QueueID: id})
+		ev.Add(Event{Kind: EventQueued, QueueID: id})
 		res = e
 		return nil
 	})
@@ -364,7 +364,7 @@ func releaseQueueLeases(ctx context.Context, r Records, owner string, now, horiz
 			if err := tx.SaveQueueEntry(old, e, ev); err != nil {
 				return err
 			}
-			ev.add(Event{Kind: EventQueued, QueueID: id})
+			ev.Add(Event{Kind: EventQueued, QueueID: id})
 			released++
 		}
 		return nil

@@ -180,7 +180,7 @@ type MessageRef struct {
 }
 
 // UnreadEntry is one entry of the unread index: an INBOX message without
-// \Seen. Date is its internal date as dateKey orders it.
+// \Seen. Date is its internal date as UnreadDate orders it.
 type UnreadEntry struct {
 	Date    uint64
 	User    string

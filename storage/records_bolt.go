@@ -277,19 +277,19 @@ func mailboxTxs(live []*boxTx) []MailboxTx {
 // The hooks the bolt code calls where a rule applies (tracking.go).
 
 func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList) error {
-	return untrack(boltTx{x.u.tx}, x, uid, state, mailboxTxs(live), ev)
+	return Untrack(boltTx{x.u.tx}, x, uid, state, mailboxTxs(live), ev)
 }
 
 func (x *boxTx) trackMove(uid imap.UID, dst *boxTx, newUID imap.UID, ev *eventList) error {
-	return trackMove(boltTx{x.u.tx}, x, uid, dst, newUID, ev)
+	return MessageMoving(boltTx{x.u.tx}, x, uid, dst, newUID, ev)
 }
 
 func (x *boxTx) untrackMailbox(ev *eventList) error {
-	return untrackMailbox(boltTx{x.u.tx}, x, ev)
+	return MailboxDeleting(boltTx{x.u.tx}, x, ev)
 }
 
 func (u *userTx) untrackUser(ev *eventList) error {
-	return untrackUser(boltTx{u.tx}, u.addr, ev)
+	return UserDeleting(boltTx{u.tx}, u.addr, ev)
 }
 
 // withoutSeen drops \Seen from a prepared message: the Sent copy of a
@@ -333,9 +333,9 @@ func (x *boxTx) setSeen(uid imap.UID, ev *eventList) (bool, error) {
 		return false, err
 	}
 	x.rec.Unseen--
-	if err := x.indexUnread(uid, m.internalDate, false); err != nil {
+	if err := SeenSet(boltTx{x.u.tx}, x, uid, m.internalDate); err != nil {
 		return false, err
 	}
-	ev.list = append(ev.list, Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: m.flags.list(), ModSeq: m.modseq})
+	ev.AddUntagged(Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: m.flags.list(), ModSeq: m.modseq})
 	return true, nil
 }

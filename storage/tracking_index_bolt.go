@@ -80,7 +80,7 @@ func (x *boxTx) indexNew(uid imap.UID, metaRec, parsed []byte, flags flagSet) er
 	if x.rec.SpecialUse == imap.MailboxAttrSent {
 		m.MessageID = parsedMessageID(parsed)
 	}
-	return indexNew(boltTx{x.u.tx}, x, m, time.Now())
+	return MessageStored(boltTx{x.u.tx}, x, m, time.Now())
 }
 
 // unindex is the hook remove calls before a message leaves x.
@@ -89,25 +89,26 @@ func (x *boxTx) unindex(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList
 	if x.rec.SpecialUse == imap.MailboxAttrSent {
 		sm.MessageID = parsedMessageID(mb.parsed.Get(be32(uint32(uid))))
 	}
-	return unindex(boltTx{x.u.tx}, x, sm, ev)
+	return MessageRemoving(boltTx{x.u.tx}, x, sm, ev)
 }
 
 // seenChanged is the hook StoreFlags calls when a client sets or clears
 // \Seen.
 func (x *boxTx) seenChanged(uid imap.UID, m metaRecord, seen bool, ev *eventList) error {
-	return seenChanged(boltTx{x.u.tx}, x, uid, m.internalDate, seen, ev)
+	return SeenChanged(boltTx{x.u.tx}, x, uid, m.internalDate, seen, ev)
 }
 
 // sentDuplicate is Append's hook into the Sent de-duplication.
 func (x *boxTx) sentDuplicate(mid string, now time.Time) (*Appended, error) {
-	return sentDuplicate(boltTx{x.u.tx}, x, mid, now)
+	return SentDuplicate(boltTx{x.u.tx}, x, mid, now)
 }
 
 // parsedMessageID returns the Message-ID (without angle brackets) from a
-// "parsed" record, or "" when there is none usable.
+// "parsed" record, or "" when there is none (the rules decide whether it
+// is usable).
 func parsedMessageID(parsed []byte) string {
 	env, _, err := decodeParsed(parsed, true, false)
-	if err != nil || env == nil || len(env.MessageID) > maxIndexedMessageID {
+	if err != nil || env == nil {
 		return ""
 	}
 	return env.MessageID

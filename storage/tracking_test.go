@@ -106,7 +106,7 @@ func externalRecord(t *testing.T, s *testStore, rcpts ...string) (uint64, *Appen
 	sent := mustAppend(t, s, alice, Sent, simpleMessage("abroad"))
 	id, err := write(s.boltStore, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (uint64, error) {
 		res := &DeliveryResult{Sent: sent, Copies: map[string]*Appended{}}
-		err := trackDelivery(records(tx), &Delivery{Sender: alice, External: rcpts, MessageID: "<abroad@example.com>"}, res, time.Now(), ev)
+		err := TrackDelivery(records(tx), &Delivery{Sender: alice, External: rcpts, MessageID: "<abroad@example.com>"}, res, time.Now(), ev)
 		return res.TrackingID, err
 	})
 	if err != nil || id == 0 {
@@ -118,7 +118,7 @@ func externalRecord(t *testing.T, s *testStore, rcpts ...string) (uint64, *Appen
 func setExternal(t *testing.T, s *testStore, id uint64, rcpt, state string) error {
 	t.Helper()
 	_, err := write(s.boltStore, context.Background(), 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
-		return struct{}{}, setExternalState(records(tx), id, rcpt, state, ev)
+		return struct{}{}, SetExternalState(records(tx), id, rcpt, state, ev)
 	})
 	return err
 }

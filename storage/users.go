@@ -248,7 +248,7 @@ func (s *boltStore) DeleteUser(ctx context.Context, address string) error {
 		c := u.boxes.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if v == nil && len(k) == 8 {
-				ev.add(Event{Kind: EventMailboxes, User: addr, MailboxID: beUint64(k)})
+				ev.Add(Event{Kind: EventMailboxes, User: addr, MailboxID: beUint64(k)})
 			}
 		}
 		return struct{}{}, tx.Bucket(bucketUsers).DeleteBucket([]byte(addr))

@@ -53,29 +53,8 @@ type request struct {
 	done chan struct{}
 }
 
-// Events collects the events of one write transaction (one request run),
-// published to the listeners after its commit.
-type Events struct {
-	origin Origin
-	list   []Event
-}
-
 // eventList is the name the bbolt code knows Events by.
 type eventList = Events
-
-// Add adds an event caused by the writer: it carries the writer's origin
-// (WithOrigin), so the writing session can tell its own changes.
-func (e *Events) Add(ev Event) { e.add(ev) }
-
-// AddUntagged adds an event the store causes on its own account (a
-// tracked Sent copy turning \Seen, a recipient settling): it carries no
-// origin, so every session, the writer's included, is told.
-func (e *Events) AddUntagged(ev Event) { e.list = append(e.list, ev) }
-
-func (e *Events) add(ev Event) {
-	ev.Origin = e.origin
-	e.list = append(e.list, ev)
-}
 
 // write submits fn to the writer and waits for its result. fn must follow
 // rule 3 above.
@@ -84,7 +63,7 @@ func write[T any](s *boltStore, ctx context.Context, size int, fn func(tx *bolt.
 	r := &request{
 		ctx:  ctx,
 		size: size,
-		ev:   eventList{origin: OriginOf(ctx)},
+		ev:   NewEvents(OriginOf(ctx)),
 		done: make(chan struct{}),
 	}
 	r.run = func(tx *bolt.Tx, ev *eventList) error {
@@ -133,7 +112,7 @@ func (s *boltStore) exec(r *request, tx *bolt.Tx) (err error) {
 			err = fmt.Errorf("storage: write failed: %v", p)
 		}
 	}()
-	r.ev.list = r.ev.list[:0]
+	r.ev.Reset()
 	return r.run(tx, &r.ev)
 }
 
@@ -227,7 +206,7 @@ func (s *boltStore) commit(reqs []*request) bool {
 	listeners := s.listeners
 	s.listenMu.Unlock()
 	for _, r := range reqs {
-		for _, ev := range r.ev.list {
+		for _, ev := range r.ev.List() {
 			for _, fn := range listeners {
 				s.notify(fn, ev)
 			}
