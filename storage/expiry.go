@@ -21,9 +21,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// expireBatch bounds the messages one sweep transaction deletes, so the
+// ExpireBatch bounds the messages one sweep transaction deletes, so the
 // writer is not held for long and other writes interleave.
-const expireBatch = 256
+const ExpireBatch = 256
 
 // dateKey maps an internal date to the index's ordering: Unix nanoseconds,
 // 0 before 1970.
@@ -70,14 +70,14 @@ func expireUnread(ctx context.Context, r Records, cutoff time.Time) (int, error)
 		var res expireResult
 		err = r.UpdateRecords(ctx, 0, func(tx RecordTx, ev *Events) error {
 			var err error
-			res, err = expireDue(tx, limit, expireBatch, ev)
+			res, err = expireDue(tx, limit, ExpireBatch, ev)
 			return err
 		})
 		if err != nil {
 			return total, fmt.Errorf("storage: expire unread: %w", err)
 		}
 		total += res.removed
-		if res.examined < expireBatch {
+		if res.examined < ExpireBatch {
 			return total, nil
 		}
 	}
