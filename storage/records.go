@@ -3,22 +3,35 @@ package storage
 // The two layers of the store (issue 11): records and rules.
 //
 // A backend owns records: it stores typed values (users, mailboxes and
-// their counters, messages and flags, the change feed, queue rows,
-// tracking records and the indexes that find them) and runs a function
-// with a RecordTx as ONE transaction, all of it committed or none. It
-// knows nothing of what the values mean.
+// their counters, messages and flags, the change feed, queue rows and
+// their counters, tracking records and the indexes that find them) and
+// runs a function with a RecordTx as ONE transaction, all of it committed
+// or none. It knows nothing of what the values mean.
 //
-// The rules are pochta's mail behaviour on top of the records: read
-// tracking (tracking.go), ... They are written once, against RecordTx and
-// MailboxTx only, and never import a database package: a new backend
-// implements the interfaces below and gets the rules for free. A rule
-// that changes several records (a delivery and its tracking record, a
-// recipient settling and the sender's copy turning \Seen) is called inside
-// the one RecordTx of the write that causes it, so a backend's
-// all-or-nothing commit makes the rule all-or-nothing too.
+// The rules are pochta's mail behaviour on top of the records, written
+// once against RecordTx and MailboxTx, never importing a database package:
+//   - read tracking (tracking.go, sentpage.go), with the hooks every
+//     store, removal, \Seen change, move and deletion calls (hooks.go,
+//     tracking_index.go);
+//   - the unread lifetime and its index (expiry.go);
+//   - Sent de-duplication of a client's APPEND (tracking_index.go);
+//   - the queue's claims with the daily limits, holds and once-a-day
+//     alerts, the uncount of an attempt that relayed nothing, resends,
+//     leases and the relay state with its alert (queue_rules.go,
+//     queue_lease.go).
 //
-// Not every rule has moved yet: the rules still written inside the bbolt
-// code are listed in README "Design".
+// A rule that changes several records (a delivery and its tracking record,
+// a recipient settling and the sender's copy turning \Seen, a claim and
+// its day counters) runs inside the one RecordTx of the write that causes
+// it, so a backend's all-or-nothing commit makes the rule all-or-nothing.
+//
+// Still written inside the backend (storage/boltstore), as record work
+// that calls the hooks: mailbox creation, rename and deletion (protected
+// names, parents, UIDNEXT kept across re-creation), flag parsing and
+// STORE semantics, quota checks, how Deliver lays out its copies, the
+// queue entry's header summary at enqueue, queue retention, the change
+// feed and its tombstone sweep, check/quarantine and web sessions. A new
+// backend implements Backend: Records plus those methods.
 
 import (
 	"context"

@@ -38,7 +38,7 @@ import (
 )
 
 // TrackingRecord is the read-tracking record of one submitted message, as
-// a backend stores it (bbolt: JSON, records_bolt.go).
+// a backend stores it (bbolt: JSON, storage/boltstore/records_bolt.go).
 type TrackingRecord struct {
 	Sender    string    `json:"sender"`
 	MessageID string    `json:"message_id"`

@@ -1,3 +1,26 @@
+// Package boltstore is pochta's bbolt backend: the records of package
+// storage in one bbolt file, and the only package that imports bbolt.
+// Open returns storage.New over them, so the rules of package storage
+// apply as with any backend.
+//
+// Promises, besides those of storage.Store:
+//   - One process per file: Open fails with storage.ErrLocked while another
+//     process has the database open (after Options.LockTimeout).
+//   - A file that is empty, not a bbolt database, or damaged is refused
+//     with storage.ErrDamaged (a *storage.DamagedError naming the file and
+//     what to do), never initialised over; a damaged page met later fails
+//     one request, not the daemon.
+//   - Durability: a write returns after bbolt's commit with fsync.
+//   - Group commit: one writer goroutine runs concurrent writes in shared
+//     transactions (writer.go has the rules), bounded by Options.MaxBatch
+//     and MaxBatchBytes; a write that fails is run again alone, so it
+//     fails nobody else; events reach the listeners after the commit, in
+//     commit order, before any writer of that commit is answered.
+//   - A database of schema version 1 is migrated in place at Open, a
+//     backup taken first; a crash midway leaves the old data usable
+//     (migrate.go).
+//   - Isolation between users comes from the layout below: a mailbox is
+//     reached only through its user's bucket.
 package boltstore
 
 // The bbolt layout (keys in quotes are literal; uint64 and uint32 keys are
