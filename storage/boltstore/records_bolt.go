@@ -32,29 +32,50 @@ var (
 var present = []byte{1}
 
 // boltTx is a RecordTx over one bolt transaction.
-type boltTx struct{ tx *bolt.Tx }
+type boltTx struct {
+	tx *bolt.Tx
+	// u is the user of the write that called a rule, when known: the
+	// rules mostly touch that user's records, and this saves opening
+	// their buckets again for each.
+	u *userTx
+}
+
+// user opens a user's buckets (openUser), reusing t.u.
+func (t boltTx) user(address string) (*userTx, error) {
+	if t.u != nil && t.u.addr == address {
+		return t.u, nil
+	}
+	return openUser(t.tx, address)
+}
+
+// records is the RecordTx the rules get from a write holding x.
+func (x *boxTx) records() boltTx { return boltTx{tx: x.u.tx, u: x.u} }
 
 var _ storage.RecordTx = boltTx{}
 
 // records returns the RecordTx view of a bolt transaction.
-func records(tx *bolt.Tx) storage.RecordTx { return boltTx{tx} }
+func records(tx *bolt.Tx) storage.RecordTx { return boltTx{tx: tx} }
 
 // ViewRecords implements Records.
 func (s *boltStore) ViewRecords(ctx context.Context, fn func(tx storage.RecordTx) error) error {
-	return s.view(ctx, func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return s.view(ctx, func(tx *bolt.Tx) error { return fn(boltTx{tx: tx}) })
 }
 
 // UpdateRecords implements Records through the writer (group commit).
 func (s *boltStore) UpdateRecords(ctx context.Context, size int, fn func(tx storage.RecordTx, ev *storage.Events) error) error {
 	_, err := write(s, ctx, size, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
-		return struct{}{}, fn(boltTx{tx}, ev)
+		return struct{}{}, fn(boltTx{tx: tx}, ev)
 	})
 	return err
 }
 
 // Mailbox implements RecordTx.
 func (t boltTx) Mailbox(user string, id uint64) (storage.MailboxTx, error) {
-	x, err := openBox(t.tx, user, id)
+	u, err := t.user(user)
+	if err != nil {
+		return nil, err
+	}
+	x, err := u.box(id)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +139,7 @@ func (t boltTx) DeleteTrackingRecord(id uint64) error {
 
 // TrackedID implements RecordTx.
 func (t boltTx) TrackedID(user string, box uint64, uid imap.UID) (uint64, bool, error) {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return 0, false, err
 	}
@@ -140,7 +161,7 @@ func (u *userTx) trackedID(box uint64, uid imap.UID) (uint64, bool) {
 
 // SetTracked implements RecordTx.
 func (t boltTx) SetTracked(user string, box uint64, uid imap.UID, id uint64) error {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return err
 	}
@@ -153,7 +174,7 @@ func (t boltTx) SetTracked(user string, box uint64, uid imap.UID, id uint64) err
 
 // DeleteTracked implements RecordTx.
 func (t boltTx) DeleteTracked(user string, box uint64, uid imap.UID) error {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return nil // the user is gone, and their index with them
 	}
@@ -165,7 +186,7 @@ func (t boltTx) DeleteTracked(user string, box uint64, uid imap.UID) error {
 
 // TrackedUIDs implements RecordTx.
 func (t boltTx) TrackedUIDs(user string, box uint64) ([]imap.UID, error) {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +205,7 @@ func (t boltTx) TrackedUIDs(user string, box uint64) ([]imap.UID, error) {
 
 // TrackedMessages implements RecordTx.
 func (t boltTx) TrackedMessages(user string) ([]storage.MessageRef, error) {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +225,7 @@ func (t boltTx) TrackedMessages(user string) ([]storage.MessageRef, error) {
 
 // SentLog implements RecordTx.
 func (t boltTx) SentLog(user string) ([]uint64, error) {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +245,7 @@ func (t boltTx) SentLog(user string) ([]uint64, error) {
 
 // AddSentLog implements RecordTx.
 func (t boltTx) AddSentLog(user string, id uint64) error {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return err
 	}
@@ -237,7 +258,7 @@ func (t boltTx) AddSentLog(user string, id uint64) error {
 
 // DeleteSentLog implements RecordTx.
 func (t boltTx) DeleteSentLog(user string, id uint64) error {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return nil // the user is gone, and their log with them
 	}
@@ -278,19 +299,19 @@ func mailboxTxs(live []*boxTx) []storage.MailboxTx {
 // The hooks the bolt code calls where a rule applies (tracking.go).
 
 func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList) error {
-	return storage.Untrack(boltTx{x.u.tx}, x, uid, state, mailboxTxs(live), ev)
+	return storage.Untrack(x.records(), x, uid, state, mailboxTxs(live), ev)
 }
 
 func (x *boxTx) trackMove(uid imap.UID, dst *boxTx, newUID imap.UID, ev *eventList) error {
-	return storage.MessageMoving(boltTx{x.u.tx}, x, uid, dst, newUID, ev)
+	return storage.MessageMoving(x.records(), x, uid, dst, newUID, ev)
 }
 
 func (x *boxTx) untrackMailbox(ev *eventList) error {
-	return storage.MailboxDeleting(boltTx{x.u.tx}, x, ev)
+	return storage.MailboxDeleting(x.records(), x, ev)
 }
 
 func (u *userTx) untrackUser(ev *eventList) error {
-	return storage.UserDeleting(boltTx{u.tx}, u.addr, ev)
+	return storage.UserDeleting(boltTx{tx: u.tx, u: u}, u.addr, ev)
 }
 
 // withoutSeen drops \Seen from a prepared message: the Sent copy of a
@@ -334,7 +355,7 @@ func (x *boxTx) setSeen(uid imap.UID, ev *eventList) (bool, error) {
 		return false, err
 	}
 	x.rec.Unseen--
-	if err := storage.SeenSet(boltTx{x.u.tx}, x, uid, m.internalDate); err != nil {
+	if err := storage.SeenSet(x.records(), x, uid, m.internalDate); err != nil {
 		return false, err
 	}
 	ev.AddUntagged(storage.Event{Kind: storage.EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: m.flags.list(), ModSeq: m.modseq})

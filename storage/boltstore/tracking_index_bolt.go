@@ -17,7 +17,7 @@ var bucketSentIDs = []byte("sentids")
 
 // SentID implements RecordTx.
 func (t boltTx) SentID(user, messageID string) (storage.SentIDEntry, bool, error) {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return storage.SentIDEntry{}, false, err
 	}
@@ -38,7 +38,7 @@ func (t boltTx) SentID(user, messageID string) (storage.SentIDEntry, bool, error
 
 // PutSentID implements RecordTx.
 func (t boltTx) PutSentID(user, messageID string, e storage.SentIDEntry) error {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (t boltTx) PutSentID(user, messageID string, e storage.SentIDEntry) error {
 
 // DeleteSentID implements RecordTx.
 func (t boltTx) DeleteSentID(user, messageID string) error {
-	u, err := openUser(t.tx, user)
+	u, err := t.user(user)
 	if err != nil {
 		return nil
 	}
@@ -81,7 +81,7 @@ func (x *boxTx) indexNew(uid imap.UID, metaRec, parsed []byte, flags flagSet) er
 	if x.rec.SpecialUse == imap.MailboxAttrSent {
 		m.MessageID = parsedMessageID(parsed)
 	}
-	return storage.MessageStored(boltTx{x.u.tx}, x, m, time.Now())
+	return storage.MessageStored(x.records(), x, m, time.Now())
 }
 
 // unindex is the hook remove calls before a message leaves x.
@@ -90,18 +90,18 @@ func (x *boxTx) unindex(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList
 	if x.rec.SpecialUse == imap.MailboxAttrSent {
 		sm.MessageID = parsedMessageID(mb.parsed.Get(be32(uint32(uid))))
 	}
-	return storage.MessageRemoving(boltTx{x.u.tx}, x, sm, ev)
+	return storage.MessageRemoving(x.records(), x, sm, ev)
 }
 
 // seenChanged is the hook StoreFlags calls when a client sets or clears
 // \Seen.
 func (x *boxTx) seenChanged(uid imap.UID, m metaRecord, seen bool, ev *eventList) error {
-	return storage.SeenChanged(boltTx{x.u.tx}, x, uid, m.internalDate, seen, ev)
+	return storage.SeenChanged(x.records(), x, uid, m.internalDate, seen, ev)
 }
 
 // sentDuplicate is Append's hook into the Sent de-duplication.
 func (x *boxTx) sentDuplicate(mid string, now time.Time) (*storage.Appended, error) {
-	return storage.SentDuplicate(boltTx{x.u.tx}, x, mid, now)
+	return storage.SentDuplicate(x.records(), x, mid, now)
 }
 
 // parsedMessageID returns the Message-ID (without angle brackets) from a
