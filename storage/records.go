@@ -18,7 +18,9 @@ package storage
 //   - the queue's claims with the daily limits, holds and once-a-day
 //     alerts, the uncount of an attempt that relayed nothing, resends,
 //     leases and the relay state with its alert (queue_rules.go,
-//     queue_lease.go).
+//     queue_lease.go), and what a delivery's queue entry says: its
+//     recipients, grouped by header, and the header summary
+//     (queue_entry.go).
 //
 // A rule that changes several records (a delivery and its tracking record,
 // a recipient settling and the sender's copy turning \Seen, a claim and
@@ -28,10 +30,10 @@ package storage
 // Still written inside the backend (storage/boltstore), as record work
 // that calls the hooks: mailbox creation, rename and deletion (protected
 // names, parents, UIDNEXT kept across re-creation), flag parsing and
-// STORE semantics, quota checks, how Deliver lays out its copies, the
-// queue entry's header summary at enqueue, queue retention, the change
-// feed and its tombstone sweep, check/quarantine and web sessions. A new
-// backend implements Backend: Records plus those methods.
+// STORE semantics, quota checks, how Deliver lays out its copies, queue
+// retention, the change feed and its tombstone sweep, check/quarantine
+// and web sessions. A new backend implements Backend: Records plus those
+// methods.
 
 import (
 	"context"

@@ -2,10 +2,11 @@ package boltstore
 
 import (
 	"context"
-	"github.com/pochta/pochta/storage"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // A transaction carries at most MaxBatchBytes of messages, or one message

@@ -3,12 +3,12 @@ package boltstore
 import (
 	"context"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -39,9 +39,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"io"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -69,7 +69,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -80,6 +79,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/crypto/bcrypt"

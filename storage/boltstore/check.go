@@ -20,11 +20,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

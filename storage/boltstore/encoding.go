@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"maps"
 	"slices"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/pochta/pochta/message"
+	"github.com/pochta/pochta/storage"
 )
 
 const recordVersion = 1

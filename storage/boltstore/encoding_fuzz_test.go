@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"bytes"
-	"github.com/pochta/pochta/storage"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/pochta/pochta/internal/mimetest"
 	"github.com/pochta/pochta/message"
+	"github.com/pochta/pochta/storage"
 )
 
 // FuzzParsedRecordRoundTrip parses arbitrary bytes as a message the way

@@ -3,12 +3,12 @@ package boltstore
 import (
 	"bytes"
 	"errors"
-	"github.com/pochta/pochta/storage"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 )
 
 func TestParsedRecordRoundTripsNestedMultipart(t *testing.T) {

@@ -9,10 +9,10 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -2,11 +2,11 @@ package boltstore
 
 import (
 	"context"
-	"github.com/pochta/pochta/storage"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

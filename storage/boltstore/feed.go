@@ -36,12 +36,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"io"
 	"slices"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

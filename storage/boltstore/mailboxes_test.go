@@ -2,8 +2,9 @@ package boltstore
 
 import (
 	"errors"
-	"github.com/pochta/pochta/storage"
 	"testing"
+
+	"github.com/pochta/pochta/storage"
 )
 
 func TestMailboxNamesCannotClimbOrHoldNoncharacters(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"math"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/message"
+	"github.com/pochta/pochta/storage"
 )
 
 const (

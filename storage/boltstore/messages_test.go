@@ -3,12 +3,12 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"github.com/pochta/pochta/storage"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 )
 
 var loadAll = storage.LoadOptions{Envelope: true, BodyStructure: true, Body: true}

@@ -3,9 +3,9 @@ package boltstore
 import (
 	"context"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

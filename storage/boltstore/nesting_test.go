@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"strings"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/pochta/pochta/internal/mimetest"
 	"github.com/pochta/pochta/message"
+	"github.com/pochta/pochta/storage"
 )
 
 // nestedBodyStructure is depth multiparts around one text part.

@@ -3,7 +3,6 @@ package boltstore
 import (
 	"context"
 	"errors"
-	"github.com/pochta/pochta/storage"
 	"runtime"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/pochta/pochta/internal/mimetest"
 	"github.com/pochta/pochta/message"
+	"github.com/pochta/pochta/storage"
 )
 
 // wideBodyStructure is a multipart of children text parts: children+1

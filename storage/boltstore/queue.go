@@ -27,22 +27,17 @@ package boltstore
 // Days are "2006-01-02" in the limits' time zone, chosen by the caller.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pochta/pochta/storage"
-	"mime"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-message"
-	"github.com/emersion/go-message/mail"
-	"github.com/emersion/go-message/textproto"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -330,128 +325,20 @@ func deliverNotices(tx *bolt.Tx, ns []preparedNotice, ev *eventList) error {
 	return nil
 }
 
-// relayAddressOK refuses what could break out of an SMTP command line:
-// CR, LF and other controls, spaces and angle brackets.
-func relayAddressOK(a string, allowEmpty bool) bool {
-	if a == "" {
-		return allowEmpty
-	}
-	if len(a) > 254 || !strings.Contains(a, "@") {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if c := a[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' {
-			return false
-		}
-	}
-	return true
-}
-
-// headerSummary is what the queue shows of a message's header.
-type headerSummary struct {
-	to, cc, bcc []string // lower-cased addresses
-	subject     string
-	mimeType    string
-}
-
-// summarizeHeader reads only the header section. A header that does not
-// parse still gives whatever fields could be read.
-func summarizeHeader(raw []byte) headerSummary {
-	var s headerSummary
-	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	mh := mail.Header{Header: message.Header{Header: h}}
-	list := func(field string) []string {
-		addrs, _ := mh.AddressList(field)
-		var out []string
-		for _, a := range addrs {
-			out = append(out, strings.ToLower(a.Address))
-		}
-		return out
-	}
-	s.to, s.cc, s.bcc = list("To"), list("Cc"), list("Bcc")
-	s.subject, _ = mh.Subject()
-	s.mimeType = "text/plain" // RFC 2045 5.2
-	if ct := h.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err == nil {
-			s.mimeType = strings.ToLower(mt)
-		}
-	}
-	return s
-}
-
 // enqueue writes the queue entry for a delivery's external recipients,
-// inside the delivery's transaction, and returns its ID. trackingID links
-// the entry to the sender's read-tracking record (0: none), so the relay's
-// outcome is reported there with setExternalState.
-//
-// The header is summarised here rather than before the transaction because
-// Deliver prepares the copies without it; only the header section is read
-// (a few hundred bytes to a few KiB), which keeps the writer's time per
-// request small.
+// inside the delivery's transaction, and returns its ID. What the entry
+// says (recipients, the header summary, the source) is the rules'
+// (storage.NewQueueEntry); trackingID links it to the sender's
+// read-tracking record (0: none), so the relay's outcome is reported there.
 func enqueue(tx *bolt.Tx, d *storage.Delivery, body *prepared, trackingID uint64, now time.Time, ev *eventList) (uint64, error) {
-	if !relayAddressOK(d.From, true) {
-		return 0, fmt.Errorf("envelope sender %q cannot be relayed: %w", d.From, storage.ErrInvalid)
-	}
-	source := d.Source
-	if source == "" {
-		source = storage.SourceUser
-		if d.Sender == "" {
-			source = storage.SourceSystem
-		}
-	}
-	if !slices.Contains(storage.QueueSources, source) {
-		return 0, fmt.Errorf("source %q: %w", source, storage.ErrInvalid)
-	}
-	var rcpts []storage.QueueRecipient
-	seen := make(map[string]bool, len(d.External))
-	for _, r := range d.External {
-		if !relayAddressOK(r, false) {
-			return 0, fmt.Errorf("recipient %q cannot be relayed: %w", r, storage.ErrInvalid)
-		}
-		if lr := strings.ToLower(r); !seen[lr] {
-			seen[lr] = true
-			rcpts = append(rcpts, storage.QueueRecipient{Address: r, State: storage.RcptPending})
-		}
-	}
-	if len(rcpts) == 0 {
-		return 0, fmt.Errorf("no external recipients: %w", storage.ErrInvalid)
-	}
 	// The Sent copy still has Bcc; the relay copy does not.
 	hdr := body.raw
 	if d.SentCopy != nil {
 		hdr = d.SentCopy.Raw
 	}
-	sum := summarizeHeader(hdr)
-	e := &storage.QueueEntry{
-		Status:      storage.QueueOutbox,
-		Source:      source,
-		User:        strings.ToLower(d.Sender),
-		From:        d.From,
-		To:          []string{},
-		Cc:          []string{},
-		Bcc:         []string{},
-		Subject:     d.Subject,
-		MimeType:    sum.mimeType,
-		MessageID:   d.MessageID,
-		Date:        now,
-		Size:        int64(len(body.raw)),
-		NextAttempt: now,
-		Recipients:  rcpts,
-		TrackingID:  trackingID,
-	}
-	if e.Subject == "" {
-		e.Subject = sum.subject
-	}
-	for _, r := range rcpts {
-		lr := strings.ToLower(r.Address)
-		switch {
-		case slices.Contains(sum.to, lr):
-			e.To = append(e.To, r.Address)
-		case slices.Contains(sum.cc, lr):
-			e.Cc = append(e.Cc, r.Address)
-		default:
-			e.Bcc = append(e.Bcc, r.Address)
-		}
+	e, err := storage.NewQueueEntry(d, hdr, int64(len(body.raw)), trackingID, now)
+	if err != nil {
+		return 0, err
 	}
 	q, err := openQueue(tx)
 	if err != nil {

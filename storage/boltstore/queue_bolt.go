@@ -7,8 +7,9 @@ package boltstore
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"time"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // QueueEntry implements RecordTx.

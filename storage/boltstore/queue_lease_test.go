@@ -3,12 +3,12 @@ package boltstore
 import (
 	"context"
 	"encoding/json"
-	"github.com/pochta/pochta/storage"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pochta/pochta/internal/testclock"
+	"github.com/pochta/pochta/storage"
 )
 
 // leaseClaim is a claim by node at now with a lease of one minute.

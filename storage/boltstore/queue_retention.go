@@ -17,9 +17,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

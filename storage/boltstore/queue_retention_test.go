@@ -2,11 +2,11 @@ package boltstore
 
 import (
 	"context"
-	"github.com/pochta/pochta/storage"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

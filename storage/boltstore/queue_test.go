@@ -2,9 +2,10 @@ package boltstore
 
 import (
 	"context"
-	"github.com/pochta/pochta/storage"
 	"strings"
 	"testing"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // The queue's contract is tested in storagetest; these helpers serve the

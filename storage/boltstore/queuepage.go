@@ -21,9 +21,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"strings"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

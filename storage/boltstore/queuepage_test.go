@@ -3,11 +3,11 @@ package boltstore
 import (
 	"context"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

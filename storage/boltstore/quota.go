@@ -3,10 +3,10 @@ package boltstore
 import (
 	"context"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -3,10 +3,10 @@ package boltstore
 import (
 	"context"
 	"errors"
-	"github.com/pochta/pochta/storage"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 )
 
 // pendingOf lists the pending recipients of a record.

@@ -2,8 +2,9 @@ package boltstore
 
 import (
 	"context"
-	"github.com/pochta/pochta/storage"
 	"testing"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // TestEachSettledRecipientPublishesEventTracking: the web interface's

@@ -7,10 +7,10 @@ package boltstore
 
 import (
 	"encoding/binary"
-	"github.com/pochta/pochta/storage"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 )
 
 var bucketSentIDs = []byte("sentids")

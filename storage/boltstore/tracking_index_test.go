@@ -2,10 +2,10 @@ package boltstore
 
 import (
 	"encoding/binary"
-	"github.com/pochta/pochta/storage"
 	"testing"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

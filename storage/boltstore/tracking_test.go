@@ -3,12 +3,12 @@ package boltstore
 import (
 	"context"
 	"errors"
-	"github.com/pochta/pochta/storage"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 

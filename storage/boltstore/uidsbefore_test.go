@@ -3,11 +3,11 @@ package boltstore
 import (
 	"context"
 	"errors"
-	"github.com/pochta/pochta/storage"
 	"slices"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 )
 
 func TestUIDsBeforePagesNewestFirst(t *testing.T) {

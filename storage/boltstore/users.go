@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 )

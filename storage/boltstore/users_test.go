@@ -2,13 +2,13 @@ package boltstore
 
 import (
 	"context"
-	"github.com/pochta/pochta/storage"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pochta/pochta/storage"
 	"golang.org/x/crypto/bcrypt"
 )
 

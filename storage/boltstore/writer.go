@@ -38,9 +38,9 @@ package boltstore
 import (
 	"context"
 	"fmt"
-	"github.com/pochta/pochta/storage"
 	"runtime/debug"
 
+	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 )
 
