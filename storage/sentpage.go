@@ -26,6 +26,11 @@ func sentStatusFor(ctx context.Context, r Records, user string, mailboxID uint64
 	out := make(map[imap.UID]SentMessage, len(uids))
 	user = strings.ToLower(user)
 	err := r.ViewRecords(ctx, func(tx RecordTx) error {
+		if len(uids) == 0 {
+			// Only whether the user exists: ErrNotFound if not.
+			_, _, err := tx.TrackedID(user, 0, 0)
+			return err
+		}
 		for _, uid := range uids {
 			id, ok, err := tx.TrackedID(user, mailboxID, uid)
 			if err != nil {
