@@ -32,9 +32,9 @@ unit:
 FUZZTIME     ?= 20000x
 FUZZMINIMIZE ?= 1000x
 FUZZ_TARGETS := ./config/:FuzzConfigParse ./smtpd/:FuzzPrepareMessage ./control/:FuzzControlRequest \
-	./storage/:FuzzDecodeParsed ./storage/:FuzzParsedRecordRoundTrip \
-	./storage/:FuzzEnvelopeRecordRoundTrip ./storage/:FuzzMetaAndMailboxRecordRoundTrip \
-	./storage/:FuzzBodyStructureMatchesGoIMAP \
+	./storage/boltstore/:FuzzDecodeParsed ./storage/boltstore/:FuzzParsedRecordRoundTrip \
+	./storage/boltstore/:FuzzEnvelopeRecordRoundTrip ./storage/boltstore/:FuzzMetaAndMailboxRecordRoundTrip \
+	./storage/boltstore/:FuzzBodyStructureMatchesGoIMAP \
 	./imapd/wire/:FuzzDecoder ./imapd/protocol/:FuzzServerCommands ./imapd/inflate/:FuzzInflateMatchesStdlib
 fuzz:
 	@failed=""; for t in $(FUZZ_TARGETS); do \
@@ -55,7 +55,7 @@ lint:
 ## bench: Go benchmarks, the load generator against a running daemon, and pochta side by side with
 ## Postfix's smtp-sink and Dovecot (bench/compare: installs postfix and dovecot-imapd if missing; see BENCHMARKS.md)
 bench: build
-	$(GO) test -run '^$$' -bench . -count 1 ./storage/ ./imapd/
+	$(GO) test -run '^$$' -bench . -count 1 ./storage/boltstore/ ./imapd/
 	$(GO) run ./bench/loadgen --bin $(CURDIR)/$(BIN)
 	GO=$(GO) bash bench/compare/run.sh
 

@@ -19,7 +19,7 @@ import (
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/imapd"
 	"github.com/pochta/pochta/smtpd"
-	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 const (
@@ -34,7 +34,7 @@ const (
 func servers(t *testing.T, logins *abuse.Logins, conns *abuse.Connections) (submission, imap string) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{Logger: quiet, PasswordCost: bcrypt.MinCost})
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "pochta.db"), boltstore.Options{Logger: quiet, PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

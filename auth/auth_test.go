@@ -15,6 +15,7 @@ import (
 
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 var (
@@ -37,7 +38,7 @@ func (c *countingChecker) Check(ctx context.Context, address, password string) (
 // "correct horse 1").
 func newStore(t *testing.T) storage.Store {
 	t.Helper()
-	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "pochta.db"), boltstore.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 // newDaemon serves a Local over a real Unix socket and returns both sides.
 func newDaemon(t *testing.T) (*Local, *Client, string) {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := storage.Open(filepath.Join(dir, "pochta.db"), storage.Options{})
+	store, err := boltstore.Open(filepath.Join(dir, "pochta.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestBackupThroughTheSocketIsAnOpenableDatabase(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	restored, err := storage.Open(path, storage.Options{})
+	restored, err := boltstore.Open(path, boltstore.Options{})
 	if err != nil {
 		t.Fatalf("backup does not open: %v", err)
 	}

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 // fuzzRoutes are the control API's requests that carry client input: the
@@ -39,7 +39,7 @@ var fuzzRoutes = []struct{ method, path string }{
 // server's), and every answer is JSON, with an "error" text when it is not
 // a success.
 func FuzzControlRequest(f *testing.F) {
-	store, err := storage.Open(filepath.Join(f.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
+	store, err := boltstore.Open(filepath.Join(f.TempDir(), "pochta.db"), boltstore.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		f.Fatal(err)
 	}

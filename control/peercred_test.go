@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 // TestMain doubles as the client of TestControlSocketRefusesAnotherUser:
@@ -96,7 +96,7 @@ func TestControlSocketRefusesAnotherUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	store, err := storage.Open(filepath.Join(dir, "pochta.db"), storage.Options{})
+	store, err := boltstore.Open(filepath.Join(dir, "pochta.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 """upgrade: a database written by the release before the change feed
-(storage/testdata/v1.db, schema version 1) is taken over by the new binary
+(storage/boltstore/testdata/v1.db, schema version 1) is taken over by the new binary
 at its first start: a backup appears next to it, and every user, password,
 message, flag, UID and UIDVALIDITY is as it was; new mail continues the UIDs,
 and all of it survives a restart."""
@@ -10,9 +10,9 @@ import shutil
 
 from harness import E2E_DIR, fetch, logout, message, ok, status, uids
 
-FIXTURE = os.path.join(E2E_DIR, "..", "storage", "testdata", "v1.db")
+FIXTURE = os.path.join(E2E_DIR, "..", "storage", "boltstore", "testdata", "v1.db")
 BOB = "bob@example.org"
-PASSWORD = "secret"  # what storage/testdata/genv1 gave its users
+PASSWORD = "secret"  # what storage/boltstore/testdata/genv1 gave its users
 
 
 def run(s):

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 const bob = "bob@example.com"
@@ -37,7 +38,7 @@ func (c *clock) set(t time.Time) {
 
 func openStore(t *testing.T) storage.Store {
 	t.Helper()
-	s, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "pochta.db"), boltstore.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

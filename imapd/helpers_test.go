@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 const (
@@ -69,7 +70,7 @@ func newTestEnv(t testing.TB, opts ...envOption) *testEnv {
 func newQuotaEnv(t testing.TB, quota int64, opts ...envOption) *testEnv {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "pochta.db"), boltstore.Options{
 		Logger:       quiet,
 		PasswordCost: bcrypt.MinCost,
 		Quota:        quota,

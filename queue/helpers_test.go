@@ -27,6 +27,7 @@ import (
 
 	"github.com/pochta/pochta/internal/testcert"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 const (
@@ -406,7 +407,7 @@ func newEnv(t *testing.T, mutate func(*Options)) *env {
 
 func (e *env) openStore() {
 	e.t.Helper()
-	s, err := storage.Open(e.path, storage.Options{PasswordCost: bcrypt.MinCost})
+	s, err := boltstore.Open(e.path, boltstore.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		e.t.Fatal(err)
 	}

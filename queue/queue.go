@@ -3,7 +3,8 @@
 // domains) through the configured upstream SMTP server, and makes sure the
 // sender hears of every recipient that does not get the message.
 //
-// Semantics (SPEC.md "Queue"; the records live in storage/queue.go):
+// Semantics (SPEC.md "Queue"; the contract and the rules live in
+// storage/queue*.go, the bbolt records in storage/boltstore/queue.go):
 //
 //   - Per recipient: a 2xx to RCPT followed by a 2xx to the end of DATA
 //     settles a recipient (sent). A 5xx to its RCPT, or to MAIL or DATA for

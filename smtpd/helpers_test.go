@@ -20,6 +20,7 @@ import (
 
 	"github.com/pochta/pochta/internal/testcert"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 const (
@@ -62,7 +63,7 @@ func openStore(t *testing.T) storage.Store {
 func openQuotaStore(t *testing.T, quota int64) storage.Store {
 	t.Helper()
 	// bcrypt's minimum cost: these tests are about SMTP, not hashing.
-	store, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost, Quota: quota})
+	store, err := boltstore.Open(filepath.Join(t.TempDir(), "pochta.db"), boltstore.Options{PasswordCost: bcrypt.MinCost, Quota: quota})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

@@ -32,13 +32,9 @@ package storage
 // within a lease (NTP does).
 
 import (
-	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // ErrLeaseLost: the lease being renewed is no longer the caller's (it ran
@@ -62,9 +58,9 @@ func (e *QueueEntry) leasedAt(now time.Time) bool {
 	return e.LeaseOwner != "" && e.LeaseUntil.After(now)
 }
 
-// pickableAt is when an outbox entry can next be claimed: its next
+// PickableAt is when an outbox entry can next be claimed: its next
 // attempt, or the end of its lease if that is later.
-func (e *QueueEntry) pickableAt() time.Time {
+func (e *QueueEntry) PickableAt() time.Time {
 	if e.LeaseOwner != "" && e.LeaseUntil.After(e.NextAttempt) {
 		return e.LeaseUntil
 	}
@@ -79,94 +75,4 @@ func (c *QueueClaim) checkLease() error {
 		return fmt.Errorf("lease until %s does not end after now (%s): %w", c.LeaseUntil, c.Now, ErrInvalid)
 	}
 	return nil
-}
-
-// RenewQueueLease implements QueueStore: it moves the lease of r.ID to
-// r.Until and returns the entry with its new Rev. ErrLeaseLost when the
-// lease is not r.Owner's at r.Rev any more.
-func (s *boltStore) RenewQueueLease(ctx context.Context, r LeaseRenewal) (*QueueEntry, error) {
-	if r.Owner == "" || !r.Until.After(r.Now) {
-		return nil, fmt.Errorf("storage: renew lease of queue entry %d: owner %q until %s: %w", r.ID, r.Owner, r.Until, ErrInvalid)
-	}
-	res, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) (*QueueEntry, error) {
-		q, err := openQueue(tx)
-		if err != nil {
-			return nil, err
-		}
-		old, err := q.load(r.ID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("queue entry %d: deleted: %w", r.ID, ErrLeaseLost)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if old.Status != QueueOutbox || old.LeaseOwner != r.Owner || old.Rev != r.Rev {
-			return nil, fmt.Errorf("queue entry %d is leased to %q at rev %d: %w", r.ID, old.LeaseOwner, old.Rev, ErrLeaseLost)
-		}
-		e := old.Clone()
-		e.LeaseUntil = r.Until
-		if err := q.saveEntry(old, e, ev); err != nil {
-			return nil, err
-		}
-		return e, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("storage: renew lease: %w", err)
-	}
-	return res, nil
-}
-
-// ReleaseQueueLeases implements QueueStore: it ends every lease owner
-// holds that runs out after now and no later than horizon (the longest
-// lease owner takes), making those entries due at once, and returns how
-// many it ended. A node calls it when it starts, before it claims
-// anything: what it finds was left by its previous run.
-func (s *boltStore) ReleaseQueueLeases(ctx context.Context, owner string, now, horizon time.Time) (int, error) {
-	if owner == "" {
-		return 0, fmt.Errorf("storage: release queue leases: no owner: %w", ErrInvalid)
-	}
-	n, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) (int, error) {
-		q, err := openQueue(tx)
-		if err != nil {
-			return 0, err
-		}
-		// Leased entries sit in the due index at their lease's end, so
-		// only the keys between now and horizon need reading.
-		var ids []uint64
-		c := q.due.Cursor()
-		from := make([]byte, 8)
-		binary.BigEndian.PutUint64(from, uint64(max(now.UnixNano(), 0)))
-		limit := uint64(max(horizon.UnixNano(), 0))
-		for k, _ := c.Seek(from); k != nil; k, _ = c.Next() {
-			if len(k) != 16 {
-				return 0, fmt.Errorf("queue index key %x: %w", k, errCorrupt)
-			}
-			if binary.BigEndian.Uint64(k) > limit {
-				break
-			}
-			ids = append(ids, binary.BigEndian.Uint64(k[8:]))
-		}
-		released := 0
-		for _, id := range ids {
-			old, err := q.load(id)
-			if err != nil {
-				return 0, err
-			}
-			if old.LeaseOwner != owner || !old.leasedAt(now) {
-				continue
-			}
-			e := old.Clone()
-			e.LeaseOwner, e.LeaseUntil = "", time.Time{}
-			if err := q.saveEntry(old, e, ev); err != nil {
-				return 0, err
-			}
-			ev.add(Event{Kind: EventQueued, QueueID: id})
-			released++
-		}
-		return released, nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("storage: release queue leases of %q: %w", owner, err)
-	}
-	return n, nil
 }

@@ -6,11 +6,10 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	bolt "go.etcd.io/bbolt"
 )
 
 // SentPageStore reads tracking records by the sender's copies.
@@ -22,27 +21,27 @@ type SentPageStore interface {
 	SentStatusFor(ctx context.Context, user string, mailboxID uint64, uids []imap.UID) (map[imap.UID]SentMessage, error)
 }
 
-// SentStatusFor implements SentPageStore.
-func (s *boltStore) SentStatusFor(ctx context.Context, user string, mailboxID uint64, uids []imap.UID) (map[imap.UID]SentMessage, error) {
+// sentStatusFor implements SentPageStore over any Records.
+func sentStatusFor(ctx context.Context, r Records, user string, mailboxID uint64, uids []imap.UID) (map[imap.UID]SentMessage, error) {
 	out := make(map[imap.UID]SentMessage, len(uids))
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		u, err := openUser(tx, user)
-		if err != nil {
+	user = strings.ToLower(user)
+	err := r.ViewRecords(ctx, func(tx RecordTx) error {
+		if len(uids) == 0 {
+			// Only whether the user exists: ErrNotFound if not.
+			_, _, err := tx.TrackedID(user, 0, 0)
 			return err
 		}
-		tb := u.b.Bucket(bucketTracked)
-		if tb == nil {
-			return nil
-		}
 		for _, uid := range uids {
-			v := tb.Get(trackKey(mailboxID, uid))
-			if len(v) != 8 {
+			id, ok, err := tx.TrackedID(user, mailboxID, uid)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				continue
 			}
-			id := binary.BigEndian.Uint64(v)
 			// The index also holds the user's unread copies of others'
 			// messages: only the user's own sent copy counts here.
-			if rec, ok := loadTrack(tx, id); ok && rec.isSentCopy(u.addr, mailboxID, uid) {
+			if rec, ok := tx.TrackingRecord(id); ok && rec.isSentCopy(user, mailboxID, uid) {
 				out[uid] = rec.public(id)
 			}
 		}

@@ -1,14 +1,28 @@
-// Package storage owns pochta's persistent state: users, mailboxes, messages,
-// flags and UIDs. It is the only package that knows the database (bbolt) and
-// its encodings; every other package speaks the Store interface below, so a
-// second backend can be added without touching smtpd, imapd or the queue.
+// Package storage is the contract of pochta's persistent state (users,
+// mailboxes, messages, flags, UIDs, the outbound queue, read tracking) and
+// the mail rules on top of it. Every other package speaks the Store
+// interface below; no database is imported here.
+//
+// The store has two layers (records.go). A backend (storage/boltstore for
+// bbolt) owns the records and their encodings, and implements Backend:
+// transactions over typed records (Records, RecordTx, MailboxTx) plus the
+// Store methods that are record work, which call the rules' hooks
+// (hooks.go) inside their transactions. This package owns the rules
+// written once for every backend (Rules: read tracking, the unread
+// lifetime, Sent de-duplication, the queue's daily limits, holds, alerts
+// and leases) and New, which puts a backend and the rules together into a
+// Store. Every promise below holds for every backend; TestConformance
+// (storage/storagetest) checks them.
 //
 // Promises:
 //   - Durability: a call that writes returns nil only after its transaction
-//     is committed and fsync'd. Deliver writes every copy of a message in one
-//     transaction: all of them are stored, or none.
-//   - Group commit: concurrent writes are combined into shared transactions
-//     (one fsync for many callers) by a single writer goroutine.
+//     is committed and on disk. Deliver writes every copy of a message, its
+//     tracking record and its queue entry in one transaction: all of them
+//     are stored, or none. So does every rule: it runs in the one
+//     transaction of the write that causes it.
+//   - Group commit: concurrent writes may be combined into shared
+//     transactions (bbolt: one fsync for many callers, by a single writer
+//     goroutine); a failing write never fails the others.
 //   - Ordered events: after each commit, the events of that commit are passed
 //     to the listeners registered with Listen, on the writer goroutine, in
 //     commit order. Listeners must not block and must not call back into the
@@ -21,7 +35,7 @@
 //   - Queue leases: a claimed queue entry is leased to one owner until its
 //     lease runs out or its attempt is recorded; no other claim takes it
 //     meanwhile, from this handle or another (queue_lease.go). Settled
-//     entries are removed in bounded batches (queue_retention.go).
+//     entries are removed in bounded batches.
 //   - Modification sequences (RFC 7162): every change to a message (arrival,
 //     flags, expunge) and to a mailbox (rename, subscription) takes the next
 //     value of the mailbox's HIGHESTMODSEQ, which only grows, is never
@@ -189,7 +203,7 @@ type Store interface {
 	Stats(ctx context.Context) (*Stats, error)
 	// Check reads every user, mailbox and message record and reports those
 	// it cannot decode; with repair it moves the bad messages into a
-	// quarantine nothing serves (check.go).
+	// quarantine nothing serves (storage/boltstore/check.go).
 	Check(ctx context.Context, repair bool) (*CheckReport, error)
 	// Close waits for pending writes and closes the database.
 	Close() error

@@ -3,15 +3,11 @@ package storage
 // Read tracking: who has not read what a user sent (the seed's "Not
 // delivered" column, and its bold Sent folder).
 //
-// Layout (also in bolt.go):
-//
-//	"tracking"/<id>                      trackRecord (JSON: read rarely, easy to
-//	                                     extend); the bucket's sequence issues IDs
-//	"users"/<addr>/"sentlog"/<id>        the records addr has sent, in order
-//	"users"/<addr>/"tracked"/<box><uid>  -> <id>: a message of addr that a record
-//	                                     follows: the sender's own copy (for the
-//	                                     record's whole life) or a recipient's
-//	                                     copy (while it is unread)
+// These are rules (records.go): they read and write only through RecordTx
+// and MailboxTx. The records are a TrackingRecord per submitted message, the
+// sender's log of them, and the "tracked" index from a message to the
+// record that follows it: the sender's own copy (for the record's whole
+// life) or a recipient's copy (while it is unread).
 //
 // Each recipient moves through: unread -> read | deleted | expired (local;
 // deleted: expunged unread from any mailbox, or moved unread into Trash),
@@ -33,42 +29,31 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	bolt "go.etcd.io/bbolt"
 )
 
-var (
-	bucketTracking = []byte("tracking")
-	bucketSentLog  = []byte("sentlog")
-	bucketTracked  = []byte("tracked")
-)
-
-// present is the value of index entries whose key says everything (bolt
-// does not reliably tell an empty value from a missing one).
-var present = []byte{1}
-
-// trackRecord is what "tracking"/<id> holds.
-type trackRecord struct {
+// TrackingRecord is the read-tracking record of one submitted message, as
+// a backend stores it (bbolt: JSON, storage/boltstore/records_bolt.go).
+type TrackingRecord struct {
 	Sender    string    `json:"sender"`
 	MessageID string    `json:"message_id"`
 	Subject   string    `json:"subject"`
 	Date      time.Time `json:"date"`
 	// SentBox and SentUID locate the sender's copy; 0 once it is gone.
-	SentBox    uint64      `json:"sent_box,omitempty"`
-	SentUID    uint32      `json:"sent_uid,omitempty"`
-	Recipients []trackRcpt `json:"recipients"`
+	SentBox    uint64              `json:"sent_box,omitempty"`
+	SentUID    uint32              `json:"sent_uid,omitempty"`
+	Recipients []TrackingRecipient `json:"recipients"`
 }
 
-// trackRcpt is one recipient; Box and UID locate a local copy while it is
-// unread (0 afterwards, and always for external recipients).
-type trackRcpt struct {
+// TrackingRecipient is one recipient of a TrackingRecord; Box and UID
+// locate a local copy while it is unread (0 afterwards, and always for
+// external recipients).
+type TrackingRecipient struct {
 	Address  string    `json:"address"`
 	External bool      `json:"external,omitempty"`
 	State    string    `json:"state"`
@@ -77,7 +62,7 @@ type trackRcpt struct {
 	UID      uint32    `json:"uid,omitempty"`
 }
 
-func (r *trackRecord) pending() int {
+func (r *TrackingRecord) pending() int {
 	n := 0
 	for _, rc := range r.Recipients {
 		if rc.State == TrackUnread || rc.State == TrackQueued {
@@ -88,12 +73,12 @@ func (r *trackRecord) pending() int {
 }
 
 // isSentCopy reports whether (user, box, uid) is the sender's copy.
-func (r *trackRecord) isSentCopy(user string, box uint64, uid imap.UID) bool {
+func (r *TrackingRecord) isSentCopy(user string, box uint64, uid imap.UID) bool {
 	return r.SentBox != 0 && r.Sender == user && r.SentBox == box && r.SentUID == uint32(uid)
 }
 
 // localCopy returns the local recipient whose copy is (user, box, uid).
-func (r *trackRecord) localCopy(user string, box uint64, uid imap.UID) *trackRcpt {
+func (r *TrackingRecord) localCopy(user string, box uint64, uid imap.UID) *TrackingRecipient {
 	for i := range r.Recipients {
 		rc := &r.Recipients[i]
 		if !rc.External && rc.Box != 0 && rc.Address == user && rc.Box == box && rc.UID == uint32(uid) {
@@ -103,7 +88,7 @@ func (r *trackRecord) localCopy(user string, box uint64, uid imap.UID) *trackRcp
 	return nil
 }
 
-func (r *trackRecord) public(id uint64) SentMessage {
+func (r *TrackingRecord) public(id uint64) SentMessage {
 	m := SentMessage{ID: id, MessageID: r.MessageID, Subject: r.Subject, Date: r.Date,
 		Recipients: make([]SentRecipient, 0, len(r.Recipients))}
 	for _, rc := range r.Recipients {
@@ -112,88 +97,28 @@ func (r *trackRecord) public(id uint64) SentMessage {
 	return m
 }
 
-// trackKey is the "tracked" key of a message: mailbox ID, then UID.
-func trackKey(box uint64, uid imap.UID) []byte {
-	k := make([]byte, 12)
-	binary.BigEndian.PutUint64(k, box)
-	binary.BigEndian.PutUint32(k[8:], uint32(uid))
-	return k
-}
-
-// loadTrack reads a record; ok is false when it is missing or unreadable.
-func loadTrack(tx *bolt.Tx, id uint64) (*trackRecord, bool) {
-	b := tx.Bucket(bucketTracking)
-	if b == nil {
-		return nil, false
-	}
-	v := b.Get(be64(id))
-	if v == nil {
-		return nil, false
-	}
-	var rec trackRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return nil, false
-	}
-	return &rec, true
-}
-
-func putTrack(tx *bolt.Tx, id uint64, rec *trackRecord) error {
-	b, err := tx.CreateBucketIfNotExists(bucketTracking)
-	if err != nil {
-		return err
-	}
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("tracking record %d: %w", id, err)
-	}
-	return b.Put(be64(id), v)
-}
-
 // deleteTrack removes a record with its log entry and every index entry
 // that still points at it.
-func deleteTrack(tx *bolt.Tx, id uint64, rec *trackRecord) error {
-	if b := tx.Bucket(bucketTracking); b != nil {
-		if err := b.Delete(be64(id)); err != nil {
+func deleteTrack(tx RecordTx, id uint64, rec *TrackingRecord) error {
+	if err := tx.DeleteTrackingRecord(id); err != nil {
+		return err
+	}
+	if rec.SentBox != 0 {
+		if err := tx.DeleteTracked(rec.Sender, rec.SentBox, imap.UID(rec.SentUID)); err != nil {
 			return err
 		}
 	}
-	unindex := func(user string, box uint64, uid uint32) error {
-		u, err := openUser(tx, user)
-		if err != nil {
-			return nil // the user is gone, and their index with them
-		}
-		if box != 0 {
-			if tb := u.b.Bucket(bucketTracked); tb != nil {
-				if err := tb.Delete(trackKey(box, imap.UID(uid))); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	if err := unindex(rec.Sender, rec.SentBox, rec.SentUID); err != nil {
+	if err := tx.DeleteSentLog(rec.Sender, id); err != nil {
 		return err
-	}
-	if u, err := openUser(tx, rec.Sender); err == nil {
-		if lb := u.b.Bucket(bucketSentLog); lb != nil {
-			if err := lb.Delete(be64(id)); err != nil {
-				return err
-			}
-		}
 	}
 	for _, rc := range rec.Recipients {
 		if !rc.External && rc.Box != 0 {
-			if err := unindex(rc.Address, rc.Box, rc.UID); err != nil {
+			if err := tx.DeleteTracked(rc.Address, rc.Box, imap.UID(rc.UID)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// trackedBucket returns the user's "tracked" bucket, created on first use.
-func (u *userTx) trackedBucket() (*bolt.Bucket, error) {
-	return u.b.CreateBucketIfNotExists(bucketTracked)
 }
 
 // tracksDelivery reports whether a delivery gets a tracking record: a
@@ -202,27 +127,14 @@ func tracksDelivery(d *Delivery) bool {
 	return d.Sender != "" && len(d.Recipients)+len(d.External) > 0
 }
 
-// withoutSeen drops \Seen from a prepared message: the Sent copy of a
-// tracked delivery stays unread until everyone has read it.
-func (p *prepared) withoutSeen() {
-	if p.flags.sys&flagSeen == 0 {
-		return
-	}
-	p.flags.sys &^= flagSeen
-	if m, err := decodeMeta(p.meta); err == nil {
-		m.flags = p.flags
-		p.meta = m.encode()
-	}
-}
-
 // trackDelivery writes the read-tracking record of a submitted message
 // inside the delivery's transaction and sets res.TrackingID.
-func trackDelivery(tx *bolt.Tx, d *Delivery, res *DeliveryResult, now time.Time, ev *eventList) error {
+func trackDelivery(tx RecordTx, d *Delivery, res *DeliveryResult, now time.Time, ev *Events) error {
 	if !tracksDelivery(d) || res.Sent == nil {
 		return nil
 	}
 	now = now.UTC()
-	rec := &trackRecord{
+	rec := &TrackingRecord{
 		Sender:    strings.ToLower(d.Sender),
 		MessageID: d.MessageID,
 		Subject:   d.Subject,
@@ -238,56 +150,33 @@ func trackDelivery(tx *bolt.Tx, d *Delivery, res *DeliveryResult, now time.Time,
 			continue
 		}
 		seen[a] = true
-		rec.Recipients = append(rec.Recipients, trackRcpt{Address: a, State: TrackUnread, Changed: now, Box: c.MailboxID, UID: uint32(c.UID)})
+		rec.Recipients = append(rec.Recipients, TrackingRecipient{Address: a, State: TrackUnread, Changed: now, Box: c.MailboxID, UID: uint32(c.UID)})
 	}
 	for _, r := range d.External {
 		if a := strings.ToLower(r); !seen[a] {
 			seen[a] = true
-			rec.Recipients = append(rec.Recipients, trackRcpt{Address: r, External: true, State: TrackQueued, Changed: now})
+			rec.Recipients = append(rec.Recipients, TrackingRecipient{Address: r, External: true, State: TrackQueued, Changed: now})
 		}
 	}
 	if len(rec.Recipients) == 0 {
 		return nil
 	}
-	b, err := tx.CreateBucketIfNotExists(bucketTracking)
+	id, err := tx.NewTrackingID()
 	if err != nil {
 		return err
 	}
-	id, err := b.NextSequence()
-	if err != nil {
+	if err := tx.PutTrackingRecord(id, rec); err != nil {
 		return err
 	}
-	if err := putTrack(tx, id, rec); err != nil {
+	if err := tx.SetTracked(rec.Sender, rec.SentBox, imap.UID(rec.SentUID), id); err != nil {
 		return err
 	}
-	index := func(user string, box uint64, uid uint32) error {
-		u, err := openUser(tx, user)
-		if err != nil {
-			return err
-		}
-		tb, err := u.trackedBucket()
-		if err != nil {
-			return err
-		}
-		return tb.Put(trackKey(box, imap.UID(uid)), be64(id))
-	}
-	if err := index(rec.Sender, rec.SentBox, rec.SentUID); err != nil {
-		return err
-	}
-	su, err := openUser(tx, rec.Sender)
-	if err != nil {
-		return err
-	}
-	lb, err := su.b.CreateBucketIfNotExists(bucketSentLog)
-	if err != nil {
-		return err
-	}
-	if err := lb.Put(be64(id), present); err != nil {
+	if err := tx.AddSentLog(rec.Sender, id); err != nil {
 		return err
 	}
 	for _, rc := range rec.Recipients {
 		if !rc.External {
-			if err := index(rc.Address, rc.Box, rc.UID); err != nil {
+			if err := tx.SetTracked(rc.Address, rc.Box, imap.UID(rc.UID), id); err != nil {
 				return err
 			}
 		}
@@ -303,7 +192,7 @@ func trackDelivery(tx *bolt.Tx, d *Delivery, res *DeliveryResult, now time.Time,
 // is not one of its external recipients. Callers must have saved any
 // mailbox they changed earlier in the transaction: settling the record may
 // set \Seen on the sender's copy.
-func setExternalState(tx *bolt.Tx, trackingID uint64, recipient, state string, ev *eventList) error {
+func setExternalState(tx RecordTx, trackingID uint64, recipient, state string, ev *Events) error {
 	switch state {
 	case TrackRelayed, TrackFailed, TrackQueued:
 	default:
@@ -312,7 +201,7 @@ func setExternalState(tx *bolt.Tx, trackingID uint64, recipient, state string, e
 	if trackingID == 0 {
 		return nil
 	}
-	rec, ok := loadTrack(tx, trackingID)
+	rec, ok := tx.TrackingRecord(trackingID)
 	if !ok {
 		return nil
 	}
@@ -336,11 +225,11 @@ func setExternalState(tx *bolt.Tx, trackingID uint64, recipient, state string, e
 // settle stores a record after a recipient changed: when that left nobody
 // pending, the sender's copy gets \Seen; a record with nobody pending and
 // no sender's copy any more is deleted.
-func settle(tx *bolt.Tx, id uint64, rec *trackRecord, before int, live []*boxTx, ev *eventList) error {
+func settle(tx RecordTx, id uint64, rec *TrackingRecord, before int, live []MailboxTx, ev *Events) error {
 	after := rec.pending()
 	if after < before && rec.Sender != "" {
 		// The sender's event, not the writer's: no origin.
-		ev.list = append(ev.list, Event{Kind: EventTracking, User: rec.Sender, MailboxID: rec.SentBox, UID: imap.UID(rec.SentUID), TrackingID: id})
+		ev.AddUntagged(Event{Kind: EventTracking, User: rec.Sender, MailboxID: rec.SentBox, UID: imap.UID(rec.SentUID), TrackingID: id})
 	}
 	if before > 0 && after == 0 {
 		if err := markSentSeen(tx, rec, live, ev); err != nil {
@@ -350,114 +239,61 @@ func settle(tx *bolt.Tx, id uint64, rec *trackRecord, before int, live []*boxTx,
 	if after == 0 && rec.SentBox == 0 {
 		return deleteTrack(tx, id, rec)
 	}
-	return putTrack(tx, id, rec)
+	return tx.PutTrackingRecord(id, rec)
 }
 
 // markSentSeen sets \Seen on the sender's copy. live are the mailboxes the
 // calling write holds in memory and saves itself; the copy's mailbox is
 // taken from there when it is one of them, or its counters would be
 // overwritten by the caller's save.
-func markSentSeen(tx *bolt.Tx, rec *trackRecord, live []*boxTx, ev *eventList) error {
+func markSentSeen(tx RecordTx, rec *TrackingRecord, live []MailboxTx, ev *Events) error {
 	if rec.SentBox == 0 {
 		return nil
 	}
-	var x *boxTx
+	var x MailboxTx
 	for _, l := range live {
-		if l != nil && l.u.addr == rec.Sender && l.id == rec.SentBox {
+		if l.User() == rec.Sender && l.ID() == rec.SentBox {
 			x = l
 		}
 	}
 	own := x == nil
 	if own {
-		u, err := openUser(tx, rec.Sender)
-		if err != nil {
-			return nil
-		}
-		if x, err = u.box(rec.SentBox); err != nil {
+		var err error
+		if x, err = tx.Mailbox(rec.Sender, rec.SentBox); err != nil {
 			return nil
 		}
 	}
-	changed, err := x.setSeen(imap.UID(rec.SentUID), ev)
+	changed, err := x.SetSeen(imap.UID(rec.SentUID), ev)
 	if err != nil || !changed || !own {
 		return err
 	}
-	return x.save()
-}
-
-// setSeen adds \Seen to one message on the server's own account (no
-// client asked), keeping the counters and the unread index right. Its
-// event carries no origin: every session, including the one whose command
-// caused it, must be told.
-func (x *boxTx) setSeen(uid imap.UID, ev *eventList) (bool, error) {
-	mb, err := x.buckets()
-	if err != nil {
-		return false, err
-	}
-	key := be32(uint32(uid))
-	v := mb.meta.Get(key)
-	if v == nil {
-		return false, nil
-	}
-	m, err := decodeMeta(v)
-	if err != nil || m.flags.sys&flagSeen != 0 {
-		return false, nil
-	}
-	old := m.modseq
-	m.flags.sys |= flagSeen
-	m.modseq = x.bump()
-	if err := mb.meta.Put(key, m.encode()); err != nil {
-		return false, err
-	}
-	if err := x.recordChange(uid, old, m.modseq); err != nil {
-		return false, err
-	}
-	x.rec.Unseen--
-	if err := x.indexUnread(uid, m.internalDate, false); err != nil {
-		return false, err
-	}
-	ev.list = append(ev.list, Event{Kind: EventFlags, User: x.u.addr, MailboxID: x.id, UID: uid, Flags: m.flags.list(), ModSeq: m.modseq})
-	return true, nil
+	return x.Save()
 }
 
 // trackedID returns the record following (x, uid), if any.
-func (x *boxTx) trackedID(uid imap.UID) (uint64, bool) {
-	tb := x.u.b.Bucket(bucketTracked)
-	if tb == nil {
-		return 0, false
-	}
-	v := tb.Get(trackKey(x.id, uid))
-	if len(v) != 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(v), true
-}
-
-func (x *boxTx) dropTracked(uid imap.UID) error {
-	if tb := x.u.b.Bucket(bucketTracked); tb != nil {
-		return tb.Delete(trackKey(x.id, uid))
-	}
-	return nil
+func trackedID(tx RecordTx, x MailboxTx, uid imap.UID) (uint64, bool, error) {
+	return tx.TrackedID(x.User(), x.ID(), uid)
 }
 
 // trackSeen is called when uid in x gains \Seen: a recipient's copy
 // becomes read. \Seen on the sender's own copy changes nothing.
-func (x *boxTx) trackSeen(uid imap.UID, ev *eventList) error {
-	id, ok := x.trackedID(uid)
-	if !ok {
-		return nil
+func trackSeen(tx RecordTx, x MailboxTx, uid imap.UID, ev *Events) error {
+	id, ok, err := trackedID(tx, x, uid)
+	if err != nil || !ok {
+		return err
 	}
-	rec, ok := loadTrack(x.u.tx, id)
+	rec, ok := tx.TrackingRecord(id)
 	if !ok {
-		return x.dropTracked(uid)
+		return tx.DeleteTracked(x.User(), x.ID(), uid)
 	}
-	rc := rec.localCopy(x.u.addr, x.id, uid)
+	rc := rec.localCopy(x.User(), x.ID(), uid)
 	if rc == nil {
-		if rec.isSentCopy(x.u.addr, x.id, uid) {
+		if rec.isSentCopy(x.User(), x.ID(), uid) {
 			return nil
 		}
-		return x.dropTracked(uid)
+		return tx.DeleteTracked(x.User(), x.ID(), uid)
 	}
-	if err := x.dropTracked(uid); err != nil {
+	if err := tx.DeleteTracked(x.User(), x.ID(), uid); err != nil {
 		return err
 	}
 	before := rec.pending()
@@ -465,37 +301,37 @@ func (x *boxTx) trackSeen(uid imap.UID, ev *eventList) error {
 		rc.State, rc.Changed = TrackRead, time.Now().UTC()
 	}
 	rc.Box, rc.UID = 0, 0
-	return settle(x.u.tx, id, rec, before, []*boxTx{x}, ev)
+	return settle(tx, id, rec, before, []MailboxTx{x}, ev)
 }
 
 // untrack is called before uid leaves x for good: an unread recipient's
 // copy becomes state (TrackDeleted, or TrackExpired from the sweep); the
 // sender's copy is forgotten. live are the mailboxes the caller saves.
-func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList) error {
-	id, ok := x.trackedID(uid)
-	if !ok {
-		return nil
-	}
-	if err := x.dropTracked(uid); err != nil {
+func untrack(tx RecordTx, x MailboxTx, uid imap.UID, state string, live []MailboxTx, ev *Events) error {
+	id, ok, err := trackedID(tx, x, uid)
+	if err != nil || !ok {
 		return err
 	}
-	rec, ok := loadTrack(x.u.tx, id)
+	if err := tx.DeleteTracked(x.User(), x.ID(), uid); err != nil {
+		return err
+	}
+	rec, ok := tx.TrackingRecord(id)
 	if !ok {
 		return nil
 	}
 	before := rec.pending()
-	switch rc := rec.localCopy(x.u.addr, x.id, uid); {
+	switch rc := rec.localCopy(x.User(), x.ID(), uid); {
 	case rc != nil:
 		if rc.State == TrackUnread {
 			rc.State, rc.Changed = state, time.Now().UTC()
 		}
 		rc.Box, rc.UID = 0, 0
-	case rec.isSentCopy(x.u.addr, x.id, uid):
+	case rec.isSentCopy(x.User(), x.ID(), uid):
 		rec.SentBox, rec.SentUID = 0, 0
 	default:
 		return nil
 	}
-	return settle(x.u.tx, id, rec, before, append(live[:len(live):len(live)], x), ev)
+	return settle(tx, id, rec, before, append(live[:len(live):len(live)], x), ev)
 }
 
 // trackMove follows a tracked message from (x, uid) to (dst, newUID) of the
@@ -507,58 +343,48 @@ func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList
 // MOVE copies and expunges, and the expunge already counts (untrack); so a
 // MOVE into Trash counts the same. A MOVE anywhere else keeps the copy
 // unread and followed (an expunge anywhere counts as deleted, as before).
-func (x *boxTx) trackMove(uid imap.UID, dst *boxTx, newUID imap.UID, ev *eventList) error {
-	id, ok := x.trackedID(uid)
-	if !ok {
-		return nil
-	}
-	if err := x.dropTracked(uid); err != nil {
+func trackMove(tx RecordTx, x MailboxTx, uid imap.UID, dst MailboxTx, newUID imap.UID, ev *Events) error {
+	id, ok, err := trackedID(tx, x, uid)
+	if err != nil || !ok {
 		return err
 	}
-	rec, ok := loadTrack(x.u.tx, id)
+	if err := tx.DeleteTracked(x.User(), x.ID(), uid); err != nil {
+		return err
+	}
+	rec, ok := tx.TrackingRecord(id)
 	if !ok {
 		return nil
 	}
-	switch rc := rec.localCopy(x.u.addr, x.id, uid); {
-	case rc != nil && dst.rec.SpecialUse == imap.MailboxAttrTrash:
+	switch rc := rec.localCopy(x.User(), x.ID(), uid); {
+	case rc != nil && dst.SpecialUse() == imap.MailboxAttrTrash:
 		before := rec.pending()
 		if rc.State == TrackUnread {
 			rc.State, rc.Changed = TrackDeleted, time.Now().UTC()
 		}
 		rc.Box, rc.UID = 0, 0
-		return settle(x.u.tx, id, rec, before, []*boxTx{x, dst}, ev)
+		return settle(tx, id, rec, before, []MailboxTx{x, dst}, ev)
 	case rc != nil:
-		rc.Box, rc.UID = dst.id, uint32(newUID)
-	case rec.isSentCopy(x.u.addr, x.id, uid):
-		rec.SentBox, rec.SentUID = dst.id, uint32(newUID)
+		rc.Box, rc.UID = dst.ID(), uint32(newUID)
+	case rec.isSentCopy(x.User(), x.ID(), uid):
+		rec.SentBox, rec.SentUID = dst.ID(), uint32(newUID)
 	default:
 		return nil
 	}
-	tb, err := dst.u.trackedBucket()
-	if err != nil {
+	if err := tx.SetTracked(dst.User(), dst.ID(), newUID, id); err != nil {
 		return err
 	}
-	if err := tb.Put(trackKey(dst.id, newUID), be64(id)); err != nil {
-		return err
-	}
-	return putTrack(x.u.tx, id, rec)
+	return tx.PutTrackingRecord(id, rec)
 }
 
 // untrackMailbox is called before a mailbox is deleted with its messages:
 // each tracked message in it counts as expunged.
-func (x *boxTx) untrackMailbox(ev *eventList) error {
-	tb := x.u.b.Bucket(bucketTracked)
-	if tb == nil {
-		return nil
-	}
-	var uids []imap.UID
-	prefix := be64(x.id)
-	c := tb.Cursor()
-	for k, _ := c.Seek(prefix); len(k) == 12 && string(k[:8]) == string(prefix); k, _ = c.Next() {
-		uids = append(uids, imap.UID(binary.BigEndian.Uint32(k[8:])))
+func untrackMailbox(tx RecordTx, x MailboxTx, ev *Events) error {
+	uids, err := tx.TrackedUIDs(x.User(), x.ID())
+	if err != nil {
+		return err
 	}
 	for _, uid := range uids {
-		if err := x.untrack(uid, TrackDeleted, nil, ev); err != nil {
+		if err := untrack(tx, x, uid, TrackDeleted, nil, ev); err != nil {
 			return err
 		}
 	}
@@ -567,69 +393,46 @@ func (x *boxTx) untrackMailbox(ev *eventList) error {
 
 // untrackUser is called before a user is deleted: their unread copies of
 // others' messages count as deleted, and the records of what they sent go.
-func (u *userTx) untrackUser(ev *eventList) error {
-	if tb := u.b.Bucket(bucketTracked); tb != nil {
-		type loc struct {
-			box uint64
-			uid imap.UID
+func untrackUser(tx RecordTx, user string, ev *Events) error {
+	refs, err := tx.TrackedMessages(user)
+	if err != nil {
+		return err
+	}
+	for _, l := range refs {
+		x, err := tx.Mailbox(user, l.Mailbox)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
 		}
-		var locs []loc
-		c := tb.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) == 12 {
-				locs = append(locs, loc{binary.BigEndian.Uint64(k), imap.UID(binary.BigEndian.Uint32(k[8:]))})
-			}
-		}
-		for _, l := range locs {
-			x, err := u.box(l.box)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			if err := x.untrack(l.uid, TrackDeleted, nil, ev); err != nil {
-				return err
-			}
+		if err := untrack(tx, x, l.UID, TrackDeleted, nil, ev); err != nil {
+			return err
 		}
 	}
-	if lb := u.b.Bucket(bucketSentLog); lb != nil {
-		var ids []uint64
-		c := lb.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) == 8 {
-				ids = append(ids, binary.BigEndian.Uint64(k))
-			}
-		}
-		for _, id := range ids {
-			if rec, ok := loadTrack(u.tx, id); ok {
-				if err := deleteTrack(u.tx, id, rec); err != nil {
-					return err
-				}
+	ids, err := tx.SentLog(user)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if rec, ok := tx.TrackingRecord(id); ok {
+			if err := deleteTrack(tx, id, rec); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// SentStatus returns the user's read-tracking records, oldest first.
-func (s *boltStore) SentStatus(ctx context.Context, user string) ([]SentMessage, error) {
+// sentStatus returns the user's read-tracking records, oldest first.
+func sentStatus(ctx context.Context, r Records, user string) ([]SentMessage, error) {
 	list := []SentMessage{}
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		u, err := openUser(tx, user)
+	err := r.ViewRecords(ctx, func(tx RecordTx) error {
+		ids, err := tx.SentLog(user)
 		if err != nil {
 			return err
 		}
-		lb := u.b.Bucket(bucketSentLog)
-		if lb == nil {
-			return nil
-		}
-		c := lb.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			if len(k) != 8 {
-				continue
-			}
-			id := binary.BigEndian.Uint64(k)
-			if rec, ok := loadTrack(tx, id); ok {
+		for _, id := range ids {
+			if rec, ok := tx.TrackingRecord(id); ok {
 				list = append(list, rec.public(id))
 			}
 		}

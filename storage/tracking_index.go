@@ -1,29 +1,25 @@
 package storage
 
-// The hooks messages.go calls for every message stored or removed, keeping
-// the indexes of read tracking, the unread lifetime and Sent
-// de-duplication exact; and the Sent de-duplication itself:
-//
-//	"users"/<addr>/"sentids"/<Message-ID>  -> <box><uid><stored at, Unix ns>:
-//	                                          the latest message with that
-//	                                          Message-ID put in addr's \Sent
-//	                                          mailbox
+// The hooks a backend calls for every message stored or removed and for
+// every change of \Seen, keeping the indexes of read tracking, the unread
+// lifetime and Sent de-duplication exact; and the Sent de-duplication
+// itself. These are rules (records.go): they use RecordTx and MailboxTx
+// only.
 //
 // The server stores the sender's copy in Sent itself; many clients then
 // APPEND their own copy too (Thunderbird and Outlook do unless told not
 // to). Such an APPEND, within dedupWindow of the first copy, gets the
 // existing copy back and stores nothing, so Sent holds one copy and the
 // tracked one (unread until read by all) is the one the client sees. The
-// index is per user: another user's Message-ID is never matched.
+// index (RecordTx.SentID) maps a Message-ID to the latest message with that
+// Message-ID put in the user's \Sent mailbox; it is per user: another
+// user's Message-ID is never matched.
 
 import (
-	"encoding/binary"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
-
-var bucketSentIDs = []byte("sentids")
 
 const (
 	// dedupWindow is how long after the first copy an APPEND of the same
@@ -34,103 +30,81 @@ const (
 	maxIndexedMessageID = 998
 )
 
-// indexNew is called by put for each message stored in x.
-func (x *boxTx) indexNew(uid imap.UID, metaRec, parsed []byte, flags flagSet) error {
-	if x.rec.Name == Inbox && flags.sys&flagSeen == 0 {
-		m, err := decodeMeta(metaRec)
-		if err != nil {
-			return err
-		}
-		if err := x.indexUnread(uid, m.internalDate, true); err != nil {
+// StoredMessage is what the hooks know of a message being stored or
+// removed.
+type StoredMessage struct {
+	UID          imap.UID
+	MessageID    string // without angle brackets; "" when it has none
+	InternalDate time.Time
+	Seen         bool
+}
+
+// indexNew is called for each message stored in x.
+func indexNew(tx RecordTx, x MailboxTx, m StoredMessage, now time.Time) error {
+	if x.Name() == Inbox && !m.Seen {
+		if err := indexUnread(tx, x, m.UID, m.InternalDate, true); err != nil {
 			return err
 		}
 	}
-	if x.rec.SpecialUse == imap.MailboxAttrSent {
-		if mid := parsedMessageID(parsed); mid != "" {
-			b, err := x.u.b.CreateBucketIfNotExists(bucketSentIDs)
-			if err != nil {
-				return err
-			}
-			v := make([]byte, 20)
-			binary.BigEndian.PutUint64(v, x.id)
-			binary.BigEndian.PutUint32(v[8:], uint32(uid))
-			binary.BigEndian.PutUint64(v[12:], uint64(time.Now().UnixNano()))
-			return b.Put([]byte(mid), v)
-		}
+	if x.SpecialUse() == imap.MailboxAttrSent && usableMessageID(m.MessageID) {
+		return tx.PutSentID(x.User(), m.MessageID, SentIDEntry{Mailbox: x.ID(), UID: m.UID, Stored: now})
 	}
 	return nil
 }
 
-// unindex is called by remove before a message leaves x: an unread
-// tracked copy counts as deleted, and the other indexes forget it.
-func (x *boxTx) unindex(mb msgBuckets, uid imap.UID, m metaRecord, ev *eventList) error {
-	if err := x.untrack(uid, TrackDeleted, nil, ev); err != nil {
+// unindex is called before a message leaves x: an unread tracked copy
+// counts as deleted, and the other indexes forget it.
+func unindex(tx RecordTx, x MailboxTx, m StoredMessage, ev *Events) error {
+	if err := untrack(tx, x, m.UID, TrackDeleted, nil, ev); err != nil {
 		return err
 	}
-	if m.flags.sys&flagSeen == 0 {
-		if err := x.indexUnread(uid, m.internalDate, false); err != nil {
+	if !m.Seen {
+		if err := indexUnread(tx, x, m.UID, m.InternalDate, false); err != nil {
 			return err
 		}
 	}
-	if x.rec.SpecialUse == imap.MailboxAttrSent {
-		b := x.u.b.Bucket(bucketSentIDs)
-		mid := parsedMessageID(mb.parsed.Get(be32(uint32(uid))))
-		if b != nil && mid != "" {
-			if v := b.Get([]byte(mid)); len(v) == 20 && binary.BigEndian.Uint64(v) == x.id && binary.BigEndian.Uint32(v[8:]) == uint32(uid) {
-				return b.Delete([]byte(mid))
-			}
+	if x.SpecialUse() == imap.MailboxAttrSent && usableMessageID(m.MessageID) {
+		e, ok, err := tx.SentID(x.User(), m.MessageID)
+		if err != nil || !ok {
+			return err
+		}
+		if e.Mailbox == x.ID() && e.UID == m.UID {
+			return tx.DeleteSentID(x.User(), m.MessageID)
 		}
 	}
 	return nil
 }
 
-// seenChanged is called by StoreFlags when a client sets or clears \Seen.
-func (x *boxTx) seenChanged(uid imap.UID, m metaRecord, seen bool, ev *eventList) error {
-	if err := x.indexUnread(uid, m.internalDate, !seen); err != nil {
+// seenChanged is called when a client sets or clears \Seen.
+func seenChanged(tx RecordTx, x MailboxTx, uid imap.UID, date time.Time, seen bool, ev *Events) error {
+	if err := indexUnread(tx, x, uid, date, !seen); err != nil {
 		return err
 	}
 	if seen {
-		return x.trackSeen(uid, ev)
+		return trackSeen(tx, x, uid, ev)
 	}
 	return nil
 }
 
-// parsedMessageID returns the Message-ID (without angle brackets) from a
-// "parsed" record, or "" when there is none usable.
-func parsedMessageID(parsed []byte) string {
-	env, _, err := decodeParsed(parsed, true, false)
-	if err != nil || env == nil || len(env.MessageID) > maxIndexedMessageID {
-		return ""
-	}
-	return env.MessageID
+func usableMessageID(mid string) bool {
+	return mid != "" && len(mid) <= maxIndexedMessageID
 }
 
 // sentDuplicate returns the existing copy when a message with Message-ID
 // mid was put in x, a \Sent mailbox, less than dedupWindow before now.
-func (x *boxTx) sentDuplicate(mid string, now time.Time) *Appended {
-	if mid == "" || x.rec.SpecialUse != imap.MailboxAttrSent {
-		return nil
+func sentDuplicate(tx RecordTx, x MailboxTx, mid string, now time.Time) (*Appended, error) {
+	if !usableMessageID(mid) || x.SpecialUse() != imap.MailboxAttrSent {
+		return nil, nil
 	}
-	b := x.u.b.Bucket(bucketSentIDs)
-	if b == nil {
-		return nil
+	e, ok, err := tx.SentID(x.User(), mid)
+	if err != nil || !ok || e.Mailbox != x.ID() {
+		return nil, err
 	}
-	v := b.Get([]byte(mid))
-	if len(v) != 20 || binary.BigEndian.Uint64(v) != x.id {
-		return nil
+	if now.Sub(e.Stored) > dedupWindow || e.Stored.After(now.Add(time.Minute)) {
+		return nil, nil
 	}
-	uid := binary.BigEndian.Uint32(v[8:])
-	stored := time.Unix(0, int64(binary.BigEndian.Uint64(v[12:])))
-	if now.Sub(stored) > dedupWindow || stored.After(now.Add(time.Minute)) {
-		return nil
+	if _, found, err := x.MessageInfo(e.UID); err != nil || !found {
+		return nil, err
 	}
-	if meta := x.b.Bucket(bucketMsgMeta); meta == nil || meta.Get(be32(uid)) == nil {
-		return nil
-	}
-	return &Appended{MailboxID: x.id, UIDValidity: x.rec.UIDValidity, UID: imap.UID(uid)}
-}
-
-// messageID returns the Message-ID of a prepared message, for Append.
-func (p *prepared) messageID() string {
-	return parsedMessageID(p.parsed)
+	return &Appended{MailboxID: x.ID(), UIDValidity: x.UIDValidity(), UID: e.UID}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/pochta/pochta/abuse"
 	"github.com/pochta/pochta/internal/testcert"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 const (
@@ -43,7 +44,7 @@ type testEnv struct {
 // administrator) on a real bbolt file.
 func newEnv(t testing.TB, mutate func(*Options)) *testEnv {
 	t.Helper()
-	st, err := storage.Open(filepath.Join(t.TempDir(), "pochta.db"), storage.Options{PasswordCost: bcrypt.MinCost})
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "pochta.db"), boltstore.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,12 +10,13 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
+	"github.com/pochta/pochta/storage/boltstore/bolttest"
 )
 
 func TestAdminCommandsWithoutADatabaseSayWhereTheyLookedAndCreateNothing(t *testing.T) {
@@ -47,25 +47,10 @@ func TestAdminCommandsWithoutADatabaseSayWhereTheyLookedAndCreateNothing(t *test
 	}
 }
 
-// spoilParsed overwrites one message's envelope record with garbage, with
-// bbolt directly, using the layout documented in storage/bolt.go.
+// spoilParsed overwrites one message's envelope record with garbage.
 func spoilParsed(t *testing.T, dbPath, user string, box uint64, uid uint32) {
 	t.Helper()
-	db, err := bolt.Open(dbPath, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	id, key := make([]byte, 8), make([]byte, 4)
-	binary.BigEndian.PutUint64(id, box)
-	binary.BigEndian.PutUint32(key, uid)
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("users")).Bucket([]byte(user)).Bucket([]byte("boxes")).Bucket(id).Bucket([]byte("parsed"))
-		return b.Put(key, []byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bolttest.SpoilParsed(t, dbPath, user, box, uid)
 }
 
 type checkJSON struct {
@@ -95,7 +80,7 @@ func TestCheckFindsAndRepairsADamagedRecordWithAndWithoutTheDaemon(t *testing.T)
 	if code, _, stderr := pochta(t, "a-long-password\n", "user", "add", "alice@example.test", "--password-stdin", "--config", cfg); code != 0 {
 		t.Fatalf("user add: exit %d: %s", code, stderr)
 	}
-	store, err := storage.Open(dbPath, storage.Options{PasswordCost: bcrypt.MinCost})
+	store, err := boltstore.Open(dbPath, boltstore.Options{PasswordCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

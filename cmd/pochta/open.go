@@ -10,6 +10,7 @@ import (
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -65,7 +66,7 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 			return nil, nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
-	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: slog.New(slog.DiscardHandler), MustExist: !create})
+	store, err := boltstore.Open(cfg.DatabasePath(), boltstore.Options{Logger: slog.New(slog.DiscardHandler), MustExist: !create})
 	if err != nil {
 		if errors.Is(err, storage.ErrNoDatabase) {
 			return nil, nil, noDatabaseError(cfg)

@@ -30,7 +30,7 @@ import (
 	"github.com/pochta/pochta/metrics"
 	"github.com/pochta/pochta/queue"
 	"github.com/pochta/pochta/smtpd"
-	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/boltstore"
 	"github.com/pochta/pochta/tlsconf"
 	"github.com/pochta/pochta/trace"
 	"github.com/pochta/pochta/web"
@@ -78,7 +78,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// counts something (no package-level metric globals).
 	reg := newRegistry()
 	counts := metrics.New(reg, cfg.DatabasePath())
-	store, err := storage.Open(cfg.DatabasePath(), storage.Options{Logger: logger, Quota: cfg.MessageServer.Quota})
+	store, err := boltstore.Open(cfg.DatabasePath(), boltstore.Options{Logger: logger, Quota: cfg.MessageServer.Quota})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,154 @@
+package boltstore
+
+// The queue's bbolt records as RecordTx operations (queue_rules.go has the
+// rules; queue.go the layout), and the QueueStore methods of the bolt
+// store that are rules.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// QueueEntry implements RecordTx.
+func (t boltTx) QueueEntry(id uint64) (*storage.QueueEntry, error) {
+	return loadEntry(t.tx, id, false)
+}
+
+// SaveQueueEntry implements RecordTx: the due index, the counts by status,
+// the listing index and read tracking follow (queueTx.saveEntry).
+func (t boltTx) SaveQueueEntry(old, e *storage.QueueEntry, ev *storage.Events) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return q.saveEntry(old, e, ev)
+}
+
+// QueueHeader implements RecordTx.
+func (t boltTx) QueueHeader(id uint64) (string, error) {
+	m, err := queueStored(t.tx, id)
+	if err != nil {
+		return "", err
+	}
+	return string(m.header()), nil
+}
+
+// QueueDueBetween implements RecordTx.
+func (t boltTx) QueueDueBetween(from, to time.Time) ([]uint64, error) {
+	due := queueBucket(t.tx, bucketQDue)
+	if due == nil {
+		return nil, nil
+	}
+	var ids []uint64
+	c := due.Cursor()
+	start := make([]byte, 8)
+	binary.BigEndian.PutUint64(start, uint64(max(from.UnixNano(), 0)))
+	limit := uint64(max(to.UnixNano(), 0))
+	for k, _ := c.Seek(start); k != nil; k, _ = c.Next() {
+		if len(k) != 16 {
+			return nil, fmt.Errorf("queue index key %x: %w", k, errCorrupt)
+		}
+		if binary.BigEndian.Uint64(k) > limit {
+			break
+		}
+		ids = append(ids, binary.BigEndian.Uint64(k[8:]))
+	}
+	return ids, nil
+}
+
+// DayCount implements RecordTx.
+func (t boltTx) DayCount(day, user string) (int, error) {
+	return getCount(queueBucket(t.tx, bucketQDaily), dailyKey(day, user)), nil
+}
+
+// AddDayCount implements RecordTx.
+func (t boltTx) AddDayCount(day, user string, delta int) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return addCount(q.daily, dailyKey(day, user), delta)
+}
+
+// PruneDayCounts implements RecordTx.
+func (t boltTx) PruneDayCounts(keep string) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return pruneDays(q.daily, keep)
+}
+
+// Alerted implements RecordTx.
+func (t boltTx) Alerted(day, user string) (bool, error) {
+	b := queueBucket(t.tx, bucketQAlerted)
+	return b != nil && b.Get(dailyKey(day, user)) != nil, nil
+}
+
+// SetAlerted implements RecordTx.
+func (t boltTx) SetAlerted(day, user string) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return q.alerted.Put(dailyKey(day, user), []byte{1})
+}
+
+// PruneAlerted implements RecordTx.
+func (t boltTx) PruneAlerted(keep string) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return pruneDays(q.alerted, keep)
+}
+
+// RelayState implements RecordTx.
+func (t boltTx) RelayState() (string, error) {
+	if b := queueBucket(t.tx, bucketQState); b != nil {
+		return string(b.Get(keyRelayState)), nil
+	}
+	return "", nil
+}
+
+// SetRelayState implements RecordTx.
+func (t boltTx) SetRelayState(state string) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return q.state.Put(keyRelayState, []byte(state))
+}
+
+// DeliverNotices implements RecordTx.
+func (t boltTx) DeliverNotices(ns []storage.PreparedNotice, ev *storage.Events) error {
+	list := make([]preparedNotice, 0, len(ns))
+	for _, n := range ns {
+		p, ok := n.Message.(*prepared)
+		if !ok {
+			return fmt.Errorf("notice prepared by another backend (%T): %w", n.Message, storage.ErrInvalid)
+		}
+		list = append(list, preparedNotice{rcpts: n.Recipients, msg: p})
+	}
+	return deliverNotices(t.tx, list, ev)
+}
+
+// PrepareNotices implements Records: the messages are parsed and encoded
+// before their transaction.
+func (s *boltStore) PrepareNotices(ns []*storage.Notice, now time.Time) ([]storage.PreparedNotice, int, error) {
+	list, size, err := prepareNotices(ns, now)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []storage.PreparedNotice
+	for _, n := range list {
+		out = append(out, storage.PreparedNotice{Recipients: n.rcpts, Message: n.msg})
+	}
+	return out, size, nil
+}
+
+// Size implements PreparedMessage.
+func (p *prepared) Size() int { return len(p.raw) }
