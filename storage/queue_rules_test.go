@@ -137,7 +137,7 @@ func TestClaimRulesOverAnotherBackend(t *testing.T) {
 		t.Helper()
 		res, err := rules.ClaimQueueEntry(ctx, QueueClaim{ID: id, Now: at, Day: day, HoldUntil: at.Add(24 * time.Hour), UserLimit: 1,
 			UserAlert: &Notice{Recipients: []string{"alice@example.com"}, Message: &NewMessage{Raw: []byte("Subject: limit\r\n\r\nover\r\n")}},
-			Owner: "node-a", LeaseUntil: at.Add(time.Minute)})
+			Owner:     "node-a", LeaseUntil: at.Add(time.Minute)})
 		if err != nil {
 			t.Fatalf("claim %d: %v", id, err)
 		}
