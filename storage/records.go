@@ -18,7 +18,8 @@ package storage
 //   - the queue's claims with the daily limits, holds and once-a-day
 //     alerts, the uncount of an attempt that relayed nothing, resends,
 //     leases and the relay state with its alert (queue_rules.go,
-//     queue_lease.go), and what a delivery's queue entry says: its
+//     queue_lease.go), retention and deletion of entries
+//     (queue_retention.go), and what a delivery's queue entry says: its
 //     recipients, grouped by header, and the header summary
 //     (queue_entry.go).
 //
@@ -30,8 +31,8 @@ package storage
 // Still written inside the backend (storage/boltstore), as record work
 // that calls the hooks: mailbox creation, rename and deletion (protected
 // names, parents, UIDNEXT kept across re-creation), flag parsing and
-// STORE semantics, quota checks, how Deliver lays out its copies, queue
-// retention, the change feed and its tombstone sweep, check/quarantine
+// STORE semantics, quota checks, how Deliver lays out its copies, the
+// change feed and its tombstone sweep, check/quarantine
 // and web sessions. A new backend implements Backend: Records plus those
 // methods.
 
@@ -120,6 +121,12 @@ type RecordTx interface {
 	// counts by status, listing) in step and reports recipients whose
 	// state changed to read tracking (setExternalState).
 	SaveQueueEntry(old, e *QueueEntry, ev *Events) error
+	// QueueEntriesAfter returns up to max entries (without bodies) with
+	// IDs above after, ascending.
+	QueueEntriesAfter(after uint64, max int) ([]*QueueEntry, error)
+	// RemoveQueueEntry removes an entry and its body, with the backend's
+	// indexes of it.
+	RemoveQueueEntry(e *QueueEntry) error
 	// QueueHeader returns the header section of an entry's stored message.
 	QueueHeader(id uint64) (string, error)
 	// QueueDueBetween returns the IDs of the entries due (QueueEntry's

@@ -57,8 +57,6 @@ type Backend interface {
 	QueueBody(ctx context.Context, id uint64, w io.Writer) (int64, error)
 	QueueCounts(ctx context.Context) (QueueCounts, error)
 	DueQueueEntries(ctx context.Context, now time.Time, max int) ([]QueueEntry, time.Time, error)
-	RemoveSettledQueueEntries(ctx context.Context, cutoff time.Time, after uint64) (*QueueRemoved, error)
-	DeleteQueueEntry(ctx context.Context, id uint64) error
 	QueuePageStore
 	WebStore
 
@@ -82,7 +80,8 @@ type store struct {
 
 // Rules are the Store methods that are mail rules, written once over any
 // Records: read tracking, the unread lifetime, the queue's claims with the
-// daily limits, holds and alerts, leases and the relay state. Each runs in
+// daily limits, holds and alerts, leases, the relay state, retention and
+// deletion of entries. Each runs in
 // one transaction of Records (UpdateRecords), so it is all-or-nothing on
 // every backend.
 type Rules struct {
@@ -142,4 +141,14 @@ func (r Rules) RenewQueueLease(ctx context.Context, lr LeaseRenewal) (*QueueEntr
 // ReleaseQueueLeases implements QueueStore.
 func (r Rules) ReleaseQueueLeases(ctx context.Context, owner string, now, horizon time.Time) (int, error) {
 	return releaseQueueLeases(ctx, r.Records, owner, now, horizon)
+}
+
+// RemoveSettledQueueEntries implements QueueStore.
+func (r Rules) RemoveSettledQueueEntries(ctx context.Context, cutoff time.Time, after uint64) (*QueueRemoved, error) {
+	return removeSettledQueueEntries(ctx, r.Records, cutoff, after)
+}
+
+// DeleteQueueEntry implements QueueStore.
+func (r Rules) DeleteQueueEntry(ctx context.Context, id uint64) error {
+	return deleteQueueEntry(ctx, r.Records, id)
 }

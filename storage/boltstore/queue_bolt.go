@@ -27,6 +27,36 @@ func (t boltTx) SaveQueueEntry(old, e *storage.QueueEntry, ev *storage.Events) e
 	return q.saveEntry(old, e, ev)
 }
 
+// QueueEntriesAfter implements RecordTx.
+func (t boltTx) QueueEntriesAfter(after uint64, max int) ([]*storage.QueueEntry, error) {
+	b := queueBucket(t.tx, bucketQEntries)
+	if b == nil {
+		return nil, nil
+	}
+	var es []*storage.QueueEntry
+	c := b.Cursor()
+	for k, v := c.Seek(be64(after + 1)); k != nil && len(es) < max; k, v = c.Next() {
+		if len(k) != 8 {
+			return nil, fmt.Errorf("queue entry key %x: %w", k, errCorrupt)
+		}
+		e, err := decodeEntry(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// RemoveQueueEntry implements RecordTx.
+func (t boltTx) RemoveQueueEntry(e *storage.QueueEntry) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return q.remove(e)
+}
+
 // QueueHeader implements RecordTx.
 func (t boltTx) QueueHeader(id uint64) (string, error) {
 	m, err := queueStored(t.tx, id)
