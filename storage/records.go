@@ -32,9 +32,9 @@ package storage
 // that calls the hooks: mailbox creation, rename and deletion (protected
 // names, parents, UIDNEXT kept across re-creation), flag parsing and
 // STORE semantics, quota checks, how Deliver lays out its copies, the
-// change feed and its tombstone sweep, check/quarantine
-// and web sessions. A new backend implements Backend: Records plus those
-// methods.
+// change feed and its tombstone sweep, check/quarantine, users and
+// passwords, and web sessions. A new backend implements Backend: Records
+// plus those methods.
 
 import (
 	"context"
