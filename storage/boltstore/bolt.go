@@ -42,15 +42,16 @@ package boltstore
 //	                           "bodyref"/<uid> names a shared body (bodies.go)
 //	        "changes", "vanished"  the change feed: modseq index and
 //	                           expunge tombstones (feed.go)
-//	    "tracked"/<box><uid>   -> read-tracking record ID (tracking.go)
+//	    "tracked"/<box><uid>   -> read-tracking record ID (records_bolt.go;
+//	                              the rules: storage/tracking.go)
 //	    "sentlog"/<id>         the read-tracking records the user sent
 //	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
-//	                              (tracking_index.go)
+//	                              (tracking_index_bolt.go)
 //	    "webprefs"             WebPrefs (JSON): web interface choices (websessions.go)
 //	"tracking"/<id>            read-tracking record (JSON); sequence issues IDs
 //	"unread"/<date><box><uid><address>
 //	                           INBOX messages without \Seen by internal date,
-//	                           for the unread-lifetime sweep (expiry.go)
+//	                           for the unread-lifetime sweep (expiry_bolt.go)
 //	"shared"/…                 bodies stored once for all the copies of a
 //	                           delivery, with their reference counts (bodies.go)
 //	"queue"/…                  the outbound queue: entries, bodies, the due

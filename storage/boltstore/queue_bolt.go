@@ -1,6 +1,6 @@
 package boltstore
 
-// The queue's bbolt records as RecordTx operations (queue_rules.go has the
+// The queue's bbolt records as RecordTx operations (storage/queue_rules.go has the
 // rules; queue.go the layout), and the QueueStore methods of the bolt
 // store that are rules.
 
