@@ -1,8 +1,7 @@
 package boltstore
 
-// The queue's bbolt records as RecordTx operations (storage/queue_rules.go has the
-// rules; queue.go the layout), and the QueueStore methods of the bolt
-// store that are rules.
+// The queue's bbolt records as RecordTx operations (the rules are in
+// storage/queue_rules.go, the layout in queue.go).
 
 import (
 	"encoding/binary"
