@@ -20,13 +20,8 @@ import (
 type Backend interface {
 	Records
 
-	CreateUser(ctx context.Context, address, password string, admin bool) error
-	SetPassword(ctx context.Context, address, password string) error
 	DeleteUser(ctx context.Context, address string) error
-	User(ctx context.Context, address string) (*User, error)
 	Users(ctx context.Context) ([]User, error)
-	Authenticate(ctx context.Context, address, password string) (*User, error)
-	SetSettings(ctx context.Context, address string, s Settings) error
 
 	Mailboxes(ctx context.Context, user string) ([]Mailbox, error)
 	Mailbox(ctx context.Context, user, name string) (*Mailbox, error)
@@ -67,10 +62,30 @@ type Backend interface {
 	Close() error
 }
 
+// RulesOptions tune the rules.
+type RulesOptions struct {
+	// PasswordCost is the bcrypt cost for new password hashes; 0 means
+	// bcrypt.DefaultCost. Tests lower it to bcrypt.MinCost.
+	PasswordCost int
+}
+
 // New returns the Store of a backend: its own methods, and the rules
-// (Rules) over its records.
-func New(b Backend) Store {
-	return &store{Backend: b, Rules: Rules{Records: b}}
+// (Rules) over its records. ErrInvalid for a bad PasswordCost.
+func New(b Backend, opts RulesOptions) (Store, error) {
+	r, err := NewRules(b, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &store{Backend: b, Rules: r}, nil
+}
+
+// NewRules returns the rules over r.
+func NewRules(r Records, opts RulesOptions) (Rules, error) {
+	pw, err := newPasswords(opts.PasswordCost)
+	if err != nil {
+		return Rules{}, err
+	}
+	return Rules{Records: r, passwords: pw}, nil
 }
 
 type store struct {
@@ -79,13 +94,14 @@ type store struct {
 }
 
 // Rules are the Store methods that are mail rules, written once over any
-// Records: read tracking, the unread lifetime, the queue's claims with the
+// Records: users and passwords, read tracking, the unread lifetime, the queue's claims with the
 // daily limits, holds and alerts, leases, the relay state, retention and
 // deletion of entries. Each runs in
 // one transaction of Records (UpdateRecords), so it is all-or-nothing on
 // every backend.
 type Rules struct {
-	Records Records
+	Records   Records
+	passwords *passwords // nil without NewRules: no user methods then
 }
 
 // SentStatus implements TrackingStore.
