@@ -17,6 +17,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -284,9 +285,49 @@ func Development() *Config {
 }
 
 // DatabasePath is [message_server] database, relative to data_dir unless
-// absolute.
+// absolute: the bbolt file. It is "" when database is a PostgreSQL URL
+// (see DatabaseURL), which is not a file.
 func (c *Config) DatabasePath() string {
+	if c.DatabaseURL() != "" {
+		return ""
+	}
 	return c.inDataDir(c.MessageServer.Database)
+}
+
+// DatabaseURL is [message_server] database when it is a PostgreSQL URL (its
+// scheme postgres:// or postgresql://, in any case), the database shared by
+// several nodes (SPEC.md); "" when database names a bbolt file.
+func (c *Config) DatabaseURL() string {
+	if IsPostgresURL(c.MessageServer.Database) {
+		return c.MessageServer.Database
+	}
+	return ""
+}
+
+// IsPostgresURL reports whether a [message_server] database value is a
+// PostgreSQL URL rather than a file name.
+func IsPostgresURL(v string) bool {
+	scheme, _, ok := strings.Cut(v, "://")
+	return ok && (strings.EqualFold(scheme, "postgres") || strings.EqualFold(scheme, "postgresql"))
+}
+
+// RedactedDatabase is [message_server] database fit for logs and messages:
+// a URL with its password (if any) replaced by "xxxxx", a file name as
+// DatabasePath gives it.
+func (c *Config) RedactedDatabase() string {
+	u := c.DatabaseURL()
+	if u == "" {
+		return c.DatabasePath()
+	}
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return "(a PostgreSQL URL that does not parse)"
+	}
+	if q := parsed.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		parsed.RawQuery = q.Encode()
+	}
+	return parsed.Redacted()
 }
 
 // SocketPath is [control] socket, relative to data_dir unless absolute.

@@ -384,6 +384,8 @@ func TestValidateChecksEachRule(t *testing.T) {
 		{"zero health", func(c *Config) { c.EmailQueue.HealthCheckInterval = Duration{} }, "[email_queue] health_check_interval: must be positive"},
 		{"negative retention", func(c *Config) { c.EmailQueue.Retention = Duration{-time.Hour} }, "[email_queue] retention: must not be negative"},
 		{"node with a space", func(c *Config) { c.MessageServer.Node = "mx 1" }, `[message_server] node: "mx 1" is not a node name`},
+		{"unknown database scheme", func(c *Config) { c.MessageServer.Database = "mysql://db/mail" }, `[message_server] database: mysql:// is not a database pochta knows`},
+		{"bad postgres url", func(c *Config) { c.MessageServer.Database = "postgres://u:se%cret@db/mail" }, `[message_server] database: is not a valid PostgreSQL URL`},
 		{"negative limit", func(c *Config) { c.EmailLimit.UserLimit = -1 }, "[email_limit] user_limit: must not be negative"},
 		{"empty timezone", func(c *Config) { c.EmailLimit.Timezone = "" }, "[email_limit] timezone: must name a time zone"},
 		{"admin with name", func(c *Config) { c.Alerts.Admins = []string{"Postmaster <pm@example.com>"} }, `[alerts] admins: "Postmaster <pm@example.com>" is not an e-mail address`},
@@ -605,5 +607,54 @@ func TestConfigCheckNamesTheLineOfASecondListenerOnOneAddress(t *testing.T) {
 	path = writeConfig(t, "[imap]\nlisten = \"127.0.0.1:2143\"\n[metrics]\nlisten = \"127.0.0.2:2143\"\n")
 	if _, err := Load(path); err != nil {
 		t.Fatalf("distinct addresses refused: %v", err)
+	}
+}
+
+// A postgres:// value of [message_server] database is a URL, not a file in
+// data_dir; anything else stays a bbolt file. Messages never show the
+// URL's password.
+func TestDatabaseURLIsNotAFile(t *testing.T) {
+	path := writeConfig(t, `data_dir = "/var/lib/pochta"
+[message_server]
+database = "postgres://pochta:s3cret@db.example.org:5432/mail?sslmode=verify-full"
+node = "mx1"
+`)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := cfg.DatabaseURL(); got != "postgres://pochta:s3cret@db.example.org:5432/mail?sslmode=verify-full" {
+		t.Errorf("DatabaseURL = %q", got)
+	}
+	if got := cfg.DatabasePath(); got != "" {
+		t.Errorf("DatabasePath = %q for a URL, want \"\" (it is not a file)", got)
+	}
+	if got := cfg.RedactedDatabase(); strings.Contains(got, "s3cret") || !strings.Contains(got, "db.example.org") {
+		t.Errorf("RedactedDatabase = %q, want the server without the password", got)
+	}
+	if cfg.MessageServer.Node != "mx1" {
+		t.Errorf("node = %q", cfg.MessageServer.Node)
+	}
+	for v, isURL := range map[string]bool{
+		"postgresql://db/mail":          true,
+		"POSTGRES://db/mail":            true,
+		"postgres:///mail?host=/run/pg": true,
+		"pochta.db":                     false,
+		"/srv/postgres/pochta.db":       false,
+		"postgres.db":                   false,
+	} {
+		c := Defaults()
+		c.MessageServer.Database = v
+		if got := c.DatabaseURL() != ""; got != isURL {
+			t.Errorf("%q: URL %v, want %v", v, got, isURL)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%q: Validate = %v", v, err)
+		}
+	}
+	c := Defaults()
+	c.MessageServer.Database = "postgres://u:pw@db/mail?password=pw2"
+	if got := c.RedactedDatabase(); strings.Contains(got, "pw") {
+		t.Errorf("RedactedDatabase = %q shows a password", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -70,6 +71,14 @@ func (c *Config) validate() []*Error {
 
 	ms := c.MessageServer
 	v.nonEmpty(ms.Database, "message_server.database")
+	if IsPostgresURL(ms.Database) {
+		// The value is not repeated: it may hold a password.
+		if _, err := url.Parse(ms.Database); err != nil {
+			v.fail("is not a valid PostgreSQL URL (want postgres://user@host:5432/dbname)", "message_server.database")
+		}
+	} else if scheme, _, ok := strings.Cut(ms.Database, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
+		v.fail(fmt.Sprintf("%s:// is not a database pochta knows: give a bbolt file name (such as \"pochta.db\") or a postgres:// URL", scheme), "message_server.database")
+	}
 	if ms.PollInterval.Duration <= 0 {
 		v.fail("must be positive", "message_server.poll_interval")
 	}

@@ -78,8 +78,9 @@ func TestAppendRefusesMoreMIMEPartsThanTheLimit(t *testing.T) {
 	}
 }
 
-// APPEND stores only CRLF line endings, whatever the client sent.
-func TestAppendNormalisesBareCRAndLF(t *testing.T) {
+// APPEND with a normal literal stores only CRLF line endings, whatever the
+// client sent (a literal8 keeps its bytes: TestAppendLiteral8KeepsBytes).
+func TestAppendNormalLiteralNormalisesBareCRAndLF(t *testing.T) {
 	env := newTestEnv(t)
 	c := env.loginSelect(alice, "INBOX", nil)
 	if err := appendRaw(c, "INBOX", []byte("Subject: lines\nFrom: "+alice+"\r\n\r\na\r.\rb\nc\r\n")); err != nil {

@@ -155,7 +155,7 @@ func (s *session) writeChanges(v *mailboxView, w *protocol.FetchWriter, changed 
 	v.box.learnKeywords(msgs)
 	v.addRecentFlags(msgs)
 	for _, c := range out {
-		if err := writeMessage(w, c.seq, c.msg, o, false, nil); err != nil {
+		if err := writeMessage(w, v.tracker, c.seq, c.msg, o, false, nil); err != nil {
 			return err
 		}
 	}
@@ -220,7 +220,7 @@ func (s *session) storeResponses(v *mailboxView, w *protocol.FetchWriter, refs [
 				continue
 			}
 			m := &storage.Message{UID: u.UID, Flags: u.Flags, ModSeq: u.ModSeq}
-			if err := writeMessage(w, r.seq, m, o, false, nil); err != nil {
+			if err := writeMessage(w, v.tracker, r.seq, m, o, false, nil); err != nil {
 				return err
 			}
 		}

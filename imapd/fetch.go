@@ -90,7 +90,7 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 				continue // expunged since resolve: nothing to show
 			}
 			if !load.Body || m.Body != nil || m.Size == 0 {
-				if err := writeMessage(w, ref.seq, m, options, seenSet[m.UID], nil); err != nil {
+				if err := writeMessage(w, v.tracker, ref.seq, m, options, seenSet[m.UID], nil); err != nil {
 					return err
 				}
 				continue
@@ -98,7 +98,7 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 			called := false
 			err := s.srv.store.ReadBody(s.ctx, s.user, v.box.key.id, m.UID, func(body *io.SectionReader) error {
 				called = true
-				return writeMessage(w, ref.seq, m, options, seenSet[m.UID], body)
+				return writeMessage(w, v.tracker, ref.seq, m, options, seenSet[m.UID], body)
 			})
 			switch {
 			case err == nil:
@@ -172,7 +172,12 @@ func wantsSeen(options *imap.FetchOptions) bool {
 // The message's raw bytes are m.Body or, when stream is not nil, stream
 // (storage.ReadBody): BODY[] and its partial ranges are then copied as
 // they are written, and other sections are extracted from it.
-func writeMessage(w *protocol.FetchWriter, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool, stream *io.SectionReader) (err error) {
+func writeMessage(w *protocol.FetchWriter, st *protocol.SessionTracker, seq uint32, m *storage.Message, o *imap.FetchOptions, flagsChanged bool, stream *io.SectionReader) (err error) {
+	if o.Flags || flagsChanged || o.ModSeq {
+		// The client learns the message's state as of m.ModSeq: an
+		// update queued for it from before must not follow.
+		st.Told(m.UID, m.ModSeq)
+	}
 	rw := w.CreateMessage(seq)
 	closed := false
 	defer func() {

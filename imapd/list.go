@@ -18,6 +18,10 @@ import (
 // mailbox's special-use attribute (RFC 6154), which IMAP4rev1 clients such
 // as Outlook read from a plain LIST. A parent that does not exist but has
 // children is listed as \Noselect so hierarchies display (RFC 3501 6.3.8).
+//
+// Subscriptions are by name: a subscribed name whose mailbox was deleted is
+// listed by the SUBSCRIBED selection as \Subscribed \NonExistent (RFC 5258
+// 3), by LSUB as \Noselect, and counts for a parent's CHILDINFO.
 func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
 	defer s.guard("LIST", &err)
 	if len(patterns) == 0 {
@@ -31,18 +35,35 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 	if err != nil {
 		return s.storageError("LIST", err)
 	}
+	// Subscriptions are kept by name (RFC 3501 6.3.6): a name may be
+	// subscribed whose mailbox was deleted.
+	subscribedNames, err := s.srv.store.Subscriptions(s.ctx, s.user)
+	if err != nil {
+		return s.storageError("LIST", err)
+	}
 
 	byName := make(map[string]*storage.Mailbox, len(mailboxes))
+	isSubscribed := make(map[string]bool, len(subscribedNames))
 	hasChildren := make(map[string]bool)
-	subscribedBelow := make(map[string]bool) // for RECURSIVEMATCH
 	for i := range mailboxes {
 		mb := &mailboxes[i]
 		byName[mb.Name] = mb
+		if mb.Subscribed {
+			isSubscribed[mb.Name] = true
+		}
 		for parent := range ancestors(mb.Name) {
 			hasChildren[parent] = true
-			if mb.Subscribed {
-				subscribedBelow[parent] = true
-			}
+		}
+	}
+	for _, name := range subscribedNames {
+		isSubscribed[name] = true
+	}
+	subscribedList := make([]string, 0, len(isSubscribed))
+	subscribedBelow := make(map[string]bool) // for RECURSIVEMATCH
+	for name := range isSubscribed {
+		subscribedList = append(subscribedList, name)
+		for parent := range ancestors(name) {
+			subscribedBelow[parent] = true
 		}
 	}
 	names := make([]string, 0, len(byName)+len(hasChildren))
@@ -54,6 +75,15 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 			names = append(names, name)
 		}
 	}
+	if options.SelectSubscribed {
+		// RFC 5258 3: a subscribed name without its mailbox is listed
+		// (\Subscribed \NonExistent), in LSUB as \Noselect.
+		for _, name := range subscribedList {
+			if byName[name] == nil && !hasChildren[name] {
+				names = append(names, name)
+			}
+		}
+	}
 	sort.Strings(names)
 
 	for _, name := range names {
@@ -62,7 +92,10 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 		}
 		mb := byName[name]
 		data := &imap.ListData{Mailbox: name, Delim: hierarchyDelim}
-		if mb == nil {
+		switch {
+		case mb == nil && !hasChildren[name] && !w.LSUB():
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+		case mb == nil:
 			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
 		}
 		if hasChildren[name] {
@@ -70,7 +103,7 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 		} else {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
 		}
-		subscribed := mb != nil && mb.Subscribed
+		subscribed := isSubscribed[name]
 		if subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 		}
@@ -79,7 +112,7 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 		}
 
 		if options.SelectSubscribed && !subscribed {
-			if w.LSUB() && subscribedBelow[name] && !subscribedMatchBelow(name, ref, patterns, mailboxes) {
+			if w.LSUB() && subscribedBelow[name] && !subscribedMatchBelow(name, ref, patterns, subscribedList) {
 				// RFC 3501 6.3.9: LSUB "" % with only "a/b" subscribed
 				// names "a", as \Noselect.
 				data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
@@ -88,7 +121,7 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 				}
 				continue
 			}
-			if !options.SelectRecursiveMatch || !subscribedBelow[name] || !subscribedUnlistedBelow(name, ref, patterns, mailboxes) {
+			if !options.SelectRecursiveMatch || !subscribedBelow[name] || !subscribedUnlistedBelow(name, ref, patterns, subscribedList) {
 				continue
 			}
 			// RFC 5258 3.5: listed for its subscribed children only,
@@ -117,10 +150,10 @@ func (s *session) List(w *protocol.ListWriter, ref string, patterns []string, op
 
 // subscribedMatchBelow reports whether a subscribed mailbox under name
 // matches the patterns itself (then LSUB lists it, not its parent).
-func subscribedMatchBelow(name, ref string, patterns []string, mailboxes []storage.Mailbox) bool {
+func subscribedMatchBelow(name, ref string, patterns []string, subscribed []string) bool {
 	prefix := name + string(hierarchyDelim)
-	for _, mb := range mailboxes {
-		if mb.Subscribed && strings.HasPrefix(mb.Name, prefix) && matchAny(mb.Name, ref, patterns) {
+	for _, sub := range subscribed {
+		if strings.HasPrefix(sub, prefix) && matchAny(sub, ref, patterns) {
 			return true
 		}
 	}
@@ -129,10 +162,10 @@ func subscribedMatchBelow(name, ref string, patterns []string, mailboxes []stora
 
 // subscribedUnlistedBelow reports whether a subscribed mailbox under name
 // does not match the patterns (so only its parent's CHILDINFO tells of it).
-func subscribedUnlistedBelow(name, ref string, patterns []string, mailboxes []storage.Mailbox) bool {
+func subscribedUnlistedBelow(name, ref string, patterns []string, subscribed []string) bool {
 	prefix := name + string(hierarchyDelim)
-	for _, mb := range mailboxes {
-		if mb.Subscribed && strings.HasPrefix(mb.Name, prefix) && !matchAny(mb.Name, ref, patterns) {
+	for _, sub := range subscribed {
+		if strings.HasPrefix(sub, prefix) && !matchAny(sub, ref, patterns) {
 			return true
 		}
 	}

@@ -2,12 +2,10 @@ package imapd
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/pochta/pochta/imapd/protocol"
-	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -30,7 +28,7 @@ func (s *session) ReadAppend(r imap.LiteralReader, options *imap.AppendOptions) 
 	if size > int64(s.srv.appendLimit) {
 		return nil, 0, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")
 	}
-	raw, err := message.ReadAll(io.LimitReader(r, size), 0, 2*size+2)
+	raw, err := readAppended(r, size)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -219,6 +219,10 @@ func (r *registry) handleEvent(ev storage.Event) {
 		return
 	}
 	box.applyLocked(ev)
+	if box.tracker != nil {
+		// After the change's updates are queued (SessionTracker.Told).
+		box.tracker.Published(ev.ModSeq)
+	}
 }
 
 // applyLocked applies one event to the UID list and queues the matching

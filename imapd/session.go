@@ -16,6 +16,7 @@ import (
 
 	"github.com/pochta/pochta/auth"
 	"github.com/pochta/pochta/imapd/protocol"
+	"github.com/pochta/pochta/imapd/wire"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
@@ -385,10 +386,7 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	if size > int64(s.srv.appendLimit) {
 		return nil, imapNo(imap.ResponseCodeTooBig, "Message is larger than the APPEND limit")
 	}
-	// The literal's announced size bounds nothing here but the limit
-	// check above: the buffer grows with the bytes that arrive, and
-	// every line ends in CRLF once read.
-	raw, err := message.ReadAll(io.LimitReader(r, size), 0, 2*size+2)
+	raw, err := readAppended(r, size)
 	if err != nil {
 		return nil, err
 	}
@@ -411,6 +409,25 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
 }
 
+// readAppended reads the message of an APPEND literal of size bytes (at
+// most the APPEND limit, checked by the caller). The announced size bounds
+// nothing but that check: the buffer grows with the bytes that arrive.
+//
+// A normal literal's lines all end in CRLF once read (bare CR and LF are
+// turned into CRLF, message.ReadAll). A literal8 (~{n}, RFC 3516) is kept
+// byte for byte: the client said the message is binary, and a binary part
+// (Content-Transfer-Encoding: binary) must come back exactly as sent.
+func readAppended(r imap.LiteralReader, size int64) ([]byte, error) {
+	if l, ok := r.(*wire.Literal); ok && l.Binary {
+		raw, err := io.ReadAll(io.LimitReader(r, size))
+		if err != nil {
+			return nil, fmt.Errorf("read literal8: %w", err)
+		}
+		return raw, nil
+	}
+	return message.ReadAll(io.LimitReader(r, size), 0, 2*size+2)
+}
+
 // Select implements protocol.Session (SELECT and EXAMINE).
 func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
 	cmd := "SELECT"
@@ -428,6 +445,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sele
 		return nil, s.storageError(cmd, err)
 	}
 	a, numMessages, maxUID := box.attach(s)
+	// The changes up to the status read are, as far as this session
+	// knows, published (SessionTracker.Told).
+	box.tracker.Published(st.HighestModSeq)
 	s.view = &mailboxView{box: box, tracker: a.tracker, wake: a.wake, readOnly: options.ReadOnly}
 	numRecent := box.claimRecent(a, options.ReadOnly)
 	s.view.reportedRecent = numRecent

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/protocol"
 	"github.com/pochta/pochta/storage"
 )
@@ -72,7 +73,7 @@ func (s *session) Sort(kind protocol.NumKind, keys []protocol.SortCriterion, cri
 // read.
 type metaMsg struct {
 	ref          msgRef
-	env          *imap.Envelope // never nil
+	env          *envelope.Envelope // never nil
 	internalDate time.Time
 	size         int64
 	header       []byte // only when loaded
@@ -121,7 +122,7 @@ func (s *session) loadMeta(cmd string, v *mailboxView, refs []msgRef, opts stora
 			m := msgs[j]
 			env := m.Envelope
 			if env == nil {
-				env = &imap.Envelope{}
+				env = &envelope.Envelope{}
 			}
 			out = append(out, metaMsg{ref: r, env: env, internalDate: m.InternalDate, size: m.Size, header: m.Header})
 		}
@@ -265,7 +266,7 @@ func sortItems(items []sortItem, keys []protocol.SortCriterion) {
 // part) of the first address of the envelope, or "" (RFC 5256 3). When
 // that is a group, it is the group's start marker, whose addr-mailbox is
 // the group's name (RFC 3501 7.4.2), as Dovecot sorts it.
-func firstMailbox(list []imap.Address) string {
+func firstMailbox(list []envelope.Address) string {
 	if len(list) == 0 {
 		return ""
 	}
@@ -275,7 +276,7 @@ func firstMailbox(list []imap.Address) string {
 // displayName is the DISPLAYFROM and DISPLAYTO sort key (RFC 5957 2): the
 // decoded display name of the first address, or its addr-spec when it has
 // none; a group's name when the list starts with a group (as Dovecot).
-func displayName(list []imap.Address) string {
+func displayName(list []envelope.Address) string {
 	if len(list) == 0 {
 		return ""
 	}

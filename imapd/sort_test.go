@@ -5,8 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
-
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/protocol"
 )
 
@@ -185,11 +184,11 @@ func TestSortBadInput(t *testing.T) {
 // TestSortDisplay checks the RFC 5957 keys on envelopes: the display name,
 // else the address, else a group's name.
 func TestSortDisplay(t *testing.T) {
-	envs := []*imap.Envelope{
-		{From: []imap.Address{{Name: "Zed", Mailbox: "aaa", Host: "example.com"}}},
-		{From: []imap.Address{{Mailbox: "bob", Host: "example.com"}}},
-		{From: []imap.Address{{Name: "=?UTF-8?Q?Anna?=", Mailbox: "zzz", Host: "example.com"}}},
-		{From: []imap.Address{{Mailbox: "crew"}, {Mailbox: "x", Host: "example.com"}, {}}},
+	envs := []*envelope.Envelope{
+		{From: []envelope.Address{{Name: "Zed", Mailbox: "aaa", Host: "example.com"}}},
+		{From: []envelope.Address{{Mailbox: "bob", Host: "example.com"}}},
+		{From: []envelope.Address{{Name: "=?UTF-8?Q?Anna?=", Mailbox: "zzz", Host: "example.com"}}},
+		{From: []envelope.Address{{Mailbox: "crew"}, {Mailbox: "x", Host: "example.com"}, {}}},
 		{},
 	}
 	msgs := make([]metaMsg, len(envs))

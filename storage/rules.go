@@ -30,6 +30,7 @@ type Backend interface {
 	DeleteMailbox(ctx context.Context, user, name string) error
 	RenameMailbox(ctx context.Context, user, oldName, newName string) error
 	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+	Subscriptions(ctx context.Context, user string) ([]string, error)
 
 	Append(ctx context.Context, user, mailbox string, msg *NewMessage) (*Appended, error)
 	AppendMany(ctx context.Context, user, mailbox string, msgs []*NewMessage) ([]*Appended, error)

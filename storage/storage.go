@@ -63,6 +63,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/envelope"
 )
 
 // Errors returned by Store methods; test them with errors.Is.
@@ -133,8 +135,14 @@ type Store interface {
 	// UIDVALIDITY and messages. ErrProtected for INBOX, Sent, Drafts, Trash;
 	// ErrExists if newName is taken.
 	RenameMailbox(ctx context.Context, user, oldName, newName string) error
-	// SetSubscribed sets a mailbox's subscription.
+	// SetSubscribed adds a mailbox to the user's subscription list
+	// (ErrNotFound if it does not exist) or removes a name from it (also
+	// the name of a deleted mailbox). Subscriptions are kept by name:
+	// DELETE leaves the name subscribed, RENAME moves it (RFC 3501 6.3.6).
 	SetSubscribed(ctx context.Context, user, name string, subscribed bool) error
+	// Subscriptions returns the user's subscribed names, ordered, including
+	// those whose mailbox no longer exists (RFC 5258 \NonExistent).
+	Subscriptions(ctx context.Context, user string) ([]string, error)
 
 	// Append stores one message in a mailbox.
 	Append(ctx context.Context, user, mailbox string, msg *NewMessage) (*Appended, error)
@@ -295,7 +303,7 @@ type NewMessage struct {
 	Raw           []byte
 	Flags         []imap.Flag
 	InternalDate  time.Time // zero: now
-	Envelope      *imap.Envelope
+	Envelope      *envelope.Envelope
 	BodyStructure imap.BodyStructure
 }
 
@@ -375,7 +383,7 @@ type Message struct {
 	Flags         []imap.Flag
 	InternalDate  time.Time
 	Size          int64
-	Envelope      *imap.Envelope     // when loaded
+	Envelope      *envelope.Envelope // when loaded
 	BodyStructure imap.BodyStructure // when loaded
 	Body          []byte             // when loaded
 	Header        []byte             // when loaded (see LoadOptions.Header)

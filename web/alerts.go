@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/queue"
 	"github.com/pochta/pochta/storage"
 )
@@ -45,7 +46,7 @@ type alertJSON struct {
 }
 
 // isAlertFrom reports whether env comes from the postmaster.
-func (s *Server) isAlertFrom(env *imap.Envelope) bool {
+func (s *Server) isAlertFrom(env *envelope.Envelope) bool {
 	if env == nil || s.opts.Postmaster == "" {
 		return false
 	}

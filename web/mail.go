@@ -18,6 +18,7 @@ import (
 	_ "github.com/emersion/go-message/charset" // decode the charsets mail uses
 	"github.com/microcosm-cc/bluemonday"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -170,7 +171,7 @@ type attachmentJSON struct {
 	Size  int64  `json:"size"`
 }
 
-func addresses(list []imap.Address) []string {
+func addresses(list []envelope.Address) []string {
 	out := make([]string, 0, len(list))
 	for _, a := range list {
 		if addr := a.Addr(); addr != "" {

@@ -33,7 +33,10 @@
 # Knobs: ROUNDS, SMTP_MESSAGES (per level and round; 1 client sends a
 # quarter), AUTH_MESSAGES (per round), IMAP_MESSAGES (per round, each round
 # in a mailbox of its own), RUNS (each IMAP query per round; its median
-# counts), KEEP=1 keeps the temp dir.
+# counts), KEEP=1 keeps the temp dir, ONLY=imap runs only the IMAP part,
+# DOVECOT_FILL=maildir fills Dovecot's mailbox by writing its Maildir
+# directly instead of APPENDing (for 50,000 messages: Dovecot's APPEND takes
+# about 11 ms a message here; the APPEND row is then pochta's alone).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -43,6 +46,10 @@ SMTP_MESSAGES=${SMTP_MESSAGES:-3000}
 AUTH_MESSAGES=${AUTH_MESSAGES:-200}
 IMAP_MESSAGES=${IMAP_MESSAGES:-10000}
 RUNS=${RUNS:-3}
+ONLY=${ONLY:-all}
+DOVECOT_FILL=${DOVECOT_FILL:-append}
+case "$ONLY" in all | imap) ;; *) echo "compare: ONLY is all or imap, not $ONLY" >&2; exit 2 ;; esac
+case "$DOVECOT_FILL" in append | maildir) ;; *) echo "compare: DOVECOT_FILL is append or maildir, not $DOVECOT_FILL" >&2; exit 2 ;; esac
 PASSWORD=bench-Pass-1
 
 say() { printf '%s\n' "$*" >&2; }
@@ -316,6 +323,7 @@ say "load average at the start: $LOAD_START"
 echo "{\"loadavg_start\": \"$LOAD_START\"}" >>"$RESULTS"
 for round in $(seq "$ROUNDS"); do
 	# --- SMTP -----------------------------------------------------------------
+	if [ "$ONLY" = all ]; then
 	say "round $round/$ROUNDS: SMTP, 4 KiB messages at 1, 8, 32 clients: smtp-sink, Postfix+Dovecot, pochta"
 	for c in 1 8 32; do
 		n=$SMTP_MESSAGES
@@ -328,10 +336,13 @@ for round in $(seq "$ROUNDS"); do
 	for target in postfix pochta; do
 		smtp_run "$target" "$round" 8 "$AUTH_MESSAGES" -reconnect
 	done
+	fi
 	# --- IMAP -----------------------------------------------------------------
 	say "round $round/$ROUNDS: IMAP, APPEND $IMAP_MESSAGES messages to a new mailbox, then FETCH and SEARCH ($RUNS runs): Dovecot, pochta"
+	fill=()
+	[ "$DOVECOT_FILL" = maildir ] && fill=(-maildir "$D/mail/imap@bench.test/.bench$round")
 	"$WORK/bin/imapload" -target dovecot -round "$round" -mailbox "bench$round" -addr "127.0.0.1:$P_DOVE" -user imap@bench.test -pass "$PASSWORD" \
-		-append "$IMAP_MESSAGES" -runs "$RUNS" >>"$RESULTS"
+		-append "$IMAP_MESSAGES" -runs "$RUNS" "${fill[@]}" >>"$RESULTS"
 	"$WORK/bin/imapload" -target pochta -round "$round" -mailbox "bench$round" -addr "127.0.0.1:$P_IMAP" -user imap@bench.test -pass "$PASSWORD" \
 		-append "$IMAP_MESSAGES" -runs "$RUNS" >>"$RESULTS"
 done
@@ -340,9 +351,10 @@ echo "{\"loadavg_end\": \"$LOAD_END\"}" >>"$RESULTS"
 say "load average at the end: $LOAD_END"
 
 # --- report -------------------------------------------------------------------
-python3 - "$RESULTS" <<'EOF'
+python3 - "$RESULTS" "$ONLY" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+only = sys.argv[2]
 load = {k: v for r in rows for k, v in r.items() if k.startswith("loadavg")}
 rounds = max(r.get("round", 0) for r in rows)
 
@@ -367,29 +379,33 @@ ms = lambda v: f"{v:,.0f} ms" if v >= 10 else f"{v:.1f} ms"
 print(f"load average (1, 5, 15 min): start {load.get('loadavg_start')}, end {load.get('loadavg_end')}")
 print(f"median of {rounds} interleaved rounds (range in brackets); ratios are of the medians\n")
 
-print("| SMTP intake, 4 KiB, msgs/s | smtp-sink | Postfix → Dovecot, to 250 | Postfix → Dovecot, all in Maildir | pochta | pochta / Postfix (250) | pochta / Postfix (in Maildir) | p50 pochta / Postfix |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
-for c in (1, 8, 32):
-    sink = pick("smtp-sink", "msgs_per_sec", clients=c, reconnect=False)
-    pf = pick("postfix", "msgs_per_sec", clients=c, reconnect=False)
-    pfd = pick("postfix-delivered", "msgs_per_sec", clients=c, reconnect=False)
-    po = pick("pochta", "msgs_per_sec", clients=c, reconnect=False)
-    n = pick("pochta", "messages", clients=c, reconnect=False)[0]
-    p50 = (med(pick("pochta", "p50_ms", clients=c, reconnect=False)), med(pick("postfix", "p50_ms", clients=c, reconnect=False)))
-    print(f"| {c} client{'s' if c > 1 else ''} ({n} msgs/round) | {cell(sink, rate)} | {cell(pf, rate)} | {cell(pfd, rate)} | {cell(po, rate)} "
-          f"| {med(po) / med(pf):.2f} | {med(po) / med(pfd):.2f} | {p50[0]:.1f} / {p50[1]:.1f} ms |")
-print()
-print("| new connection + EHLO + AUTH PLAIN per message (bcrypt cost 10), 8 clients | Postfix + Dovecot SASL | pochta | pochta / Postfix |")
-print("|---|---:|---:|---:|")
-pf = pick("postfix", "msgs_per_sec", clients=8, reconnect=True)
-pfd = pick("postfix-delivered", "msgs_per_sec", clients=8, reconnect=True)
-po = pick("pochta", "msgs_per_sec", clients=8, reconnect=True)
-n = pick("pochta", "messages", clients=8, reconnect=True)[0]
-print(f"| msgs/s to the 250 ({n} msgs/round) | {cell(pf, rate)} | {cell(po, rate)} | {med(po) / med(pf):.2f} |")
-print(f"| msgs/s until all are in the mailbox | {cell(pfd, rate)} | {cell(po, rate)} | {med(po) / med(pfd):.2f} |")
-p50 = lambda t: pick(t, "p50_ms", clients=8, reconnect=True)
-print(f"| p50 per message | {cell(p50('postfix'), ms)} | {cell(p50('pochta'), ms)} | {med(p50('pochta')) / med(p50('postfix')):.2f} |")
-print()
+def smtp_tables():
+    print("| SMTP intake, 4 KiB, msgs/s | smtp-sink | Postfix → Dovecot, to 250 | Postfix → Dovecot, all in Maildir | pochta | pochta / Postfix (250) | pochta / Postfix (in Maildir) | p50 pochta / Postfix |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c in (1, 8, 32):
+        sink = pick("smtp-sink", "msgs_per_sec", clients=c, reconnect=False)
+        pf = pick("postfix", "msgs_per_sec", clients=c, reconnect=False)
+        pfd = pick("postfix-delivered", "msgs_per_sec", clients=c, reconnect=False)
+        po = pick("pochta", "msgs_per_sec", clients=c, reconnect=False)
+        n = pick("pochta", "messages", clients=c, reconnect=False)[0]
+        p50 = (med(pick("pochta", "p50_ms", clients=c, reconnect=False)), med(pick("postfix", "p50_ms", clients=c, reconnect=False)))
+        print(f"| {c} client{'s' if c > 1 else ''} ({n} msgs/round) | {cell(sink, rate)} | {cell(pf, rate)} | {cell(pfd, rate)} | {cell(po, rate)} "
+              f"| {med(po) / med(pf):.2f} | {med(po) / med(pfd):.2f} | {p50[0]:.1f} / {p50[1]:.1f} ms |")
+    print()
+    print("| new connection + EHLO + AUTH PLAIN per message (bcrypt cost 10), 8 clients | Postfix + Dovecot SASL | pochta | pochta / Postfix |")
+    print("|---|---:|---:|---:|")
+    pf = pick("postfix", "msgs_per_sec", clients=8, reconnect=True)
+    pfd = pick("postfix-delivered", "msgs_per_sec", clients=8, reconnect=True)
+    po = pick("pochta", "msgs_per_sec", clients=8, reconnect=True)
+    n = pick("pochta", "messages", clients=8, reconnect=True)[0]
+    print(f"| msgs/s to the 250 ({n} msgs/round) | {cell(pf, rate)} | {cell(po, rate)} | {med(po) / med(pf):.2f} |")
+    print(f"| msgs/s until all are in the mailbox | {cell(pfd, rate)} | {cell(po, rate)} | {med(po) / med(pfd):.2f} |")
+    p50 = lambda t: pick(t, "p50_ms", clients=8, reconnect=True)
+    print(f"| p50 per message | {cell(p50('postfix'), ms)} | {cell(p50('pochta'), ms)} | {med(p50('pochta')) / med(p50('postfix')):.2f} |")
+    print()
+
+if only == "all":
+    smtp_tables()
 
 im = lambda t, k: pick(t, k, imap=True)
 msgs = im("pochta", "messages")[0]
@@ -398,7 +414,11 @@ print("|---|---:|---:|---:|")
 def row(label, key, fmt=ms):
     d, p = im("dovecot", key), im("pochta", key)
     print(f"| {label} | {cell(d, fmt)} | {cell(p, fmt)} | {med(p) / med(d):.2f} |")
-row("APPEND, 8 connections", "append_seconds", lambda v: f"{v:.1f} s")
+if any(r.get("filled") == "maildir" for r in rows if r.get("target") == "dovecot"):
+    p = im("pochta", "append_seconds")
+    print(f"| APPEND, 8 connections (Dovecot's Maildir written directly) | | {cell(p, lambda v: f'{v:.1f} s')} | |")
+else:
+    row("APPEND, 8 connections", "append_seconds", lambda v: f"{v:.1f} s")
 row("FETCH 1:* (ENVELOPE FLAGS UID), first run", "fetch_envelope_first_ms")
 row("FETCH 1:* (ENVELOPE FLAGS UID), median", "fetch_envelope_ms")
 body_mb = im("pochta", "fetch_body_bytes")[0] / 1e6
@@ -408,8 +428,9 @@ row(f"UID SEARCH BODY haystack ({im('pochta', 'search_body_hits')[0]} hits)", "s
 row(f"UID SEARCH SUBJECT needle BODY haystack ({im('pochta', 'search_hits')[0]} hits)", "search_ms")
 row("UID SORT (DATE) ALL", "sort_date_ms")
 row("UID SORT (SUBJECT) ALL", "sort_subject_ms")
+row(f"EXAMINE (QRESYNC) after 100 flag changes ({im('pochta', 'qresync_fetched')[0]} FETCH)", "qresync_ms")
 bad = False
-for k in ("messages", "envelopes", "search_hits", "search_subject_hits", "search_body_hits", "sorted"):
+for k in ("messages", "envelopes", "search_hits", "search_subject_hits", "search_body_hits", "sorted", "qresync_fetched"):
     if im("dovecot", k) != im("pochta", k):
         print(f"\nWARNING: the servers disagree on {k}: Dovecot {im('dovecot', k)}, pochta {im('pochta', k)}")
         bad = True

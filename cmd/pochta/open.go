@@ -58,6 +58,9 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, nil, err
 	}
+	if err := checkBackend(cfg); err != nil {
+		return nil, nil, err
+	}
 	if create {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("data directory: %w", err)
@@ -83,6 +86,17 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 		Relay:           func() control.RelayState { return relayWithoutDaemon(cfg) },
 	}
 	return local, func() { store.Close() }, nil
+}
+
+// checkBackend refuses a configuration whose database this build cannot
+// open: a PostgreSQL URL (issue 13) is recognised, so it is never taken for
+// a file name, but the backend is not built in yet.
+func checkBackend(cfg *config.Config) error {
+	if cfg.DatabaseURL() == "" {
+		return nil
+	}
+	return fmt.Errorf("[message_server] database is a PostgreSQL URL (%s), but the PostgreSQL backend is not available in this build of pochta yet; set database to a bbolt file name such as \"pochta.db\"",
+		cfg.RedactedDatabase())
 }
 
 // noDatabaseError says where the command looked and how to point it at the

@@ -68,6 +68,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	logger, level := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	// Libraries that log through slog's default get the same handler.
 	slog.SetDefault(logger)
+	if err := checkBackend(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}

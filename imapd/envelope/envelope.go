@@ -3,11 +3,14 @@
 //
 // Promises:
 //   - Address groups are kept: "team: a@x, b@y;" becomes the group markers
-//     of RFC 3501 7.4.2 around its members (imap.Address.IsGroupStart and
+//     of RFC 3501 7.4.2 around its members (Address.IsGroupStart and
 //     IsGroupEnd), which wire.Encoder writes as (NIL NIL "team" NIL) ...
 //     (NIL NIL NIL NIL). go-imap v2's imapserver.ExtractEnvelope flattened
 //     them.
 //   - One malformed address drops only itself, not the whole field.
+//   - A source route (RFC 5322 4.4, "<@relay:user@host>") is kept as the
+//     address's ADL (RFC 3501 7.4.2), written as the second field of the
+//     address structure.
 //   - A missing or empty Sender or Reply-To is the From list (RFC 3501
 //     7.4.2).
 //   - Parsing is linear in the length of the header; it never fails.
@@ -16,20 +19,19 @@ package envelope
 import (
 	"strings"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
 
 // FromHeader returns the envelope of a message with header h.
-func FromHeader(h textproto.Header) *imap.Envelope {
+func FromHeader(h textproto.Header) *Envelope {
 	mh := mail.Header{Header: message.Header{Header: h}}
 	date, _ := mh.Date()
 	subject, _ := mh.Subject()
 	inReplyTo, _ := mh.MsgIDList("In-Reply-To")
 	messageID, _ := mh.MessageID()
-	env := &imap.Envelope{
+	env := &Envelope{
 		Date:      date,
 		Subject:   subject,
 		From:      Addresses(h.Get("From")),
@@ -52,8 +54,8 @@ func FromHeader(h textproto.Header) *imap.Envelope {
 
 // Addresses parses an address list header value (RFC 5322 3.4), groups
 // included, into ENVELOPE addresses.
-func Addresses(v string) []imap.Address {
-	var out []imap.Address
+func Addresses(v string) []Address {
+	var out []Address
 	for _, seg := range segments(v) {
 		if !seg.group {
 			if a, ok := parseOne(seg.text); ok {
@@ -61,7 +63,7 @@ func Addresses(v string) []imap.Address {
 			}
 			continue
 		}
-		out = append(out, imap.Address{Mailbox: groupName(seg.name)})
+		out = append(out, Address{Mailbox: groupName(seg.name)})
 		if members := strings.TrimSpace(seg.text); members != "" {
 			for _, m := range splitTopLevel(members) {
 				if a, ok := parseOne(m); ok {
@@ -69,7 +71,7 @@ func Addresses(v string) []imap.Address {
 				}
 			}
 		}
-		out = append(out, imap.Address{})
+		out = append(out, Address{})
 	}
 	return out
 }
@@ -77,8 +79,9 @@ func Addresses(v string) []imap.Address {
 // parseOne parses one address. Comments are dropped first (net/mail
 // refuses some placements); the last one names an address that has no
 // display name, as in the old "user@host (Full Name)" form.
-func parseOne(text string) (imap.Address, bool) {
+func parseOne(text string) (Address, bool) {
 	bare, comment := stripComments(text)
+	bare, adl := cutRoute(bare)
 	a, err := mail.ParseAddress(strings.TrimSpace(bare))
 	if err != nil && comment != "" {
 		// RFC 5322 3.4.1 allows comments and folding whitespace around
@@ -87,13 +90,43 @@ func parseOne(text string) (imap.Address, bool) {
 		a, err = mail.ParseAddress(strings.TrimSpace(joinAt(bare)))
 	}
 	if err != nil {
-		return imap.Address{}, false
+		return Address{}, false
 	}
 	addr := toIMAP(a)
+	addr.ADL = adl
 	if addr.Name == "" {
 		addr.Name = strings.TrimSpace(comment)
 	}
 	return addr, true
+}
+
+// cutRoute takes the obsolete source route out of an angle address (RFC
+// 5322 4.4 obs-angle-addr, "<@relay.example,@b.example:user@host>"), which
+// net/mail refuses, and returns it as IMAP's ADL ("@relay.example,@b.example",
+// RFC 3501 7.4.2), without the whitespace and the empty elements the
+// obsolete syntax allows. Comments are already gone.
+func cutRoute(v string) (rest, adl string) {
+	var s scanner
+	for i := 0; i < len(v); i++ {
+		if v[i] != '<' || s.inQuote || s.inAngle || s.escape || s.comment > 0 {
+			s.structural(v[i])
+			continue
+		}
+		inner := v[i+1:]
+		colon := strings.IndexByte(inner, ':')
+		end := strings.IndexByte(inner, '>')
+		if colon < 0 || (end >= 0 && end < colon) || !strings.HasPrefix(strings.TrimLeft(inner, " \t,"), "@") {
+			return v, ""
+		}
+		var route []string
+		for _, d := range strings.Split(inner[:colon], ",") {
+			if d = strings.Join(strings.Fields(d), ""); d != "" {
+				route = append(route, d)
+			}
+		}
+		return v[:i+1] + inner[colon+1:], strings.Join(route, ",")
+	}
+	return v, ""
 }
 
 // joinAt removes the whitespace on either side of each "@" outside quoted
@@ -174,12 +207,12 @@ func stripComments(v string) (bare, last string) {
 	return b.String(), last
 }
 
-func toIMAP(a *mail.Address) imap.Address {
+func toIMAP(a *mail.Address) Address {
 	at := strings.LastIndexByte(a.Address, '@')
 	if at < 0 {
-		return imap.Address{Name: a.Name, Mailbox: a.Address, Host: "missing-domain"}
+		return Address{Name: a.Name, Mailbox: a.Address, Host: "missing-domain"}
 	}
-	return imap.Address{Name: a.Name, Mailbox: a.Address[:at], Host: a.Address[at+1:]}
+	return Address{Name: a.Name, Mailbox: a.Address[:at], Host: a.Address[at+1:]}
 }
 
 // groupName decodes a group's display name (a phrase: atoms, quoted

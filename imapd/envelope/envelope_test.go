@@ -1,4 +1,4 @@
-package envelope
+package envelope_test
 
 import (
 	"bufio"
@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/wire"
 )
 
@@ -22,7 +22,7 @@ func header(t *testing.T, s string) textproto.Header {
 	return h
 }
 
-func encoded(env *imap.Envelope) string {
+func encoded(env *envelope.Envelope) string {
 	var b bytes.Buffer
 	w := bufio.NewWriter(&b)
 	e := wire.NewEncoder(w)
@@ -33,7 +33,7 @@ func encoded(env *imap.Envelope) string {
 
 // imaptest's fetch-envelope case: groups, an empty group, real names.
 func TestGroupsAreKept(t *testing.T) {
-	env := FromHeader(header(t, "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"+
+	env := envelope.FromHeader(header(t, "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"+
 		"From: Real Name <user@domain>\r\n"+
 		"To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\n"+
 		"Cc: group:;\r\n"))
@@ -48,6 +48,20 @@ func TestGroupsAreKept(t *testing.T) {
 	}
 }
 
+// show formats addresses as {name mailbox host}, with the route first
+// when there is one: {@route: name mailbox host}.
+func show(l []envelope.Address) string {
+	parts := make([]string, len(l))
+	for i, a := range l {
+		route := ""
+		if a.ADL != "" {
+			route = a.ADL + ": "
+		}
+		parts[i] = fmt.Sprintf("{%s%s %s %s}", route, a.Name, a.Mailbox, a.Host)
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
 func TestAddresses(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{`a@x.org, "Doe, John" <j@y.org>`, `[{ a x.org} {Doe, John j y.org}]`},
@@ -59,17 +73,22 @@ func TestAddresses(t *testing.T) {
 		{`not an address, ok@x.org`, `[{ ok x.org}]`},
 		{`open: a@x.org`, `[{ open } { a x.org} {  }]`},
 		{``, `[]`},
+		// RFC 5322 4.4 obs-route, kept as the ADL (RFC 3501 7.4.2).
+		{`<@route:user@domain>`, `[{@route:  user domain}]`},
+		{`Real <@a.example, @b.example:u@h.example>`, `[{@a.example,@b.example: Real u h.example}]`},
+		{`"<@not:a route>" <x@y.org>`, `[{<@not:a route> x y.org}]`},
+		{`g: <@r.example:m@x.org>;`, `[{ g } {@r.example:  m x.org} {  }]`},
 	}
 	for _, tt := range tests {
-		if got := fmt.Sprint(Addresses(tt.in)); got != tt.want {
-			t.Errorf("Addresses(%q) = %s, want %s", tt.in, got, tt.want)
+		if got := show(envelope.Addresses(tt.in)); got != tt.want {
+			t.Errorf("envelope.Addresses(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
 }
 
 // RFC 3501 7.4.2: Sender and Reply-To default to From.
 func TestSenderAndReplyToDefaultToFrom(t *testing.T) {
-	env := FromHeader(header(t, "From: a@x.org\r\nReply-To: r@x.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <id@x>\r\nIn-Reply-To: <p@x> <q@x>\r\n"))
+	env := envelope.FromHeader(header(t, "From: a@x.org\r\nReply-To: r@x.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <id@x>\r\nIn-Reply-To: <p@x> <q@x>\r\n"))
 	if len(env.Sender) != 1 || env.Sender[0].Addr() != "a@x.org" {
 		t.Errorf("Sender = %v, want From", env.Sender)
 	}
@@ -85,7 +104,7 @@ func TestSenderAndReplyToDefaultToFrom(t *testing.T) {
 // at once.
 func TestLongListIsLinear(t *testing.T) {
 	in := strings.Repeat(`"x" <a@b.c>, (c) d@e.f, g: h@i.j;, `, 20000)
-	if got := len(Addresses(in)); got != 20000*5 {
+	if got := len(envelope.Addresses(in)); got != 20000*5 {
 		t.Errorf("got %d addresses, want %d", got, 20000*5)
 	}
 }
@@ -93,9 +112,20 @@ func TestLongListIsLinear(t *testing.T) {
 // RFC 5322 3.4.1 allows comments and whitespace around the "@" of an
 // addr-spec (imaptest search-addresses).
 func TestCommentsAroundAt(t *testing.T) {
-	got := Addresses("<user-from (comment)@ (comment) domain.org>")
-	want := []imap.Address{{Name: "comment", Mailbox: "user-from", Host: "domain.org"}}
+	got := envelope.Addresses("<user-from (comment)@ (comment) domain.org>")
+	want := []envelope.Address{{Name: "comment", Mailbox: "user-from", Host: "domain.org"}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Addresses = %+v, want %+v", got, want)
+	}
+}
+
+// imaptest fetch-envelope, message 6: a source route is the address's adl.
+func TestSourceRouteInEnvelope(t *testing.T) {
+	env := envelope.FromHeader(header(t, "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: <@route:user@domain>\r\n"))
+	got := encoded(env)
+	want := `("Thu, 15 Feb 2007 01:02:03 +0200" NIL ((NIL "@route" "user" "domain")) ` +
+		`((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) NIL NIL NIL NIL NIL)`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }

@@ -333,3 +333,59 @@ func TestExtractSectionDigestPart(t *testing.T) {
 		}
 	}
 }
+
+// Told: a queued flags update from the modseq a session has just shown the
+// message at, or an older one, is dropped, also behind an expunge; a newer
+// one and another message's are written.
+func TestTrackerDropsFlagsUpdatesOlderThanTold(t *testing.T) {
+	box := NewMailboxTracker(3)
+	a := box.NewSession()
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"old"}, 5, nil)
+	box.QueueExpunge(3)
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"older"}, 4, nil)
+	box.QueueMessageFlagsModSeq(2, 20, []imap.Flag{"other"}, 6, nil)
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"newer"}, 9, nil)
+	box.Published(9)
+	a.Told(10, 7)
+
+	rec := &recordingUpdates{}
+	if err := a.poll(rec, true); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"EXPUNGE 3", "FETCH 2 UID 20 [other]", "FETCH 1 UID 10 [newer]"}
+	if strings.Join(rec.lines, "|") != strings.Join(want, "|") {
+		t.Errorf("wrote %q, want %q", rec.lines, want)
+	}
+	if a.pendingFlags != 0 || a.told != nil {
+		t.Errorf("after the poll: %d flags updates counted, told %v; want 0, nil", a.pendingFlags, a.told)
+	}
+	// Nothing queued and nothing in flight: Told keeps nothing.
+	a.Told(10, 9)
+	if a.told != nil {
+		t.Errorf("Told with nothing queued kept %v", a.told)
+	}
+
+	// The session read modseq 12 before the events of 11 and 12 were
+	// published (one batch): 11 comes late and is dropped too; once 12
+	// is published the record goes.
+	a.Told(10, 12)
+	rec.lines = nil
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"late"}, 11, nil)
+	box.Published(11)
+	if err := a.poll(rec, true); err != nil {
+		t.Fatal(err)
+	}
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"same"}, 12, nil)
+	box.Published(12)
+	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"after"}, 13, nil)
+	box.Published(13)
+	if err := a.poll(rec, true); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"FETCH 1 UID 10 [after]"}; strings.Join(rec.lines, "|") != strings.Join(want, "|") {
+		t.Errorf("in flight: wrote %q, want %q", rec.lines, want)
+	}
+	if a.told != nil {
+		t.Errorf("after 12 was published: told %v, want nil", a.told)
+	}
+}

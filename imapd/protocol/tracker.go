@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -15,6 +17,21 @@ type MailboxTracker struct {
 	mu          sync.Mutex
 	numMessages uint32
 	sessions    map[*SessionTracker]struct{}
+	// published is the mailbox modseq up to which every change has been
+	// queued (Published); see SessionTracker.Told.
+	published atomic.Uint64
+}
+
+// Published records that the updates of every change up to the mailbox's
+// modseq have been queued. Changes must be reported in modseq order (the
+// order of their commits), after their updates.
+func (t *MailboxTracker) Published(modseq uint64) {
+	for {
+		old := t.published.Load()
+		if modseq <= old || t.published.CompareAndSwap(old, modseq) {
+			return
+		}
+	}
 }
 
 // NewMailboxTracker tracks a mailbox of numMessages messages.
@@ -117,12 +134,76 @@ type SessionTracker struct {
 	mu      sync.Mutex
 	pending []update
 	known   uint32 // messages the client knows of
+	// pendingFlags counts the flags updates with a modseq in pending;
+	// told holds, while there are any, the modseq of the state each
+	// message was last shown in by the session itself (Told).
+	pendingFlags int
+	told         map[imap.UID]uint64
 }
 
 func (st *SessionTracker) push(u update) {
 	st.mu.Lock()
 	st.pending = append(st.pending, u)
+	if u.isFlags && u.modseq != 0 {
+		st.pendingFlags++
+	}
 	st.mu.Unlock()
+}
+
+// Told records that the session itself has just shown the client message
+// uid as of modseq (a FETCH response with its FLAGS or MODSEQ: FETCH,
+// STORE, a resync). A queued flags update of that message from that modseq
+// or an older one is then stale and is dropped instead of written after
+// it: the client would see the message's MODSEQ go back (RFC 7162 3.1.2
+// has it only grow) and its FLAGS return to an older state.
+//
+// The stale updates are those queued already and, when the change the
+// session read has not been published yet (storage commits a batch of
+// writes before it publishes their events), those still to come: the
+// record is kept until Published passes modseq. At most maxTold are kept;
+// beyond that a stale update can again go out late.
+func (st *SessionTracker) Told(uid imap.UID, modseq uint64) {
+	if st == nil || modseq == 0 {
+		return
+	}
+	inFlight := modseq > st.box.published.Load()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.pendingFlags == 0 && !inFlight {
+		return // nothing queued or to come that it could be newer than
+	}
+	if st.told == nil {
+		st.told = make(map[imap.UID]uint64)
+	}
+	if old, ok := st.told[uid]; ok || len(st.told) < maxTold {
+		st.told[uid] = max(old, modseq)
+	}
+}
+
+// maxTold bounds the messages a session remembers for Told.
+const maxTold = 100000
+
+// dropStaleLocked removes the flags updates Told made stale (st.mu held).
+func (st *SessionTracker) dropStaleLocked() {
+	if len(st.told) == 0 {
+		return
+	}
+	keep := st.pending[:0]
+	for _, u := range st.pending {
+		if u.isFlags && u.modseq != 0 && u.modseq <= st.told[u.flagsUID] {
+			st.pendingFlags--
+			continue
+		}
+		keep = append(keep, u)
+	}
+	clear(st.pending[len(keep):])
+	st.pending = keep
+	// Every update up to published is queued and has been filtered.
+	published := st.box.published.Load()
+	maps.DeleteFunc(st.told, func(_ imap.UID, m uint64) bool { return m <= published })
+	if len(st.told) == 0 {
+		st.told = nil
+	}
 }
 
 // Close detaches the session.
@@ -156,6 +237,7 @@ type modSeqSink interface {
 
 func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 	st.mu.Lock()
+	st.dropStaleLocked()
 	n := len(st.pending)
 	if !allowExpunge {
 		for i, u := range st.pending {
@@ -176,6 +258,8 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 			st.known--
 		case u.exists != 0:
 			st.known = u.exists
+		case u.isFlags && u.modseq != 0:
+			st.pendingFlags--
 		}
 	}
 	st.mu.Unlock()

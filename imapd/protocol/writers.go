@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/wire"
 )
 
@@ -342,9 +344,9 @@ func (w *FetchResponseWriter) WriteRFC822Size(size int64) { w.item("RFC822.SIZE 
 func (w *FetchResponseWriter) WriteInternalDate(t time.Time) { w.item("INTERNALDATE ").DateTime(t) }
 
 // WriteEnvelope writes ENVELOPE, address groups included.
-func (w *FetchResponseWriter) WriteEnvelope(env *imap.Envelope) {
+func (w *FetchResponseWriter) WriteEnvelope(env *envelope.Envelope) {
 	if env == nil {
-		env = &imap.Envelope{}
+		env = &envelope.Envelope{}
 	}
 	w.item("ENVELOPE ").Envelope(env)
 }
@@ -401,7 +403,7 @@ func (w *FetchResponseWriter) literal(size int64, binary bool) io.WriteCloser {
 		w.e.Byte('~')
 	}
 	w.e.Byte('{').Number64(size).Raw("}\r\n")
-	return &literalWriter{w: w.e, left: size}
+	return &literalWriter{w: w.e, left: size, noNUL: !binary}
 }
 
 // Close ends the response and releases the response lock.
@@ -420,9 +422,15 @@ func (w *FetchResponseWriter) Close() error {
 
 // literalWriter passes the bytes of a literal to the encoder, exactly as
 // many as announced.
+// literalWriter writes a literal's announced number of bytes. A literal
+// that is not a literal8 cannot hold NUL (RFC 3501 9, CHAR8 is %x01-ff): a
+// NUL of the content (a binary part stored from an APPEND literal8, or a
+// delivered message that had one) goes out as 0x80, as Dovecot does, so the
+// size stays the announced one; BINARY[] sends it as it is, in a literal8.
 type literalWriter struct {
-	w    *wire.Encoder
-	left int64
+	w     *wire.Encoder
+	left  int64
+	noNUL bool
 }
 
 var errLiteralSize = errors.New("protocol: literal written with a size other than announced")
@@ -431,8 +439,17 @@ func (l *literalWriter) Write(p []byte) (int, error) {
 	if int64(len(p)) > l.left {
 		return 0, errLiteralSize
 	}
-	l.w.RawBytes(p)
 	l.left -= int64(len(p))
+	rest := p
+	for l.noNUL {
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 {
+			break
+		}
+		l.w.RawBytes(rest[:i]).Byte(0x80)
+		rest = rest[i+1:]
+	}
+	l.w.RawBytes(rest)
 	return len(p), l.w.Err()
 }
 

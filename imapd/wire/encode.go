@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/envelope"
 )
 
 // maxQuoted is the longest string the Encoder sends quoted; longer ones go
@@ -234,9 +236,10 @@ func oneLine(s string) string {
 }
 
 // Envelope writes an ENVELOPE (RFC 9051 7.5.2). Group markers in the
-// address lists (imap.Address.IsGroupStart, IsGroupEnd) are written as the
-// group syntax of RFC 3501 7.4.2: (NIL NIL "name" NIL) ... (NIL NIL NIL NIL).
-func (e *Encoder) Envelope(env *imap.Envelope) *Encoder {
+// address lists (envelope.Address.IsGroupStart, IsGroupEnd) are written as
+// the group syntax of RFC 3501 7.4.2: (NIL NIL "name" NIL) ... (NIL NIL NIL
+// NIL); an address's source route is its second field, the adl.
+func (e *Encoder) Envelope(env *envelope.Envelope) *Encoder {
 	e.Byte('(')
 	if env.Date.IsZero() {
 		e.NIL()
@@ -244,7 +247,7 @@ func (e *Encoder) Envelope(env *imap.Envelope) *Encoder {
 		e.String(env.Date.Format("Mon, 02 Jan 2006 15:04:05 -0700"))
 	}
 	e.SP().NString(env.Subject)
-	for _, list := range [][]imap.Address{env.From, env.Sender, env.ReplyTo, env.To, env.Cc, env.Bcc} {
+	for _, list := range env.Lists() {
 		e.SP().addressList(list)
 	}
 	e.SP()
@@ -266,13 +269,13 @@ func (e *Encoder) Envelope(env *imap.Envelope) *Encoder {
 	return e.Byte(')')
 }
 
-func (e *Encoder) addressList(list []imap.Address) *Encoder {
+func (e *Encoder) addressList(list []envelope.Address) *Encoder {
 	if len(list) == 0 {
 		return e.NIL()
 	}
 	e.Byte('(')
 	for _, a := range list {
-		e.Byte('(').NString(a.Name).SP().NIL().SP().NString(a.Mailbox).SP().NString(a.Host).Byte(')')
+		e.Byte('(').NString(a.Name).SP().NString(a.ADL).SP().NString(a.Mailbox).SP().NString(a.Host).Byte(')')
 	}
 	return e.Byte(')')
 }
@@ -320,9 +323,9 @@ func (e *Encoder) singlePart(bs *imap.BodyStructureSinglePart, extended bool) *E
 	e.Byte('(').String(bs.Type).SP().String(bs.Subtype).SP().params(bs.Params)
 	e.SP().NString(bs.ID).SP().NString(bs.Description).SP().String(enc).SP().Number(bs.Size)
 	if m := bs.MessageRFC822; m != nil && strings.EqualFold(bs.Type, "message") {
-		env := m.Envelope
+		env := envelope.FromIMAP(m.Envelope)
 		if env == nil {
-			env = &imap.Envelope{}
+			env = &envelope.Envelope{}
 		}
 		e.SP().Envelope(env).SP().BodyStructure(m.BodyStructure, extended).SP().Number64(m.NumLines)
 	} else if strings.EqualFold(bs.Type, "text") {

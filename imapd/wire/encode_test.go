@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/envelope"
 )
 
 func encoded(f func(e *Encoder)) string {
@@ -41,15 +43,15 @@ func TestEncodeRFCExamples(t *testing.T) {
 		}, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n"},
 		{"9051 7.5 continuation", func(e *Encoder) { e.Continuation("Ready for literal data") }, "+ Ready for literal data\r\n"},
 		{"3501 7.4.2 FETCH", func(e *Encoder) {
-			gray := imap.Address{Name: "Terry Gray", Mailbox: "gray", Host: "cac.washington.edu"}
+			gray := envelope.Address{Name: "Terry Gray", Mailbox: "gray", Host: "cac.washington.edu"}
 			e.Star().Number(12).Raw(" FETCH (FLAGS ").Flags([]imap.Flag{imap.FlagSeen}).
 				Raw(" INTERNALDATE ").DateTime(time.Date(1996, 7, 17, 2, 44, 25, 0, pdt)).
-				Raw(" RFC822.SIZE ").Number(4286).Raw(" ENVELOPE ").Envelope(&imap.Envelope{
+				Raw(" RFC822.SIZE ").Number(4286).Raw(" ENVELOPE ").Envelope(&envelope.Envelope{
 				Date:    time.Date(1996, 7, 17, 2, 23, 25, 0, pdt),
 				Subject: "IMAP4rev1 WG mtg summary and minutes",
-				From:    []imap.Address{gray}, Sender: []imap.Address{gray}, ReplyTo: []imap.Address{gray},
-				To: []imap.Address{{Mailbox: "imap", Host: "cac.washington.edu"}},
-				Cc: []imap.Address{{Mailbox: "minutes", Host: "CNRI.Reston.VA.US"},
+				From:    []envelope.Address{gray}, Sender: []envelope.Address{gray}, ReplyTo: []envelope.Address{gray},
+				To: []envelope.Address{{Mailbox: "imap", Host: "cac.washington.edu"}},
+				Cc: []envelope.Address{{Mailbox: "minutes", Host: "CNRI.Reston.VA.US"},
 					{Name: "John Klensin", Mailbox: "KLENSIN", Host: "MIT.EDU"}},
 				MessageID: "B27397-0100000@cac.washington.edu",
 			}).Raw(" BODY ").BodyStructure(&imap.BodyStructureSinglePart{
@@ -87,7 +89,7 @@ func TestEncodeRFCExamples(t *testing.T) {
 // Issue 12: ENVELOPE keeps address groups (RFC 3501 7.4.2 group syntax).
 func TestEnvelopeKeepsAddressGroups(t *testing.T) {
 	got := encoded(func(e *Encoder) {
-		e.Envelope(&imap.Envelope{To: []imap.Address{
+		e.Envelope(&envelope.Envelope{To: []envelope.Address{
 			{Mailbox: "undisclosed-recipients"}, {},
 			{Mailbox: "team"}, {Name: "Ann", Mailbox: "ann", Host: "example.org"}, {},
 		}})

@@ -31,6 +31,8 @@ package boltstore
 //	"users"/<address>          one bucket per user:
 //	    "info"                 userRecord (JSON: rarely read, easy to extend)
 //	    "names"/<name>         -> mailbox ID (uint64)
+//	    "subs"/<name>          subscribed names, also of deleted mailboxes
+//	                              (subscriptions.go)
 //	    "graves"/<name>        -> UIDNEXT the name had when it was deleted or
 //	                              renamed away, so a mailbox created again under
 //	                              that name never hands out an old UID
@@ -351,6 +353,9 @@ func initSchema(db *bolt.DB, path string, log *slog.Logger, opts Options) error 
 			return err
 		}
 		if err := migrateIndexes(tx); err != nil {
+			return err
+		}
+		if err := migrateSubscriptions(tx); err != nil {
 			return err
 		}
 		if v := meta.Get(keyVersion); v != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
 )
@@ -250,7 +251,7 @@ func (d *decoder) time() time.Time {
 
 // Envelope and body structure.
 
-func (e *encoder) addresses(l []imap.Address) {
+func (e *encoder) addresses(l []envelope.Address) {
 	if l == nil {
 		e.uvarint(0)
 		return
@@ -263,19 +264,82 @@ func (e *encoder) addresses(l []imap.Address) {
 	}
 }
 
-func (d *decoder) addresses() []imap.Address {
+func (d *decoder) addresses() []envelope.Address {
 	n, ok := d.count()
 	if !ok {
 		return nil
 	}
-	l := make([]imap.Address, n)
+	l := make([]envelope.Address, n)
 	for i := range l {
-		l[i] = imap.Address{Name: d.str(), Mailbox: d.str(), Host: d.str()}
+		l[i] = envelope.Address{Name: d.str(), Mailbox: d.str(), Host: d.str()}
 	}
 	return l
 }
 
-func (e *encoder) envelope(env *imap.Envelope) {
+// An envelope's source routes (envelope.Address.ADL) follow it, in the
+// envelope section of the "parsed" record only, and only when an address
+// has one: byte 1, then per address list (ENVELOPE order) the count of
+// routed addresses and each one's index and route. A record without them
+// (every record from before, and nearly every message) has no routes.
+const routesMarker = 1
+
+func (e *encoder) routes(env *envelope.Envelope) {
+	if env == nil {
+		return
+	}
+	lists := env.Lists()
+	any := false
+	for _, l := range lists {
+		for _, a := range l {
+			any = any || a.ADL != ""
+		}
+	}
+	if !any {
+		return
+	}
+	e.byte(routesMarker)
+	for _, l := range lists {
+		n := 0
+		for _, a := range l {
+			if a.ADL != "" {
+				n++
+			}
+		}
+		e.uvarint(uint64(n))
+		for i, a := range l {
+			if a.ADL != "" {
+				e.uvarint(uint64(i))
+				e.str(a.ADL)
+			}
+		}
+	}
+}
+
+func (d *decoder) routes(env *envelope.Envelope) {
+	if env == nil || d.i >= len(d.s) {
+		return
+	}
+	if d.byte() != routesMarker {
+		d.fail()
+		return
+	}
+	for _, l := range env.Lists() {
+		n := d.uvarint()
+		for range n {
+			i, adl := d.uvarint(), d.str()
+			if d.err != nil {
+				return
+			}
+			if i >= uint64(len(l)) {
+				d.fail()
+				return
+			}
+			l[i].ADL = adl
+		}
+	}
+}
+
+func (e *encoder) envelope(env *envelope.Envelope) {
 	if env == nil {
 		e.byte(0)
 		return
@@ -293,11 +357,11 @@ func (e *encoder) envelope(env *imap.Envelope) {
 	e.str(env.MessageID)
 }
 
-func (d *decoder) envelope() *imap.Envelope {
+func (d *decoder) envelope() *envelope.Envelope {
 	if d.byte() == 0 {
 		return nil
 	}
-	return &imap.Envelope{
+	return &envelope.Envelope{
 		Date:      d.time(),
 		Subject:   d.str(),
 		From:      d.addresses(),
@@ -362,7 +426,7 @@ func (e *encoder) bodyStructure(bs imap.BodyStructure, depth int) error {
 		e.uvarint(uint64(bs.Size))
 		if m := bs.MessageRFC822; m != nil {
 			e.byte(1)
-			e.envelope(m.Envelope)
+			e.envelope(envelope.FromIMAP(m.Envelope))
 			if err := e.bodyStructure(m.BodyStructure, depth+1); err != nil {
 				return err
 			}
@@ -456,7 +520,7 @@ func (d *decoder) bodyStructure(depth int) imap.BodyStructure {
 		}
 		if d.bool() {
 			bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{
-				Envelope:      d.envelope(),
+				Envelope:      d.envelope().IMAP(),
 				BodyStructure: d.bodyStructure(depth + 1),
 				NumLines:      d.varint(),
 			}
@@ -499,9 +563,10 @@ func (d *decoder) bodyStructure(depth int) imap.BodyStructure {
 // encodeParsed builds the "parsed" record of a message: the envelope in its
 // own length-prefixed section, then the body structure, so a FETCH ENVELOPE
 // decodes the envelope without touching the body structure.
-func encodeParsed(env *imap.Envelope, bs imap.BodyStructure) ([]byte, error) {
+func encodeParsed(env *envelope.Envelope, bs imap.BodyStructure) ([]byte, error) {
 	var envEnc encoder
 	envEnc.envelope(env)
+	envEnc.routes(env)
 	e := encoder{b: make([]byte, 0, len(envEnc.b)+256)}
 	e.byte(recordVersion)
 	e.uvarint(uint64(len(envEnc.b)))
@@ -513,7 +578,7 @@ func encodeParsed(env *imap.Envelope, bs imap.BodyStructure) ([]byte, error) {
 }
 
 // decodeParsed decodes what is asked for of a "parsed" record.
-func decodeParsed(b []byte, wantEnv, wantBS bool) (*imap.Envelope, imap.BodyStructure, error) {
+func decodeParsed(b []byte, wantEnv, wantBS bool) (*envelope.Envelope, imap.BodyStructure, error) {
 	if len(b) == 0 || b[0] != recordVersion {
 		return nil, nil, errCorrupt
 	}
@@ -524,12 +589,13 @@ func decodeParsed(b []byte, wantEnv, wantBS bool) (*imap.Envelope, imap.BodyStru
 	}
 	envPart, bsPart := b[k:k+int(n)], b[k+int(n):]
 	var (
-		env *imap.Envelope
+		env *envelope.Envelope
 		bs  imap.BodyStructure
 	)
 	if wantEnv {
 		d := newDecoder(envPart)
 		env = d.envelope()
+		d.routes(env)
 		if d.err != nil {
 			return nil, nil, d.err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/internal/mimetest"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
@@ -96,9 +97,10 @@ func FuzzEnvelopeRecordRoundTrip(f *testing.F) {
 	f.Add(int64(253402300799), int32(1), int32(-89940), "\x00\xff", "é", "a\"b", "[1.2.3.4]", "<", "message", "rfc822", "=", uint32(1<<32-1), int64(1<<62))
 	f.Fuzz(func(t *testing.T, sec int64, nsec, off int32, subject, name, mailbox, host, msgID, typ, subtype, param string, size uint32, lines int64) {
 		date := fuzzDate(sec, nsec, off)
-		addr := []imap.Address{{Name: name, Mailbox: mailbox, Host: host}}
-		env := &imap.Envelope{Date: date, Subject: subject, From: addr, To: []imap.Address{}, Cc: addr,
-			InReplyTo: strings.Fields(msgID), MessageID: msgID}
+		addr := []envelope.Address{{Name: name, Mailbox: mailbox, Host: host}}
+		routed := []envelope.Address{{Name: name}, {Mailbox: mailbox, Host: host, ADL: param}}
+		env := &envelope.Envelope{Date: date, Subject: subject, From: addr, To: []envelope.Address{}, Cc: addr,
+			Bcc: routed, InReplyTo: strings.Fields(msgID), MessageID: msgID}
 		k, v, _ := strings.Cut(param, "=")
 		leaf := &imap.BodyStructureSinglePart{Type: typ, Subtype: subtype, Params: map[string]string{k: v},
 			ID: msgID, Description: subject, Encoding: name, Size: size, Text: &imap.BodyStructureText{NumLines: lines},
@@ -107,7 +109,7 @@ func FuzzEnvelopeRecordRoundTrip(f *testing.F) {
 				Language:    strings.Fields(subject), Location: host,
 			}}
 		wrapped := &imap.BodyStructureSinglePart{Type: "message", Subtype: "rfc822", Size: size,
-			MessageRFC822: &imap.BodyStructureMessageRFC822{Envelope: env, BodyStructure: leaf, NumLines: lines}}
+			MessageRFC822: &imap.BodyStructureMessageRFC822{Envelope: env.IMAP(), BodyStructure: leaf, NumLines: lines}}
 		bs := &imap.BodyStructureMultiPart{Children: []imap.BodyStructure{leaf, wrapped}, Subtype: subtype,
 			Extended: &imap.BodyStructureMultiPartExt{Params: map[string]string{}, Location: mailbox}}
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/storage"
 )
 
@@ -81,7 +83,7 @@ func TestParsedRecordDecodesOnlyWhatIsAsked(t *testing.T) {
 }
 
 func TestEncodingKeepsNilAndEmptyApart(t *testing.T) {
-	env := &imap.Envelope{To: []imap.Address{}, InReplyTo: nil}
+	env := &envelope.Envelope{To: []envelope.Address{}, InReplyTo: nil}
 	bs := &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{},
 		Extended: &imap.BodyStructureSinglePartExt{Language: []string{}}}
 	rec, err := encodeParsed(env, bs)
@@ -188,5 +190,61 @@ func TestWithModSeqReplacesTheModSeq(t *testing.T) {
 				t.Errorf("modseq %d -> %d: %x, want %x", old, modseq, got, want)
 			}
 		}
+	}
+}
+
+// Source routes (RFC 3501 7.4.2 adl) round-trip, and a record without
+// them, as every record from before them, still decodes: the routes are an
+// optional tail of the envelope section.
+func TestEnvelopeRoutesRoundTripAndOldRecordsRead(t *testing.T) {
+	bs := &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain"}
+	routed := &envelope.Envelope{
+		From: []envelope.Address{{Mailbox: "user", Host: "domain", ADL: "@route"}},
+		To:   []envelope.Address{{Mailbox: "g"}, {Mailbox: "a", Host: "x"}, {Mailbox: "b", Host: "y", ADL: "@r1,@r2"}, {}},
+	}
+	rec, err := encodeParsed(routed, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := decodeParsed(rec, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, routed) {
+		t.Errorf("routes: got %#v, want %#v", got, routed)
+	}
+
+	// The old encoding, written by hand: no tail after the Message-ID.
+	plain := &envelope.Envelope{From: []envelope.Address{{Mailbox: "user", Host: "domain"}}}
+	var envEnc encoder
+	envEnc.envelope(plain)
+	old := encoder{}
+	old.byte(recordVersion)
+	old.uvarint(uint64(len(envEnc.b)))
+	old.b = append(old.b, envEnc.b...)
+	if err := old.bodyStructure(bs, 0); err != nil {
+		t.Fatal(err)
+	}
+	newRec, err := encodeParsed(plain, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(old.b, newRec) {
+		t.Errorf("an envelope without routes is no longer stored as before")
+	}
+	got, _, err = decodeParsed(old.b, true, false)
+	if err != nil || !reflect.DeepEqual(got, plain) {
+		t.Errorf("old record: got %#v, %v; want %#v", got, err, plain)
+	}
+
+	// A damaged tail is an error, not a panic or a route on the wrong address.
+	envEnc.b = append(envEnc.b, routesMarker, 1, 5)
+	envEnc.str("@r")
+	bad := encoder{}
+	bad.byte(recordVersion)
+	bad.uvarint(uint64(len(envEnc.b)))
+	bad.b = append(bad.b, envEnc.b...)
+	if _, _, err := decodeParsed(bad.b, true, false); err == nil {
+		t.Error("a route for the 6th address of a 1-address list decoded")
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/pochta/pochta/storage"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pochta/pochta/imapd/envelope"
 )
 
 // testOptions keep bcrypt cheap: the tests are about the store, not about
@@ -244,7 +246,7 @@ func wantErr(t testing.TB, err, target error, what string) {
 
 // sameEnvelope compares envelopes, allowing the Date to come back in an
 // equivalent *time.Location (same instant, same offset).
-func sameEnvelope(a, b *imap.Envelope) error {
+func sameEnvelope(a, b *envelope.Envelope) error {
 	if a == nil || b == nil {
 		if a != b {
 			return fmt.Errorf("one envelope is nil: %v vs %v", a, b)
@@ -300,7 +302,7 @@ func sameBodyStructure(a, b imap.BodyStructure) error {
 			return fmt.Errorf("message/rfc822 presence differs")
 		}
 		if a.MessageRFC822 != nil {
-			if err := sameEnvelope(a.MessageRFC822.Envelope, bs.MessageRFC822.Envelope); err != nil {
+			if err := sameEnvelope(envelope.FromIMAP(a.MessageRFC822.Envelope), envelope.FromIMAP(bs.MessageRFC822.Envelope)); err != nil {
 				return fmt.Errorf("rfc822: %w", err)
 			}
 			if err := sameBodyStructure(a.MessageRFC822.BodyStructure, bs.MessageRFC822.BodyStructure); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func (x *boxTx) mailbox() storage.Mailbox {
 		SpecialUse:  x.rec.SpecialUse,
 		UIDValidity: x.rec.UIDValidity,
 		UIDNext:     imap.UID(x.rec.UIDNext),
-		Subscribed:  x.rec.Subscribed,
+		Subscribed:  x.u.isSubscribed(x.rec.Name, &x.rec),
 	}
 }
 
@@ -116,6 +117,11 @@ func (u *userTx) createMailbox(name string, attr imap.MailboxAttr, subscribed bo
 	}
 	if g := u.graves.Get([]byte(name)); len(g) == 4 {
 		rec.UIDNext = binary.BigEndian.Uint32(g)
+	}
+	if subscribed {
+		if _, err := u.setSubscription(name, true); err != nil {
+			return 0, err
+		}
 	}
 	b, err := u.boxes.CreateBucket(be64(id))
 	if err != nil {
@@ -359,6 +365,9 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 			if err := u.names.Put([]byte(m.to), be64(m.id)); err != nil {
 				return struct{}{}, err
 			}
+			if err := u.renameSubscription(m.from, m.to, &x.rec); err != nil {
+				return struct{}{}, err
+			}
 			x.rec.Name = m.to
 			moves[i].modseq = x.bump()
 			if err := x.save(); err != nil {
@@ -379,7 +388,11 @@ func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName st
 	return nil
 }
 
-// SetSubscribed sets a mailbox's subscription.
+// SetSubscribed adds a mailbox's name to the user's subscription list or
+// removes it (subscriptions.go). Subscribing needs an existing mailbox
+// (ErrNotFound otherwise); unsubscribing takes any name on the list, also
+// one whose mailbox was deleted. A change of an existing mailbox's
+// subscription is a change of the mailbox (its modseq moves on).
 func (s *boltStore) SetSubscribed(ctx context.Context, user, name string, subscribed bool) error {
 	n, err := storage.NormalizeMailboxName(name)
 	if err != nil {
@@ -391,11 +404,16 @@ func (s *boltStore) SetSubscribed(ctx context.Context, user, name string, subscr
 			return struct{}{}, err
 		}
 		x, err := u.boxByName(n)
+		if errors.Is(err, storage.ErrNotFound) && !subscribed && u.isSubscribed(n, nil) {
+			_, err := u.setSubscription(n, false)
+			return struct{}{}, err
+		}
 		if err != nil {
 			return struct{}{}, err
 		}
-		if x.rec.Subscribed == subscribed {
-			return struct{}{}, nil
+		changed, err := u.setSubscription(n, subscribed)
+		if err != nil || (!changed && x.rec.Subscribed == subscribed) {
+			return struct{}{}, err
 		}
 		x.rec.Subscribed = subscribed
 		x.bump()

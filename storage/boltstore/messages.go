@@ -185,11 +185,11 @@ func prepare(m *storage.NewMessage, now time.Time) (*prepared, error) {
 // still stored, described as one text/plain part.
 //
 // Without wantBS only the header is read.
-func parseMessage(raw []byte, wantBS bool) (env *imap.Envelope, bs imap.BodyStructure) {
+func parseMessage(raw []byte, wantBS bool) (env *envelope.Envelope, bs imap.BodyStructure) {
 	defer func() {
 		if recover() != nil {
 			if env == nil {
-				env = &imap.Envelope{}
+				env = &envelope.Envelope{}
 			}
 			bs = &imap.BodyStructureSinglePart{
 				Type:    "text",

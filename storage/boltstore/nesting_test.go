@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/internal/mimetest"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
@@ -27,7 +28,7 @@ func nestedBodyStructure(depth int) imap.BodyStructure {
 // limit reads back, and past it nothing is written.
 func TestParsedRecordNestingLimitIsShared(t *testing.T) {
 	for _, depth := range []int{message.MaxNesting - 1, message.MaxNesting} {
-		rec, err := encodeParsed(&imap.Envelope{}, nestedBodyStructure(depth))
+		rec, err := encodeParsed(&envelope.Envelope{}, nestedBodyStructure(depth))
 		if err != nil {
 			t.Fatalf("depth %d: encode: %v", depth, err)
 		}
@@ -36,7 +37,7 @@ func TestParsedRecordNestingLimitIsShared(t *testing.T) {
 		}
 	}
 	for _, depth := range []int{message.MaxNesting + 1, 1000} {
-		_, err := encodeParsed(&imap.Envelope{}, nestedBodyStructure(depth))
+		_, err := encodeParsed(&envelope.Envelope{}, nestedBodyStructure(depth))
 		if !errors.Is(err, message.ErrTooDeep) || !errors.Is(err, storage.ErrInvalid) {
 			t.Fatalf("depth %d: encode gave %v, want ErrTooDeep and ErrInvalid", depth, err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/internal/mimetest"
 	"github.com/pochta/pochta/message"
 	"github.com/pochta/pochta/storage"
@@ -26,14 +27,14 @@ func wideBodyStructure(children int) imap.BodyStructure {
 // The encoder and the decoder share the part limit: a record at the limit
 // reads back, and past it nothing is written.
 func TestParsedRecordPartLimitIsShared(t *testing.T) {
-	rec, err := encodeParsed(&imap.Envelope{}, wideBodyStructure(message.MaxParts-1))
+	rec, err := encodeParsed(&envelope.Envelope{}, wideBodyStructure(message.MaxParts-1))
 	if err != nil {
 		t.Fatalf("%d parts: encode: %v", message.MaxParts, err)
 	}
 	if _, _, err := decodeParsed(rec, true, true); err != nil {
 		t.Fatalf("%d parts: the decoder refuses what the encoder wrote: %v", message.MaxParts, err)
 	}
-	_, err = encodeParsed(&imap.Envelope{}, wideBodyStructure(message.MaxParts))
+	_, err = encodeParsed(&envelope.Envelope{}, wideBodyStructure(message.MaxParts))
 	if !errors.Is(err, message.ErrTooManyParts) || !errors.Is(err, storage.ErrInvalid) {
 		t.Fatalf("%d parts: encode gave %v, want ErrTooManyParts and ErrInvalid", message.MaxParts+1, err)
 	}

@@ -11,13 +11,14 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-message/textproto"
+	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/storage"
 )
 
 func appendKeepsTheCallersEnvelope(t *testing.T, b Backend) {
 	s, _ := b.New(t)
 	mustCreateUser(t, s, "alice@example.com")
-	env := &imap.Envelope{Subject: "given by caller", MessageID: "given@example.com"}
+	env := &envelope.Envelope{Subject: "given by caller", MessageID: "given@example.com"}
 	a, err := s.Append(context.Background(), "alice@example.com", storage.Drafts, &storage.NewMessage{Raw: []byte(simpleMessage("parsed")), Envelope: env})
 	if err != nil {
 		t.Fatal(err)

@@ -62,6 +62,7 @@ var contract = []struct {
 	{"RenameRefusedWhenAChildWouldCollide", renameRefusedWhenAChildWouldCollide},
 	{"DeleteMailboxKeepsChildren", deleteMailboxKeepsChildren},
 	{"SubscriptionStored", subscriptionStored},
+	{"SubscriptionsByName", subscriptionsByName},
 
 	// Messages (messages.go).
 	{"AppendedMessageLoadsBack", appendedMessageLoadsBack},

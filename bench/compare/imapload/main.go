@@ -10,7 +10,19 @@
 //   - then, -runs times each, FETCH 1:* (ENVELOPE FLAGS UID), FETCH 1:*
 //     (UID BODY.PEEK[]) reading every body to the end, UID SEARCH SUBJECT
 //     "needle", UID SEARCH BODY "haystack", both criteria at once, and
-//     UID SORT (DATE) ALL and UID SORT (SUBJECT) ALL.
+//     UID SORT (DATE) ALL and UID SORT (SUBJECT) ALL;
+//   - then, -runs times, a QRESYNC resync (RFC 7162): a client that saw the
+//     mailbox at some HIGHESTMODSEQ comes back after another session has
+//     changed the flags of 100 messages spread over it, and sends SELECT
+//     mailbox (QRESYNC (uidvalidity modseq)); the time to the tagged OK is
+//     measured, and the FETCH responses it received are counted (100 on a
+//     server that sends only the changes).
+//
+// -maildir DIR fills a Dovecot Maildir folder directly with the same
+// messages instead of APPENDing them (files in DIR/cur, mtime = the
+// message's Date), for mailboxes too big to APPEND to Dovecot in
+// reasonable time; Dovecot indexes them at the first SELECT, which the
+// "first run" FETCH figure then includes.
 //
 // It prints one JSON line: the message count the server reports, the
 // search hit count (the same on both servers, or the comparison means
@@ -54,6 +66,9 @@ type result struct {
 	SortDateMs     float64 `json:"sort_date_ms"`
 	SortSubjectMs  float64 `json:"sort_subject_ms"`
 	Sorted         int     `json:"sorted"`
+	QResyncMs      float64 `json:"qresync_ms"`
+	QResyncFetched int     `json:"qresync_fetched"`
+	Filled         string  `json:"filled"`
 	Round          int     `json:"round,omitempty"`
 	Mailbox        string  `json:"mailbox"`
 	EnvelopesCount int     `json:"envelopes"`
@@ -70,13 +85,17 @@ func main() {
 	limit := flag.Duration("limit", 5*time.Minute, "bound on each phase")
 	mailbox := flag.String("mailbox", "INBOX", "mailbox to APPEND to and query")
 	round := flag.Int("round", 0, "round number printed in the result")
+	maildir := flag.String("maildir", "", "with -append: write the messages into this Maildir folder instead of APPENDing")
 	flag.Parse()
 	if !strings.HasPrefix(*addr, "127.0.0.1:") && !strings.HasPrefix(*addr, "[::1]:") {
 		fmt.Fprintln(os.Stderr, "imapload: only loopback addresses are allowed")
 		os.Exit(2)
 	}
-	r := &result{Target: *target, Round: *round, Mailbox: *mailbox}
-	if err := run(r, *addr, *user, *pass, *appendN, *conns, *runs, *limit); err != nil {
+	r := &result{Target: *target, Round: *round, Mailbox: *mailbox, Filled: "append"}
+	if *maildir != "" {
+		r.Filled = "maildir"
+	}
+	if err := run(r, *addr, *user, *pass, *maildir, *appendN, *conns, *runs, *limit); err != nil {
 		fmt.Fprintln(os.Stderr, "imapload:", err)
 		os.Exit(1)
 	}
@@ -219,7 +238,7 @@ func median(d []time.Duration) float64 {
 	return float64(s[len(s)/2].Microseconds()) / 1000
 }
 
-func run(r *result, addr, user, pass string, appendN, conns, runs int, limit time.Duration) error {
+func run(r *result, addr, user, pass, maildir string, appendN, conns, runs int, limit time.Duration) error {
 	if !strings.EqualFold(r.Mailbox, "INBOX") {
 		c, err := login(addr, user, pass)
 		if err != nil {
@@ -231,7 +250,11 @@ func run(r *result, addr, user, pass string, appendN, conns, runs int, limit tim
 			return fmt.Errorf("CREATE %s: %w", r.Mailbox, err)
 		}
 	}
-	if appendN > 0 {
+	if appendN > 0 && maildir != "" {
+		if err := fillMaildir(maildir, appendN); err != nil {
+			return err
+		}
+	} else if appendN > 0 {
 		t, err := appendAll(addr, user, pass, r.Mailbox, appendN, conns, limit)
 		if err != nil {
 			return err
@@ -312,5 +335,16 @@ func run(r *result, addr, user, pass string, appendN, conns, runs int, limit tim
 	r.EnvelopeMs, r.BodyMs, r.SearchMs = median(env), median(body), median(search)
 	r.SubjectMs, r.BodySearchMs = median(subject), median(bodySearch)
 	r.SortDateMs, r.SortSubjectMs = median(sortDate), median(sortSubject)
+
+	var resync []time.Duration
+	for i := 0; i < runs; i++ {
+		d, n, err := qresync(addr, user, pass, r.Mailbox, int(r.Messages), i%2 == 0)
+		if err != nil {
+			return fmt.Errorf("QRESYNC: %w", err)
+		}
+		resync = append(resync, d)
+		r.QResyncFetched = n
+	}
+	r.QResyncMs = median(resync)
 	return nil
 }

@@ -1,0 +1,37 @@
+// Package pgstore holds the foundations of pochta's PostgreSQL storage
+// backend, meant to be shared by several pochta nodes (issue 13). It is not
+// selectable as a backend yet.
+//
+// Promises:
+//   - Migrate applies the embedded, numbered schema migrations in order, each
+//     in its own transaction recorded in schema_version, under a
+//     transaction-level advisory lock, so nodes starting together against the
+//     same fresh database apply each migration exactly once. Migrations only
+//     add; none drops or rewrites data. A database newer than this binary is
+//     refused with an error.
+//   - The schema (migrations/0001_initial.sql) has a place for every record
+//     the bbolt backend keeps; a body shared by copies is stored once and its
+//     reference count is kept by the database (triggers), which deletes it
+//     with its last copy.
+//   - AppendMessage allocates a mailbox's next UID and modseq and inserts the
+//     message in one transaction holding the mailbox row lock: across nodes,
+//     UIDs in a mailbox are unique and ascending and modseqs monotonic.
+//   - ClaimQueue hands each due entry whose lease is absent or expired to
+//     exactly one claimant (FOR UPDATE SKIP LOCKED), setting lease_owner and
+//     lease_until; an expired lease is taken over.
+//   - CountDay, MarkAlerted and SetRelayState keep the daily limits, the
+//     limit alerts and the relay's health in rows shared by all nodes: the
+//     limits count the whole organisation's mail, and of several nodes
+//     noticing the same thing at once exactly one records (and alerts) it.
+//   - Leader holds a session-level advisory lock on a connection of its own:
+//     at most one node leads; leadership is lost when that connection ends,
+//     and Lead, waiting in the server, takes over at once.
+//   - AppendMessage, SetFlags and Expunge give every change the mailbox's
+//     next modseq and NOTIFY ChannelMailbox at commit; Changes reads the
+//     feed from one snapshot, so a node that missed hints catches up from
+//     its last modseq without missing a change.
+//   - DurabilityWarning names the server settings (synchronous_commit or
+//     fsync off) under which a committed, acknowledged message can be lost.
+//   - Listener turns NOTIFY on a channel into a coalesced wake-up hint and,
+//     after reconnecting, reports that notifications may have been missed.
+package pgstore

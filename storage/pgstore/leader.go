@@ -1,0 +1,109 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// leaderLockKey is the session advisory lock key for housekeeping leadership.
+const leaderLockKey = 0x706f6368_7461_0002
+
+// LeaderAppName is the application_name of a Leader's connection.
+const LeaderAppName = "pochta-leader"
+
+// Leader is this node's housekeeping leadership: a session-level advisory
+// lock held by a connection of its own (not one of the pool's). At most one
+// session in the cluster holds it; it is given up when Close is called or
+// the connection ends for any reason (the node dies, the network fails, the
+// backend is terminated), and the server then grants it to a waiting node.
+// A leader must check Alive before each round of housekeeping.
+type Leader struct {
+	mu   sync.Mutex
+	conn *pgx.Conn
+	pid  uint32 // the backend holding the lock
+}
+
+func leaderConn(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
+	cfg := pool.Config().ConnConfig.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = LeaderAppName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: leader: connecting: %w", err)
+	}
+	return conn, nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// TryLead tries once to become leader. It returns nil, nil when another
+// session leads.
+func TryLead(ctx context.Context, pool *pgxpool.Pool) (*Leader, error) {
+	conn, err := leaderConn(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(leaderLockKey)).Scan(&ok); err != nil {
+		closeConn(conn)
+		return nil, fmt.Errorf("pgstore: leader: trying lock: %w", err)
+	}
+	if !ok {
+		closeConn(conn)
+		return nil, nil
+	}
+	return &Leader{conn: conn, pid: conn.PgConn().PID()}, nil
+}
+
+// Lead waits until this node is leader or ctx ends. The wait is the
+// server's (pg_advisory_lock): the lock is granted as soon as the previous
+// leader's session ends, with no polling.
+func Lead(ctx context.Context, pool *pgxpool.Pool) (*Leader, error) {
+	conn, err := leaderConn(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(leaderLockKey)); err != nil {
+		// Closing the session also withdraws the wait, or releases a lock
+		// granted just as ctx ended.
+		closeConn(conn)
+		return nil, fmt.Errorf("pgstore: leader: waiting for lock: %w", err)
+	}
+	return &Leader{conn: conn, pid: conn.PgConn().PID()}, nil
+}
+
+// Alive reports whether leadership still holds: the session holding the
+// lock answers. After false, the lock may already be someone else's; Close
+// and Lead again.
+func (l *Leader) Alive(ctx context.Context) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil || l.conn.IsClosed() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return l.conn.Ping(ctx) == nil
+}
+
+// Close gives up leadership by ending the session. It is safe to call more
+// than once.
+func (l *Leader) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		closeConn(l.conn)
+		l.conn = nil
+	}
+}
