@@ -154,13 +154,14 @@ func newSortEntry(m *metaMsg) *sortEntry {
 
 // sortItem is one message to sort, in mailbox order before sortItems.
 // num and pre hold the first key inline, so that most comparisons read
-// no sortEntry: num is a numeric key itself, pre the first 8 bytes of a
-// string key, big-endian (equal prefixes fall back to the whole string).
+// no sortEntry: num is a numeric key itself, pre the first 16 bytes of a
+// string key, big-endian (equal prefixes fall back to the whole string;
+// 16, not 8, because subjects often share their first words).
 type sortItem struct {
 	ref  msgRef
 	keys *sortEntry
 	num  int64
-	pre  uint64
+	pre  [2]uint64
 }
 
 // compare orders two entries by one key.
@@ -204,14 +205,14 @@ func (e *sortEntry) text(key protocol.SortKey) string {
 	return ""
 }
 
-// prefix is the first 8 bytes of s, big-endian, zero-padded: prefixes
-// that differ order as their strings do.
-func prefix(s string) uint64 {
-	var p uint64
-	for i := 0; i < 8; i++ {
-		p <<= 8
+// prefix is the first 16 bytes of s as two big-endian words,
+// zero-padded: prefixes that differ order as their strings do.
+func prefix(s string) [2]uint64 {
+	var p [2]uint64
+	for i := 0; i < 16; i++ {
+		p[i/8] <<= 8
 		if i < len(s) {
-			p |= uint64(s[i])
+			p[i/8] |= uint64(s[i])
 		}
 	}
 	return p
@@ -238,8 +239,10 @@ func sortItems(items []sortItem, keys []protocol.SortCriterion) {
 		switch {
 		case numeric:
 			c = cmp.Compare(a.num, b.num)
-		case a.pre != b.pre:
-			c = cmp.Compare(a.pre, b.pre)
+		case a.pre[0] != b.pre[0]:
+			c = cmp.Compare(a.pre[0], b.pre[0])
+		case a.pre[1] != b.pre[1]:
+			c = cmp.Compare(a.pre[1], b.pre[1])
 		default:
 			c = strings.Compare(a.keys.text(first.Key), b.keys.text(first.Key))
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/protocol"
 )
@@ -226,5 +228,34 @@ func TestSortAfterChanges(t *testing.T) {
 	r.ok("c EXPUNGE")
 	if got := r.ok("c SORT (DATE) UTF-8 ALL"); strings.TrimSpace(got[0]) != "* SORT 5 4 1 3 2" {
 		t.Fatalf("SORT after an expunge: %q", got)
+	}
+}
+
+// TestSortItemsInlinePrefix: the inline first key (16 bytes) orders strings
+// as strings.Compare does, also when they share 8, 16 or more bytes, are
+// prefixes of one another or are empty; reverse and ties (by UID) too.
+func TestSortItemsInlinePrefix(t *testing.T) {
+	subjects := []string{
+		"MEETING NOTES 2", "MEETING NOTES 10", "MEETING NOTES", "MEETING", "",
+		"MEETING NOTES FOR MONDAY B", "MEETING NOTES FOR MONDAY A", "MEETING NOTES FOR MONDAY",
+		"MEETINGS", "ZZZZZZZZZZZZZZZZZ", "ZZZZZZZZZZZZZZZZ", "A", "MEETING NOTES 2",
+		"\xff\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff",
+	}
+	for _, reverse := range []bool{false, true} {
+		items := make([]sortItem, len(subjects))
+		for i, s := range subjects {
+			items[i] = sortItem{ref: msgRef{uid: imap.UID(i + 1)}, keys: &sortEntry{subject: s}}
+		}
+		sortItems(items, []protocol.SortCriterion{{Key: protocol.SortSubject, Reverse: reverse}})
+		for i := 1; i < len(items); i++ {
+			a, b := items[i-1], items[i]
+			c := strings.Compare(a.keys.subject, b.keys.subject)
+			if reverse {
+				c = -c
+			}
+			if c > 0 || (c == 0 && a.ref.uid > b.ref.uid) {
+				t.Errorf("reverse=%v: %q (UID %d) sorted before %q (UID %d)", reverse, a.keys.subject, a.ref.uid, b.keys.subject, b.ref.uid)
+			}
+		}
 	}
 }
