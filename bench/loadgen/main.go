@@ -366,7 +366,7 @@ func run(bin string, perLevel, fetchN, idle int, limit time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("IDLE: %w", err)
 	}
-	fmt.Printf("\nIMAP IDLE, a delivery seen by another session (SMTP 250 to EXISTS, %d messages, %d idle connections beside): p50 %s, max %s\n",
+	fmt.Printf("\nIMAP IDLE, a delivery seen by another session (MAIL FROM to EXISTS, %d messages, %d idle connections beside): p50 %s, max %s\n",
 		len(lat), len(conns), percentile(lat, 0.5).Round(10*time.Microsecond), percentile(lat, 1).Round(10*time.Microsecond))
 	return nil
 }
