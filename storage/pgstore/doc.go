@@ -1,8 +1,29 @@
-// Package pgstore holds the foundations of pochta's PostgreSQL storage
-// backend, meant to be shared by several pochta nodes (issue 13). It is not
-// selectable as a backend yet.
+// Package pgstore is pochta's PostgreSQL storage backend, meant to be
+// shared by several pochta nodes (issue 13), and its foundations.
 //
-// Promises:
+// Open returns a storage.Store: the rules of package storage over this
+// package's storage.Backend. It is NOT selectable as a backend yet, and
+// must not be until the whole conformance suite (storagetest.Run) passes:
+// today it passes the groups TestConformancePostgresSoFar lists (users,
+// mailboxes without messages, subscriptions, the refused Backup), and the
+// methods it does not implement yet return an error saying so
+// (notyet.go), never a wrong answer. Backup always refuses: a PostgreSQL
+// database is backed up with pg_dump or pg_basebackup.
+//
+// Promises of the store so far:
+//   - Every write is one PostgreSQL transaction, all of it committed or
+//     none; it returns nil only after COMMIT succeeded.
+//   - Listen delivers the events of this handle's own commits, in commit
+//     order, after each commit (the handle's commits are serialised from
+//     COMMIT until their events are out). Other nodes' changes reach a
+//     node as hints (Listener) and through the feed (Changes).
+//   - A user's mailbox-list writers are serialised by the user's row lock;
+//     UIDVALIDITY comes from one shared row (max(last + 1, now)), and a
+//     name's UIDNEXT outlives its mailbox (mailbox_graves), so UIDs are
+//     never reused across nodes.
+//   - Subscriptions are kept by name (migrations/0002_subscriptions.sql).
+//
+// Promises of the foundations:
 //   - Migrate applies the embedded, numbered schema migrations in order, each
 //     in its own transaction recorded in schema_version, under a
 //     transaction-level advisory lock, so nodes starting together against the

@@ -36,6 +36,11 @@ type Backend struct {
 	// NewWithQuota is New for a store whose users may each keep quota
 	// bytes (storage.Options.Quota).
 	NewWithQuota func(t *testing.T, quota int64) storage.Store
+	// NoBackup, when not empty, says why the backend has no Backup of its
+	// own (PostgreSQL: pg_dump's job). BackupOpensAsAStoreOfItsOwn then
+	// checks that Backup refuses with errors.ErrUnsupported and writes
+	// nothing, instead of opening a copy; OpenBackup may be nil.
+	NoBackup string
 }
 
 // contract is every subtest Run runs, in order.
@@ -134,4 +139,36 @@ func Run(t *testing.T, b Backend) {
 	for _, c := range contract {
 		t.Run(c.name, func(t *testing.T) { c.run(t, b) })
 	}
+}
+
+// RunOnly runs exactly the named subtests of the contract against b, in
+// the contract's order: for a backend still being written, the groups it
+// already passes (a backend is complete only when Run passes). A name
+// that is not in the contract, or given twice, fails the test.
+func RunOnly(t *testing.T, b Backend, names ...string) {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		if want[n] {
+			t.Errorf("RunOnly: %q named twice", n)
+		}
+		want[n] = true
+	}
+	for _, c := range contract {
+		if want[c.name] {
+			delete(want, c.name)
+			t.Run(c.name, func(t *testing.T) { c.run(t, b) })
+		}
+	}
+	for n := range want {
+		t.Errorf("RunOnly: no subtest %q in the contract", n)
+	}
+}
+
+// Names returns the names of every subtest of the contract, in order.
+func Names() []string {
+	names := make([]string, len(contract))
+	for i, c := range contract {
+		names[i] = c.name
+	}
+	return names
 }
