@@ -15,24 +15,66 @@ import (
 
 // postgresSoFar are the conformance subtests the PostgreSQL backend
 // passes today. The backend is not selectable until it passes them all
-// (storagetest.Run); each group it gains moves here.
+// (storagetest.Run); missing are the outbound queue's groups, Check, and
+// the promises whose deliveries have external recipients (the queue).
 var postgresSoFar = []string{
 	// Users.
 	"UsersStoredLowerCasedNoDuplicates",
 	"UsersInvalidAddressesAndPasswordsRefused",
 	"AuthenticateAcceptsOnlyTheRightPassword",
 	"SetPasswordReplacesTheOldOne",
+	"DeleteUserRemovesMailboxesAndMail",
 	"UsersListedByAddress",
 	"SettingsStored",
 	// Mailboxes.
 	"NewUserHasTheFourSpecialUseMailboxes",
 	"ProtectedMailboxesCannotBeDeletedOrRenamed",
 	"CreateMailboxCreatesMissingParents",
+	"InboxMatchedCaseInsensitively",
+	"RenameMovesChildrenAndKeepsIdentity",
 	"RenameRefusedWhenAChildWouldCollide",
+	"DeleteMailboxKeepsChildren",
 	"SubscriptionStored",
 	"SubscriptionsByName",
-	// Messages.
+	// Messages (not yet: Check).
+	"AppendedMessageLoadsBack",
+	"AppendKeepsTheCallersEnvelope",
+	"AppendRefusesBadInput",
+	"HeaderLoadsTheRawHeaderAlone",
+	"StoreFlagsChangesFlagsAndUnseenCounter",
+	"ExpungeRemovesOnlyDeletedMessages",
+	"CopyKeepsFlagsAndDate",
+	"MoveAppendsThenExpungesInOneCommit",
+	"DeliverWritesSentAndEveryInboxCopy",
+	"StatsCount",
 	"BackupOpensAsAStoreOfItsOwn",
+	// The promises (not yet: those that deliver to external recipients, i.e. need the queue).
+	"DurableAcrossKill",
+	"UIDsAscendNeverReused",
+	"UIDValidityChangesOnRecreate",
+	"IsolationBetweenUsers",
+	"ReturnedDataOutlivesTheStore",
+	"EventsInCommitOrder",
+	// Read tracking.
+	"TrackingSentCopySeenWhenTheLastRecipientReads",
+	"TrackingUnreadCopyExpungedCountsAsDeleted",
+	"TrackingExpiredCopySettlesTheSentCopy",
+	"TrackingDeletedUsersSettleTheirPart",
+	"TrackingSentStatusListsOnlyTheUsersOwn",
+	"TrackingInboundMailNotTracked",
+	"TrackingSurvivesReopen",
+	"TrackingAppendOfTheServersSentCopyReturnsIt",
+	"TrackingAppendWithAnotherUsersMessageIDStored",
+	"TrackingAppendWithoutMessageIDNeverMerged",
+	"TrackingExpungedSentCopyNotReturned",
+	// The unread lifetime.
+	"ExpiryDeletesOnlyOldUnreadInboxMessages",
+	"ExpiryAfterMarkingUnreadAgain",
+	"ExpiryFollowsMovesIntoAndOutOfInbox",
+	// MULTIAPPEND and the quota.
+	"AppendManyAllOrNothing",
+	"AppendManySentDuplicateKeepsItsPlace",
+	"QuotaBoundsAppendAndCopy",
 }
 
 // TestConformancePostgresSoFar runs the groups of the storage contract

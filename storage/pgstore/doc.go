@@ -5,9 +5,11 @@
 // package's storage.Backend. It is NOT selectable as a backend yet, and
 // must not be until the whole conformance suite (storagetest.Run) passes:
 // today it passes the groups TestConformancePostgresSoFar lists (users,
-// mailboxes without messages, subscriptions, the refused Backup), and the
-// methods it does not implement yet return an error saying so
-// (notyet.go), never a wrong answer. Backup always refuses: a PostgreSQL
+// mailboxes, messages, read tracking, the unread lifetime, MULTIAPPEND and
+// the quota, the promises that need no queue, the refused Backup); the
+// outbound queue, Check and web sessions are missing, and the methods not
+// implemented yet return an error saying so (notyet.go), never a wrong
+// answer. Backup always refuses: a PostgreSQL
 // database is backed up with pg_dump or pg_basebackup.
 //
 // Promises of the store so far:
@@ -22,6 +24,15 @@
 //     name's UIDNEXT outlives its mailbox (mailbox_graves), so UIDs are
 //     never reused across nodes.
 //   - Subscriptions are kept by name (migrations/0002_subscriptions.sql).
+//   - A message is validated, parsed and encoded as the bbolt backend does
+//     it (boltstore.PrepareMessage); the copies of one delivery share one
+//     stored body (the bodies table, reference-counted by the database).
+//   - The rules of package storage run over RecordTx (records.go), whose
+//     records are one transaction's rows (migrations/0003_rule_records.sql);
+//     a MailboxTx writes its counters at each change, under the mailbox's
+//     row lock.
+//   - ReadBody reads a message in chunks of at most 256 KiB, each with a
+//     query of its own.
 //
 // Promises of the foundations:
 //   - Migrate applies the embedded, numbered schema migrations in order, each

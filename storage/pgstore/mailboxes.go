@@ -261,6 +261,17 @@ func (s *pgStore) DeleteMailbox(ctx context.Context, user, name string) error {
 		if err := bury(ctx, tx, addr, n, uint64(st.UIDNext)); err != nil {
 			return err
 		}
+		t := pgTx{ctx: ctx, tx: tx}
+		x, err := t.openMailbox(addr, st.ID)
+		if err != nil {
+			return err
+		}
+		if err := storage.MailboxDeleting(t, x, ev); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM unread WHERE username = $1 AND mailbox_id = $2", addr, int64(st.ID)); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, "DELETE FROM mailboxes WHERE id = $1", st.ID); err != nil {
 			return err
 		}

@@ -133,6 +133,12 @@ func (s *pgStore) DeleteUser(ctx context.Context, address string) error {
 		if err := lockUser(ctx, tx, addr); err != nil {
 			return err
 		}
+		if err := storage.UserDeleting(pgTx{ctx: ctx, tx: tx}, addr, ev); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM unread WHERE username = $1", addr); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, "SELECT id FROM mailboxes WHERE username = $1 ORDER BY id", addr)
 		if err != nil {
 			return err
