@@ -13,75 +13,11 @@ import (
 	"github.com/pochta/pochta/storage/storagetest"
 )
 
-// postgresSoFar are the conformance subtests the PostgreSQL backend
-// passes today. The backend is not selectable until it passes them all
-// (storagetest.Run); missing are the outbound queue's groups, Check, and
-// the promises whose deliveries have external recipients (the queue).
-var postgresSoFar = []string{
-	// Users.
-	"UsersStoredLowerCasedNoDuplicates",
-	"UsersInvalidAddressesAndPasswordsRefused",
-	"AuthenticateAcceptsOnlyTheRightPassword",
-	"SetPasswordReplacesTheOldOne",
-	"DeleteUserRemovesMailboxesAndMail",
-	"UsersListedByAddress",
-	"SettingsStored",
-	// Mailboxes.
-	"NewUserHasTheFourSpecialUseMailboxes",
-	"ProtectedMailboxesCannotBeDeletedOrRenamed",
-	"CreateMailboxCreatesMissingParents",
-	"InboxMatchedCaseInsensitively",
-	"RenameMovesChildrenAndKeepsIdentity",
-	"RenameRefusedWhenAChildWouldCollide",
-	"DeleteMailboxKeepsChildren",
-	"SubscriptionStored",
-	"SubscriptionsByName",
-	// Messages (not yet: Check).
-	"AppendedMessageLoadsBack",
-	"AppendKeepsTheCallersEnvelope",
-	"AppendRefusesBadInput",
-	"HeaderLoadsTheRawHeaderAlone",
-	"StoreFlagsChangesFlagsAndUnseenCounter",
-	"ExpungeRemovesOnlyDeletedMessages",
-	"CopyKeepsFlagsAndDate",
-	"MoveAppendsThenExpungesInOneCommit",
-	"DeliverWritesSentAndEveryInboxCopy",
-	"StatsCount",
-	"BackupOpensAsAStoreOfItsOwn",
-	// The promises (not yet: those that deliver to external recipients, i.e. need the queue).
-	"DurableAcrossKill",
-	"UIDsAscendNeverReused",
-	"UIDValidityChangesOnRecreate",
-	"IsolationBetweenUsers",
-	"ReturnedDataOutlivesTheStore",
-	"EventsInCommitOrder",
-	// Read tracking.
-	"TrackingSentCopySeenWhenTheLastRecipientReads",
-	"TrackingUnreadCopyExpungedCountsAsDeleted",
-	"TrackingExpiredCopySettlesTheSentCopy",
-	"TrackingDeletedUsersSettleTheirPart",
-	"TrackingSentStatusListsOnlyTheUsersOwn",
-	"TrackingInboundMailNotTracked",
-	"TrackingSurvivesReopen",
-	"TrackingAppendOfTheServersSentCopyReturnsIt",
-	"TrackingAppendWithAnotherUsersMessageIDStored",
-	"TrackingAppendWithoutMessageIDNeverMerged",
-	"TrackingExpungedSentCopyNotReturned",
-	// The unread lifetime.
-	"ExpiryDeletesOnlyOldUnreadInboxMessages",
-	"ExpiryAfterMarkingUnreadAgain",
-	"ExpiryFollowsMovesIntoAndOutOfInbox",
-	// MULTIAPPEND and the quota.
-	"AppendManyAllOrNothing",
-	"AppendManySentDuplicateKeepsItsPlace",
-	"QuotaBoundsAppendAndCopy",
-}
-
-// TestConformancePostgresSoFar runs the groups of the storage contract
-// (package storagetest) that the PostgreSQL backend passes so far, each
-// on a fresh database of a throwaway cluster (internal/pgtest).
-func TestConformancePostgresSoFar(t *testing.T) {
-	t.Run("postgres", func(t *testing.T) { storagetest.RunOnly(t, postgresBackend(), postgresSoFar...) })
+// TestConformance runs the storage contract (package storagetest) against
+// the PostgreSQL backend, each subtest on a fresh database of a throwaway
+// cluster (internal/pgtest). Backup is pg_dump's job (Backend.NoBackup).
+func TestConformance(t *testing.T) {
+	t.Run("postgres", func(t *testing.T) { storagetest.Run(t, postgresBackend()) })
 }
 
 func postgresBackend() storagetest.Backend {

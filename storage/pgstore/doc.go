@@ -2,17 +2,14 @@
 // shared by several pochta nodes (issue 13), and its foundations.
 //
 // Open returns a storage.Store: the rules of package storage over this
-// package's storage.Backend. It is NOT selectable as a backend yet, and
-// must not be until the whole conformance suite (storagetest.Run) passes:
-// today it passes the groups TestConformancePostgresSoFar lists (users,
-// mailboxes, messages, read tracking, the unread lifetime, MULTIAPPEND and
-// the quota, the promises that need no queue, the refused Backup); the
-// outbound queue, Check and web sessions are missing, and the methods not
-// implemented yet return an error saying so (notyet.go), never a wrong
-// answer. Backup always refuses: a PostgreSQL
-// database is backed up with pg_dump or pg_basebackup.
+// package's storage.Backend. It passes the whole storage conformance suite
+// (TestConformance/postgres). It is not selectable in cmd/pochta yet: web
+// sessions and preferences still return an error saying they are not
+// implemented (notyet.go), never a wrong answer. Backup always refuses
+// (errors.ErrUnsupported): a PostgreSQL database is backed up with
+// pg_dump or pg_basebackup.
 //
-// Promises of the store so far:
+// Promises of the store:
 //   - Every write is one PostgreSQL transaction, all of it committed or
 //     none; it returns nil only after COMMIT succeeded.
 //   - Listen delivers the events of this handle's own commits, in commit
@@ -31,8 +28,15 @@
 //     records are one transaction's rows (migrations/0003_rule_records.sql);
 //     a MailboxTx writes its counters at each change, under the mailbox's
 //     row lock.
-//   - ReadBody reads a message in chunks of at most 256 KiB, each with a
-//     query of its own.
+//   - ReadBody and QueueBody read a message in chunks of at most 256 KiB,
+//     each with a query of its own.
+//   - A queue entry is one row of the queue table holding its whole
+//     storage.QueueEntry as JSON (exact times) with the columns queries
+//     select on kept in step (migrations/0004_queue_entries.sql); the
+//     rules' claims lock the row (FOR UPDATE), so a lease is exclusive
+//     across nodes.
+//   - Check reads every user, mailbox and message row; repair moves a bad
+//     message into the quarantine table in the same transaction.
 //
 // Promises of the foundations:
 //   - Migrate applies the embedded, numbered schema migrations in order, each

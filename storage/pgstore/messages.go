@@ -199,19 +199,24 @@ func (s *pgStore) AppendMany(ctx context.Context, user, mailbox string, msgs []*
 	return out, nil
 }
 
-// Deliver implements storage.Backend: every copy, the tracking record
-// (and, once the queue is written, the queue entry) in one transaction.
+// Deliver implements storage.Backend: every copy, the tracking record and
+// the queue entry of the external recipients in one transaction.
 // The copies share one stored body when their bodies are the same.
 func (s *pgStore) Deliver(ctx context.Context, d *storage.Delivery) (*storage.DeliveryResult, error) {
 	if d == nil || (d.Sender == "" && len(d.Recipients) == 0 && len(d.External) == 0) {
 		return nil, fmt.Errorf("storage: deliver: nothing to deliver: %w", storage.ErrInvalid)
 	}
-	if len(d.External) > 0 {
-		return nil, notYet("deliver to external recipients (the queue)")
-	}
 	now := time.Now()
-	var sentCopy, inboxCopy *boltstore.PreparedMessage
+	var sentCopy, inboxCopy, relayCopy *boltstore.PreparedMessage
 	var err error
+	if len(d.External) > 0 {
+		if d.RelayCopy == nil {
+			return nil, fmt.Errorf("storage: deliver: external recipients without a relay copy: %w", storage.ErrInvalid)
+		}
+		if relayCopy, err = boltstore.PrepareMessage(d.RelayCopy, now); err != nil {
+			return nil, fmt.Errorf("storage: deliver: relay copy: %w", err)
+		}
+	}
 	if d.Sender != "" {
 		if sentCopy, err = boltstore.PrepareMessage(d.SentCopy, now); err != nil {
 			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
@@ -233,7 +238,7 @@ func (s *pgStore) Deliver(ctx context.Context, d *storage.Delivery) (*storage.De
 			}
 		}
 	}
-	body := sharedBody(sentCopy, inboxCopy, len(rcpts))
+	body := sharedBody(sentCopy, inboxCopy, relayCopy, len(rcpts))
 	sender := strings.ToLower(d.Sender)
 	var res *storage.DeliveryResult
 	err = s.write(ctx, func(tx pgx.Tx, ev *storage.Events) error {
@@ -267,6 +272,12 @@ func (s *pgStore) Deliver(ctx context.Context, d *storage.Delivery) (*storage.De
 		if err := storage.TrackDelivery(t, d, res, now, ev); err != nil {
 			return fmt.Errorf("read tracking: %w", err)
 		}
+		if relayCopy != nil {
+			var err error
+			if res.QueueID, err = enqueue(t, d, relayCopy, bodyID, res.TrackingID, now, ev); err != nil {
+				return fmt.Errorf("queue: %w", err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -278,17 +289,16 @@ func (s *pgStore) Deliver(ctx context.Context, d *storage.Delivery) (*storage.De
 // sharedBody returns the body (what follows the header) that every copy
 // of a delivery has, when there are several copies and it is not empty;
 // nil otherwise (each copy then keeps its own bytes).
-func sharedBody(sent, inbox *boltstore.PreparedMessage, recipients int) []byte {
+func sharedBody(sent, inbox, relay *boltstore.PreparedMessage, recipients int) []byte {
 	var copies []*boltstore.PreparedMessage
-	if sent != nil {
-		copies = append(copies, sent)
-	}
-	if inbox != nil {
-		copies = append(copies, inbox)
-	}
 	stored := recipients
-	if sent != nil {
-		stored++
+	for _, c := range []*boltstore.PreparedMessage{sent, inbox, relay} {
+		if c != nil {
+			copies = append(copies, c)
+			if c != inbox {
+				stored++
+			}
+		}
 	}
 	if stored < 2 {
 		return nil

@@ -25,13 +25,23 @@ import (
 type pgTx struct {
 	ctx context.Context
 	tx  pgx.Tx
+	// ro: a read-only transaction (ViewRecords), which takes no row locks.
+	ro bool
+}
+
+// forUpdate is the locking clause of t's reads of rows it may change.
+func (t pgTx) forUpdate() string {
+	if t.ro {
+		return ""
+	}
+	return " FOR UPDATE"
 }
 
 var _ storage.RecordTx = pgTx{}
 
 // ViewRecords implements storage.Records.
 func (s *pgStore) ViewRecords(ctx context.Context, fn func(tx storage.RecordTx) error) error {
-	return s.view(ctx, func(tx pgx.Tx) error { return fn(pgTx{ctx: ctx, tx: tx}) })
+	return s.view(ctx, func(tx pgx.Tx) error { return fn(pgTx{ctx: ctx, tx: tx, ro: true}) })
 }
 
 // UpdateRecords implements storage.Records: one transaction, fn run once.
@@ -82,7 +92,7 @@ func (t pgTx) openMailbox(user string, id uint64) (*pgMailbox, error) {
 	var uv int64
 	var attr string
 	err := t.tx.QueryRow(t.ctx, `SELECT name, uidvalidity, special_use FROM mailboxes
-		WHERE id = $1 AND username = $2 FOR UPDATE`, int64(id), addr).Scan(&x.name, &uv, &attr)
+		WHERE id = $1 AND username = $2`+t.forUpdate(), int64(id), addr).Scan(&x.name, &uv, &attr)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if err := userExists(t.ctx, t.tx, addr); err != nil {
 			return nil, err
@@ -488,7 +498,7 @@ func (t pgTx) PruneAlerted(keep string) error {
 // RelayState implements storage.RecordTx.
 func (t pgTx) RelayState() (string, error) {
 	var st string
-	err := t.tx.QueryRow(t.ctx, "SELECT state FROM relay_state FOR UPDATE").Scan(&st)
+	err := t.tx.QueryRow(t.ctx, "SELECT state FROM relay_state"+t.forUpdate()).Scan(&st)
 	return st, err
 }
 
@@ -521,17 +531,3 @@ func (t pgTx) DeliverNotices(ns []storage.PreparedNotice, ev *storage.Events) er
 	}
 	return nil
 }
-
-// QueueEntry implements storage.RecordTx (not yet).
-func (t pgTx) QueueEntry(id uint64) (*storage.QueueEntry, error) { return nil, notYet("queue") }
-
-// SaveQueueEntry implements storage.RecordTx (not yet).
-func (t pgTx) SaveQueueEntry(old, e *storage.QueueEntry, ev *storage.Events) error {
-	return notYet("queue")
-}
-
-// QueueHeader implements storage.RecordTx (not yet).
-func (t pgTx) QueueHeader(id uint64) (string, error) { return "", notYet("queue") }
-
-// QueueDueBetween implements storage.RecordTx (not yet).
-func (t pgTx) QueueDueBetween(from, to time.Time) ([]uint64, error) { return nil, notYet("queue") }

@@ -140,35 +140,3 @@ func Run(t *testing.T, b Backend) {
 		t.Run(c.name, func(t *testing.T) { c.run(t, b) })
 	}
 }
-
-// RunOnly runs exactly the named subtests of the contract against b, in
-// the contract's order: for a backend still being written, the groups it
-// already passes (a backend is complete only when Run passes). A name
-// that is not in the contract, or given twice, fails the test.
-func RunOnly(t *testing.T, b Backend, names ...string) {
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		if want[n] {
-			t.Errorf("RunOnly: %q named twice", n)
-		}
-		want[n] = true
-	}
-	for _, c := range contract {
-		if want[c.name] {
-			delete(want, c.name)
-			t.Run(c.name, func(t *testing.T) { c.run(t, b) })
-		}
-	}
-	for n := range want {
-		t.Errorf("RunOnly: no subtest %q in the contract", n)
-	}
-}
-
-// Names returns the names of every subtest of the contract, in order.
-func Names() []string {
-	names := make([]string, len(contract))
-	for i, c := range contract {
-		names[i] = c.name
-	}
-	return names
-}
