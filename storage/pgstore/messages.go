@@ -237,6 +237,9 @@ func (s *pgStore) Deliver(ctx context.Context, d *storage.Delivery) (*storage.De
 				rcpts = append(rcpts, r)
 			}
 		}
+		// INBOX rows are locked in address order, so crossing deliveries
+		// do not deadlock.
+		slices.Sort(rcpts)
 	}
 	body := sharedBody(sentCopy, inboxCopy, relayCopy, len(rcpts))
 	sender := strings.ToLower(d.Sender)

@@ -276,7 +276,9 @@ func (x *pgMailbox) SetSeen(uid imap.UID, ev *storage.Events) (bool, error) {
 // TrackingRecord implements storage.RecordTx.
 func (t pgTx) TrackingRecord(id uint64) (*storage.TrackingRecord, bool) {
 	var b []byte
-	if err := t.tx.QueryRow(t.ctx, "SELECT rec FROM tracking_records WHERE id = $1", int64(id)).Scan(&b); err != nil {
+	// Locked in a write: two nodes settling recipients of one record
+	// take turns instead of losing one another's change.
+	if err := t.tx.QueryRow(t.ctx, "SELECT rec FROM tracking_records WHERE id = $1"+t.forUpdate(), int64(id)).Scan(&b); err != nil {
 		return nil, false
 	}
 	var rec storage.TrackingRecord
@@ -456,10 +458,17 @@ func (t pgTx) UnreadBefore(limit uint64, max int) ([]storage.UnreadEntry, error)
 	})
 }
 
-// DayCount implements storage.RecordTx.
+// DayCount implements storage.RecordTx. In a write it locks the counter's
+// row (creating it at 0): claims on several nodes checking one limit take
+// turns, so together they never count past it.
 func (t pgTx) DayCount(day, user string) (int, error) {
+	if !t.ro {
+		if _, err := t.tx.Exec(t.ctx, "INSERT INTO daily_counters (day, username, count) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING", day, user); err != nil {
+			return 0, err
+		}
+	}
 	var n int
-	err := t.tx.QueryRow(t.ctx, "SELECT coalesce((SELECT count FROM daily_counters WHERE day = $1 AND username = $2), 0)", day, user).Scan(&n)
+	err := t.tx.QueryRow(t.ctx, "SELECT coalesce((SELECT count FROM daily_counters WHERE day = $1 AND username = $2"+t.forUpdate()+"), 0)", day, user).Scan(&n)
 	return n, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
@@ -127,7 +128,30 @@ func (s *pgStore) publish(evs []storage.Event) {
 // write runs fn in one transaction and commits it; the events fn adds are
 // published after the commit, in commit order. A failed fn or commit
 // keeps nothing.
+//
+// A transaction PostgreSQL aborts for a deadlock or a serialization
+// failure (two nodes' writes crossing) is run again, up to maxAttempts
+// times: fn must assign its results, not accumulate them.
 func (s *pgStore) write(ctx context.Context, fn func(tx pgx.Tx, ev *storage.Events) error) error {
+	var err error
+	for range maxAttempts {
+		if err = s.writeOnce(ctx, fn); !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// maxAttempts bounds how often write runs a transaction PostgreSQL aborted.
+const maxAttempts = 5
+
+// retryable reports a deadlock or a serialization failure.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.Events) error) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
