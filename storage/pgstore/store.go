@@ -30,10 +30,6 @@ type Options struct {
 	Quota int64
 }
 
-// errNotYet is what the parts of storage.Backend that this backend does
-// not implement yet return (see the package doc: the backend is not
-// selectable until the whole conformance suite passes).
-var errNotYet = errors.New("not implemented by the PostgreSQL backend yet")
 
 // pgStore is a storage.Backend over a pgx pool. Every write is one
 // PostgreSQL transaction; this handle's own commits are published to its
