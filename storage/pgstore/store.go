@@ -30,7 +30,6 @@ type Options struct {
 	Quota int64
 }
 
-
 // pgStore is a storage.Backend over a pgx pool. Every write is one
 // PostgreSQL transaction; this handle's own commits are published to its
 // listeners in commit order (commitMu is held from COMMIT until the
