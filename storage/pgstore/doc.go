@@ -1,8 +1,44 @@
-// Package pgstore holds the foundations of pochta's PostgreSQL storage
-// backend, meant to be shared by several pochta nodes (issue 13). It is not
-// selectable as a backend yet.
+// Package pgstore is pochta's PostgreSQL storage backend, meant to be
+// shared by several pochta nodes (issue 13), and its foundations.
 //
-// Promises:
+// Open returns a storage.Store: the rules of package storage over this
+// package's storage.Backend. It passes the whole storage conformance suite
+// (TestConformance/postgres). It is not selectable in cmd/pochta yet: web
+// sessions and preferences still return an error saying they are not
+// implemented (notyet.go), never a wrong answer. Backup always refuses
+// (errors.ErrUnsupported): a PostgreSQL database is backed up with
+// pg_dump or pg_basebackup.
+//
+// Promises of the store:
+//   - Every write is one PostgreSQL transaction, all of it committed or
+//     none; it returns nil only after COMMIT succeeded.
+//   - Listen delivers the events of this handle's own commits, in commit
+//     order, after each commit (the handle's commits are serialised from
+//     COMMIT until their events are out). Other nodes' changes reach a
+//     node as hints (Listener) and through the feed (Changes).
+//   - A user's mailbox-list writers are serialised by the user's row lock;
+//     UIDVALIDITY comes from one shared row (max(last + 1, now)), and a
+//     name's UIDNEXT outlives its mailbox (mailbox_graves), so UIDs are
+//     never reused across nodes.
+//   - Subscriptions are kept by name (migrations/0002_subscriptions.sql).
+//   - A message is validated, parsed and encoded as the bbolt backend does
+//     it (boltstore.PrepareMessage); the copies of one delivery share one
+//     stored body (the bodies table, reference-counted by the database).
+//   - The rules of package storage run over RecordTx (records.go), whose
+//     records are one transaction's rows (migrations/0003_rule_records.sql);
+//     a MailboxTx writes its counters at each change, under the mailbox's
+//     row lock.
+//   - ReadBody and QueueBody read a message in chunks of at most 256 KiB,
+//     each with a query of its own.
+//   - A queue entry is one row of the queue table holding its whole
+//     storage.QueueEntry as JSON (exact times) with the columns queries
+//     select on kept in step (migrations/0004_queue_entries.sql); the
+//     rules' claims lock the row (FOR UPDATE), so a lease is exclusive
+//     across nodes.
+//   - Check reads every user, mailbox and message row; repair moves a bad
+//     message into the quarantine table in the same transaction.
+//
+// Promises of the foundations:
 //   - Migrate applies the embedded, numbered schema migrations in order, each
 //     in its own transaction recorded in schema_version, under a
 //     transaction-level advisory lock, so nodes starting together against the

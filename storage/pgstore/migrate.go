@@ -120,8 +120,8 @@ func migrateOne(ctx context.Context, pool *pgxpool.Pool, ms []migration) (bool, 
 	return true, nil
 }
 
-// Open connects a pool to dsn and migrates the schema.
-func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+// Connect connects a pool to dsn and migrates the schema.
+func Connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: connecting: %w", err)

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func pool(t *testing.T, dsn string) *pgxpool.Pool {
 	t.Helper()
-	p, err := Open(context.Background(), dsn)
+	p, err := Connect(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -460,9 +461,28 @@ func statsCount(t *testing.T, b Backend) {
 
 // backupOpensAsAStoreOfItsOwn: Backup writes a consistent copy while the
 // store keeps serving, and the copy holds the data at backup time.
+//
+// A backend whose databases are backed up by other tools (Backend.NoBackup)
+// must instead refuse: Backup returns an error wrapping
+// errors.ErrUnsupported, writes nothing, and the store keeps serving.
 func backupOpensAsAStoreOfItsOwn(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice, bob)
 	ctx := context.Background()
+	if b.NoBackup != "" {
+		t.Logf("backend without Backup: %s", b.NoBackup)
+		var buf bytes.Buffer
+		n, err := s.Backup(ctx, &buf)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("Backup of a backend without Backup: %v, want an error wrapping errors.ErrUnsupported", err)
+		}
+		if n != 0 || buf.Len() != 0 {
+			t.Errorf("a refused Backup wrote %d bytes (reported %d)", buf.Len(), n)
+		}
+		if _, err := s.Authenticate(ctx, bob, "secret"); err != nil {
+			t.Errorf("the store after a refused backup: %v", err)
+		}
+		return
+	}
 	submit(t, s, "before backup", bob)
 	var buf bytes.Buffer
 	n, err := s.Backup(ctx, &buf)

@@ -37,6 +37,11 @@ type Backend struct {
 	// NewWithQuota is New for a store whose users may each keep quota
 	// bytes (storage.Options.Quota).
 	NewWithQuota func(t *testing.T, quota int64) storage.Store
+	// NoBackup, when not empty, says why the backend has no Backup of its
+	// own (PostgreSQL: pg_dump's job). BackupOpensAsAStoreOfItsOwn then
+	// checks that Backup refuses with errors.ErrUnsupported and writes
+	// nothing, instead of opening a copy; OpenBackup may be nil.
+	NoBackup string
 }
 
 // contract is every subtest Run runs, in order.

@@ -1,0 +1,222 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// Options configure a store opened with Open.
+type Options struct {
+	// Logger receives the store's log lines; nil means slog.Default().
+	Logger *slog.Logger
+	// PasswordCost is the bcrypt cost for new password hashes; 0 means
+	// bcrypt.DefaultCost. Tests lower it to bcrypt.MinCost.
+	PasswordCost int
+	// Quota is the bytes of messages each user may keep; 0 means no limit.
+	Quota int64
+}
+
+// pgStore is a storage.Backend over a pgx pool. Every write is one
+// PostgreSQL transaction; this handle's own commits are published to its
+// listeners in commit order (commitMu is held from COMMIT until the
+// events are out).
+type pgStore struct {
+	pool     *pgxpool.Pool
+	location string
+	opts     Options
+	log      *slog.Logger
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	commitMu  sync.Mutex
+	listenMu  sync.Mutex
+	listeners []func(storage.Event)
+}
+
+// Open connects to the PostgreSQL database at url (a postgres:// URL or a
+// libpq key=value string), applies the schema migrations and returns the
+// store. The rules (read tracking, the queue's limits, ...) are those of
+// package storage, over this backend's records.
+func Open(ctx context.Context, url string, opts Options) (storage.Store, error) {
+	b, err := openBackend(ctx, url, opts)
+	if err != nil {
+		return nil, err
+	}
+	st, err := storage.New(b, storage.RulesOptions{PasswordCost: opts.PasswordCost})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error) {
+	if opts.PasswordCost == 0 {
+		opts.PasswordCost = bcrypt.DefaultCost
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pool, err := Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if w, err := DurabilityWarning(ctx, pool); err == nil && w != "" {
+		log.Warn("pgstore: " + w)
+	}
+	return &pgStore{pool: pool, location: dsn, opts: opts, log: log}, nil
+}
+
+// Redacted returns a postgres:// URL with its password replaced, for logs.
+func Redacted(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Quota implements storage.Backend.
+func (s *pgStore) Quota() int64 { return s.opts.Quota }
+
+// Listen implements storage.Backend: fn gets the events of this handle's
+// own commits, in commit order, right after each commit.
+func (s *pgStore) Listen(fn func(storage.Event)) {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	s.listeners = append(s.listeners, fn)
+}
+
+func (s *pgStore) publish(evs []storage.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	s.listenMu.Lock()
+	ls := slices.Clone(s.listeners)
+	s.listenMu.Unlock()
+	for _, ev := range evs {
+		for _, fn := range ls {
+			fn(ev)
+		}
+	}
+}
+
+// write runs fn in one transaction and commits it; the events fn adds are
+// published after the commit, in commit order. A failed fn or commit
+// keeps nothing.
+//
+// A transaction PostgreSQL aborts for a deadlock or a serialization
+// failure (two nodes' writes crossing) is run again, up to maxAttempts
+// times: fn must assign its results, not accumulate them.
+func (s *pgStore) write(ctx context.Context, fn func(tx pgx.Tx, ev *storage.Events) error) error {
+	var err error
+	for range maxAttempts {
+		if err = s.writeOnce(ctx, fn); !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// maxAttempts bounds how often write runs a transaction PostgreSQL aborted.
+const maxAttempts = 5
+
+// retryable reports a deadlock or a serialization failure.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.Events) error) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	ev := storage.NewEvents(storage.OriginOf(ctx))
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.dbErr(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit: a no-op
+	if err := fn(tx, &ev); err != nil {
+		return err
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if err := tx.Commit(ctx); err != nil {
+		return s.dbErr(err)
+	}
+	s.publish(ev.List())
+	return nil
+}
+
+// view runs fn in a read-only transaction that sees one snapshot.
+func (s *pgStore) view(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return s.dbErr(err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return s.dbErr(tx.Commit(ctx))
+}
+
+func (s *pgStore) dbErr(err error) error {
+	if err != nil && s.closed.Load() {
+		return storage.ErrClosed
+	}
+	return err
+}
+
+// Backup implements storage.Backend by refusing: a PostgreSQL database is
+// backed up by PostgreSQL's own tools, which pochta does not replace.
+func (s *pgStore) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	return 0, fmt.Errorf("pgstore: backup: a PostgreSQL database is backed up with pg_dump or a base backup (pg_basebackup), not by pochta: %w", errors.ErrUnsupported)
+}
+
+// Stats implements storage.Backend: Path is the location Open was given,
+// Size the database's size on disk.
+func (s *pgStore) Stats(ctx context.Context) (*storage.Stats, error) {
+	st := &storage.Stats{Path: s.location}
+	err := s.view(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT pg_database_size(current_database()),
+			(SELECT count(*) FROM users), (SELECT count(*) FROM messages)`).Scan(&st.Size, &st.Users, &st.Messages)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: stats: %w", err)
+	}
+	return st, nil
+}
+
+// Close implements storage.Backend: it waits for the queries in flight and
+// closes the pool. Closing twice is harmless.
+func (s *pgStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.pool.Close()
+	})
+	return nil
+}
