@@ -516,3 +516,42 @@ func TestRussianLabelsFollowAcceptLanguage(t *testing.T) {
 		}
 	}
 }
+
+// TestSignInFromAnotherSiteIsRefused: login CSRF. A form on another site
+// posting to /login (the browser says so with Sec-Fetch-Site or Origin)
+// gets 403 and no session, so it cannot sign a visitor into an account of
+// its choosing; the page's own form, and a client that says nothing (a
+// script), still sign in.
+func TestSignInFromAnotherSiteIsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	body := url.Values{"address": {alice}, "password": {pass}}.Encode()
+	signIn := func(hdr ...string) *http.Response {
+		return e.anonymous().do(http.MethodPost, "/login", "application/x-www-form-urlencoded", strings.NewReader(body), hdr...)
+	}
+	hasSession := func(resp *http.Response) bool {
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "pochta_session" && ck.Value != "" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, hdr := range [][]string{
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Origin", "https://evil.example"},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"},
+	} {
+		resp := signIn(hdr...)
+		page := readBody(t, resp)
+		if resp.StatusCode != http.StatusForbidden || hasSession(resp) || !strings.Contains(page, "another site") {
+			t.Errorf("sign-in with %v: %s, session %v", hdr, resp.Status, hasSession(resp))
+		}
+	}
+	own := strings.TrimPrefix(e.url, "https://")
+	for _, hdr := range [][]string{{"Sec-Fetch-Site", "same-origin"}, {"Origin", "https://" + own}, nil} {
+		resp := signIn(hdr...)
+		if resp.StatusCode != http.StatusSeeOther || !hasSession(resp) {
+			t.Errorf("sign-in with %v: %s, session %v; want 303 and a session", hdr, resp.Status, hasSession(resp))
+		}
+	}
+}
