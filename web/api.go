@@ -71,7 +71,8 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, storage.ErrNotFound):
 		jsonError(w, http.StatusNotFound, strings.TrimPrefix(err.Error(), "storage: "))
 	case errors.Is(err, storage.ErrInvalid):
-		jsonError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), "storage: "))
+		// A value the request carried (a mailbox name, an address).
+		jsonError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "storage: "))
 	default:
 		s.internal(w, r, err)
 	}

@@ -79,7 +79,7 @@ func TestMailAPIAuthorisation(t *testing.T) {
 	if resp := users["alice"].get("/api/v1/messages?mailbox=Nowhere"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown mailbox: %s", resp.Status)
 	}
-	for _, bad := range []string{"/api/v1/messages", "/api/v1/messages?mailbox=INBOX&limit=0", "/api/v1/messages?mailbox=INBOX&before=x", "/api/v1/messages/abc?mailbox=INBOX"} {
+	for _, bad := range []string{"/api/v1/messages", "/api/v1/messages?mailbox=..", "/api/v1/messages?mailbox=a//b", "/api/v1/messages?mailbox=INBOX&limit=0", "/api/v1/messages?mailbox=INBOX&before=x", "/api/v1/messages/abc?mailbox=INBOX"} {
 		if resp := users["alice"].get(bad); resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("GET %s: %s, want 400", bad, resp.Status)
 		}

@@ -520,6 +520,10 @@ func (d *Decoder) stringLiteral() (string, error) {
 	}
 	max := min(d.lim.Literal, d.lim.Command-d.strBytes)
 	tooBig := &Error{Code: imap.ResponseCodeTooBig, Text: fmt.Sprintf("Literal larger than %d bytes", max)}
+	if max < d.lim.Literal {
+		// The command's budget, not this literal's own bound, ran out.
+		tooBig.Text = fmt.Sprintf("Literal of %d bytes past the %d bytes a command's literals may hold in all", n, d.lim.Command)
+	}
 	if binary {
 		max = -1
 		tooBig = &Error{Text: "literal8 is only allowed in APPEND"}

@@ -463,6 +463,10 @@ func TestCommandLiteralBudget(t *testing.T) {
 	if e := AsError(err); e == nil || e.Code != imap.ResponseCodeTooBig {
 		t.Fatalf("error = %v, want [TOOBIG] once 200 bytes of literals are read", err)
 	}
+	// It names the command's budget, not a literal bound of "0 bytes".
+	if e := AsError(err); !strings.Contains(e.Text, "200 bytes a command's literals may hold in all") {
+		t.Errorf("text %q does not name the command's 200-byte budget", e.Text)
+	}
 	if err := d.SkipCommand(); err != nil {
 		t.Fatal(err)
 	}
