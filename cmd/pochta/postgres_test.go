@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/smtp"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/internal/pgtest"
 )
 
@@ -26,9 +33,9 @@ func withDatabase(t *testing.T, cfgPath, url string) {
 
 // [message_server] database = "postgres://…" (issue 13): the admin
 // commands without a daemon and `pochta serve` work on the PostgreSQL
-// database (a throwaway cluster, internal/pgtest), which keeps what they
-// wrote across a restart; no bbolt file is created, and the URL's password
-// never shows.
+// database (a throwaway cluster, internal/pgtest): what one wrote the other
+// reads, mail submitted over SMTP is read over IMAP, backup refuses in one
+// sentence, no bbolt file is created, and the URL's password never shows.
 func TestPostgresDatabaseServesAndAdministers(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir)
@@ -52,6 +59,16 @@ func TestPostgresDatabaseServesAndAdministers(t *testing.T) {
 	}
 	if code, _, stderr := pochta(t, "pw-bob-long-one\n", "user", "add", "bob@example.test", "--password-stdin", "--config", cfg); code != 0 {
 		t.Fatalf("user add with daemon: exit %d: %s", code, stderr)
+	}
+	// Mail flows: alice submits to bob over SMTP, and bob's INBOX has it
+	// over IMAP.
+	c, _, err := config.Resolve(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	submitMail(t, c.SMTP.Submission, "alice@example.test", "pw-alice-long", "bob@example.test", "over postgres")
+	if n := imapExists(t, c.IMAP.Listen, "bob@example.test", "pw-bob-long-one"); n != 1 {
+		t.Fatalf("bob's INBOX has %d messages, want the one alice sent", n)
 	}
 	code, stdout, stderr := pochta(t, "", "status", "--config", cfg)
 	if code != 0 || !strings.Contains(stdout, "127.0.0.1") || strings.Contains(stdout+stderr, "s3cret") {
@@ -89,4 +106,89 @@ func TestPostgresUnreachableIsOneSentence(t *testing.T) {
 			t.Errorf("pochta %v: exit %d, stderr %q; want 1 and one line naming the server without the password", args, code, stderr)
 		}
 	}
+}
+
+// plainAuth is SMTP AUTH PLAIN without net/smtp's refusal of a cleartext
+// connection to anything but "localhost" (the test daemon allows it on
+// loopback).
+type plainAuth struct{ user, password string }
+
+func (a plainAuth) Start(*smtp.ServerInfo) (string, []byte, error) {
+	return "PLAIN", []byte("\x00" + a.user + "\x00" + a.password), nil
+}
+
+func (a plainAuth) Next([]byte, bool) ([]byte, error) { return nil, nil }
+
+// submitMail sends one message through the submission port.
+func submitMail(t *testing.T, addr, user, password, to, subject string) {
+	t.Helper()
+	msg := "From: " + user + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@example.test>\r\n\r\nHello.\r\n"
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Cleartext on loopback (allow_insecure_auth): the test daemon's
+	// certificate is self-signed.
+	if err := c.Auth(plainAuth{user, password}); err != nil {
+		t.Fatalf("AUTH: %v", err)
+	}
+	if err := c.Mail(user); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("submit to %s: %v", to, err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// imapExists logs in over IMAP and returns the EXISTS count of INBOX.
+func imapExists(t *testing.T, addr, user, password string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := textproto.NewReader(bufio.NewReader(conn))
+	if _, err := r.ReadLine(); err != nil {
+		t.Fatal(err)
+	}
+	exists := -1
+	for i, cmd := range []string{"LOGIN " + user + " " + password, "SELECT INBOX", "LOGOUT"} {
+		tag := fmt.Sprintf("a%d", i)
+		if _, err := fmt.Fprintf(conn, "%s %s\r\n", tag, cmd); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			line, err := r.ReadLine()
+			if err != nil {
+				t.Fatalf("IMAP %s: %v", cmd, err)
+			}
+			var n int
+			if _, err := fmt.Sscanf(line, "* %d EXISTS", &n); err == nil {
+				exists = n
+			}
+			if strings.HasPrefix(line, tag+" ") {
+				if !strings.HasPrefix(line, tag+" OK") {
+					t.Fatalf("IMAP %s: %s", cmd, line)
+				}
+				break
+			}
+		}
+	}
+	return exists
 }
