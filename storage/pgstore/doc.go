@@ -39,6 +39,10 @@
 //     across nodes.
 //   - Check reads every user, mailbox and message row; repair moves a bad
 //     message into the quarantine table in the same transaction.
+//   - Expunge tombstones older than storage.TombstoneLifetime are swept a
+//     minute after Open, then hourly (sweep.go); the mailbox's
+//     vanished_floor rises with them, so Changes from before a swept one
+//     says VanishedIncomplete.
 //
 // Promises of the foundations:
 //   - Migrate applies the embedded, numbered schema migrations in order, each

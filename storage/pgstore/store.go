@@ -44,6 +44,8 @@ type pgStore struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+	stopSweep chan struct{}
+	sweepDone chan struct{}
 
 	commitMu  sync.Mutex
 	listenMu  sync.Mutex
@@ -81,7 +83,10 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	if w, err := DurabilityWarning(ctx, pool); err == nil && w != "" {
 		log.Warn("pgstore: " + w)
 	}
-	return &pgStore{pool: pool, location: dsn, opts: opts, log: log, dummyHash: dummy}, nil
+	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log, dummyHash: dummy,
+		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
+	go s.runSweeper(s.stopSweep, s.sweepDone)
+	return s, nil
 }
 
 // Redacted returns dsn fit for logs and Stats: a postgres:// URL's
@@ -221,6 +226,8 @@ func (s *pgStore) Stats(ctx context.Context) (*storage.Stats, error) {
 // closes the pool. Closing twice is harmless.
 func (s *pgStore) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.stopSweep)
+		<-s.sweepDone
 		s.closed.Store(true)
 		s.pool.Close()
 	})
