@@ -288,10 +288,15 @@ func writeLiteral(wc io.WriteCloser, b []byte) error {
 // announced: the connection cannot carry on.
 var errLiteralCut = errors.New("literal cut short")
 
-// streamLiteral copies a literal from r as it is written.
+// streamLiteral copies a literal from r as it is written. An empty one
+// (a partial fetch from past the end, RFC 3501 6.4.5) copies nothing:
+// io.CopyBuffer panics on an empty buffer.
 func streamLiteral(wc io.WriteCloser, r *io.SectionReader) error {
-	buf := make([]byte, min(r.Size(), streamCopyBuffer))
-	_, cerr := io.CopyBuffer(struct{ io.Writer }{wc}, struct{ io.Reader }{r}, buf)
+	var cerr error
+	if r.Size() > 0 {
+		buf := make([]byte, min(r.Size(), streamCopyBuffer))
+		_, cerr = io.CopyBuffer(struct{ io.Writer }{wc}, struct{ io.Reader }{r}, buf)
+	}
 	if err := wc.Close(); err != nil && cerr == nil {
 		cerr = err
 	}

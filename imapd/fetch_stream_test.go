@@ -95,4 +95,14 @@ func TestFetchStreamsLargeBodies(t *testing.T) {
 	if n := streamed.Load(); n != 2 {
 		t.Errorf("after FETCH 1:2, %d bodies streamed, want 2 (only the large one each time)", n)
 	}
+	// A partial fetch from past the end of a streamed body is an empty
+	// string (RFC 3501 6.4.5); it once panicked and dropped the session.
+	past := &imap.FetchItemBodySection{Peek: true, Partial: &imap.SectionPartial{Offset: int64(len(raw)) + 1000, Size: 5}}
+	m = fetchOne(t, c, imap.SeqSetNum(2), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{past}})
+	if got := m.FindBodySection(past); got == nil || len(got) != 0 {
+		t.Errorf("BODY[]<%d.5> of a %d-byte message: %q, want an empty string", len(raw)+1000, len(raw), got)
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatalf("the session after a partial fetch past the end: %v", err)
+	}
 }

@@ -599,7 +599,7 @@ func hasFlag(flags []imap.Flag, flag imap.Flag) bool {
 }
 
 // intakeRefusal is the tagged NO for a message the intake checks refuse
-// (package message: MIME nesting and part limits), or nil for another
+// (package message: MIME nesting, part and header limits), or nil for another
 // error. APPEND and MULTIAPPEND answer alike.
 func intakeRefusal(err error) error {
 	switch {
@@ -609,6 +609,9 @@ func intakeRefusal(err error) error {
 	case message.IsTooManyParts(err):
 		return imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
 			"Message has more than %d MIME parts; nothing was stored", message.MaxParts))
+	case message.IsHeaderTooBig(err):
+		return imapNo(imap.ResponseCodeCannot, fmt.Sprintf(
+			"Message has a header section larger than %d KiB; nothing was stored", message.MaxHeaderBytes>>10))
 	}
 	return nil
 }

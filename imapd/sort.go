@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"cmp"
+	"fmt"
 	"mime"
 	"slices"
 	"strings"
@@ -38,10 +39,16 @@ func (s *session) Sort(kind protocol.NumKind, keys []protocol.SortCriterion, cri
 	if v.sortKeys == nil {
 		v.sortKeys = make(map[imap.UID]*sortEntry)
 	}
+	entries := make([]*sortEntry, len(refs))
 	var missing []msgRef
-	for _, r := range refs {
-		if v.sortKeys[r.uid] == nil {
+	for i, r := range refs {
+		if entries[i] = v.sortKeys[r.uid]; entries[i] == nil {
 			missing = append(missing, r)
+		}
+	}
+	if len(missing) == 0 {
+		if out, ok := v.sortOrders.reuse(keys, refs, entries, kind); ok {
+			return out, nil
 		}
 	}
 	msgs, err := s.loadMeta(cmd, v, missing, storage.LoadOptions{Envelope: true})
@@ -52,12 +59,17 @@ func (s *session) Sort(kind protocol.NumKind, keys []protocol.SortCriterion, cri
 		v.sortKeys[msgs[i].ref.uid] = newSortEntry(&msgs[i])
 	}
 	items := make([]sortItem, 0, len(refs))
-	for _, r := range refs {
-		if e := v.sortKeys[r.uid]; e != nil { // nil: expunged meanwhile
+	for i, r := range refs {
+		e := entries[i]
+		if e == nil {
+			e = v.sortKeys[r.uid]
+		}
+		if e != nil { // nil: expunged meanwhile
 			items = append(items, sortItem{ref: r, keys: e})
 		}
 	}
 	sortItems(items, keys)
+	v.sortOrders.keep(keys, items)
 	out := make([]uint32, len(items))
 	for i, it := range items {
 		if kind == protocol.NumKindUID {
@@ -135,6 +147,125 @@ func (s *session) loadMeta(cmd string, v *mailboxView, refs []msgRef, opts stora
 type sortEntry struct {
 	arrival, sent, size                     int64
 	subject, from, to, cc, dispFrom, dispTo string
+	// place is the entry's place in each of the view's kept orders
+	// (sortOrders), valid while its gen is that order's generation.
+	place [keptOrders]struct {
+		gen  uint64
+		rank int32
+	}
+}
+
+// keptOrders is how many sort orders a view keeps: two, for a client
+// that switches between two sorts (date and subject, say).
+const keptOrders = 2
+
+// sortOrders are a view's kept orders, one per slot; a new order takes
+// the slot used longest ago.
+type sortOrders struct {
+	slot [keptOrders]sortOrder
+	tick uint64
+}
+
+func (so *sortOrders) find(keys []protocol.SortCriterion) *sortOrder {
+	k := fmt.Sprint(keys)
+	for i := range so.slot {
+		if o := &so.slot[i]; o.gen != 0 && o.keys == k {
+			so.tick++
+			o.used = so.tick
+			return o
+		}
+	}
+	return nil
+}
+
+// keep records items, just sorted by keys, in the slot of these keys or
+// the one used longest ago.
+func (so *sortOrders) keep(keys []protocol.SortCriterion, items []sortItem) {
+	o := so.find(keys)
+	if o == nil {
+		o = &so.slot[0]
+		for i := range so.slot {
+			if so.slot[i].used < o.used {
+				o = &so.slot[i]
+			}
+		}
+		so.tick++
+		o.used = so.tick
+	}
+	for i := range so.slot {
+		if o == &so.slot[i] {
+			o.keep(i, fmt.Sprint(keys), items)
+		}
+	}
+}
+
+// reuse answers from the order kept for keys, if there is one (see
+// sortOrder.reuse).
+func (so *sortOrders) reuse(keys []protocol.SortCriterion, refs []msgRef, entries []*sortEntry, kind protocol.NumKind) ([]uint32, bool) {
+	o := so.find(keys)
+	if o == nil {
+		return nil, false
+	}
+	return o.reuse(refs, entries, kind)
+}
+
+// sortOrder is the order of one of a session's SORTs, kept so that a later
+// SORT with the same keys over the same messages or a subset of them
+// (clients repeat a SORT after every change, and a total order restricted
+// to a subset is that subset's order) is a walk over it instead of a
+// sort. Keys never change for a UID, and UIDs are not reused while a
+// mailbox is selected, so the order stays right as messages come and go;
+// a SORT that meets a message outside it sorts again.
+type sortOrder struct {
+	slot  int
+	gen   uint64
+	used  uint64
+	keys  string // the sort criteria it was made with
+	order []*sortEntry
+}
+
+// keep records items, just sorted by keys, as this slot's order.
+func (o *sortOrder) keep(slot int, keys string, items []sortItem) {
+	o.slot = slot
+	o.gen++
+	o.keys = keys
+	o.order = o.order[:0]
+	for i, it := range items {
+		p := &it.keys.place[slot]
+		p.gen, p.rank = o.gen, int32(i)
+		o.order = append(o.order, it.keys)
+	}
+}
+
+// reuse answers a SORT of refs (whose entries are given) from the order
+// when every entry is in it; ok is false otherwise.
+func (o *sortOrder) reuse(refs []msgRef, entries []*sortEntry, kind protocol.NumKind) (out []uint32, ok bool) {
+	if len(refs) > len(o.order) {
+		return nil, false
+	}
+	// at[rank] is 1 + the index in refs of the message at that place of
+	// the order (0: not asked for); the numbers come from refs, because
+	// sequence numbers move with expunges.
+	at := make([]int32, len(o.order))
+	for i, e := range entries {
+		p := e.place[o.slot]
+		if p.gen != o.gen {
+			return nil, false
+		}
+		at[p.rank] = int32(i + 1)
+	}
+	out = make([]uint32, 0, len(refs))
+	for _, i := range at {
+		if i == 0 {
+			continue
+		}
+		if r := refs[i-1]; kind == protocol.NumKindUID {
+			out = append(out, uint32(r.uid))
+		} else {
+			out = append(out, r.seq)
+		}
+	}
+	return out, true
 }
 
 func newSortEntry(m *metaMsg) *sortEntry {
@@ -154,13 +285,14 @@ func newSortEntry(m *metaMsg) *sortEntry {
 
 // sortItem is one message to sort, in mailbox order before sortItems.
 // num and pre hold the first key inline, so that most comparisons read
-// no sortEntry: num is a numeric key itself, pre the first 8 bytes of a
-// string key, big-endian (equal prefixes fall back to the whole string).
+// no sortEntry: num is a numeric key itself, pre the first 16 bytes of a
+// string key, big-endian (equal prefixes fall back to the whole string;
+// 16, not 8, because subjects often share their first words).
 type sortItem struct {
 	ref  msgRef
 	keys *sortEntry
 	num  int64
-	pre  uint64
+	pre  [2]uint64
 }
 
 // compare orders two entries by one key.
@@ -204,14 +336,14 @@ func (e *sortEntry) text(key protocol.SortKey) string {
 	return ""
 }
 
-// prefix is the first 8 bytes of s, big-endian, zero-padded: prefixes
-// that differ order as their strings do.
-func prefix(s string) uint64 {
-	var p uint64
-	for i := 0; i < 8; i++ {
-		p <<= 8
+// prefix is the first 16 bytes of s as two big-endian words,
+// zero-padded: prefixes that differ order as their strings do.
+func prefix(s string) [2]uint64 {
+	var p [2]uint64
+	for i := 0; i < 16; i++ {
+		p[i/8] <<= 8
 		if i < len(s) {
-			p |= uint64(s[i])
+			p[i/8] |= uint64(s[i])
 		}
 	}
 	return p
@@ -238,8 +370,10 @@ func sortItems(items []sortItem, keys []protocol.SortCriterion) {
 		switch {
 		case numeric:
 			c = cmp.Compare(a.num, b.num)
-		case a.pre != b.pre:
-			c = cmp.Compare(a.pre, b.pre)
+		case a.pre[0] != b.pre[0]:
+			c = cmp.Compare(a.pre[0], b.pre[0])
+		case a.pre[1] != b.pre[1]:
+			c = cmp.Compare(a.pre[1], b.pre[1])
 		default:
 			c = strings.Compare(a.keys.text(first.Key), b.keys.text(first.Key))
 		}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/pochta/pochta/imapd/envelope"
 	"github.com/pochta/pochta/imapd/protocol"
 )
@@ -226,5 +228,89 @@ func TestSortAfterChanges(t *testing.T) {
 	r.ok("c EXPUNGE")
 	if got := r.ok("c SORT (DATE) UTF-8 ALL"); strings.TrimSpace(got[0]) != "* SORT 5 4 1 3 2" {
 		t.Fatalf("SORT after an expunge: %q", got)
+	}
+	// Repeated SORTs answer from the kept order (sortOrder): a subset, UIDs
+	// instead of sequence numbers (UID 5 is gone, sequence 5 is UID 6),
+	// other keys, and the same keys again after the other key's SORT.
+	for _, c := range []struct{ cmd, want string }{
+		{"c SORT (DATE) UTF-8 2:4", "* SORT 4 3 2"},
+		{"c UID SORT (DATE) UTF-8 ALL", "* SORT 6 4 1 3 2"},
+		{"c SORT (REVERSE DATE) UTF-8 ALL", "* SORT 2 1 3 4 5"}, // 1 and 3 tie: UID order
+		{"c SORT (REVERSE DATE) UTF-8 1,5", "* SORT 1 5"},
+		{"c SORT (DATE) UTF-8 ALL", "* SORT 5 4 1 3 2"},
+	} {
+		if got := r.ok(c.cmd); strings.TrimSpace(got[0]) != c.want {
+			t.Errorf("%s: %q, want %q", c.cmd, got, c.want)
+		}
+	}
+}
+
+// TestSortItemsInlinePrefix: the inline first key (16 bytes) orders strings
+// as strings.Compare does, also when they share 8, 16 or more bytes, are
+// prefixes of one another or are empty; reverse and ties (by UID) too.
+func TestSortItemsInlinePrefix(t *testing.T) {
+	subjects := []string{
+		"MEETING NOTES 2", "MEETING NOTES 10", "MEETING NOTES", "MEETING", "",
+		"MEETING NOTES FOR MONDAY B", "MEETING NOTES FOR MONDAY A", "MEETING NOTES FOR MONDAY",
+		"MEETINGS", "ZZZZZZZZZZZZZZZZZ", "ZZZZZZZZZZZZZZZZ", "A", "MEETING NOTES 2",
+		"\xff\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff",
+	}
+	for _, reverse := range []bool{false, true} {
+		items := make([]sortItem, len(subjects))
+		for i, s := range subjects {
+			items[i] = sortItem{ref: msgRef{uid: imap.UID(i + 1)}, keys: &sortEntry{subject: s}}
+		}
+		sortItems(items, []protocol.SortCriterion{{Key: protocol.SortSubject, Reverse: reverse}})
+		for i := 1; i < len(items); i++ {
+			a, b := items[i-1], items[i]
+			c := strings.Compare(a.keys.subject, b.keys.subject)
+			if reverse {
+				c = -c
+			}
+			if c > 0 || (c == 0 && a.ref.uid > b.ref.uid) {
+				t.Errorf("reverse=%v: %q (UID %d) sorted before %q (UID %d)", reverse, a.keys.subject, a.ref.uid, b.keys.subject, b.ref.uid)
+			}
+		}
+	}
+}
+
+// TestSortOrdersKeepTwo: a view keeps the orders of its last two sorts;
+// a third sort takes the slot used longest ago, and an order is reused
+// only for the keys it was made with and the messages it holds.
+func TestSortOrdersKeepTwo(t *testing.T) {
+	entries := []*sortEntry{{subject: "B", sent: 1}, {subject: "A", sent: 3}, {subject: "C", sent: 2}}
+	refs := []msgRef{{seq: 1, uid: 10}, {seq: 2, uid: 20}, {seq: 3, uid: 30}}
+	byKey := func(k protocol.SortKey) []protocol.SortCriterion { return []protocol.SortCriterion{{Key: k}} }
+	sortBy := func(so *sortOrders, keys []protocol.SortCriterion) {
+		items := make([]sortItem, len(refs))
+		for i := range refs {
+			items[i] = sortItem{ref: refs[i], keys: entries[i]}
+		}
+		sortItems(items, keys)
+		so.keep(keys, items)
+	}
+	var so sortOrders
+	sortBy(&so, byKey(protocol.SortSubject))
+	sortBy(&so, byKey(protocol.SortDate))
+	check := func(keys []protocol.SortCriterion, want []uint32, wantOK bool) {
+		t.Helper()
+		got, ok := so.reuse(keys, refs, entries, protocol.NumKindUID)
+		if ok != wantOK || !slices.Equal(got, want) {
+			t.Errorf("reuse %v: %v %v, want %v %v", keys, got, ok, want, wantOK)
+		}
+	}
+	check(byKey(protocol.SortSubject), []uint32{20, 10, 30}, true)
+	check(byKey(protocol.SortDate), []uint32{10, 30, 20}, true)
+	check(byKey(protocol.SortSize), nil, false)
+	// SUBJECT was used last, so SIZE takes DATE's slot.
+	check(byKey(protocol.SortSubject), []uint32{20, 10, 30}, true)
+	sortBy(&so, byKey(protocol.SortSize))
+	check(byKey(protocol.SortDate), nil, false)
+	check(byKey(protocol.SortSubject), []uint32{20, 10, 30}, true)
+	// A message the order does not hold means sorting again.
+	extra := append(slices.Clone(entries), &sortEntry{subject: "D"})
+	moreRefs := append(slices.Clone(refs), msgRef{seq: 4, uid: 40})
+	if _, ok := so.reuse(byKey(protocol.SortSubject), moreRefs, extra, protocol.NumKindUID); ok {
+		t.Error("an order was reused for a message it does not hold")
 	}
 }

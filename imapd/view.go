@@ -34,6 +34,8 @@ type mailboxView struct {
 	// sortKeys are SORT's keys by UID (sort.go), kept for the next SORT:
 	// what they come from never changes for a UID.
 	sortKeys map[imap.UID]*sortEntry
+	// sortOrders are the last SORTs' orders, for the next ones (sort.go).
+	sortOrders sortOrders
 }
 
 // msgRef is one message as this client sees it.

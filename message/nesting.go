@@ -36,6 +36,47 @@ var ErrTooManyParts = fmt.Errorf("MIME structure of more than %d parts", MaxPart
 // IsTooManyParts reports whether err says a message had too many parts.
 func IsTooManyParts(err error) bool { return errors.Is(err, ErrTooManyParts) }
 
+// MaxHeaderBytes is the largest header section pochta stores, for the
+// message's own header and for each MIME part's: 256 KiB, Exchange's
+// default header limit (Postfix keeps at most 100 KB of each header field
+// and drops the rest; pochta refuses rather than store half a header).
+// Every reader of a header (the From check, the envelope, the body
+// structure) holds it whole in memory, several times over, so without a
+// bound one message of a 20 MB header cost a gigabyte.
+const MaxHeaderBytes = 256 << 10
+
+// ErrHeaderTooBig is returned for a message with a header section over
+// MaxHeaderBytes.
+var ErrHeaderTooBig = fmt.Errorf("a header section larger than %d KiB", MaxHeaderBytes>>10)
+
+// IsHeaderTooBig reports whether err says a message's header was too big.
+func IsHeaderTooBig(err error) bool { return errors.Is(err, ErrHeaderTooBig) }
+
+// CheckHeaderSize returns ErrHeaderTooBig when the message's own header
+// (its lines up to the first empty one, line ends counted) is over
+// MaxHeaderBytes; it reads at most that much of raw. CheckStructure checks
+// the same and every part's header too; this is for a check before the
+// whole structure is walked.
+func CheckHeaderSize(raw []byte) error {
+	n := 0
+	for pos := 0; pos < len(raw); {
+		end := len(raw)
+		if i := bytes.IndexByte(raw[pos:min(len(raw), pos+MaxHeaderBytes+2)], '\n'); i >= 0 {
+			end = pos + i + 1
+		} else if len(raw)-pos > MaxHeaderBytes+1 {
+			return ErrHeaderTooBig // one line longer than the limit
+		}
+		if len(bytes.TrimRight(raw[pos:end], "\r\n")) == 0 {
+			return nil
+		}
+		if n += end - pos; n > MaxHeaderBytes {
+			return ErrHeaderTooBig
+		}
+		pos = end
+	}
+	return nil
+}
+
 // maxHeaderScan bounds how much of one part's header CheckStructure keeps to
 // find its Content-Type: a field longer than this is not a Content-Type
 // any parser in pochta reads as multipart.
@@ -50,8 +91,9 @@ type nestingFrame struct {
 }
 
 // CheckStructure returns ErrTooDeep when the MIME structure of raw (a
-// whole message, header first) is nested deeper than MaxNesting, and
-// ErrTooManyParts when it has more than MaxParts parts. It reads raw once,
+// whole message, header first) is nested deeper than MaxNesting,
+// ErrTooManyParts when it has more than MaxParts parts, and
+// ErrHeaderTooBig when its header or a part's is over MaxHeaderBytes. It reads raw once,
 // line by line, keeping a stack of the open multipart boundaries, so its
 // cost is linear in len(raw): at most MaxNesting boundaries are compared
 // per boundary-looking line, because it stops at the first level past the
@@ -63,17 +105,25 @@ func CheckStructure(raw []byte) error {
 	inHeader := true
 	var contentType []byte // the current part's first Content-Type, unfolded
 	inContentType, seenContentType := false, false
+	headerBytes := 0 // of the header being read
 	for pos < len(raw) {
 		end := len(raw)
 		if i := bytes.IndexByte(raw[pos:], '\n'); i >= 0 {
 			end = pos + i + 1
 		}
 		line := bytes.TrimRight(raw[pos:end], "\r\n")
+		if inHeader && len(line) > 0 {
+			// The header's lines with their line ends; not the blank line.
+			if headerBytes += end - pos; headerBytes > MaxHeaderBytes {
+				return ErrHeaderTooBig
+			}
+		}
 		pos = end
 		if inHeader {
 			switch {
 			case len(line) == 0:
 				inHeader, inContentType, seenContentType = false, false, false
+				headerBytes = 0
 				opened, err := openContainer(contentType, &stack)
 				if err != nil {
 					return err

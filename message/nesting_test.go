@@ -122,3 +122,52 @@ func TestCheckStructureCountsParts(t *testing.T) {
 		t.Errorf("%d parts with their encapsulated messages: %v, want ErrTooManyParts", MaxParts+1, err)
 	}
 }
+
+// TestCheckStructureHeaderSize: a header section, the message's own or a
+// part's (also of an encapsulated message), may be MaxHeaderBytes long and
+// not a byte more; a long body is not a header.
+func TestCheckStructureHeaderSize(t *testing.T) {
+	fields := func(n int) string { // n bytes of header fields, CRLF-ended
+		line := "X-Filler: " + strings.Repeat("f", 88) + "\r\n" // 100 bytes
+		s := strings.Repeat(line, n/100)
+		if r := n % 100; r > 0 {
+			s += "X: " + strings.Repeat("g", r-5) + "\r\n"
+		}
+		return s
+	}
+	multipart := func(partHeader string) string {
+		return "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" + partHeader + "\r\nbody\r\n--b--\r\n"
+	}
+	rfc822 := func(inner string) string {
+		return "Content-Type: message/rfc822\r\n\r\n" + inner + "\r\nbody\r\n"
+	}
+	// The header's bytes, the blank line excluded.
+	top := func(n int) string { return fields(n) + "\r\nbody\r\n" }
+	for _, c := range []struct {
+		name string
+		raw  string
+		want error
+	}{
+		{"own header at the limit", top(MaxHeaderBytes), nil},
+		{"own header one byte over", top(MaxHeaderBytes + 1), ErrHeaderTooBig},
+		{"a header without a body", fields(MaxHeaderBytes + 1), ErrHeaderTooBig},
+		{"a part's header over", multipart(fields(MaxHeaderBytes + 1)), ErrHeaderTooBig},
+		{"a part's header at the limit", multipart(fields(MaxHeaderBytes - 2000)), nil},
+		{"an encapsulated header over", rfc822(fields(MaxHeaderBytes + 1)), ErrHeaderTooBig},
+		{"a long body", "Subject: x\r\n\r\n" + strings.Repeat("body line\r\n", MaxHeaderBytes), nil},
+		{"one header line over the limit", "Subject: " + strings.Repeat("s", MaxHeaderBytes) + "\r\n\r\nx\r\n", ErrHeaderTooBig},
+		{"LF line ends at the limit", strings.ReplaceAll(top(MaxHeaderBytes-3000), "\r\n", "\n"), nil},
+	} {
+		if err := CheckStructure([]byte(c.raw)); !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+		// CheckHeaderSize: the same for the message's own header.
+		own := c.want
+		if strings.Contains(c.name, "part") || strings.Contains(c.name, "encapsulated") {
+			own = nil
+		}
+		if err := CheckHeaderSize([]byte(c.raw)); !errors.Is(err, own) || (own == nil && err != nil) {
+			t.Errorf("CheckHeaderSize, %s: %v, want %v", c.name, err, own)
+		}
+	}
+}

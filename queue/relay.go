@@ -296,13 +296,13 @@ func (r *relay) send(ctx context.Context, from string, rcpts []string, msg relay
 	// too. go-smtp refuses CR and LF as well.
 	var valid []string
 	for _, a := range rcpts {
-		if addressOK(a, false) {
+		if storage.RelayAddressOK(a, false) {
 			valid = append(valid, a)
 		} else {
 			out.rcpts[a] = rcptResult{kind: rcptPermanent, reply: fmt.Sprintf("invalid recipient address %q", a), status: "5.1.3"}
 		}
 	}
-	if !addressOK(from, true) {
+	if !storage.RelayAddressOK(from, true) {
 		setAll(valid, &failure{kind: rcptPermanent, text: fmt.Sprintf("invalid sender address %q", from), status: "5.1.7"})
 		return out
 	}
@@ -477,22 +477,6 @@ func sanitize(s string) string {
 		s = s[:maxReplyLen] + "…"
 	}
 	return s
-}
-
-// addressOK refuses what could break out of an SMTP command line.
-func addressOK(a string, allowEmpty bool) bool {
-	if a == "" {
-		return allowEmpty
-	}
-	if len(a) > 254 || !strings.Contains(a, "@") {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if c := a[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' {
-			return false
-		}
-	}
-	return true
 }
 
 func isASCII(s string) bool {

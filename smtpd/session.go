@@ -48,6 +48,8 @@ var (
 		Message: fmt.Sprintf("Message is nested deeper than %d MIME levels; nothing was stored", message.MaxNesting)}
 	errTooManyParts = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 		Message: fmt.Sprintf("Message has more than %d MIME parts; nothing was stored", message.MaxParts)}
+	errHeaderTooBig = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: fmt.Sprintf("Message has a header section larger than %d KiB; nothing was stored", message.MaxHeaderBytes>>10)}
 	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Temporary authentication failure; try again later"}
 	errAuthBusy = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
@@ -258,6 +260,12 @@ func (s *session) Data(r io.Reader) error {
 		hostname:   s.srv.opts.Hostname,
 		now:        now,
 	}
+	if err := message.CheckHeaderSize(raw); err != nil {
+		// Before anything parses the header (the From check below
+		// would hold it whole); storage checks every part's too.
+		s.logTransaction(start, size, "rejected", err)
+		return s.srv.reject("header_too_big", errHeaderTooBig)
+	}
 	if s.kind != kindInbound {
 		// SPEC "Mail behaviour": a user sends as themselves, in the
 		// header as in the envelope. The trusted inbound port is exempt.
@@ -307,6 +315,10 @@ func (s *session) Data(r io.Reader) error {
 		if message.IsTooManyParts(err) {
 			s.logTransaction(start, len(msg.sent), "rejected", err)
 			return s.srv.reject("too_many_parts", errTooManyParts)
+		}
+		if message.IsHeaderTooBig(err) {
+			s.logTransaction(start, len(msg.sent), "rejected", err)
+			return s.srv.reject("header_too_big", errHeaderTooBig)
 		}
 		s.logTransaction(start, len(msg.sent), "failed", err)
 		return s.srv.reject("not_stored", errNotStored)

@@ -30,7 +30,7 @@ import (
 // (a few hundred bytes to a few KiB), which keeps the writer's time per
 // request small.
 func NewQueueEntry(d *Delivery, header []byte, size int64, trackingID uint64, now time.Time) (*QueueEntry, error) {
-	if !relayAddressOK(d.From, true) {
+	if !RelayAddressOK(d.From, true) {
 		return nil, fmt.Errorf("envelope sender %q cannot be relayed: %w", d.From, ErrInvalid)
 	}
 	source := d.Source
@@ -46,7 +46,7 @@ func NewQueueEntry(d *Delivery, header []byte, size int64, trackingID uint64, no
 	var rcpts []QueueRecipient
 	seen := make(map[string]bool, len(d.External))
 	for _, r := range d.External {
-		if !relayAddressOK(r, false) {
+		if !RelayAddressOK(r, false) {
 			return nil, fmt.Errorf("recipient %q cannot be relayed: %w", r, ErrInvalid)
 		}
 		if lr := strings.ToLower(r); !seen[lr] {
@@ -92,9 +92,12 @@ func NewQueueEntry(d *Delivery, header []byte, size int64, trackingID uint64, no
 	return e, nil
 }
 
-// relayAddressOK refuses what could break out of an SMTP command line:
-// CR, LF and other controls, spaces and angle brackets.
-func relayAddressOK(a string, allowEmpty bool) bool {
+// RelayAddressOK refuses an address that could break out of an SMTP
+// command line: CR, LF and other controls, spaces and angle brackets, no
+// "@", longer than 254 bytes; "" only with allowEmpty (a null sender).
+// Deliver refuses to queue such an address, and the relay (package queue)
+// checks again with this function before it writes one to the upstream.
+func RelayAddressOK(a string, allowEmpty bool) bool {
 	if a == "" {
 		return allowEmpty
 	}

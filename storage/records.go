@@ -10,6 +10,9 @@ package storage
 //
 // The rules are pochta's mail behaviour on top of the records, written
 // once against RecordTx and MailboxTx, never importing a database package:
+//   - users and passwords: the password policy, bcrypt hashes, an unknown
+//     user costing as much as a wrong password, the four mailboxes every
+//     user has (users.go);
 //   - read tracking (tracking.go, sentpage.go), with the hooks every
 //     store, removal, \Seen change, move and deletion calls (hooks.go,
 //     tracking_index.go);
@@ -18,7 +21,8 @@ package storage
 //   - the queue's claims with the daily limits, holds and once-a-day
 //     alerts, the uncount of an attempt that relayed nothing, resends,
 //     leases and the relay state with its alert (queue_rules.go,
-//     queue_lease.go), and what a delivery's queue entry says: its
+//     queue_lease.go), retention and deletion of entries
+//     (queue_retention.go), and what a delivery's queue entry says: its
 //     recipients, grouped by header, and the header summary
 //     (queue_entry.go).
 //
@@ -30,10 +34,10 @@ package storage
 // Still written inside the backend (storage/boltstore), as record work
 // that calls the hooks: mailbox creation, rename and deletion (protected
 // names, parents, UIDNEXT kept across re-creation), flag parsing and
-// STORE semantics, quota checks, how Deliver lays out its copies, queue
-// retention, the change feed and its tombstone sweep, check/quarantine
-// and web sessions. A new backend implements Backend: Records plus those
-// methods.
+// STORE semantics, quota checks, how Deliver lays out its copies, the
+// change feed and its tombstone sweep, check/quarantine, the user
+// list and deletion, and web sessions. A new backend implements Backend: Records
+// plus those methods.
 
 import (
 	"context"
@@ -66,6 +70,18 @@ type Records interface {
 // that does not exist, and only database errors otherwise; what a record
 // means is the rules' business.
 type RecordTx interface {
+	// UserRecord returns a user's record. ErrNotFound if no such user.
+	UserRecord(address string) (*UserRecord, error)
+	// CreateUserRecord creates a user (with no mailboxes). ErrExists if
+	// the address is taken.
+	CreateUserRecord(rec *UserRecord) error
+	// PutUserRecord replaces a user's record. ErrNotFound if no such user.
+	PutUserRecord(rec *UserRecord) error
+	// CreateMailbox creates one mailbox of user (not its parents) with a
+	// new UIDVALIDITY; a name used before continues from the UIDNEXT it
+	// had. It returns the mailbox's ID.
+	CreateMailbox(user, name string, attr imap.MailboxAttr, subscribed bool, now time.Time) (uint64, error)
+
 	// Mailbox opens a user's mailbox by ID for the rest of the
 	// transaction. ErrNotFound if the user or the mailbox is gone.
 	Mailbox(user string, id uint64) (MailboxTx, error)
@@ -120,6 +136,12 @@ type RecordTx interface {
 	// counts by status, listing) in step and reports recipients whose
 	// state changed to read tracking (setExternalState).
 	SaveQueueEntry(old, e *QueueEntry, ev *Events) error
+	// QueueEntriesAfter returns up to max entries (without bodies) with
+	// IDs above after, ascending.
+	QueueEntriesAfter(after uint64, max int) ([]*QueueEntry, error)
+	// RemoveQueueEntry removes an entry and its body, with the backend's
+	// indexes of it.
+	RemoveQueueEntry(e *QueueEntry) error
 	// QueueHeader returns the header section of an entry's stored message.
 	QueueHeader(id uint64) (string, error)
 	// QueueDueBetween returns the IDs of the entries due (QueueEntry's

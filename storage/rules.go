@@ -20,13 +20,8 @@ import (
 type Backend interface {
 	Records
 
-	CreateUser(ctx context.Context, address, password string, admin bool) error
-	SetPassword(ctx context.Context, address, password string) error
 	DeleteUser(ctx context.Context, address string) error
-	User(ctx context.Context, address string) (*User, error)
 	Users(ctx context.Context) ([]User, error)
-	Authenticate(ctx context.Context, address, password string) (*User, error)
-	SetSettings(ctx context.Context, address string, s Settings) error
 
 	Mailboxes(ctx context.Context, user string) ([]Mailbox, error)
 	Mailbox(ctx context.Context, user, name string) (*Mailbox, error)
@@ -58,8 +53,6 @@ type Backend interface {
 	QueueBody(ctx context.Context, id uint64, w io.Writer) (int64, error)
 	QueueCounts(ctx context.Context) (QueueCounts, error)
 	DueQueueEntries(ctx context.Context, now time.Time, max int) ([]QueueEntry, time.Time, error)
-	RemoveSettledQueueEntries(ctx context.Context, cutoff time.Time, after uint64) (*QueueRemoved, error)
-	DeleteQueueEntry(ctx context.Context, id uint64) error
 	QueuePageStore
 	WebStore
 
@@ -70,10 +63,30 @@ type Backend interface {
 	Close() error
 }
 
+// RulesOptions tune the rules.
+type RulesOptions struct {
+	// PasswordCost is the bcrypt cost for new password hashes; 0 means
+	// bcrypt.DefaultCost. Tests lower it to bcrypt.MinCost.
+	PasswordCost int
+}
+
 // New returns the Store of a backend: its own methods, and the rules
-// (Rules) over its records.
-func New(b Backend) Store {
-	return &store{Backend: b, Rules: Rules{Records: b}}
+// (Rules) over its records. ErrInvalid for a bad PasswordCost.
+func New(b Backend, opts RulesOptions) (Store, error) {
+	r, err := NewRules(b, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &store{Backend: b, Rules: r}, nil
+}
+
+// NewRules returns the rules over r.
+func NewRules(r Records, opts RulesOptions) (Rules, error) {
+	pw, err := newPasswords(opts.PasswordCost)
+	if err != nil {
+		return Rules{}, err
+	}
+	return Rules{Records: r, passwords: pw}, nil
 }
 
 type store struct {
@@ -82,12 +95,14 @@ type store struct {
 }
 
 // Rules are the Store methods that are mail rules, written once over any
-// Records: read tracking, the unread lifetime, the queue's claims with the
-// daily limits, holds and alerts, leases and the relay state. Each runs in
+// Records: users and passwords, read tracking, the unread lifetime, the queue's claims with the
+// daily limits, holds and alerts, leases, the relay state, retention and
+// deletion of entries. Each runs in
 // one transaction of Records (UpdateRecords), so it is all-or-nothing on
 // every backend.
 type Rules struct {
-	Records Records
+	Records   Records
+	passwords *passwords // nil without NewRules: no user methods then
 }
 
 // SentStatus implements TrackingStore.
@@ -143,4 +158,14 @@ func (r Rules) RenewQueueLease(ctx context.Context, lr LeaseRenewal) (*QueueEntr
 // ReleaseQueueLeases implements QueueStore.
 func (r Rules) ReleaseQueueLeases(ctx context.Context, owner string, now, horizon time.Time) (int, error) {
 	return releaseQueueLeases(ctx, r.Records, owner, now, horizon)
+}
+
+// RemoveSettledQueueEntries implements QueueStore.
+func (r Rules) RemoveSettledQueueEntries(ctx context.Context, cutoff time.Time, after uint64) (*QueueRemoved, error) {
+	return removeSettledQueueEntries(ctx, r.Records, cutoff, after)
+}
+
+// DeleteQueueEntry implements QueueStore.
+func (r Rules) DeleteQueueEntry(ctx context.Context, id uint64) error {
+	return deleteQueueEntry(ctx, r.Records, id)
 }

@@ -8,10 +8,10 @@
 // transactions over typed records (Records, RecordTx, MailboxTx) plus the
 // Store methods that are record work, which call the rules' hooks
 // (hooks.go) inside their transactions. This package owns the rules
-// written once for every backend (Rules: read tracking, the unread
-// lifetime, Sent de-duplication, the queue's daily limits, holds, alerts
-// and leases) and New, which puts a backend and the rules together into a
-// Store. Every promise below holds for every backend; TestConformance
+// written once for every backend (Rules: users and passwords, read
+// tracking, the unread lifetime, Sent de-duplication, the queue's daily
+// limits, holds, alerts, leases and retention) and New, which puts a
+// backend and the rules together into a Store. Every promise below holds for every backend; TestConformance
 // (storage/storagetest) checks them.
 //
 // Promises:

@@ -179,8 +179,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) routes(mux *http.ServeMux) {
+	// The address alone opens the Mail page, where signing in leads too
+	// (SPEC); the queue is a link away.
 	mux.HandleFunc("GET /{$}", s.page(func(w http.ResponseWriter, r *http.Request, _ *session) {
-		http.Redirect(w, r, "/queue", http.StatusSeeOther)
+		http.Redirect(w, r, "/mail", http.StatusSeeOther)
 	}))
 	mux.HandleFunc("GET /login", s.loginForm)
 	mux.HandleFunc("POST /login", s.login)

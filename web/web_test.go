@@ -66,6 +66,11 @@ func TestSignInSetsAStrictCookieAndRedirects(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login?next=%2Fqueue%3Fstatus%3Dfailed" {
 		t.Fatalf("anonymous /queue: %s to %q", resp.Status, resp.Header.Get("Location"))
 	}
+	// The bare address opens the Mail page, as signing in does.
+	resp = e.signIn(alice).get("/")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/mail" {
+		t.Fatalf("signed-in /: %s to %q, want the Mail page", resp.Status, resp.Header.Get("Location"))
+	}
 }
 
 func TestWrongPasswordsAreThrottledThenRefused(t *testing.T) {

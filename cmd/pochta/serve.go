@@ -383,7 +383,7 @@ and a first user:
 Then point a mail client at it (user name = the full address):
     IMAP  %s (STARTTLS)   or %s (SSL/TLS)
     SMTP  %s (STARTTLS)   or %s (SSL/TLS)
-    Web   https://%s/queue (sign in with the address and password)
+    Web   https://%s/ (sign in with the address and password: Mail, and the E-mail Queue)
 The certificate is self-signed (%s/tls-cert.pem): import it as trusted (README: "Trusting the development certificate").
 Mail for other domains goes to the development relay %s; it waits in the queue until something listens there (README: "The development relay").
 Stop with Ctrl-C.

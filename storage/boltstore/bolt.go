@@ -44,15 +44,16 @@ package boltstore
 //	                           "bodyref"/<uid> names a shared body (bodies.go)
 //	        "changes", "vanished"  the change feed: modseq index and
 //	                           expunge tombstones (feed.go)
-//	    "tracked"/<box><uid>   -> read-tracking record ID (tracking.go)
+//	    "tracked"/<box><uid>   -> read-tracking record ID (records_bolt.go;
+//	                              the rules: storage/tracking.go)
 //	    "sentlog"/<id>         the read-tracking records the user sent
 //	    "sentids"/<Message-ID> -> the copy in Sent, for APPEND de-duplication
-//	                              (tracking_index.go)
+//	                              (tracking_index_bolt.go)
 //	    "webprefs"             WebPrefs (JSON): web interface choices (websessions.go)
 //	"tracking"/<id>            read-tracking record (JSON); sequence issues IDs
 //	"unread"/<date><box><uid><address>
 //	                           INBOX messages without \Seen by internal date,
-//	                           for the unread-lifetime sweep (expiry.go)
+//	                           for the unread-lifetime sweep (expiry_bolt.go)
 //	"shared"/…                 bodies stored once for all the copies of a
 //	                           delivery, with their reference counts (bodies.go)
 //	"queue"/…                  the outbound queue: entries, bodies, the due
@@ -150,9 +151,7 @@ type boltStore struct {
 	path string
 	log  *slog.Logger
 
-	passwordCost int
-	dummyHash    []byte // compared against for unknown users
-	quota        int64  // Options.Quota
+	quota int64 // Options.Quota
 
 	// Writer state (writer.go).
 	reqs       chan *request
@@ -182,7 +181,12 @@ func Open(path string, opts Options) (storage.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return storage.New(s), nil
+	st, err := storage.New(s, storage.RulesOptions{PasswordCost: opts.PasswordCost})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 func openBolt(path string, opts Options) (*boltStore, error) {
@@ -194,6 +198,7 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 	if timeout <= 0 {
 		timeout = time.Second
 	}
+	// Checked before the file is touched (storage.NewRules checks it too).
 	cost := opts.PasswordCost
 	if cost == 0 {
 		cost = bcrypt.DefaultCost
@@ -229,26 +234,17 @@ func openBolt(path string, opts Options) (*boltStore, error) {
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
-	// Unknown users are compared against this hash so that Authenticate
-	// takes as long for them as for a wrong password.
-	dummy, err := bcrypt.GenerateFromPassword([]byte("pochta dummy password"), cost)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("storage: dummy hash: %w", err)
-	}
 	s := &boltStore{
-		db:           db,
-		path:         path,
-		log:          log,
-		passwordCost: cost,
-		dummyHash:    dummy,
-		reqs:         make(chan *request, 1024),
-		writerDone:   make(chan struct{}),
-		maxBatch:     opts.MaxBatch,
-		maxBytes:     opts.MaxBatchBytes,
-		quota:        opts.Quota,
-		sweepStop:    make(chan struct{}),
-		sweepDone:    make(chan struct{}),
+		db:         db,
+		path:       path,
+		log:        log,
+		reqs:       make(chan *request, 1024),
+		writerDone: make(chan struct{}),
+		maxBatch:   opts.MaxBatch,
+		maxBytes:   opts.MaxBatchBytes,
+		quota:      opts.Quota,
+		sweepStop:  make(chan struct{}),
+		sweepDone:  make(chan struct{}),
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256

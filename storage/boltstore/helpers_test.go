@@ -340,5 +340,10 @@ func openTestBolt(path string, opts Options) (*testStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &testStore{boltStore: b, Rules: storage.Rules{Records: b}}, nil
+	r, err := storage.NewRules(b, storage.RulesOptions{PasswordCost: opts.PasswordCost})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return &testStore{boltStore: b, Rules: r}, nil
 }

@@ -329,7 +329,7 @@ func (s *boltStore) Append(ctx context.Context, user, mailbox string, msg *stora
 			return nil, err
 		} else if dup != nil {
 			// The client's copy of a message the server already keeps
-			// in Sent (tracking_index.go).
+			// in Sent (storage/tracking_index.go).
 			return dup, nil
 		}
 		if err := s.checkQuota(u, int64(len(p.raw))); err != nil {
@@ -363,7 +363,7 @@ func (s *boltStore) Deliver(ctx context.Context, d *storage.Delivery) (*storage.
 			return nil, fmt.Errorf("storage: deliver: sent copy: %w", err)
 		}
 		if storage.TracksDelivery(d) {
-			// Unread until every recipient has read it (tracking.go).
+			// Unread until every recipient has read it (storage/tracking.go).
 			sentCopy.withoutSeen()
 		}
 	}

@@ -115,14 +115,6 @@ func decodeEntry(id uint64, v []byte) (*storage.QueueEntry, error) {
 	return &e, nil
 }
 
-func (q *queueTx) load(id uint64) (*storage.QueueEntry, error) {
-	v := q.entries.Get(be64(id))
-	if v == nil {
-		return nil, fmt.Errorf("queue entry %d: %w", id, storage.ErrNotFound)
-	}
-	return decodeEntry(id, v)
-}
-
 func (q *queueTx) count(status string, delta int64) error {
 	n := int64(0)
 	if v := q.counts.Get([]byte(status)); len(v) == 8 {
@@ -201,7 +193,9 @@ func (q *queueTx) track(old, e *storage.QueueEntry, ev *eventList) error {
 	return nil
 }
 
-func (q *queueTx) remove(e *storage.QueueEntry, ev *eventList) error {
+// remove deletes an entry, its body and its places in the indexes (the
+// rules have reported its pending recipients to read tracking).
+func (q *queueTx) remove(e *storage.QueueEntry) error {
 	if k := dueKey(e); k != nil {
 		if err := q.due.Delete(k); err != nil {
 			return err
@@ -212,15 +206,6 @@ func (q *queueTx) remove(e *storage.QueueEntry, ev *eventList) error {
 	}
 	if err := q.reindex(e, nil); err != nil {
 		return err
-	}
-	if e.TrackingID != 0 {
-		for _, r := range e.Recipients {
-			if r.State == storage.RcptPending {
-				if err := storage.SetExternalState(records(q.tx), e.TrackingID, r.Address, storage.TrackFailed, ev); err != nil {
-					return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
-				}
-			}
-		}
 	}
 	if err := q.dropBody(e.ID); err != nil {
 		return err
@@ -477,23 +462,4 @@ func (s *boltStore) DueQueueEntries(ctx context.Context, now time.Time, max int)
 		return nil, time.Time{}, fmt.Errorf("storage: due queue entries: %w", err)
 	}
 	return out, next, nil
-}
-
-// DeleteQueueEntry implements QueueStore.
-func (s *boltStore) DeleteQueueEntry(ctx context.Context, id uint64) error {
-	_, err := write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {
-		q, err := openQueue(tx)
-		if err != nil {
-			return struct{}{}, err
-		}
-		e, err := q.load(id)
-		if err != nil {
-			return struct{}{}, err
-		}
-		return struct{}{}, q.remove(e, ev)
-	})
-	if err != nil {
-		return fmt.Errorf("storage: delete: %w", err)
-	}
-	return nil
 }

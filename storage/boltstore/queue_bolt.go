@@ -1,8 +1,7 @@
 package boltstore
 
-// The queue's bbolt records as RecordTx operations (queue_rules.go has the
-// rules; queue.go the layout), and the QueueStore methods of the bolt
-// store that are rules.
+// The queue's bbolt records as RecordTx operations (the rules are in
+// storage/queue_rules.go, the layout in queue.go).
 
 import (
 	"encoding/binary"
@@ -25,6 +24,36 @@ func (t boltTx) SaveQueueEntry(old, e *storage.QueueEntry, ev *storage.Events) e
 		return err
 	}
 	return q.saveEntry(old, e, ev)
+}
+
+// QueueEntriesAfter implements RecordTx.
+func (t boltTx) QueueEntriesAfter(after uint64, max int) ([]*storage.QueueEntry, error) {
+	b := queueBucket(t.tx, bucketQEntries)
+	if b == nil {
+		return nil, nil
+	}
+	var es []*storage.QueueEntry
+	c := b.Cursor()
+	for k, v := c.Seek(be64(after + 1)); k != nil && len(es) < max; k, v = c.Next() {
+		if len(k) != 8 {
+			return nil, fmt.Errorf("queue entry key %x: %w", k, errCorrupt)
+		}
+		e, err := decodeEntry(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
+// RemoveQueueEntry implements RecordTx.
+func (t boltTx) RemoveQueueEntry(e *storage.QueueEntry) error {
+	q, err := openQueue(t.tx)
+	if err != nil {
+		return err
+	}
+	return q.remove(e)
 }
 
 // QueueHeader implements RecordTx.

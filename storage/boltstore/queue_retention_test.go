@@ -59,8 +59,8 @@ func sweepAll(t *testing.T, s storage.Store, cutoff time.Time) (sent, failed, ca
 			t.Fatalf("remove settled: %v", err)
 		}
 		calls++
-		if res.Sent+res.Failed > retentionBatch {
-			t.Fatalf("one call removed %d entries, more than the batch of %d", res.Sent+res.Failed, retentionBatch)
+		if res.Sent+res.Failed > storage.RetentionBatch {
+			t.Fatalf("one call removed %d entries, more than the batch of %d", res.Sent+res.Failed, storage.RetentionBatch)
 		}
 		sent, failed = sent+res.Sent, failed+res.Failed
 		if res.Next == 0 {
@@ -145,7 +145,7 @@ func TestWaitingAndHeldEntriesAreNeverRemoved(t *testing.T) {
 func TestALargeBacklogIsRemovedInBoundedBatches(t *testing.T) {
 	s, _ := queueStore(t)
 	settled := time.Now().Add(-40 * 24 * time.Hour)
-	n := retentionBatch + 50
+	n := storage.RetentionBatch + 50
 	var wg sync.WaitGroup
 	ids := make([]uint64, n)
 	for i := range n { // concurrent: the writer commits them in groups

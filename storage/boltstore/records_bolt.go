@@ -296,7 +296,7 @@ func mailboxTxs(live []*boxTx) []storage.MailboxTx {
 	return out
 }
 
-// The hooks the bolt code calls where a rule applies (tracking.go).
+// The hooks the bolt code calls where a rule applies (storage/hooks.go).
 
 func (x *boxTx) untrack(uid imap.UID, state string, live []*boxTx, ev *eventList) error {
 	return storage.Untrack(x.records(), x, uid, state, mailboxTxs(live), ev)
@@ -315,7 +315,7 @@ func (u *userTx) untrackUser(ev *eventList) error {
 }
 
 // withoutSeen drops \Seen from a prepared message: the Sent copy of a
-// tracked delivery stays unread until everyone has read it (tracking.go).
+// tracked delivery stays unread until everyone has read it (storage/tracking.go).
 func (p *prepared) withoutSeen() {
 	if p.flags.sys&flagSeen == 0 {
 		return

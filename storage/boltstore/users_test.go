@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pochta/pochta/storage"
-	"golang.org/x/crypto/bcrypt"
 )
 
 func TestAuthenticateUnknownUserTakesAsLongAsWrongPassword(t *testing.T) {
@@ -22,9 +21,6 @@ func TestAuthenticateUnknownUserTakesAsLongAsWrongPassword(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	mustCreateUser(t, s, "alice@example.com")
-	if got, err := bcrypt.Cost(s.dummyHash); err != nil || got != cost {
-		t.Fatalf("dummy hash cost %d (%v), want %d", got, err, cost)
-	}
 	fastest := func(addr string) time.Duration {
 		best := time.Hour
 		for range 5 {

@@ -186,22 +186,6 @@ func enqueue(t pgTx, d *storage.Delivery, body *boltstore.PreparedMessage, share
 	return e.ID, nil
 }
 
-// removeEntry deletes an entry and its body; its pending recipients
-// become failed in read tracking.
-func removeEntry(t pgTx, e *storage.QueueEntry, ev *storage.Events) error {
-	if e.TrackingID != 0 {
-		for _, r := range e.Recipients {
-			if r.State == storage.RcptPending {
-				if err := storage.SetExternalState(t, e.TrackingID, r.Address, storage.TrackFailed, ev); err != nil {
-					return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
-				}
-			}
-		}
-	}
-	_, err := t.tx.Exec(t.ctx, "DELETE FROM queue WHERE id = $1", int64(e.ID))
-	return err
-}
-
 func (s *pgStore) entries(ctx context.Context, sql string, args ...any) ([]storage.QueueEntry, error) {
 	var out []storage.QueueEntry
 	err := s.view(ctx, func(tx pgx.Tx) error {
@@ -356,101 +340,6 @@ func (s *pgStore) DueQueueEntries(ctx context.Context, now time.Time, max int) (
 		return nil, time.Time{}, fmt.Errorf("storage: due queue entries: %w", err)
 	}
 	return out, next, nil
-}
-
-// DeleteQueueEntry implements storage.Backend.
-func (s *pgStore) DeleteQueueEntry(ctx context.Context, id uint64) error {
-	err := s.write(ctx, func(tx pgx.Tx, ev *storage.Events) error {
-		t := pgTx{ctx: ctx, tx: tx}
-		e, err := loadEntry(ctx, tx, id, true)
-		if err != nil {
-			return err
-		}
-		return removeEntry(t, e, ev)
-	})
-	if err != nil {
-		return fmt.Errorf("storage: delete: %w", err)
-	}
-	return nil
-}
-
-// Retention's bounds: entries looked at, and removed, per call.
-const (
-	retentionScan  = 1000
-	retentionBatch = 200
-)
-
-func settledAt(e *storage.QueueEntry) time.Time {
-	switch {
-	case !e.LastAttempt.IsZero():
-		return e.LastAttempt
-	case e.SentOn != nil:
-		return *e.SentOn
-	}
-	return e.Date
-}
-
-func settledBefore(e *storage.QueueEntry, cutoff time.Time) bool {
-	return (e.Status == storage.QueueSent || e.Status == storage.QueueFailed) && settledAt(e).Before(cutoff)
-}
-
-// RemoveSettledQueueEntries implements storage.Backend: it looks at up to
-// retentionScan entries after after, removes up to retentionBatch settled
-// before cutoff in one transaction, and says where to go on.
-func (s *pgStore) RemoveSettledQueueEntries(ctx context.Context, cutoff time.Time, after uint64) (*storage.QueueRemoved, error) {
-	res := &storage.QueueRemoved{}
-	err := s.write(ctx, func(tx pgx.Tx, ev *storage.Events) error {
-		*res = storage.QueueRemoved{}
-		t := pgTx{ctx: ctx, tx: tx}
-		rows, err := tx.Query(ctx, `SELECT id, entry FROM queue WHERE id > $1 AND entry IS NOT NULL
-			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, int64(after), retentionScan+1)
-		if err != nil {
-			return err
-		}
-		var list []*storage.QueueEntry
-		for rows.Next() {
-			var id uint64
-			var b []byte
-			if err := rows.Scan(&id, &b); err != nil {
-				rows.Close()
-				return err
-			}
-			e, err := decodeEntry(id, b)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			list = append(list, e)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		removed := 0
-		for i, e := range list {
-			if i == retentionScan || removed == retentionBatch {
-				res.Next = e.ID - 1
-				return nil
-			}
-			if !settledBefore(e, cutoff) {
-				continue
-			}
-			if err := removeEntry(t, e, ev); err != nil {
-				return fmt.Errorf("queue entry %d: %w", e.ID, err)
-			}
-			removed++
-			if e.Status == storage.QueueSent {
-				res.Sent++
-			} else {
-				res.Failed++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("storage: remove settled queue entries: %w", err)
-	}
-	return res, nil
 }
 
 // QueueEntriesPage implements storage.QueuePageStore: by ID (the order of

@@ -36,11 +36,10 @@ type Options struct {
 // listeners in commit order (commitMu is held from COMMIT until the
 // events are out).
 type pgStore struct {
-	pool      *pgxpool.Pool
-	location  string
-	opts      Options
-	log       *slog.Logger
-	dummyHash []byte
+	pool     *pgxpool.Pool
+	location string
+	opts     Options
+	log      *slog.Logger
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -61,7 +60,12 @@ func Open(ctx context.Context, url string, opts Options) (storage.Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	return storage.New(b), nil
+	st, err := storage.New(b, storage.RulesOptions{PasswordCost: opts.PasswordCost})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error) {
@@ -72,10 +76,6 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	if log == nil {
 		log = slog.Default()
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("pochta dummy password"), opts.PasswordCost)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: dummy hash: %w", err)
-	}
 	pool, err := Connect(ctx, dsn)
 	if err != nil {
 		return nil, err
@@ -83,7 +83,7 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	if w, err := DurabilityWarning(ctx, pool); err == nil && w != "" {
 		log.Warn("pgstore: " + w)
 	}
-	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log, dummyHash: dummy,
+	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log,
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
 	go s.runSweeper(s.stopSweep, s.sweepDone)
 	return s, nil

@@ -21,7 +21,10 @@ func TestSweepTombstonesMarksTheFeedIncomplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := storage.New(b)
+	s, err := storage.New(b, storage.RulesOptions{PasswordCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	if err := s.CreateUser(ctx, "alice@example.com", "secret", false); err != nil {
 		t.Fatal(err)

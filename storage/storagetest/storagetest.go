@@ -7,7 +7,8 @@
 //		t.Run("bbolt", func(t *testing.T) { storagetest.Run(t, backend) })
 //	}
 //
-// Each subtest is named for the promise it checks
+// (storage/boltstore/conformance_test.go does so for bbolt.) Each subtest
+// is named for the promise it checks
 // (TestConformance/bbolt/UIDsAscendNeverReused). What a backend does
 // inside (encodings, group commit, file layout, corruption) is tested by
 // the backend's own tests, not here.
