@@ -72,6 +72,13 @@ func backupCommand() *command {
 		summary: "writes a consistent copy of the live database into DIR without stopping the daemon",
 		minArgs: 1, maxArgs: 1,
 		run: func(ctx context.Context, e *env, args []string) error {
+			cfg, err := loadConfig(e)
+			if err != nil {
+				return err
+			}
+			if cfg.DatabaseURL() != "" {
+				return fmt.Errorf("[message_server] database is a PostgreSQL database (%s), which pochta backup does not copy: back it up with pg_dump or pg_basebackup", cfg.RedactedDatabase())
+			}
 			return withAPI(e, func(api control.API) error {
 				for _, stale := range removeStaleBackups(args[0]) {
 					fmt.Fprintf(e.stderr, "removed %s, left by a backup that did not finish\n", stale)

@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/control"
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/storage/boltstore"
+	"github.com/pochta/pochta/storage/pgstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -58,8 +63,8 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 	if !errors.Is(err, control.ErrNoDaemon) {
 		return nil, nil, err
 	}
-	if err := checkBackend(cfg); err != nil {
-		return nil, nil, err
+	if cfg.DatabaseURL() != "" {
+		return localAPI(cfg, nil)
 	}
 	if create {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -77,6 +82,19 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 		}
 		return nil, nil, err
 	}
+	return localAPI(cfg, store)
+}
+
+// localAPI is the control API working on the database itself: store, or,
+// when nil, the PostgreSQL database the configuration names (its schema
+// migrated; the URL says where, so no data directory is involved).
+func localAPI(cfg *config.Config, store storage.Store) (control.API, func(), error) {
+	if store == nil {
+		var err error
+		if store, err = openPostgres(cfg, slog.New(slog.DiscardHandler)); err != nil {
+			return nil, nil, err
+		}
+	}
 	local := &control.Local{
 		Store:           store,
 		Version:         version,
@@ -88,15 +106,37 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 	return local, func() { store.Close() }, nil
 }
 
-// checkBackend refuses a configuration whose database this build cannot
-// open: a PostgreSQL URL (issue 13) is recognised, so it is never taken for
-// a file name, but the backend is not built in yet.
-func checkBackend(cfg *config.Config) error {
-	if cfg.DatabaseURL() == "" {
-		return nil
+// openPostgres opens the PostgreSQL database of [message_server] database
+// (issue 13): the store several nodes share. An error names the server
+// without the URL's password.
+func openPostgres(cfg *config.Config, logger *slog.Logger) (storage.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
+	defer cancel()
+	store, err := pgstore.Open(ctx, cfg.DatabaseURL(), pgstore.Options{Logger: logger, Quota: cfg.MessageServer.Quota})
+	if err != nil {
+		// One line: a driver error lists each address it tried on a
+		// line of its own.
+		msg := strings.Join(strings.Fields(redactURL(err.Error(), cfg)), " ")
+		return nil, fmt.Errorf("[message_server] database %s: %s", cfg.RedactedDatabase(), msg)
 	}
-	return fmt.Errorf("[message_server] database is a PostgreSQL URL (%s), but the PostgreSQL backend is not available in this build of pochta yet; set database to a bbolt file name such as \"pochta.db\"",
-		cfg.RedactedDatabase())
+	return store, nil
+}
+
+// postgresOpenTimeout bounds connecting to PostgreSQL and migrating its
+// schema at start.
+const postgresOpenTimeout = 30 * time.Second
+
+// redactURL removes the database URL's password from an error text (a
+// driver error may quote the connection string).
+func redactURL(msg string, cfg *config.Config) string {
+	u, err := url.Parse(cfg.DatabaseURL())
+	if err != nil || u.User == nil {
+		return msg
+	}
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
 }
 
 // noDatabaseError says where the command looked and how to point it at the

@@ -30,6 +30,7 @@ import (
 	"github.com/pochta/pochta/metrics"
 	"github.com/pochta/pochta/queue"
 	"github.com/pochta/pochta/smtpd"
+	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/storage/boltstore"
 	"github.com/pochta/pochta/tlsconf"
 	"github.com/pochta/pochta/trace"
@@ -68,9 +69,6 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	logger, level := newLogger(e.stderr, cfg.Log.Format, cfg.Log.Level)
 	// Libraries that log through slog's default get the same handler.
 	slog.SetDefault(logger)
-	if err := checkBackend(cfg); err != nil {
-		return err
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -78,13 +76,22 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	// counts something (no package-level metric globals).
 	reg := newRegistry()
 	counts := metrics.New(reg, cfg.DatabasePath())
-	store, err := boltstore.Open(cfg.DatabasePath(), boltstore.Options{Logger: logger, Quota: cfg.MessageServer.Quota})
-	if err != nil {
-		return err
-	}
-	if err := makePrivate(logger, cfg.DatabasePath()); err != nil {
-		store.Close()
-		return err
+	var store storage.Store
+	var err error
+	if cfg.DatabaseURL() != "" {
+		// PostgreSQL (issue 13): the data directory still holds the
+		// control socket and the certificates.
+		if store, err = openPostgres(cfg, logger); err != nil {
+			return err
+		}
+	} else {
+		if store, err = boltstore.Open(cfg.DatabasePath(), boltstore.Options{Logger: logger, Quota: cfg.MessageServer.Quota}); err != nil {
+			return err
+		}
+		if err := makePrivate(logger, cfg.DatabasePath()); err != nil {
+			store.Close()
+			return err
+		}
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -247,7 +254,7 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if cfgPath == "" {
 		printDevelopmentHint(e.stderr, cfg)
 	}
-	logger.Info("pochta started", "version", version, "config", cfgPath, "database", cfg.DatabasePath())
+	logger.Info("pochta started", "version", version, "config", cfgPath, "database", cfg.RedactedDatabase())
 	notifySystemd(logger, daemon.SdNotifyReady)
 
 	hup := make(chan os.Signal, 1)

@@ -3,11 +3,13 @@
 //
 // Open returns a storage.Store: the rules of package storage over this
 // package's storage.Backend. It passes the whole storage conformance suite
-// (TestConformance/postgres). It is not selectable in cmd/pochta yet: web
-// sessions and preferences still return an error saying they are not
-// implemented (notyet.go), never a wrong answer. Backup always refuses
+// (TestConformance/postgres), and cmd/pochta opens it for
+// [message_server] database = "postgres://…". Backup always refuses
 // (errors.ErrUnsupported): a PostgreSQL database is backed up with
-// pg_dump or pg_basebackup.
+// pg_dump or pg_basebackup. Several nodes may share a database (what they
+// write is consistent), but Listen tells a handle about its own commits
+// only: cross-node events (the Listener's hints turned into events) are
+// still to come.
 //
 // Promises of the store:
 //   - Every write is one PostgreSQL transaction, all of it committed or
@@ -37,6 +39,10 @@
 //     across nodes.
 //   - Check reads every user, mailbox and message row; repair moves a bad
 //     message into the quarantine table in the same transaction.
+//   - Expunge tombstones older than storage.TombstoneLifetime are swept a
+//     minute after Open, then hourly (sweep.go); the mailbox's
+//     vanished_floor rises with them, so Changes from before a swept one
+//     says VanishedIncomplete.
 //
 // Promises of the foundations:
 //   - Migrate applies the embedded, numbered schema migrations in order, each

@@ -405,12 +405,16 @@ func (s *pgStore) Messages(ctx context.Context, user string, mailboxID uint64, u
 			ids[i] = int64(u)
 		}
 		wantBytes := opts.Body || opts.Header
+		// The whole message only when Body is asked for and within
+		// BodyMax; otherwise (Header) the start of its own bytes, where
+		// the header is, bounded by maxHeaderRead.
 		rows, err := tx.Query(ctx, `SELECT m.uid, m.flags, m.internal_date, m.size, m.modseq,
 				CASE WHEN $3 THEN m.parsed END,
-				CASE WHEN $4 THEN m.own || coalesce(b.content, ''::bytea) END
+				CASE WHEN $4 AND ($5 <= 0 OR m.size <= $5) THEN m.own || coalesce(b.content, ''::bytea)
+					WHEN $6 THEN substring(m.own FROM 1 FOR $7) END
 			FROM messages m LEFT JOIN bodies b ON b.id = m.shared_body_id
 			WHERE m.mailbox_id = $1 AND m.uid = ANY($2)`,
-			int64(mailboxID), ids, opts.Envelope || opts.BodyStructure, wantBytes)
+			int64(mailboxID), ids, opts.Envelope || opts.BodyStructure, opts.Body, opts.BodyMax, opts.Header, maxHeaderRead)
 		if err != nil {
 			return err
 		}
@@ -435,10 +439,10 @@ func (s *pgStore) Messages(ctx context.Context, user string, mailboxID uint64, u
 					return fmt.Errorf("message %d: %w", uid, err)
 				}
 			}
-			if wantBytes {
+			if wantBytes && raw != nil {
 				n := headerLen(raw)
 				switch {
-				case opts.Body && opts.BodyMax > 0 && int64(len(raw)) > opts.BodyMax:
+				case opts.Body && opts.BodyMax > 0 && msg.Size > opts.BodyMax:
 					if opts.Header {
 						msg.Header = raw[:n:n]
 					}
@@ -471,6 +475,9 @@ func (s *pgStore) Messages(ctx context.Context, user string, mailboxID uint64, u
 	}
 	return msgs, nil
 }
+
+// maxHeaderRead bounds the bytes Messages reads for a header alone.
+const maxHeaderRead = 1 << 20
 
 func sortedUIDs(uids []imap.UID) []imap.UID {
 	out := slices.Clone(uids)

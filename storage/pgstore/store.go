@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,8 @@ type pgStore struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+	stopSweep chan struct{}
+	sweepDone chan struct{}
 
 	commitMu  sync.Mutex
 	listenMu  sync.Mutex
@@ -80,20 +83,28 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	if w, err := DurabilityWarning(ctx, pool); err == nil && w != "" {
 		log.Warn("pgstore: " + w)
 	}
-	return &pgStore{pool: pool, location: dsn, opts: opts, log: log}, nil
+	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log,
+		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
+	go s.runSweeper(s.stopSweep, s.sweepDone)
+	return s, nil
 }
 
-// Redacted returns a postgres:// URL with its password replaced, for logs.
+// Redacted returns dsn fit for logs and Stats: a postgres:// URL's
+// password, or a key=value string's password=, replaced by "xxxxx";
+// without a password, dsn unchanged.
 func Redacted(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
 		return dsn
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
+	return keyPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+// keyPassword finds the password of a key=value connection string.
+var keyPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // Quota implements storage.Backend.
 func (s *pgStore) Quota() int64 { return s.opts.Quota }
@@ -197,10 +208,10 @@ func (s *pgStore) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return 0, fmt.Errorf("pgstore: backup: a PostgreSQL database is backed up with pg_dump or a base backup (pg_basebackup), not by pochta: %w", errors.ErrUnsupported)
 }
 
-// Stats implements storage.Backend: Path is the location Open was given,
-// Size the database's size on disk.
+// Stats implements storage.Backend: Path is the location Open was given
+// (its password redacted), Size the database's size on disk.
 func (s *pgStore) Stats(ctx context.Context) (*storage.Stats, error) {
-	st := &storage.Stats{Path: s.location}
+	st := &storage.Stats{Path: Redacted(s.location)}
 	err := s.view(ctx, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `SELECT pg_database_size(current_database()),
 			(SELECT count(*) FROM users), (SELECT count(*) FROM messages)`).Scan(&st.Size, &st.Users, &st.Messages)
@@ -215,6 +226,8 @@ func (s *pgStore) Stats(ctx context.Context) (*storage.Stats, error) {
 // closes the pool. Closing twice is harmless.
 func (s *pgStore) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.stopSweep)
+		<-s.sweepDone
 		s.closed.Store(true)
 		s.pool.Close()
 	})
