@@ -284,3 +284,17 @@ func (g *guardedStore) DeleteUser(ctx context.Context, address string) error {
 	defer g.auth.Forget(address)
 	return g.Store.DeleteUser(ctx, address)
 }
+
+// maxLoggedName is how much of a login name a log line keeps: an address
+// is at most 254 bytes (RFC 5321), and a client may send 64 KiB.
+const maxLoggedName = 256
+
+// LogName is a login name as log lines show it: whole when it could be
+// an address, else its first 256 bytes and how long it was, so a failed
+// login with a huge name cannot flood the log.
+func LogName(name string) string {
+	if len(name) <= maxLoggedName {
+		return name
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(name[:maxLoggedName], ""), len(name))
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -234,5 +235,19 @@ func TestParallelGuessingOfOneAccountIsPaced(t *testing.T) {
 	// owner never logged in, so one check may wait but gets through.
 	if _, err := a.Login(ctx, office, "alice@example.com", "correct horse 1"); err != nil && !errors.Is(err, ErrBusy) {
 		t.Errorf("owner during the attack: %v", err)
+	}
+}
+
+// TestLogNameBoundsWhatALogLineKeeps: an address-sized name is logged
+// whole; a 4096-byte one is cut to 256 bytes and says how long it was.
+func TestLogNameBoundsWhatALogLineKeeps(t *testing.T) {
+	addr := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 189) // 254 bytes
+	if got := LogName(addr); got != addr {
+		t.Errorf("a 254-byte address logged as %q", got)
+	}
+	huge := strings.Repeat("x", 4096)
+	got := LogName(huge)
+	if len(got) > 300 || !strings.HasPrefix(got, strings.Repeat("x", 256)) || !strings.Contains(got, "(4096 bytes)") {
+		t.Errorf("a 4096-byte name logged as %d bytes: %q", len(got), got[:min(len(got), 80)])
 	}
 }

@@ -162,7 +162,7 @@ func (s *session) Login(username, password string) (err error) {
 			s.remote, refused.Until.UTC().Format(time.RFC3339)))
 	case errors.Is(err, auth.ErrFailed):
 		s.srv.metrics.AuthFailed()
-		s.log.Info("login failed", "username", username, "failures", s.authFailures+1)
+		s.log.Info("login failed", "username", auth.LogName(username), "failures", s.authFailures+1)
 		if r.Blocked {
 			s.log.Warn("too many failed logins; refusing logins from this address", "protocol", "imap")
 		}

@@ -397,7 +397,7 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 			// login itself would be acting for someone else.
 			if identity != "" && !strings.EqualFold(identity, username) {
 				s.srv.log.Info("smtp auth failed", "listener", s.kind.String(),
-					"remote", s.remote.String(), "user", username, "reason", "authorization identity differs")
+					"remote", s.remote.String(), "user", auth.LogName(username), "reason", "authorization identity differs")
 				s.tc.tracer().LoginFailed(username)
 				return smtp.ErrAuthFailed
 			}
@@ -433,13 +433,13 @@ func (s *submissionSession) authenticate(username, password string) error {
 		return nil
 	case errors.As(err, &refused):
 		s.srv.log.Info("smtp auth refused", "listener", s.kind.String(), "remote", s.remote.String(),
-			"user", username, "reason", "too many failed logins", "until", refused.Until)
+			"user", auth.LogName(username), "reason", "too many failed logins", "until", refused.Until)
 		s.tc.hangUp()
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 			Message: fmt.Sprintf("Too many failed logins from %s; logins from this address are refused until %s",
 				s.remote, refused.Until.UTC().Format(time.RFC3339))}
 	case errors.Is(err, auth.ErrFailed):
-		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
+		s.srv.log.Info("smtp auth failed", "listener", s.kind.String(), "remote", s.remote.String(), "user", auth.LogName(username))
 		s.srv.metrics.AuthFailed()
 		s.tc.tracer().LoginFailed(strings.ToLower(strings.TrimSpace(username)))
 		if r.Blocked {
@@ -448,7 +448,7 @@ func (s *submissionSession) authenticate(username, password string) error {
 		}
 		return smtp.ErrAuthFailed
 	case errors.Is(err, auth.ErrBusy):
-		s.srv.log.Info("smtp auth busy", "listener", s.kind.String(), "remote", s.remote.String(), "user", username)
+		s.srv.log.Info("smtp auth busy", "listener", s.kind.String(), "remote", s.remote.String(), "user", auth.LogName(username))
 		return errAuthBusy
 	default:
 		s.srv.log.Error("smtp auth error", "listener", s.kind.String(), "remote", s.remote.String(), "err", err)

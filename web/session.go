@@ -176,7 +176,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, auth.ErrFailed):
 		if res.Blocked {
-			s.log.Warn("web sign-in: address blocked after repeated failures", "client", addr.String(), "account", address)
+			s.log.Warn("web sign-in: address blocked after repeated failures", "client", addr.String(), "account", auth.LogName(address))
 		}
 		v.Error = t["login_failed"]
 		s.render(w, r, http.StatusUnauthorized, "login", nil, v)
