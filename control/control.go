@@ -96,6 +96,7 @@ type Status struct {
 // Relay states in RelayState.State.
 const (
 	RelayUp            = "up"
+	RelayUntried       = "untried"  // nothing has gone to it since the daemon started
 	RelayDown          = "down"     // unreachable: the queue is paused
 	RelaySettings      = "settings" // answers but refuses our login or TLS: the queue is paused
 	RelayNotConfigured = "not configured"
@@ -106,7 +107,7 @@ const (
 type RelayState struct {
 	// Address is [email_queue] relay ("" when not configured).
 	Address string `json:"address"`
-	// State is one of RelayUp, RelayDown, RelaySettings,
+	// State is one of RelayUp, RelayUntried, RelayDown, RelaySettings,
 	// RelayNotConfigured, RelayUnknown.
 	State string `json:"state"`
 	// Since is when the daemon last saw the state change (or started);

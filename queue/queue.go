@@ -228,6 +228,7 @@ type Queue struct {
 	state     string    // relay health (relayUp, relayDown, relaySettings)
 	nextProbe time.Time // real time; meaningful while state != relayUp
 	since     time.Time // real time the state last changed (or Start)
+	tried     bool      // an attempt or probe has reached (or failed to reach) the relay since Start
 	started   bool
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -570,6 +571,7 @@ func (q *Queue) relayFailed(f *failure) {
 	q.mu.Lock()
 	prev := q.state
 	q.state = state
+	q.tried = true
 	if prev == relayUp {
 		q.nextProbe = time.Now().Add(q.opt().HealthCheckInterval)
 	}
@@ -614,6 +616,7 @@ func (q *Queue) relayBack() {
 	q.mu.Lock()
 	prev := q.state
 	q.state = relayUp
+	q.tried = true
 	if prev != relayUp {
 		q.since = time.Now()
 	}
@@ -639,10 +642,15 @@ func (q *Queue) relayBack() {
 }
 
 // RelayHealth reports the relay's state ("up", "down" or "settings") and
-// since when; before Start it reports "up" and the zero time.
+// since when; before Start it reports "up" and the zero time. "untried"
+// is an "up" that no attempt or probe has confirmed since the start (the
+// state recorded before, or the assumption of a fresh database).
 func (q *Queue) RelayHealth() (state string, since time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.state == relayUp && !q.tried {
+		return "untried", q.since
+	}
 	return stateName(q.state), q.since
 }
 

@@ -26,7 +26,10 @@ const (
 
 func TestRelaysAnEntryAndMarksItSent(t *testing.T) {
 	e := newEnv(t, nil)
-	e.start()
+	q := e.start()
+	if state, _ := q.RelayHealth(); state != "untried" {
+		t.Errorf("relay health before anything was sent: %q, want untried", state)
+	}
 	id := e.send(alice, []string{"Carol@Remote.test", dave}, "hello out there")
 	en := e.waitEntry(id, "sent", statusIs(storage.QueueSent))
 	if !en.Sent || en.SentOn == nil || en.Attempts != 1 || en.Error != "" {
@@ -73,6 +76,9 @@ func TestRelaysAnEntryAndMarksItSent(t *testing.T) {
 	}
 	if got := e.metric("pochta_relay_up"); got != 1 {
 		t.Errorf("relay_up = %v", got)
+	}
+	if state, _ := q.RelayHealth(); state != "up" {
+		t.Errorf("relay health after a delivery: %q, want up", state)
 	}
 	e.lintMetrics()
 }

@@ -53,6 +53,8 @@ func describeRelay(r control.RelayState) string {
 		return "not configured (mail for other domains is refused)"
 	case control.RelayUnknown:
 		text = "unknown (no daemon is running to watch it)"
+	case control.RelayUntried:
+		return r.Address + " not tried yet (nothing has gone to it since the daemon started)"
 	case control.RelayDown:
 		text = "down: unreachable, the queue is paused"
 	case control.RelaySettings:
