@@ -106,7 +106,7 @@ func TestModSeqAscendsOnEveryWriteAndSurvivesRestart(t *testing.T) {
 	// Every event carries the modseq its mailbox reached; within a
 	// mailbox they ascend.
 	seen := map[uint64]uint64{}
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		if ev.Kind == storage.EventTracking {
 			continue // a Sent copy's recipients, not a change of the mailbox
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/storagetest"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 
@@ -112,84 +113,11 @@ func sizedMessage(n int) []byte {
 	return append(b, "\r\n"...)
 }
 
-// nestedMessage is a multipart/mixed with a multipart/alternative, an
-// attachment and a forwarded message, with every envelope field set.
-const nestedMessage = "Date: Tue, 03 Feb 2026 10:11:12 -0500\r\n" +
-	"From: \"Alice A.\" <alice@example.com>\r\n" +
-	"Sender: Secretary <sec@example.com>\r\n" +
-	"Reply-To: replies@example.com\r\n" +
-	"To: Bob <bob@example.com>, carol@example.org\r\n" +
-	"Cc: Dave <dave@example.net>\r\n" +
-	"Bcc: eve@example.com\r\n" +
-	"Subject: =?utf-8?q?Quarterly_r=C3=A9port?=\r\n" +
-	"In-Reply-To: <parent@example.com>\r\n" +
-	"Message-ID: <nested-1@example.com>\r\n" +
-	"MIME-Version: 1.0\r\n" +
-	"Content-Type: multipart/mixed; boundary=\"outer\"\r\n" +
-	"Content-Language: en, fr\r\n" +
-	"Content-Location: http://example.com/msg\r\n" +
-	"\r\n" +
-	"preamble\r\n" +
-	"--outer\r\n" +
-	"Content-Type: multipart/alternative; boundary=\"inner\"\r\n" +
-	"\r\n" +
-	"--inner\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\n" +
-	"Content-Transfer-Encoding: quoted-printable\r\n" +
-	"\r\n" +
-	"Hello Bob,=0D=0A\r\n" +
-	"numbers attached.\r\n" +
-	"--inner\r\n" +
-	"Content-Type: text/html; charset=utf-8\r\n" +
-	"\r\n" +
-	"<p>Hello Bob,</p>\r\n" +
-	"--inner--\r\n" +
-	"--outer\r\n" +
-	"Content-Type: application/pdf; name=\"report.pdf\"\r\n" +
-	"Content-Disposition: attachment; filename=\"report.pdf\"; size=12\r\n" +
-	"Content-Transfer-Encoding: base64\r\n" +
-	"Content-ID: <part2@example.com>\r\n" +
-	"Content-Description: The report\r\n" +
-	"Content-Language: de\r\n" +
-	"Content-Location: report.pdf\r\n" +
-	"\r\n" +
-	"JVBERi0xLjQKJcfs\r\n" +
-	"--outer\r\n" +
-	"Content-Type: message/rfc822\r\n" +
-	"Content-Disposition: inline\r\n" +
-	"\r\n" +
-	"From: Frank <frank@example.com>\r\n" +
-	"To: alice@example.com\r\n" +
-	"Subject: Forwarded\r\n" +
-	"Date: Wed, 01 Jan 2025 00:00:00 +0000\r\n" +
-	"Content-Type: text/plain\r\n" +
-	"\r\n" +
-	"Inner body.\r\n" +
-	"--outer--\r\n"
+// nestedMessage: the conformance suite's (storagetest.NestedMessage).
+const nestedMessage = storagetest.NestedMessage
 
-// eventLog records events from Listen. The writer publishes a commit's
-// events before answering its callers, so a snapshot taken after a write
-// returns already holds that write's events.
-type eventLog struct {
-	mu     sync.Mutex
-	events []storage.Event
-}
-
-func listen(s storage.Store) *eventLog {
-	l := &eventLog{}
-	s.Listen(func(ev storage.Event) {
-		l.mu.Lock()
-		l.events = append(l.events, ev)
-		l.mu.Unlock()
-	})
-	return l
-}
-
-func (l *eventLog) snapshot() []storage.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]storage.Event(nil), l.events...)
-}
+// listen records s's events (storagetest.EventLog).
+func listen(s storage.Store) *storagetest.EventLog { return storagetest.Listen(s) }
 
 // blockWriter occupies the writer goroutine with a request that waits for
 // release, so the test can queue requests behind it deterministically. It

@@ -14,7 +14,7 @@ func TestEachSettledRecipientPublishesEventTracking(t *testing.T) {
 	events := listen(s)
 	res := submit(t, s, "minutes", bob, carol)
 	count := func() (n int, last storage.Event) {
-		for _, ev := range events.snapshot() {
+		for _, ev := range events.Snapshot() {
 			if ev.Kind == storage.EventTracking {
 				n, last = n+1, ev
 			}

@@ -102,7 +102,7 @@ func TestOneFailingRequestDoesNotFailItsBatch(t *testing.T) {
 	// Events of the rolled-back attempt are not published; each committed
 	// change is published once, in the order the requests were queued.
 	var got []string
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		got = append(got, fmt.Sprintf("%d/%d", ev.Kind, ev.UID))
 	}
 	want := fmt.Sprint([]string{
@@ -178,7 +178,7 @@ func TestPanickingListenerDoesNotStopTheWriter(t *testing.T) {
 	events := listen(s)
 	mustAppend(t, s, "alice@example.com", storage.Inbox, simpleMessage("1"))
 	mustAppend(t, s, "alice@example.com", storage.Inbox, simpleMessage("2"))
-	if n := len(events.snapshot()); n != 2 {
+	if n := len(events.Snapshot()); n != 2 {
 		t.Errorf("second listener got %d events, want 2", n)
 	}
 }

@@ -108,9 +108,10 @@ func simpleMessage(subject string) string {
 		"Hello " + subject + "\r\n"
 }
 
-// nestedMessage is a multipart/mixed with a multipart/alternative, an
-// attachment and a forwarded message, with every envelope field set.
-const nestedMessage = "Date: Tue, 03 Feb 2026 10:11:12 -0500\r\n" +
+// NestedMessage is a multipart/mixed with a multipart/alternative, an
+// attachment and a forwarded message, with every envelope field set; the
+// backends' own tests use it too.
+const NestedMessage = "Date: Tue, 03 Feb 2026 10:11:12 -0500\r\n" +
 	"From: \"Alice A.\" <alice@example.com>\r\n" +
 	"Sender: Secretary <sec@example.com>\r\n" +
 	"Reply-To: replies@example.com\r\n" +
@@ -163,16 +164,17 @@ const nestedMessage = "Date: Tue, 03 Feb 2026 10:11:12 -0500\r\n" +
 	"Inner body.\r\n" +
 	"--outer--\r\n"
 
-// eventLog records events from Listen. A store publishes a commit's events
+// EventLog records events from Listen. A store publishes a commit's events
 // before answering its callers, so a snapshot taken after a write returns
 // already holds that write's events.
-type eventLog struct {
+type EventLog struct {
 	mu     sync.Mutex
 	events []storage.Event
 }
 
-func listen(s storage.Store) *eventLog {
-	l := &eventLog{}
+// Listen starts recording s's events.
+func Listen(s storage.Store) *EventLog {
+	l := &EventLog{}
 	s.Listen(func(ev storage.Event) {
 		l.mu.Lock()
 		l.events = append(l.events, ev)
@@ -181,7 +183,8 @@ func listen(s storage.Store) *eventLog {
 	return l
 }
 
-func (l *eventLog) snapshot() []storage.Event {
+// Snapshot returns the events recorded so far.
+func (l *EventLog) Snapshot() []storage.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]storage.Event(nil), l.events...)

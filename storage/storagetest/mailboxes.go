@@ -58,14 +58,14 @@ func createMailboxCreatesMissingParents(t *testing.T, b Backend) {
 	s, _ := b.New(t)
 	ctx := context.Background()
 	mustCreateUser(t, s, "alice@example.com")
-	events := listen(s)
+	events := Listen(s)
 	if err := s.CreateMailbox(ctx, "alice@example.com", "Work/2026/Q1"); err != nil {
 		t.Fatal(err)
 	}
 	if got := mailboxNames(t, s, "alice@example.com"); got != "Drafts INBOX Sent Trash Work Work/2026 Work/2026/Q1" {
 		t.Errorf("mailboxes %q", got)
 	}
-	if n := len(events.snapshot()); n != 3 {
+	if n := len(events.Snapshot()); n != 3 {
 		t.Errorf("%d events, want one EventMailboxes per created mailbox", n)
 	}
 	m := mustMailbox(t, s, "alice@example.com", "Work/2026/Q1")
@@ -111,7 +111,7 @@ func renameMovesChildrenAndKeepsIdentity(t *testing.T, b Backend) {
 	}
 	mustAppend(t, s, "alice@example.com", "Work/Old/Deep", simpleMessage("deep"))
 	before := mustMailbox(t, s, "alice@example.com", "Work/Old/Deep")
-	events := listen(s)
+	events := Listen(s)
 	if err := s.RenameMailbox(ctx, "alice@example.com", "Work/Old", "Archive/2025"); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func renameMovesChildrenAndKeepsIdentity(t *testing.T, b Backend) {
 	if after.ID != before.ID || after.UIDValidity != before.UIDValidity || after.UIDNext != before.UIDNext || after.Messages != 1 {
 		t.Errorf("renamed child changed: before %+v after %+v", before, after)
 	}
-	if n := len(events.snapshot()); n != 3 {
+	if n := len(events.Snapshot()); n != 3 {
 		t.Errorf("%d events, want 3 (two renamed, one parent created)", n)
 	}
 	wantErr(t, s.RenameMailbox(ctx, "alice@example.com", "Work/Old", "X"), storage.ErrNotFound, "old name")
@@ -157,14 +157,14 @@ func deleteMailboxKeepsChildren(t *testing.T, b Backend) {
 	}
 	mustAppend(t, s, "alice@example.com", "Lists", simpleMessage("x"))
 	lists := mustMailbox(t, s, "alice@example.com", "Lists")
-	events := listen(s)
+	events := Listen(s)
 	if err := s.DeleteMailbox(ctx, "alice@example.com", "Lists"); err != nil {
 		t.Fatal(err)
 	}
 	if got := mailboxNames(t, s, "alice@example.com"); got != "Drafts INBOX Lists/Go Sent Trash" {
 		t.Errorf("mailboxes %q", got)
 	}
-	evs := events.snapshot()
+	evs := events.Snapshot()
 	if len(evs) != 1 || evs[0].Kind != storage.EventMailboxes || evs[0].MailboxID != lists.ID {
 		t.Errorf("events %+v, want one EventMailboxes for the deleted mailbox", evs)
 	}

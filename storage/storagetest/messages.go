@@ -125,7 +125,7 @@ func storeFlagsChangesFlagsAndUnseenCounter(t *testing.T, b Backend) {
 	if inbox.Unseen != 3 || inbox.Messages != 3 {
 		t.Fatalf("before: %+v", inbox)
 	}
-	events := listen(s)
+	events := Listen(s)
 
 	up, err := s.StoreFlags(ctx, user, inbox.ID, []imap.UID{2, 1, 2, 99}, imap.StoreFlagsAdd, []imap.Flag{`\SEEN`, "Work"})
 	if err != nil {
@@ -164,7 +164,7 @@ func storeFlagsChangesFlagsAndUnseenCounter(t *testing.T, b Backend) {
 		t.Errorf("unseen %d after set, want 3", got)
 	}
 
-	evs := events.snapshot()
+	evs := events.Snapshot()
 	if len(evs) != 5 {
 		t.Fatalf("%d events, want 5: %+v", len(evs), evs)
 	}
@@ -202,7 +202,7 @@ func expungeRemovesOnlyDeletedMessages(t *testing.T, b Backend) {
 	if !reflect.DeepEqual(gone, []imap.UID{2}) {
 		t.Errorf("UID EXPUNGE removed %v, want [2]", gone)
 	}
-	events := listen(s)
+	events := Listen(s)
 	gone, err = s.Expunge(ctx, user, id, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func expungeRemovesOnlyDeletedMessages(t *testing.T, b Backend) {
 	if st.Messages != 2 || st.Unseen != 2 || st.Size != int64(len(simpleMessage("a"))*2) {
 		t.Errorf("counters %+v", st)
 	}
-	evs := events.snapshot()
+	evs := events.Snapshot()
 	if len(evs) != 2 || evs[0].Kind != storage.EventExpunge || evs[0].UID != 3 || evs[1].UID != 5 {
 		t.Errorf("events %+v", evs)
 	}
@@ -242,7 +242,7 @@ func copyKeepsFlagsAndDate(t *testing.T, b Backend) {
 	mustAppend(t, s, user, storage.Trash, simpleMessage("already there"))
 	inbox := mustMailbox(t, s, user, storage.Inbox)
 	trash := mustMailbox(t, s, user, storage.Trash)
-	events := listen(s)
+	events := Listen(s)
 	res, err := s.Copy(ctx, user, inbox.ID, []imap.UID{3, 1, 42}, storage.Trash)
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +264,7 @@ func copyKeepsFlagsAndDate(t *testing.T, b Backend) {
 	if st := mustMailbox(t, s, user, storage.Inbox); st.Messages != 3 {
 		t.Errorf("copy changed the source: %+v", st)
 	}
-	evs := events.snapshot()
+	evs := events.Snapshot()
 	if len(evs) != 2 || evs[0].Kind != storage.EventAppend || evs[0].MailboxID != trash.ID || !reflect.DeepEqual(evs[0].Flags, []imap.Flag{imap.FlagSeen, "Tag"}) {
 		t.Errorf("events %+v", evs)
 	}
@@ -290,7 +290,7 @@ func moveAppendsThenExpungesInOneCommit(t *testing.T, b Backend) {
 	}
 	inbox := mustMailbox(t, s, user, storage.Inbox)
 	trash := mustMailbox(t, s, user, storage.Trash)
-	events := listen(s)
+	events := Listen(s)
 	origin := storage.Origin{Node: "node-a", Session: 7}
 	ctx = storage.WithOrigin(ctx, origin)
 	res, err := s.Move(ctx, user, inbox.ID, []imap.UID{1, 3}, storage.Trash)
@@ -301,7 +301,7 @@ func moveAppendsThenExpungesInOneCommit(t *testing.T, b Backend) {
 		t.Errorf("move result %+v", res)
 	}
 	var kinds []string
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		if ev.Origin != origin {
 			t.Errorf("event without origin: %+v", ev)
 		}
@@ -379,7 +379,7 @@ func appendedMessageLoadsBack(t *testing.T, b Backend) {
 	ctx := context.Background()
 	date := time.Date(2026, 2, 3, 4, 5, 6, 0, time.FixedZone("", 3*3600))
 	a, err := s.Append(ctx, alice, storage.Inbox, &storage.NewMessage{
-		Raw: []byte(nestedMessage), Flags: []imap.Flag{`\seen`, "$Important"}, InternalDate: date,
+		Raw: []byte(NestedMessage), Flags: []imap.Flag{`\seen`, "$Important"}, InternalDate: date,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -389,7 +389,7 @@ func appendedMessageLoadsBack(t *testing.T, b Backend) {
 		t.Errorf("appended %+v into %+v", a, inbox)
 	}
 	m := loadOne(t, s, alice, a.MailboxID, a.UID)
-	if string(m.Body) != nestedMessage || m.Size != int64(len(nestedMessage)) {
+	if string(m.Body) != NestedMessage || m.Size != int64(len(NestedMessage)) {
 		t.Error("body or size differ")
 	}
 	if !m.InternalDate.Equal(date) {
@@ -515,7 +515,7 @@ func checkFindsNothingInAHealthyStore(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice, bob)
 	ctx := context.Background()
 	submit(t, s, "healthy", bob)
-	mustAppend(t, s, alice, storage.Drafts, nestedMessage)
+	mustAppend(t, s, alice, storage.Drafts, NestedMessage)
 	for _, repair := range []bool{false, true} {
 		rep, err := s.Check(ctx, repair)
 		if err != nil {

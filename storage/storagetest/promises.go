@@ -23,7 +23,7 @@ func durableAcrossReopen(t *testing.T, b Backend) {
 	if err := s.CreateMailbox(ctx, alice, "Projects/X"); err != nil {
 		t.Fatal(err)
 	}
-	a := mustAppend(t, s, alice, "Projects/X", nestedMessage, imap.FlagFlagged)
+	a := mustAppend(t, s, alice, "Projects/X", NestedMessage, imap.FlagFlagged)
 	if _, err := s.StoreFlags(ctx, alice, a.MailboxID, []imap.UID{a.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen, "Keyword"}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func durableAcrossReopen(t *testing.T, b Backend) {
 		t.Errorf("deleted user back after a restart: %v", err)
 	}
 	m := loadOne(t, s, alice, a.MailboxID, a.UID)
-	if !reflect.DeepEqual(m.Flags, []imap.Flag{imap.FlagSeen, imap.FlagFlagged, "Keyword"}) || string(m.Body) != nestedMessage || m.Envelope.MessageID != "nested-1@example.com" {
+	if !reflect.DeepEqual(m.Flags, []imap.Flag{imap.FlagSeen, imap.FlagFlagged, "Keyword"}) || string(m.Body) != NestedMessage || m.Envelope.MessageID != "nested-1@example.com" {
 		t.Errorf("message after a restart: flags %v", m.Flags)
 	}
 	if next := mustAppend(t, s, alice, "Work/X", simpleMessage("next")); next.UID != gone.UID+1 {
@@ -87,7 +87,7 @@ func durableAcrossReopen(t *testing.T, b Backend) {
 func deliverAllOrNothing(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice, bob)
 	ctx := context.Background()
-	events := listen(s)
+	events := Listen(s)
 	d := queueDelivery("doomed")
 	d.Recipients = []string{bob, "ghost@example.com"}
 	_, err := s.Deliver(ctx, d)
@@ -109,7 +109,7 @@ func deliverAllOrNothing(t *testing.T, b Backend) {
 	if c, _ := s.QueueCounts(ctx); c != (storage.QueueCounts{}) {
 		t.Errorf("queue counts after failed delivery: %+v", c)
 	}
-	if evs := events.snapshot(); len(evs) != 0 {
+	if evs := events.Snapshot(); len(evs) != 0 {
 		t.Errorf("events from a failed delivery: %+v", evs)
 	}
 	if st, _ := s.Stats(ctx); st.Messages != 0 {
@@ -291,7 +291,7 @@ func isolationBetweenUsers(t *testing.T, b Backend) {
 		return strings.Join(out, "\n")
 	}
 	beforeAlice, beforeBob := snapshot(alice), snapshot(bob)
-	events := listen(s)
+	events := Listen(s)
 
 	for _, id := range []uint64{aliceInbox, private.ID} {
 		_, err := s.UIDs(ctx, bob, id)
@@ -328,7 +328,7 @@ func isolationBetweenUsers(t *testing.T, b Backend) {
 	if got := snapshot(bob); got != beforeBob {
 		t.Errorf("bob's mailboxes changed:\n%s\nwas\n%s", got, beforeBob)
 	}
-	if evs := events.snapshot(); len(evs) != 0 {
+	if evs := events.Snapshot(); len(evs) != 0 {
 		t.Errorf("refused calls published %+v", evs)
 	}
 }
@@ -337,7 +337,7 @@ func returnedDataOutlivesTheStore(t *testing.T, b Backend) {
 	s, _ := b.New(t)
 	ctx := context.Background()
 	mustCreateUser(t, s, "alice@example.com")
-	a := mustAppend(t, s, "alice@example.com", storage.Inbox, nestedMessage, "Keyword")
+	a := mustAppend(t, s, "alice@example.com", storage.Inbox, NestedMessage, "Keyword")
 	msgs, err := s.Messages(ctx, "alice@example.com", a.MailboxID, []imap.UID{a.UID}, loadAll)
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +352,7 @@ func returnedDataOutlivesTheStore(t *testing.T, b Backend) {
 	// After Close the file is unmapped: reading memory that aliased it
 	// would crash here.
 	m := msgs[0]
-	if string(m.Body) != nestedMessage || m.Envelope.Subject != "Quarterly réport" || m.Flags[0] != "Keyword" || boxes[1].Name != storage.Inbox {
+	if string(m.Body) != NestedMessage || m.Envelope.Subject != "Quarterly réport" || m.Flags[0] != "Keyword" || boxes[1].Name != storage.Inbox {
 		t.Error("data changed after close")
 	}
 	_, err = s.Messages(ctx, "alice@example.com", a.MailboxID, []imap.UID{a.UID}, loadAll)
@@ -368,7 +368,7 @@ func eventsInCommitOrder(t *testing.T, b Backend) {
 	for _, u := range users {
 		mustCreateUser(t, s, u)
 	}
-	events := listen(s)
+	events := Listen(s)
 
 	const writers, perWriter = 32, 10
 	var wg sync.WaitGroup
@@ -404,7 +404,7 @@ func eventsInCommitOrder(t *testing.T, b Backend) {
 	last := map[uint64]imap.UID{}
 	appended := map[uint64]map[imap.UID]bool{}
 	appends := 0
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		if ev.Origin.IsZero() {
 			t.Fatalf("event without the writer's origin: %+v", ev)
 		}
@@ -513,14 +513,14 @@ func readsReturnCopies(t *testing.T, b Backend) {
 func eventsForEveryCommittedChange(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice, bob)
 	ctx := context.Background()
-	events := listen(s)
+	events := Listen(s)
 	seen := 0
 	describe := func(ev storage.Event) string {
 		return fmt.Sprintf("%d %s %d %d %v %d", ev.Kind, ev.User, ev.MailboxID, ev.UID, ev.Flags, ev.QueueID)
 	}
 	expect := func(step string, want ...storage.Event) {
 		t.Helper()
-		all := events.snapshot()
+		all := events.Snapshot()
 		var got, exp []string
 		for _, ev := range all[seen:] {
 			got = append(got, describe(ev))

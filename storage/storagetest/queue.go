@@ -62,7 +62,7 @@ func textNotice(to, subject string) *storage.Notice {
 
 func queueDeliverQueuesExternalRecipients(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice, bob)
-	events := listen(s)
+	events := Listen(s)
 	d := queueDelivery("quarterly report")
 	res := mustDeliver(t, s, d)
 	if res.QueueID == 0 || res.Sent == nil || res.Copies[bob] == nil {
@@ -87,7 +87,7 @@ func queueDeliverQueuesExternalRecipients(t *testing.T, b Backend) {
 	if e.NextAttempt.IsZero() || e.Date.IsZero() || e.NextAttempt.After(time.Now()) {
 		t.Errorf("date %v next attempt %v: want due at once", e.Date, e.NextAttempt)
 	}
-	if !slices.ContainsFunc(events.snapshot(), func(ev storage.Event) bool { return ev.Kind == storage.EventQueued && ev.QueueID == e.ID }) {
+	if !slices.ContainsFunc(events.Snapshot(), func(ev storage.Event) bool { return ev.Kind == storage.EventQueued && ev.QueueID == e.ID }) {
 		t.Error("no EventQueued for the new entry")
 	}
 	if c, _ := s.QueueCounts(context.Background()); c != (storage.QueueCounts{Outbox: 1}) {
@@ -334,7 +334,7 @@ func queueResendAndDelete(t *testing.T, b Backend) {
 	if _, err := s.UpdateQueueEntry(ctx, storage.QueueUpdate{Entry: e}); err != nil {
 		t.Fatal(err)
 	}
-	events := listen(s)
+	events := Listen(s)
 	r, err := s.ResendQueueEntry(ctx, id, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +345,7 @@ func queueResendAndDelete(t *testing.T, b Backend) {
 	if got := r.Pending(); !slices.Equal(got, []string{"y@remote.test", "z@remote.test"}) || r.Recipients[1].Reply != "" {
 		t.Errorf("pending after resend %q (%+v): want the failed ones only", got, r.Recipients)
 	}
-	if !slices.ContainsFunc(events.snapshot(), func(ev storage.Event) bool { return ev.Kind == storage.EventQueued && ev.QueueID == id }) {
+	if !slices.ContainsFunc(events.Snapshot(), func(ev storage.Event) bool { return ev.Kind == storage.EventQueued && ev.QueueID == id }) {
 		t.Error("resend did not wake the queue")
 	}
 	if due, _, _ := s.DueQueueEntries(ctx, time.Now(), 10); len(due) != 1 {

@@ -15,7 +15,7 @@ import (
 func appendManyAllOrNothing(t *testing.T, b Backend) {
 	s, _ := b.withUsers(t, alice)
 	ctx := context.Background()
-	events := listen(s)
+	events := Listen(s)
 	msgs := []*storage.NewMessage{
 		{Raw: []byte(simpleMessage("one"))},
 		{Raw: []byte(simpleMessage("two")), Flags: []imap.Flag{`\Bogus`}},
@@ -26,7 +26,7 @@ func appendManyAllOrNothing(t *testing.T, b Backend) {
 	if st := mustMailbox(t, s, alice, storage.Inbox); st.Messages != 0 || st.UIDNext != 1 {
 		t.Fatalf("INBOX after a refused MULTIAPPEND: %d messages, UIDNEXT %d; want nothing stored", st.Messages, st.UIDNext)
 	}
-	if evs := events.snapshot(); len(evs) != 0 {
+	if evs := events.Snapshot(); len(evs) != 0 {
 		t.Errorf("events from a refused MULTIAPPEND: %+v", evs)
 	}
 	_, err = s.AppendMany(ctx, alice, "Nope", msgs[:1])

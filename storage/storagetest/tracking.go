@@ -13,7 +13,7 @@ import (
 
 func trackingSentCopySeenWhenTheLastRecipientReads(t *testing.T, b Backend) {
 	s := trackingStore(t, b)
-	events := listen(s)
+	events := Listen(s)
 	res := submit(t, s, "report", bob, carol)
 
 	if isSeen(t, s, alice, res.Sent) {
@@ -47,7 +47,7 @@ func trackingSentCopySeenWhenTheLastRecipientReads(t *testing.T, b Backend) {
 		t.Fatalf("Sent unseen = %d, want 0", st.Unseen)
 	}
 	var found bool
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		if ev.Kind == storage.EventFlags && ev.User == alice && ev.MailboxID == res.Sent.MailboxID && ev.UID == res.Sent.UID {
 			found = true
 			if !ev.Origin.IsZero() || !slices.Contains(ev.Flags, imap.FlagSeen) {
@@ -83,7 +83,7 @@ func trackingUnreadCopyExpungedCountsAsDeleted(t *testing.T, b Backend) {
 
 func trackingExpiredCopySettlesTheSentCopy(t *testing.T, b Backend) {
 	s := trackingStore(t, b)
-	events := listen(s)
+	events := Listen(s)
 	raw := []byte(simpleMessage("old news"))
 	old := time.Now().Add(-48 * time.Hour)
 	res, err := s.Deliver(context.Background(), &storage.Delivery{
@@ -113,7 +113,7 @@ func trackingExpiredCopySettlesTheSentCopy(t *testing.T, b Backend) {
 		t.Fatalf("the sender's old unread copy in Sent was touched: %+v", st)
 	}
 	var expunged bool
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		if ev.Kind == storage.EventExpunge && ev.User == bob && ev.UID == res.Copies[bob].UID {
 			expunged = true
 		}
@@ -212,7 +212,7 @@ func trackingAppendOfTheServersSentCopyReturnsIt(t *testing.T, b Backend) {
 	s := trackingStore(t, b)
 	res := submit(t, s, "twice", bob)
 	raw := sentBody(t, s, res.Sent)
-	events := listen(s)
+	events := Listen(s)
 	// Thunderbird appends its copy with \Seen; that must not mark the
 	// tracked copy read either.
 	a, err := s.Append(context.Background(), alice, storage.Sent, &storage.NewMessage{Raw: raw, Flags: []imap.Flag{imap.FlagSeen}})
@@ -225,7 +225,7 @@ func trackingAppendOfTheServersSentCopyReturnsIt(t *testing.T, b Backend) {
 	if st := mustMailbox(t, s, alice, storage.Sent); st.Messages != 1 || st.Unseen != 1 {
 		t.Fatalf("Sent %+v: want one unread message", st)
 	}
-	if evs := events.snapshot(); len(evs) != 0 {
+	if evs := events.Snapshot(); len(evs) != 0 {
 		t.Fatalf("a merged APPEND published %v", evs)
 	}
 }

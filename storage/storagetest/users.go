@@ -96,7 +96,7 @@ func deleteUserRemovesMailboxesAndMail(t *testing.T, b Backend) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	events := listen(s)
+	events := Listen(s)
 	if err := s.DeleteUser(ctx, "Bob@example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func deleteUserRemovesMailboxesAndMail(t *testing.T, b Backend) {
 		t.Error("user still there")
 	}
 	var sawInbox bool
-	for _, ev := range events.snapshot() {
+	for _, ev := range events.Snapshot() {
 		if ev.Kind == storage.EventMailboxes && ev.MailboxID == inbox.ID && ev.User == "bob@example.com" {
 			sawInbox = true
 		}
