@@ -6,7 +6,8 @@ the raw client speaks it with Python's zlib (wbits=-15) and Z_PARTIAL_FLUSH,
 as mbsync's zlib does; imaplib is given a deflating socket; mbsync (which
 uses COMPRESS whenever it is advertised) syncs through it; and a
 decompression bomb ends its connection with a BYE without the daemon's
-memory growing by what it decodes to."""
+memory growing by what it decodes to. APPEND's UTF8 data item (RFC 6855)
+stores a raw UTF-8 header once UTF8=ACCEPT is enabled."""
 
 import imaplib
 import os
@@ -140,6 +141,7 @@ def run(s):
     s.check("the message reached the recipient with room", int(data[0]) == 1, data)
     logout(im)
 
+    append_utf8(s, d, carol)
     compress_imaplib(s, d, bob)
     compress_bomb(s, d, bob)
     compress_mbsync(s, d, alice)
@@ -148,6 +150,27 @@ def run(s):
 # imaplib refuses commands it does not know; COMPRESS is valid once
 # authenticated (RFC 4978).
 imaplib.Commands.setdefault("COMPRESS", ("AUTH", "SELECTED"))
+
+
+def append_utf8(s, d, user):
+    """RFC 6855 4: APPEND's UTF8 data item, through MULTIAPPEND's path in
+    the daemon, stores a message whose header is raw UTF-8, byte for
+    byte; before ENABLE UTF8=ACCEPT it is BAD."""
+    subject = "Привет, мир".encode()
+    msg = b"From: " + user.encode() + b"\r\nSubject: " + subject + b"\r\n\r\nhello\r\n"
+    c = DeflateIMAP(d)
+    c.cmd(f'LOGIN "{user}" "{PASSWORD}"')
+    _, tagged = c.cmd(b"APPEND Drafts UTF8 (~{%d+}\r\n%s)" % (len(msg), msg))
+    s.check("APPEND UTF8 before ENABLE UTF8=ACCEPT is BAD", b" BAD " in tagged, tagged)
+    c.cmd("ENABLE UTF8=ACCEPT")
+    _, tagged = c.cmd(b"APPEND Drafts (\\Draft) UTF8 (~{%d+}\r\n%s)" % (len(msg), msg))
+    s.check("APPEND UTF8 (literal8) after ENABLE UTF8=ACCEPT answers OK [APPENDUID …]",
+            b" OK [APPENDUID" in tagged, tagged)
+    c.cmd("SELECT Drafts")
+    lines, tagged = c.cmd("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    s.check("the stored message's Subject comes back as the UTF-8 it was sent in",
+            any(subject in ln for ln in lines) or subject in c.buf, (lines, tagged))
+    c.cmd("LOGOUT")
 
 
 class DeflateIMAP4(imaplib.IMAP4_SSL):

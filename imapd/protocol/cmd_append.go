@@ -8,8 +8,10 @@ import (
 )
 
 // APPEND (RFC 9051 6.3.12), with APPENDUID (RFC 4315), literal8 under
-// BINARY (RFC 3516) and MULTIAPPEND (RFC 3502): several messages in one
-// command, stored all or none.
+// BINARY (RFC 3516), MULTIAPPEND (RFC 3502): several messages in one
+// command, stored all or none, and the UTF8 data item of UTF8=ACCEPT
+// (RFC 6855 4): `UTF8 (~{n}…)`, a message whose header may carry UTF-8,
+// valid only once the client has enabled UTF8=ACCEPT.
 
 // SessionMultiAppend is implemented by a Session that offers MULTIAPPEND
 // (advertised when Options.Caps holds it). Every APPEND then goes through
@@ -55,7 +57,7 @@ func (c *Conn) handleAppend(cmd *command) error {
 	budget := multiAppendTotal * limit
 	var msgs []any
 	for {
-		options, err := c.appendHeader()
+		options, utf8, err := c.appendHeader()
 		if err != nil {
 			return err
 		}
@@ -65,6 +67,9 @@ func (c *Conn) handleAppend(cmd *command) error {
 		}
 		msg, size, err := multi.ReadAppend(lit, &options)
 		if err != nil {
+			return err
+		}
+		if err := c.appendUTF8End(utf8); err != nil {
 			return err
 		}
 		msgs = append(msgs, msg)
@@ -96,34 +101,69 @@ func (c *Conn) handleAppend(cmd *command) error {
 }
 
 // appendHeader reads the optional flag list and date-time before a
-// message's literal.
-func (c *Conn) appendHeader() (imap.AppendOptions, error) {
+// message's literal, and the opening `UTF8 (` of RFC 6855's data item
+// (utf8 is then set, and appendUTF8End reads its `)`).
+func (c *Conn) appendHeader() (options imap.AppendOptions, utf8 bool, err error) {
 	d := c.dec
-	var options imap.AppendOptions
 	b, err := d.Peek()
 	if err != nil {
-		return options, err
+		return options, false, err
 	}
 	if b == '(' {
 		if options.Flags, err = d.FlagList(); err != nil {
-			return options, err
+			return options, false, err
 		}
 		if err := d.SP(); err != nil {
-			return options, err
+			return options, false, err
 		}
 		if b, err = d.Peek(); err != nil {
-			return options, err
+			return options, false, err
 		}
 	}
 	if b == '"' {
 		if options.Time, err = d.DateTime(); err != nil {
-			return options, err
+			return options, false, err
 		}
 		if err := d.SP(); err != nil {
-			return options, err
+			return options, false, err
+		}
+		if b, err = d.Peek(); err != nil {
+			return options, false, err
 		}
 	}
-	return options, nil
+	if b == 'U' || b == 'u' {
+		atom, err := d.Atom()
+		if err != nil {
+			return options, false, err
+		}
+		if !strings.EqualFold(atom, "UTF8") {
+			return options, false, appendBad(fmt.Sprintf("Expected a literal or UTF8 (literal8), not %q", clip(atom)))
+		}
+		if !c.enabled.Has(imap.CapUTF8Accept) {
+			// RFC 6855 4: BAD unless the client enabled UTF8=ACCEPT.
+			return options, false, appendBad("APPEND UTF8 needs ENABLE UTF8=ACCEPT first")
+		}
+		if err := d.SP(); err != nil {
+			return options, false, err
+		}
+		if err := d.Expect('(', "( after UTF8"); err != nil {
+			return options, false, err
+		}
+		return options, true, nil
+	}
+	return options, false, nil
+}
+
+// appendUTF8End reads the `)` that closes a UTF8 data item.
+func (c *Conn) appendUTF8End(utf8 bool) error {
+	if !utf8 {
+		return nil
+	}
+	return c.dec.Expect(')', ") closing UTF8 (")
+}
+
+func appendBad(text string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: text}
 }
 
 // appendLiteral opens a message's literal of at most max bytes. One over
@@ -137,7 +177,7 @@ func (c *Conn) appendLiteral(max int64) (imap.LiteralReader, error) {
 // appendOne is APPEND of one message, streamed to Session.Append.
 func (c *Conn) appendOne(cmd *command, name string) error {
 	d := c.dec
-	options, err := c.appendHeader()
+	options, utf8, err := c.appendHeader()
 	if err != nil {
 		return err
 	}
@@ -147,6 +187,9 @@ func (c *Conn) appendOne(cmd *command, name string) error {
 	}
 	data, err := c.session.Append(name, lit, &options)
 	if err != nil {
+		return err
+	}
+	if err := c.appendUTF8End(utf8); err != nil {
 		return err
 	}
 	if err := d.End(); err != nil {

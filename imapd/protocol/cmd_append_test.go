@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -21,5 +22,51 @@ func TestUIDListKeepsTheOrderOfTheMessages(t *testing.T) {
 		if got := uidList(tc.uids); got != tc.want {
 			t.Errorf("uidList(%v) = %q, want %q", tc.uids, got, tc.want)
 		}
+	}
+}
+
+// RFC 6855 4: with UTF8=ACCEPT enabled, APPEND takes the UTF8 data item,
+// `UTF8 (literal8)`, after the optional flags and date, with a
+// synchronising or a non-synchronising literal8; before ENABLE it is BAD,
+// and a malformed one is BAD with nothing stored. The connection goes on.
+func TestAppendUTF8DataItem(t *testing.T) {
+	msg := "Subject: \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82\r\n\r\nx\r\n"
+	tc := startServer(t, Options{})
+	tc.login()
+
+	tc.send(fmt.Sprintf("a APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n", len(msg), msg))
+	tc.expect("a BAD")
+	tc.send("b NOOP\r\n")
+	tc.expect("b OK")
+	if n := len(tc.sess.appended); n != 0 {
+		t.Fatalf("APPEND UTF8 before ENABLE stored %d messages", n)
+	}
+
+	tc.send("e ENABLE UTF8=ACCEPT\r\n")
+	tc.until("e")
+	for i, cmd := range []string{
+		fmt.Sprintf("c%d APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n", 0, len(msg), msg),
+		fmt.Sprintf("c%d APPEND INBOX (\\Seen) \"02-Dec-2026 10:00:00 +0000\" utf8 (~{%d+}\r\n%s)\r\n", 1, len(msg), msg),
+	} {
+		tc.send(cmd)
+		tc.expect(fmt.Sprintf("c%d OK", i))
+	}
+	tc.send(fmt.Sprintf("s APPEND INBOX UTF8 (~{%d}\r\n", len(msg)))
+	tc.expect("+ ")
+	tc.send(msg + ")\r\n")
+	tc.expect("s OK")
+	if n := len(tc.sess.appended); n != 3 || tc.sess.appended[0] != msg {
+		t.Fatalf("stored %d messages (%q), want 3 byte for byte", n, tc.sess.appended)
+	}
+
+	for i, bad := range []string{
+		fmt.Sprintf("m%d APPEND INBOX UTF8 ~{%d+}\r\n%s\r\n", 0, len(msg), msg),   // no parenthesis
+		fmt.Sprintf("m%d APPEND INBOX UTF9 (~{%d+}\r\n%s)\r\n", 1, len(msg), msg), // not UTF8
+		fmt.Sprintf("m%d APPEND INBOX UTF8 (~{%d+}\r\n%s\r\n", 2, len(msg), msg),  // no closing )
+	} {
+		tc.send(bad)
+		tc.expect(fmt.Sprintf("m%d BAD", i))
+		tc.send("n NOOP\r\n")
+		tc.expect("n OK")
 	}
 }
