@@ -123,7 +123,8 @@ func TestMultiAppendOneRefusedMessageStoresNone(t *testing.T) {
 
 // RFC 6855 4: each message of a MULTIAPPEND may be a UTF8 data item, mixed
 // with plain literals; all are stored, byte for byte. Before ENABLE
-// UTF8=ACCEPT the same command is BAD and stores nothing.
+// UTF8=ACCEPT the same command is BAD and stores nothing, and so is one
+// whose UTF8 item lacks its closing parenthesis.
 func TestMultiAppendTakesUTF8DataItems(t *testing.T) {
 	e := newTestEnv(t)
 	c := e.raw()
@@ -142,6 +143,13 @@ func TestMultiAppendTakesUTF8DataItems(t *testing.T) {
 		t.Fatalf("INBOX holds %d messages after a refused APPEND UTF8, want 0", st.Messages)
 	}
 	c.ok("d ENABLE UTF8=ACCEPT")
+	c.sendRaw(fmt.Sprintf("g APPEND INBOX UTF8 (~{%d+}\r\n%s\r\n", len(m1), m1))
+	if line := c.expect("g "); !strings.HasPrefix(line, "g BAD") {
+		t.Fatalf("APPEND UTF8 without its closing ) answered %q, want BAD", line)
+	}
+	if st := e.inbox(bob); st.Messages != 0 {
+		t.Fatalf("INBOX holds %d messages after an APPEND UTF8 without ), want 0", st.Messages)
+	}
 	c.sendRaw(fmt.Sprintf(cmd, "f"))
 	st := e.inbox(bob)
 	if line, want := c.expect("f "), fmt.Sprintf("f OK [APPENDUID %d 1:3]", st.UIDValidity); !strings.HasPrefix(line, want) {
