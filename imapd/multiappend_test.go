@@ -120,3 +120,50 @@ func TestMultiAppendOneRefusedMessageStoresNone(t *testing.T) {
 		t.Errorf("INBOX holds %d messages after a bad APPEND, want 0", st.Messages)
 	}
 }
+
+// RFC 6855 4: each message of a MULTIAPPEND may be a UTF8 data item, mixed
+// with plain literals; all are stored, byte for byte. Before ENABLE
+// UTF8=ACCEPT the same command is BAD and stores nothing, and so is one
+// whose UTF8 item lacks its closing parenthesis.
+func TestMultiAppendTakesUTF8DataItems(t *testing.T) {
+	e := newTestEnv(t)
+	c := e.raw()
+	c.ok(fmt.Sprintf(`a LOGIN "%s" "%s"`, bob, password))
+	m1 := "From: " + alice + "\r\nSubject: \u041f\u0440\u0438\u0432\u0435\u0442\r\n\r\none\r\n"
+	m2 := string(testMessage(alice, bob, "plain", "two"))
+	m3 := "From: " + alice + "\r\nSubject: \u00e9t\u00e9\r\n\r\nthree\r\n"
+	cmd := fmt.Sprintf("%%s APPEND INBOX UTF8 (~{%d+}\r\n%s) (\\Seen) {%d+}\r\n%s \"01-Feb-2026 10:00:00 +0000\" UTF8 (~{%d+}\r\n%s)\r\n",
+		len(m1), m1, len(m2), m2, len(m3), m3)
+	c.sendRaw(fmt.Sprintf(cmd, "b"))
+	if line := c.expect("b "); !strings.HasPrefix(line, "b BAD") {
+		t.Fatalf("MULTIAPPEND with UTF8 before ENABLE answered %q, want BAD", line)
+	}
+	c.ok("c NOOP")
+	if st := e.inbox(bob); st.Messages != 0 {
+		t.Fatalf("INBOX holds %d messages after a refused APPEND UTF8, want 0", st.Messages)
+	}
+	c.ok("d ENABLE UTF8=ACCEPT")
+	c.sendRaw(fmt.Sprintf("g APPEND INBOX UTF8 (~{%d+}\r\n%s\r\n", len(m1), m1))
+	if line := c.expect("g "); !strings.HasPrefix(line, "g BAD") {
+		t.Fatalf("APPEND UTF8 without its closing ) answered %q, want BAD", line)
+	}
+	if st := e.inbox(bob); st.Messages != 0 {
+		t.Fatalf("INBOX holds %d messages after an APPEND UTF8 without ), want 0", st.Messages)
+	}
+	c.sendRaw(fmt.Sprintf(cmd, "f"))
+	st := e.inbox(bob)
+	if line, want := c.expect("f "), fmt.Sprintf("f OK [APPENDUID %d 1:3]", st.UIDValidity); !strings.HasPrefix(line, want) {
+		t.Fatalf("MULTIAPPEND with UTF8 items answered %q, want %q", line, want)
+	}
+	cl := e.loginSelect(bob, "INBOX", nil)
+	section := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := cl.Fetch(imap.SeqSetNum(1, 2, 3), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{m1, m2, m3} {
+		if got := string(msgs[i].FindBodySection(section)); got != want {
+			t.Errorf("message %d is %q, want %q byte for byte", i+1, got, want)
+		}
+	}
+}

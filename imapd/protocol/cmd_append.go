@@ -61,7 +61,7 @@ func (c *Conn) handleAppend(cmd *command) error {
 		if err != nil {
 			return err
 		}
-		lit, err := c.appendLiteral(min(limit, budget))
+		lit, err := c.appendLiteral(min(limit, budget), utf8)
 		if err != nil {
 			return err
 		}
@@ -169,9 +169,21 @@ func appendBad(text string) error {
 // appendLiteral opens a message's literal of at most max bytes. One over
 // it is refused before a byte of it is read (NO [TOOBIG]; see
 // wire.Decoder.Literal), and the rest of the command is skipped, never run.
-func (c *Conn) appendLiteral(max int64) (imap.LiteralReader, error) {
+// Inside a UTF8 data item it must be a literal8 (RFC 6855 4's grammar:
+// "UTF8" SP "(" literal8 ")"), taken whether or not BINARY is offered; a
+// plain literal there is BAD, refused before its bytes are read.
+func (c *Conn) appendLiteral(max int64, utf8 bool) (imap.LiteralReader, error) {
 	c.setReadTimeout(literalReadTimeout)
-	return c.dec.Literal(max, c.srv.opts.Caps.Has(imap.CapBinary) || c.srv.opts.Caps.Has(imap.CapIMAP4rev2))
+	if utf8 {
+		b, err := c.dec.Peek()
+		if err != nil {
+			return nil, err
+		}
+		if b != '~' {
+			return nil, appendBad("APPEND UTF8 ( takes a literal8 (~{n}), not a literal")
+		}
+	}
+	return c.dec.Literal(max, utf8 || c.srv.opts.Caps.Has(imap.CapBinary) || c.srv.opts.Caps.Has(imap.CapIMAP4rev2))
 }
 
 // appendOne is APPEND of one message, streamed to Session.Append.
@@ -181,7 +193,7 @@ func (c *Conn) appendOne(cmd *command, name string) error {
 	if err != nil {
 		return err
 	}
-	lit, err := c.appendLiteral(int64(c.session.AppendLimit()))
+	lit, err := c.appendLiteral(int64(c.session.AppendLimit()), utf8)
 	if err != nil {
 		return err
 	}

@@ -31,11 +31,12 @@ func TestUIDListKeepsTheOrderOfTheMessages(t *testing.T) {
 // and a malformed one is BAD with nothing stored. The connection goes on.
 func TestAppendUTF8DataItem(t *testing.T) {
 	msg := "Subject: \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82\r\n\r\nx\r\n"
+	evil := "x LOGOUT\r\n" // refused bytes that must not run
 	tc := startServer(t, Options{})
 	tc.login()
 
-	tc.send(fmt.Sprintf("a APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n", len(msg), msg))
-	tc.expect("a BAD")
+	tc.send(fmt.Sprintf("a APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n", len(evil), evil))
+	tc.expect("a BAD [CLIENTBUG] APPEND UTF8 needs ENABLE UTF8=ACCEPT")
 	tc.send("b NOOP\r\n")
 	tc.expect("b OK")
 	if n := len(tc.sess.appended); n != 0 {
@@ -60,13 +61,31 @@ func TestAppendUTF8DataItem(t *testing.T) {
 	}
 
 	for i, bad := range []string{
-		fmt.Sprintf("m%d APPEND INBOX UTF8 ~{%d+}\r\n%s\r\n", 0, len(msg), msg),   // no parenthesis
-		fmt.Sprintf("m%d APPEND INBOX UTF9 (~{%d+}\r\n%s)\r\n", 1, len(msg), msg), // not UTF8
-		fmt.Sprintf("m%d APPEND INBOX UTF8 (~{%d+}\r\n%s\r\n", 2, len(msg), msg),  // no closing )
+		fmt.Sprintf("m%d APPEND INBOX UTF8 ~{%d+}\r\n%s\r\n", 0, len(msg), msg),    // no parenthesis
+		fmt.Sprintf("m%d APPEND INBOX UTF9 (~{%d+}\r\n%s)\r\n", 1, len(msg), msg),  // not UTF8
+		fmt.Sprintf("m%d APPEND INBOX UTF8 (~{%d+}\r\n%s\r\n", 2, len(msg), msg),   // no closing )
+		fmt.Sprintf("m%d APPEND INBOX UTF8 ({%d+}\r\n%s)\r\n", 3, len(evil), evil), // a literal, not literal8
+		fmt.Sprintf("m%d APPEND INBOX UTF8 ({%d}\r\n", 4, len(evil)),               // the same, synchronising
 	} {
 		tc.send(bad)
 		tc.expect(fmt.Sprintf("m%d BAD", i))
 		tc.send("n NOOP\r\n")
 		tc.expect("n OK")
+	}
+}
+
+// The UTF8 data item's literal8 is taken even where BINARY is not offered:
+// RFC 6855 4 makes it part of APPEND under UTF8=ACCEPT.
+func TestAppendUTF8Literal8WithoutBinary(t *testing.T) {
+	msg := "Subject: \xd0\x9f\r\n\r\nx\r\n"
+	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapLiteralPlus: {}, imap.CapEnable: {}, imap.CapUTF8Accept: {}}
+	tc := startServer(t, Options{Caps: caps})
+	tc.login()
+	tc.send("e ENABLE UTF8=ACCEPT\r\n")
+	tc.until("e")
+	tc.send(fmt.Sprintf("a APPEND INBOX UTF8 (~{%d+}\r\n%s)\r\n", len(msg), msg))
+	tc.expect("a OK")
+	if n := len(tc.sess.appended); n != 1 || tc.sess.appended[0] != msg {
+		t.Fatalf("stored %d messages (%q), want the one byte for byte", n, tc.sess.appended)
 	}
 }
