@@ -8,6 +8,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -129,10 +130,37 @@ func (a *Counts) Mismatches(b *Counts) []string {
 }
 
 // Importer is implemented by a backend that can be the destination of a
-// move (not yet implemented by any backend). It writes what an Exporter
+// move (PostgreSQL implements it). It writes what an Exporter
 // walked as it is, in batches, each batch one transaction; Empty reports
 // whether the destination holds no users, since a move refuses to merge.
 type Importer interface {
 	Empty(ctx context.Context) (bool, error)
 	Import(ctx context.Context, from Exporter) error
+}
+
+// Export, Empty and Import pass the move to the backend of a Store made
+// by New; errors.ErrUnsupported (wrapped) when the backend has no such
+// half.
+func (s *store) Export(ctx context.Context, v ExportVisitor) error {
+	e, ok := s.Backend.(Exporter)
+	if !ok {
+		return fmt.Errorf("storage: export: %w", errors.ErrUnsupported)
+	}
+	return e.Export(ctx, v)
+}
+
+func (s *store) Empty(ctx context.Context) (bool, error) {
+	i, ok := s.Backend.(Importer)
+	if !ok {
+		return false, fmt.Errorf("storage: import: %w", errors.ErrUnsupported)
+	}
+	return i.Empty(ctx)
+}
+
+func (s *store) Import(ctx context.Context, from Exporter) error {
+	i, ok := s.Backend.(Importer)
+	if !ok {
+		return fmt.Errorf("storage: import: %w", errors.ErrUnsupported)
+	}
+	return i.Import(ctx, from)
 }
