@@ -91,7 +91,7 @@ func runMigrate(ctx context.Context, e *env, _ []string) error {
 	}
 	fmt.Fprintf(e.stdout, "copying %d users, %d mailboxes from %s\n", want.Users, len(want.Mailboxes), cfg.DatabasePath())
 	if err := imp.Import(ctx, progress{exp, e}); err != nil {
-		return err
+		return fmt.Errorf("%w (the destination holds a partial copy: empty it before trying again)", err)
 	}
 	got, err := countStore(ctx, dst)
 	if err != nil {
