@@ -56,6 +56,7 @@ type opts struct {
 	user          string
 	repair        bool
 	yes           bool
+	to            string
 }
 
 // env is what a running command sees.
@@ -83,7 +84,7 @@ func commands() []*command {
 		statusCommand(), backupCommand(), sentStatusCommand(), checkCommand(),
 		configCheckCommand(), configImportCommand(),
 		queueListCommand(), queueShowCommand(), queueResendCommand(), queueDeleteCommand(),
-		versionCommand(),
+		migrateCommand(), versionCommand(),
 	}
 	sort.SliceStable(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

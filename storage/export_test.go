@@ -1,0 +1,70 @@
+package storage
+
+import (
+	"context"
+	"reflect"
+	"testing"
+)
+
+type fakeExport struct {
+	users []*ExportedUser
+	boxes []*ExportedMailbox
+	msgs  []*ExportedMessage
+}
+
+func (f *fakeExport) Export(ctx context.Context, v ExportVisitor) error {
+	for _, u := range f.users {
+		if err := v.User(u); err != nil {
+			return err
+		}
+		for _, b := range f.boxes {
+			if b.User != u.Record.Address {
+				continue
+			}
+			if err := v.Mailbox(b); err != nil {
+				return err
+			}
+			for _, m := range f.msgs {
+				if m.User == b.User && m.Mailbox == b.ID {
+					if err := v.Message(m); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func TestCountExportAndMismatches(t *testing.T) {
+	a, b := UserRecord{}, UserRecord{}
+	a.Address, b.Address = "a@x", "b@x"
+	src := &fakeExport{
+		users: []*ExportedUser{{Record: a}, {Record: b}},
+		boxes: []*ExportedMailbox{{User: "a@x", ID: 1, Name: "INBOX"}, {User: "b@x", ID: 1, Name: "INBOX"}, {User: "b@x", ID: 2, Name: "Old"}},
+		msgs:  []*ExportedMessage{{User: "a@x", Mailbox: 1, UID: 1}, {User: "a@x", Mailbox: 1, UID: 2}, {User: "b@x", Mailbox: 2, UID: 7}},
+	}
+	c, err := CountExport(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Counts{Users: 2, Mailboxes: map[string]int{"a@x/INBOX": 2, "b@x/INBOX": 0, "b@x/Old": 1}}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("counts = %+v, want %+v", c, want)
+	}
+	if m := c.Mismatches(want); len(m) != 0 {
+		t.Fatalf("equal counts mismatch: %q", m)
+	}
+	dst := &Counts{Users: 1, Mailboxes: map[string]int{"a@x/INBOX": 1, "b@x/INBOX": 0, "c@x/INBOX": 0}}
+	got := c.Mismatches(dst)
+	wantM := []string{
+		"mailbox a@x/INBOX: 2 messages in the source, 1 in the destination",
+		"mailbox b@x/Old: missing from the destination",
+		"mailbox c@x/INBOX: only in the destination",
+		"users: 2 in the source, 1 in the destination",
+	}
+	if !reflect.DeepEqual(got, wantM) {
+		t.Fatalf("mismatches = %q, want %q", got, wantM)
+	}
+
+}
