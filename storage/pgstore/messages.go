@@ -12,7 +12,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/storage/boltstore"
@@ -702,15 +701,8 @@ func (x *pgMailbox) putCopy(own []byte, shared *int64, parsed []byte, r storedRo
 
 // Changes implements storage.Backend: the feed from one snapshot.
 func (s *pgStore) Changes(ctx context.Context, user string, mailboxID uint64, since uint64) (*storage.ChangeSet, error) {
-	return s.changes(ctx, s.pool, user, mailboxID, since)
-}
-
-// changes reads the feed over p (the follower has a pool of its own: it
-// reads while this handle's writers wait, holding the main pool's
-// connections).
-func (s *pgStore) changes(ctx context.Context, p *pgxpool.Pool, user string, mailboxID uint64, since uint64) (*storage.ChangeSet, error) {
 	cs := &storage.ChangeSet{}
-	err := s.viewOn(ctx, p, func(tx pgx.Tx) error {
+	err := s.view(ctx, func(tx pgx.Tx) error {
 		if err := openForRead(ctx, tx, user, mailboxID); err != nil {
 			return err
 		}

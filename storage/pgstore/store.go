@@ -49,8 +49,6 @@ type pgStore struct {
 	commitMu  sync.Mutex
 	listenMu  sync.Mutex
 	listeners []func(storage.Event)
-	// follow brings other nodes' changes to the listeners (follow.go).
-	follow *follower
 }
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
@@ -87,10 +85,6 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	}
 	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log,
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
-	if err := s.startFollower(); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("pgstore: following other nodes: %w", err)
-	}
 	go s.runSweeper(s.stopSweep, s.sweepDone)
 	return s, nil
 }
@@ -123,15 +117,7 @@ func (s *pgStore) Listen(fn func(storage.Event)) {
 	s.listeners = append(s.listeners, fn)
 }
 
-// publish hands this handle's commit's events to the listeners (commitMu
-// held), after any other node's changes that came before it.
-func (s *pgStore) publish(ctx context.Context, evs []storage.Event) {
-	s.beforeOwn(ctx, evs)
-	s.deliver(evs)
-}
-
-// deliver calls the listeners with evs, in order.
-func (s *pgStore) deliver(evs []storage.Event) {
+func (s *pgStore) publish(evs []storage.Event) {
 	if len(evs) == 0 {
 		return
 	}
@@ -189,21 +175,16 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 	if err := tx.Commit(ctx); err != nil {
 		return s.dbErr(err)
 	}
-	s.publish(context.WithoutCancel(ctx), ev.List())
+	s.publish(ev.List())
 	return nil
 }
 
 // view runs fn in a read-only transaction that sees one snapshot.
 func (s *pgStore) view(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return s.viewOn(ctx, s.pool, fn)
-}
-
-// viewOn is view over the pool p.
-func (s *pgStore) viewOn(ctx context.Context, p *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
 	if s.closed.Load() {
 		return storage.ErrClosed
 	}
-	tx, err := p.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return s.dbErr(err)
 	}
@@ -247,7 +228,6 @@ func (s *pgStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stopSweep)
 		<-s.sweepDone
-		s.stopFollower()
 		s.closed.Store(true)
 		s.pool.Close()
 	})
