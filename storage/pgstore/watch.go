@@ -162,17 +162,18 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		id         uint64
 		user, name string
 		modseq     uint64
+		uidnext    uint64
 	}
 	var rows []row
 	var maxQueue uint64
 	var queued []uint64
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rs, err := tx.Query(ctx, "SELECT id, username, name, highestmodseq FROM mailboxes")
+		rs, err := tx.Query(ctx, "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes")
 		if err != nil {
 			return err
 		}
 		var r row
-		_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq}, func() error { rows = append(rows, r); return nil })
+		_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq, &r.uidnext}, func() error { rows = append(rows, r); return nil })
 		if err != nil {
 			return err
 		}
@@ -197,11 +198,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 			b = w.box(r.id, r.user)
 			b.name = r.name
 			if !emit {
-				b.modseq = r.modseq
-				var next uint64
-				if err := conn.QueryRow(ctx, "SELECT uidnext FROM mailboxes WHERE id = $1", int64(r.id)).Scan(&next); err == nil {
-					b.feedUID = next - 1
-				}
+				b.modseq, b.feedUID = r.modseq, r.uidnext-1
 				continue
 			}
 			add(storage.Event{Kind: storage.EventMailboxes, User: r.user, MailboxID: r.id, ModSeq: r.modseq})
