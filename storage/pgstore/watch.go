@@ -64,7 +64,10 @@ func (w *watch) recordOwn(evs []storage.Event) {
 				delete(w.boxes, ev.MailboxID)
 				continue
 			}
+			// A create or rename: its ModSeq is the mailbox's present
+			// one, not a change of its own, so it is not noted as ours.
 			w.box(ev.MailboxID, ev.User).renamed = true
+			continue
 		}
 		if ev.MailboxID == 0 || ev.ModSeq == 0 {
 			continue
