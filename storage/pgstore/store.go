@@ -192,6 +192,13 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 	if err := fn(tx, &ev); err != nil {
 		return err
 	}
+	// A mailbox-list change wakes the other nodes' watches (messages
+	// and queue entries send their own NOTIFY).
+	if slices.ContainsFunc(ev.List(), func(e storage.Event) bool { return e.Kind == storage.EventMailboxes }) {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'mailboxes')", ChannelMailbox); err != nil {
+			return s.dbErr(err)
+		}
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	if err := tx.Commit(ctx); err != nil {

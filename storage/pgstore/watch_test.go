@@ -176,3 +176,42 @@ func TestListenCatchesUpAfterListenerKilled(t *testing.T) {
 		break
 	}
 }
+
+// B is told of A's mailbox create, rename and delete, and of its own once.
+func TestListenSeesOtherNodesMailboxes(t *testing.T) {
+	a, b := twoNodes(t, "bob@example.com")
+	ctx := context.Background()
+	evB := events(b)
+	isList := func(ev storage.Event) bool { return ev.Kind == storage.EventMailboxes }
+	if err := a.CreateMailbox(ctx, "bob@example.com", "Work"); err != nil {
+		t.Fatal(err)
+	}
+	work, err := a.Mailbox(ctx, "bob@example.com", "Work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, evB, "A's create", isList); ev.MailboxID != work.ID {
+		t.Fatalf("create event %+v, want mailbox %d", ev, work.ID)
+	}
+	if err := b.RenameMailbox(ctx, "bob@example.com", "Work", "Play"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, evB, "B's own rename", isList)
+	if err := a.DeleteMailbox(ctx, "bob@example.com", "Play"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, evB, "A's delete", isList); ev.MailboxID != work.ID {
+		t.Fatalf("delete event %+v, want mailbox %d", ev, work.ID)
+	}
+	// The rename was not announced a second time: a last delivery is next.
+	if err := a.CreateMailbox(ctx, "bob@example.com", "Last"); err != nil {
+		t.Fatal(err)
+	}
+	last, err := a.Mailbox(ctx, "bob@example.com", "Last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, evB, "A's last create", isList); ev.MailboxID != last.ID {
+		t.Fatalf("event %+v, want the create of mailbox %d", ev, last.ID)
+	}
+}
