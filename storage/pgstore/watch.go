@@ -16,9 +16,13 @@ import (
 // feed until its events are out, so no own commit falls between the two
 // and every change is announced once, by its own commit or by the feed.
 type watch struct {
-	boxes     map[uint64]*boxSeen
+	boxes map[uint64]*boxSeen
+	// lastQueue: the highest queue ID seen. seenQueue: the IDs above
+	// lastQueue-queueWindow seen (announced, ours, or there at the
+	// start), so an ID allocated earlier but committed later than one
+	// seen is still announced.
 	lastQueue uint64
-	ownQueue  map[uint64]bool
+	seenQueue map[uint64]bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -55,9 +59,7 @@ func (w *watch) recordOwn(evs []storage.Event) {
 	for _, ev := range evs {
 		switch ev.Kind {
 		case storage.EventQueued:
-			if ev.QueueID > w.lastQueue {
-				w.ownQueue[ev.QueueID] = true
-			}
+			w.seenQueue[ev.QueueID] = true
 			continue
 		case storage.EventMailboxes:
 			if ev.ModSeq == 0 {
@@ -86,7 +88,7 @@ func (w *watch) recordOwn(evs []storage.Event) {
 // a Listener whose hints make the handle read what other nodes changed.
 // Called once, by the first Listen.
 func (s *pgStore) startWatch() {
-	w := &watch{boxes: map[uint64]*boxSeen{}, ownQueue: map[uint64]bool{}, done: make(chan struct{})}
+	w := &watch{boxes: map[uint64]*boxSeen{}, seenQueue: map[uint64]bool{}, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	l, err := NewListener(s.location, s.log, ChannelMailbox)
@@ -168,7 +170,6 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		uidnext    uint64
 	}
 	var rows []row
-	var maxQueue uint64
 	var queued []uint64
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rs, err := tx.Query(ctx, "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes")
@@ -180,10 +181,13 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		if err != nil {
 			return err
 		}
+		top := w.lastQueue
 		if !emit {
-			return tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM queue").Scan(&maxQueue)
+			if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM queue").Scan(&top); err != nil {
+				return err
+			}
 		}
-		rs, err = tx.Query(ctx, "SELECT id FROM queue WHERE id > $1 ORDER BY id", w.lastQueue)
+		rs, err = tx.Query(ctx, "SELECT id FROM queue WHERE id > $1 ORDER BY id", int64(top)-queueWindow)
 		if err != nil {
 			return err
 		}
@@ -261,23 +265,25 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 			delete(w.boxes, id)
 		}
 	}
-	if !emit {
-		w.lastQueue = maxQueue
-	}
 	for _, id := range queued {
-		if !w.ownQueue[id] {
+		if !w.seenQueue[id] {
 			add(storage.Event{Kind: storage.EventQueued, QueueID: id})
+			w.seenQueue[id] = true
 		}
 		w.lastQueue = max(w.lastQueue, id)
 	}
-	for id := range w.ownQueue {
-		if id <= w.lastQueue {
-			delete(w.ownQueue, id)
+	for id := range w.seenQueue {
+		if int64(id) <= int64(w.lastQueue)-queueWindow {
+			delete(w.seenQueue, id)
 		}
 	}
 	s.fanOut(evs)
 	return nil
 }
+
+// queueWindow is how far below the highest queue ID seen a catch-up looks
+// for entries committed late.
+const queueWindow = 1000
 
 func imapFlags(fs []string) []imap.Flag {
 	out := make([]imap.Flag, len(fs))
