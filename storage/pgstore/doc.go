@@ -6,18 +6,27 @@
 // (TestConformance/postgres), and cmd/pochta opens it for
 // [message_server] database = "postgres://…". Backup always refuses
 // (errors.ErrUnsupported): a PostgreSQL database is backed up with
-// pg_dump or pg_basebackup. Several nodes may share a database (what they
-// write is consistent), but Listen tells a handle about its own commits
-// only: cross-node events (the Listener's hints turned into events) are
-// still to come.
+// pg_dump or pg_basebackup. Several nodes may share a database: what they
+// write is consistent, and Listen tells each handle about the others'
+// commits too (watch.go).
 //
 // Promises of the store:
 //   - Every write is one PostgreSQL transaction, all of it committed or
 //     none; it returns nil only after COMMIT succeeded.
 //   - Listen delivers the events of this handle's own commits, in commit
 //     order, after each commit (the handle's commits are serialised from
-//     COMMIT until their events are out). Other nodes' changes reach a
-//     node as hints (Listener) and through the feed (Changes).
+//     COMMIT until their events are out). From the first Listen on, a
+//     Listener's hints (a NOTIFY at every commit touching a mailbox or
+//     enqueueing) make the handle read the mailbox list and, for each
+//     mailbox whose HIGHESTMODSEQ passed the last one it announced, the
+//     change feed, and publish other handles' changes as the same events
+//     (EventAppend with UID and flags, EventFlags, EventExpunge,
+//     EventMailboxes for a mailbox created, renamed or gone, EventQueued
+//     for new queue IDs, looking 1,000 below the highest seen for one
+//     committed late) with the zero Origin. The read
+//     holds the commit lock, and the handle's own events are noted, so no
+//     change is announced twice or missed; after a reconnection
+//     (MayHaveMissed) the same read catches up.
 //   - A user's mailbox-list writers are serialised by the user's row lock;
 //     UIDVALIDITY comes from one shared row (max(last + 1, now)), and a
 //     name's UIDNEXT outlives its mailbox (mailbox_graves), so UIDs are

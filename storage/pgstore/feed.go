@@ -34,6 +34,19 @@ type ChangeSet struct {
 	// VanishedIncomplete: tombstones after that modseq were swept, so
 	// Vanished is only part of the expunges.
 	VanishedIncomplete bool
+
+	// vanishedSeqs: Vanished with each tombstone's modseq.
+	vanishedSeqs []vanishedAt
+}
+
+type vanishedAt struct {
+	UID    uint64
+	ModSeq uint64
+}
+
+// txBeginner is a pool or one of its connections.
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
 // notifyMailbox queues a hint for every node's listener, sent at commit.
@@ -147,8 +160,12 @@ func Expunge(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, uids []ui
 // none after, so a reader that asks again from HighestModSeq misses
 // nothing, whichever node made the changes.
 func Changes(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, since uint64) (*ChangeSet, error) {
+	return changes(ctx, pool, mailboxID, since)
+}
+
+func changes(ctx context.Context, db txBeginner, mailboxID int64, since uint64) (*ChangeSet, error) {
 	cs := &ChangeSet{}
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var floor uint64
 		if err := tx.QueryRow(ctx, "SELECT highestmodseq, vanished_floor FROM mailboxes WHERE id = $1", mailboxID).Scan(&cs.HighestModSeq, &floor); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -165,11 +182,14 @@ func Changes(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, since uin
 		if err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid", mailboxID, since)
+		rows, err = tx.Query(ctx, "SELECT uid, modseq FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid", mailboxID, since)
 		if err != nil {
 			return err
 		}
-		cs.Vanished, err = pgx.CollectRows(rows, pgx.RowTo[uint64])
+		cs.vanishedSeqs, err = pgx.CollectRows(rows, pgx.RowToStructByPos[vanishedAt])
+		for _, v := range cs.vanishedSeqs {
+			cs.Vanished = append(cs.Vanished, v.UID)
+		}
 		return err
 	})
 	if err != nil {

@@ -183,6 +183,9 @@ func enqueue(t pgTx, d *storage.Delivery, body *boltstore.PreparedMessage, share
 		return 0, err
 	}
 	ev.Add(storage.Event{Kind: storage.EventQueued, QueueID: e.ID})
+	if _, err := t.tx.Exec(t.ctx, "SELECT pg_notify($1, 'queue')", ChannelMailbox); err != nil {
+		return 0, err
+	}
 	return e.ID, nil
 }
 

@@ -49,6 +49,11 @@ type pgStore struct {
 	commitMu  sync.Mutex
 	listenMu  sync.Mutex
 	listeners []func(storage.Event)
+	// watch announces other nodes' commits; started by the first Listen.
+	// It is set with commitMu held (so an own commit is either in the
+	// watch's first read or recorded by it).
+	watch     atomic.Pointer[watch]
+	watchOnce sync.Once
 }
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
@@ -110,14 +115,31 @@ var keyPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|
 func (s *pgStore) Quota() int64 { return s.opts.Quota }
 
 // Listen implements storage.Backend: fn gets the events of this handle's
-// own commits, in commit order, right after each commit.
+// own commits, in commit order, right after each commit, and those of
+// other nodes' (handles') commits on the same database, read from the
+// change feed when a NOTIFY hints at them (watch.go), each once.
 func (s *pgStore) Listen(fn func(storage.Event)) {
 	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
 	s.listeners = append(s.listeners, fn)
+	s.listenMu.Unlock()
+	if !s.closed.Load() {
+		s.watchOnce.Do(s.startWatch)
+	}
 }
 
+// publish hands out an own commit's events (commitMu held) and notes
+// them, so the watch does not announce them again.
 func (s *pgStore) publish(evs []storage.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	if w := s.watch.Load(); w != nil {
+		w.recordOwn(evs)
+	}
+	s.fanOut(evs)
+}
+
+func (s *pgStore) fanOut(evs []storage.Event) {
 	if len(evs) == 0 {
 		return
 	}
@@ -169,6 +191,13 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 	defer tx.Rollback(context.Background()) //nolint:errcheck // after Commit: a no-op
 	if err := fn(tx, &ev); err != nil {
 		return err
+	}
+	// A mailbox-list change wakes the other nodes' watches (messages
+	// and queue entries send their own NOTIFY).
+	if slices.ContainsFunc(ev.List(), func(e storage.Event) bool { return e.Kind == storage.EventMailboxes }) {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'mailboxes')", ChannelMailbox); err != nil {
+			return s.dbErr(err)
+		}
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -228,6 +257,7 @@ func (s *pgStore) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stopSweep)
 		<-s.sweepDone
+		s.stopWatch()
 		s.closed.Store(true)
 		s.pool.Close()
 	})

@@ -1,0 +1,294 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pochta/pochta/storage"
+)
+
+// watch turns other nodes' commits into this handle's events. Its state is
+// guarded by the store's commitMu: a catch-up holds it from reading the
+// feed until its events are out, so no own commit falls between the two
+// and every change is announced once, by its own commit or by the feed.
+type watch struct {
+	boxes map[uint64]*boxSeen
+	// lastQueue: the highest queue ID seen. seenQueue: the IDs above
+	// lastQueue-queueWindow seen (announced, ours, or there at the
+	// start), so an ID allocated earlier but committed later than one
+	// seen is still announced.
+	lastQueue uint64
+	seenQueue map[uint64]bool
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// boxSeen is what this handle has announced of one mailbox.
+type boxSeen struct {
+	user, name string
+	// modseq: the feed has been read up to here.
+	modseq uint64
+	// feedUID: the highest UID the feed reads have covered.
+	feedUID uint64
+	// own: modseqs above modseq of this handle's own commits, announced.
+	own map[uint64]bool
+	// ownUIDs: UIDs above feedUID this handle appended and announced.
+	ownUIDs map[uint64]bool
+	// renamed: an own commit changed the mailbox list entry (a rename,
+	// announced); the next catch-up takes the name silently.
+	renamed bool
+}
+
+func (w *watch) box(id uint64, user string) *boxSeen {
+	b := w.boxes[id]
+	if b == nil {
+		b = &boxSeen{user: user, own: map[uint64]bool{}, ownUIDs: map[uint64]bool{}}
+		w.boxes[id] = b
+	}
+	return b
+}
+
+// recordOwn notes this handle's own events (commitMu held), so a catch-up
+// does not announce them again.
+func (w *watch) recordOwn(evs []storage.Event) {
+	for _, ev := range evs {
+		switch ev.Kind {
+		case storage.EventQueued:
+			w.seenQueue[ev.QueueID] = true
+			continue
+		case storage.EventMailboxes:
+			if ev.ModSeq == 0 {
+				delete(w.boxes, ev.MailboxID)
+				continue
+			}
+			// A create or rename: its ModSeq is the mailbox's present
+			// one, not a change of its own, so it is not noted as ours.
+			w.box(ev.MailboxID, ev.User).renamed = true
+			continue
+		}
+		if ev.MailboxID == 0 || ev.ModSeq == 0 {
+			continue
+		}
+		b := w.box(ev.MailboxID, ev.User)
+		if ev.ModSeq > b.modseq {
+			b.own[ev.ModSeq] = true
+		}
+		if ev.Kind == storage.EventAppend && uint64(ev.UID) > b.feedUID {
+			b.ownUIDs[uint64(ev.UID)] = true
+		}
+	}
+}
+
+// startWatch primes the watch with the database's present state and starts
+// a Listener whose hints make the handle read what other nodes changed.
+// Called once, by the first Listen.
+func (s *pgStore) startWatch() {
+	w := &watch{boxes: map[uint64]*boxSeen{}, seenQueue: map[uint64]bool{}, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	l, err := NewListener(s.location, s.log, ChannelMailbox)
+	if err != nil {
+		s.log.Error("pgstore: other nodes' changes will not be announced", "err", err)
+		close(w.done)
+		return
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	primed := s.catchUp(pctx, w, false) == nil
+	pcancel()
+	go func() {
+		defer close(w.done)
+		go l.Run(ctx) //nolint:errcheck // returns ctx's error
+		retry := time.NewTimer(time.Hour)
+		retry.Stop()
+		for {
+			wctx, wcancel := context.WithCancel(ctx)
+			hint := make(chan error, 1)
+			go func() { _, err := l.Wait(wctx); hint <- err }()
+			select {
+			case <-ctx.Done():
+				wcancel()
+				return
+			case <-retry.C:
+				wcancel()
+				<-hint
+			case err := <-hint:
+				wcancel()
+				if err != nil {
+					return
+				}
+			}
+			if err := s.catchUp(ctx, w, primed); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
+				retry.Reset(time.Second)
+				continue
+			}
+			primed = true
+		}
+	}()
+}
+
+// stopWatch ends the watch, if one was started.
+func (s *pgStore) stopWatch() {
+	s.watchOnce.Do(func() {}) // a Listen after Close starts nothing
+	if w := s.watch.Load(); w != nil {
+		w.cancel()
+		<-w.done
+	}
+}
+
+// catchUp reads every mailbox changed since the watch last looked, and the
+// new queue entries, and publishes what other nodes did as events (emit
+// false: only take the state in). The connection is taken before commitMu,
+// so a catch-up never waits for the pool while own commits wait for it.
+func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: catching up: %w", err)
+	}
+	defer conn.Release()
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.watch.Store(w)
+	var evs []storage.Event
+	add := func(ev storage.Event) {
+		if emit {
+			evs = append(evs, ev)
+		}
+	}
+	type row struct {
+		id         uint64
+		user, name string
+		modseq     uint64
+		uidnext    uint64
+	}
+	var rows []row
+	var queued []uint64
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rs, err := tx.Query(ctx, "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes")
+		if err != nil {
+			return err
+		}
+		var r row
+		_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq, &r.uidnext}, func() error { rows = append(rows, r); return nil })
+		if err != nil {
+			return err
+		}
+		top := w.lastQueue
+		if !emit {
+			if err := tx.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM queue").Scan(&top); err != nil {
+				return err
+			}
+		}
+		rs, err = tx.Query(ctx, "SELECT id FROM queue WHERE id > $1 ORDER BY id", int64(top)-queueWindow)
+		if err != nil {
+			return err
+		}
+		queued, err = pgx.CollectRows(rs, pgx.RowTo[uint64])
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: catching up: %w", err)
+	}
+	present := make(map[uint64]bool, len(rows))
+	for _, r := range rows {
+		present[r.id] = true
+		b := w.boxes[r.id]
+		if b == nil {
+			b = w.box(r.id, r.user)
+			b.name = r.name
+			if !emit {
+				b.modseq, b.feedUID = r.modseq, r.uidnext-1
+				continue
+			}
+			add(storage.Event{Kind: storage.EventMailboxes, User: r.user, MailboxID: r.id, ModSeq: r.modseq})
+		}
+		if b.name != r.name {
+			if !b.renamed {
+				add(storage.Event{Kind: storage.EventMailboxes, User: r.user, MailboxID: r.id, ModSeq: r.modseq})
+			}
+			b.name = r.name
+		}
+		b.renamed = false
+		if r.modseq <= b.modseq {
+			continue
+		}
+		cs, err := changes(ctx, conn, int64(r.id), b.modseq)
+		if err != nil {
+			return err
+		}
+		top := b.feedUID
+		for _, c := range cs.Changed {
+			isNew := c.UID > b.feedUID && !b.ownUIDs[c.UID]
+			if b.own[c.ModSeq] && !isNew {
+				continue
+			}
+			kind := storage.EventFlags
+			if isNew {
+				kind = storage.EventAppend
+			}
+			add(storage.Event{Kind: kind, User: r.user, MailboxID: r.id, UID: imap.UID(c.UID), Flags: imapFlags(c.Flags), ModSeq: c.ModSeq})
+			top = max(top, c.UID)
+		}
+		for _, uid := range cs.Vanished {
+			top = max(top, uid)
+		}
+		// Tombstones carry the modseq of their expunge: announce those not ours.
+		for _, v := range cs.vanishedSeqs {
+			if !b.own[v.ModSeq] {
+				add(storage.Event{Kind: storage.EventExpunge, User: r.user, MailboxID: r.id, UID: imap.UID(v.UID), ModSeq: v.ModSeq})
+			}
+		}
+		b.modseq = cs.HighestModSeq
+		b.feedUID = top
+		for m := range b.own {
+			if m <= b.modseq {
+				delete(b.own, m)
+			}
+		}
+		for u := range b.ownUIDs {
+			if u <= b.feedUID {
+				delete(b.ownUIDs, u)
+			}
+		}
+	}
+	for id, b := range w.boxes {
+		if !present[id] {
+			add(storage.Event{Kind: storage.EventMailboxes, User: b.user, MailboxID: id})
+			delete(w.boxes, id)
+		}
+	}
+	for _, id := range queued {
+		if !w.seenQueue[id] {
+			add(storage.Event{Kind: storage.EventQueued, QueueID: id})
+			w.seenQueue[id] = true
+		}
+		w.lastQueue = max(w.lastQueue, id)
+	}
+	for id := range w.seenQueue {
+		if int64(id) <= int64(w.lastQueue)-queueWindow {
+			delete(w.seenQueue, id)
+		}
+	}
+	s.fanOut(evs)
+	return nil
+}
+
+// queueWindow is how far below the highest queue ID seen a catch-up looks
+// for entries committed late.
+const queueWindow = 1000
+
+func imapFlags(fs []string) []imap.Flag {
+	out := make([]imap.Flag, len(fs))
+	for i, f := range fs {
+		out[i] = imap.Flag(f)
+	}
+	return out
+}
