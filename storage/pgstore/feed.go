@@ -164,8 +164,22 @@ func Changes(ctx context.Context, pool *pgxpool.Pool, mailboxID int64, since uin
 }
 
 func changes(ctx context.Context, db txBeginner, mailboxID int64, since uint64) (*ChangeSet, error) {
-	cs := &ChangeSet{}
+	var cs *ChangeSet
 	err := pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		cs, err = changesIn(ctx, tx, mailboxID, since)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: changes of mailbox %d since %d: %w", mailboxID, since, err)
+	}
+	return cs, nil
+}
+
+// changesIn reads the feed inside tx.
+func changesIn(ctx context.Context, tx pgx.Tx, mailboxID int64, since uint64) (*ChangeSet, error) {
+	cs := &ChangeSet{}
+	err := func() error {
 		var floor uint64
 		if err := tx.QueryRow(ctx, "SELECT highestmodseq, vanished_floor FROM mailboxes WHERE id = $1", mailboxID).Scan(&cs.HighestModSeq, &floor); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -191,9 +205,6 @@ func changes(ctx context.Context, db txBeginner, mailboxID int64, since uint64) 
 			cs.Vanished = append(cs.Vanished, v.UID)
 		}
 		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: changes of mailbox %d since %d: %w", mailboxID, since, err)
-	}
-	return cs, nil
+	}()
+	return cs, err
 }

@@ -201,10 +201,16 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	var before []storage.Event
+	if w := s.watch.Load(); w != nil {
+		if before, err = w.beforeOwnCommit(ctx, tx, ev.List()); err != nil {
+			return s.dbErr(err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return s.dbErr(err)
 	}
-	s.publish(ev.List())
+	s.publish(append(before, ev.List()...))
 	return nil
 }
 

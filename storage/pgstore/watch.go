@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -224,40 +225,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		if err != nil {
 			return err
 		}
-		top := b.feedUID
-		for _, c := range cs.Changed {
-			isNew := c.UID > b.feedUID && !b.ownUIDs[c.UID]
-			if b.own[c.ModSeq] && !isNew {
-				continue
-			}
-			kind := storage.EventFlags
-			if isNew {
-				kind = storage.EventAppend
-			}
-			add(storage.Event{Kind: kind, User: r.user, MailboxID: r.id, UID: imap.UID(c.UID), Flags: imapFlags(c.Flags), ModSeq: c.ModSeq})
-			top = max(top, c.UID)
-		}
-		for _, uid := range cs.Vanished {
-			top = max(top, uid)
-		}
-		// Tombstones carry the modseq of their expunge: announce those not ours.
-		for _, v := range cs.vanishedSeqs {
-			if !b.own[v.ModSeq] {
-				add(storage.Event{Kind: storage.EventExpunge, User: r.user, MailboxID: r.id, UID: imap.UID(v.UID), ModSeq: v.ModSeq})
-			}
-		}
-		b.modseq = cs.HighestModSeq
-		b.feedUID = top
-		for m := range b.own {
-			if m <= b.modseq {
-				delete(b.own, m)
-			}
-		}
-		for u := range b.ownUIDs {
-			if u <= b.feedUID {
-				delete(b.ownUIDs, u)
-			}
-		}
+		b.apply(r.user, r.id, cs, add)
 	}
 	for id, b := range w.boxes {
 		if !present[id] {
@@ -281,6 +249,45 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 	return nil
 }
 
+// apply turns the feed of mailbox id since b.modseq (cs) into events of
+// the changes that are not this handle's own, and moves b past them.
+func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, add func(storage.Event)) {
+	top := b.feedUID
+	for _, c := range cs.Changed {
+		isNew := c.UID > b.feedUID && !b.ownUIDs[c.UID]
+		if b.own[c.ModSeq] && !isNew {
+			continue
+		}
+		kind := storage.EventFlags
+		if isNew {
+			kind = storage.EventAppend
+		}
+		add(storage.Event{Kind: kind, User: user, MailboxID: id, UID: imap.UID(c.UID), Flags: imapFlags(c.Flags), ModSeq: c.ModSeq})
+		top = max(top, c.UID)
+	}
+	for _, uid := range cs.Vanished {
+		top = max(top, uid)
+	}
+	// Tombstones carry the modseq of their expunge: announce those not ours.
+	for _, v := range cs.vanishedSeqs {
+		if !b.own[v.ModSeq] {
+			add(storage.Event{Kind: storage.EventExpunge, User: user, MailboxID: id, UID: imap.UID(v.UID), ModSeq: v.ModSeq})
+		}
+	}
+	b.modseq = cs.HighestModSeq
+	b.feedUID = top
+	for m := range b.own {
+		if m <= b.modseq {
+			delete(b.own, m)
+		}
+	}
+	for u := range b.ownUIDs {
+		if u <= b.feedUID {
+			delete(b.ownUIDs, u)
+		}
+	}
+}
+
 // queueWindow is how far below the highest queue ID seen a catch-up looks
 // for entries committed late.
 const queueWindow = 1000
@@ -291,4 +298,67 @@ func imapFlags(fs []string) []imap.Flag {
 		out[i] = imap.Flag(f)
 	}
 	return out
+}
+
+// beforeOwnCommit runs (commitMu held) just before this handle commits
+// evs in tx. A mailbox the commit appends to whose modseq jumped past what
+// the watch announced, by more than this handle's own changes, had
+// another node's commit in between: that node's UIDs are lower than this
+// commit's (the mailbox row lock orders them), so its changes are read
+// here, inside tx, and announced first; a session would otherwise be told
+// of this commit's higher UID and could no longer take the lower one. It
+// returns the events to hand out before the commit's own; the watch's
+// state is left as it was (the events are announced again by no one: the
+// caller records them with the commit's own, see publish).
+func (w *watch) beforeOwnCommit(ctx context.Context, tx pgx.Tx, evs []storage.Event) ([]storage.Event, error) {
+	minOwn := map[uint64]uint64{}
+	for _, ev := range evs {
+		if ev.Kind != storage.EventAppend || ev.ModSeq == 0 {
+			continue
+		}
+		if m, ok := minOwn[ev.MailboxID]; !ok || ev.ModSeq < m {
+			minOwn[ev.MailboxID] = ev.ModSeq
+		}
+	}
+	var out []storage.Event
+	for id, first := range minOwn {
+		b := w.boxes[id]
+		if b == nil || first <= b.modseq+1 {
+			continue
+		}
+		ours := uint64(0)
+		for m := range b.own {
+			if m > b.modseq && m < first {
+				ours++
+			}
+		}
+		if first-1-b.modseq <= ours {
+			continue // every modseq in between is ours: no other node's
+		}
+		cs, err := changesIn(ctx, tx, int64(id), b.modseq)
+		if err != nil {
+			return nil, err
+		}
+		// This commit's own changes are in tx's view: skip them.
+		mine := &boxSeen{user: b.user, modseq: b.modseq, feedUID: b.feedUID, own: maps.Clone(b.own), ownUIDs: maps.Clone(b.ownUIDs)}
+		for _, ev := range evs {
+			if ev.MailboxID != id || ev.ModSeq == 0 {
+				continue
+			}
+			mine.own[ev.ModSeq] = true
+			if ev.Kind == storage.EventAppend {
+				mine.ownUIDs[uint64(ev.UID)] = true
+			}
+		}
+		var theirs []storage.Event
+		mine.apply(b.user, id, cs, func(ev storage.Event) { theirs = append(theirs, ev) })
+		// Only what happened before this commit's first change: the rest
+		// is this commit's (skipped) or comes later through the watch.
+		for _, ev := range theirs {
+			if ev.ModSeq < first {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out, nil
 }

@@ -215,3 +215,58 @@ func TestListenSeesOtherNodesMailboxes(t *testing.T) {
 		t.Fatalf("event %+v, want the create of mailbox %d", ev, last.ID)
 	}
 }
+
+// Two nodes appending to one INBOX at once: node B's listeners (its IMAP
+// sessions) learn of every new UID exactly once and in ascending order. A
+// session cannot take a UID below one it has already announced, so B must
+// announce A's lower UID, committed just before B's own, ahead of B's.
+func TestListenAnnouncesNewUIDsInOrderAcrossNodes(t *testing.T) {
+	const bob = "bob@example.com"
+	ctx := context.Background()
+	dsn := pgtest.New(t)
+	be := postgresBackend()
+	a, b := be.Open(t, dsn), be.Open(t, dsn)
+	if err := a.CreateUser(ctx, bob, "secret", false); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := b.MailboxStatus(ctx, bob, storage.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evB := events(b)
+	const each = 40
+	errs := make(chan error, 2)
+	for n, s := range []storage.Store{a, b} {
+		go func() {
+			for i := range each {
+				if _, err := s.Append(ctx, bob, storage.Inbox, &storage.NewMessage{Raw: message(fmt.Sprintf("n%d-%d", n, i))}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var uids []imap.UID
+	timeout := time.After(20 * time.Second)
+	for len(uids) < 2*each {
+		select {
+		case ev := <-evB:
+			if ev.Kind == storage.EventAppend && ev.MailboxID == inbox.ID {
+				uids = append(uids, ev.UID)
+			}
+		case <-timeout:
+			t.Fatalf("B announced %d of %d appends: %v", len(uids), 2*each, uids)
+		}
+	}
+	for i := 1; i < len(uids); i++ {
+		if uids[i] <= uids[i-1] {
+			t.Fatalf("B announced UID %d after %d (a session would drop it): %v", uids[i], uids[i-1], uids)
+		}
+	}
+}
