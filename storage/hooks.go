@@ -7,6 +7,7 @@ package storage
 // itself (a rule that changes one of them changes the caller's copy).
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -21,6 +22,32 @@ func TracksDelivery(d *Delivery) bool { return tracksDelivery(d) }
 // copies are stored (res), and sets res.TrackingID.
 func TrackDelivery(tx RecordTx, d *Delivery, res *DeliveryResult, now time.Time, ev *Events) error {
 	return trackDelivery(tx, d, res, now, ev)
+}
+
+// QueueRecipientsChanged reports to read tracking the recipients of queue
+// entry e whose state differs from old's (a backend calls it when it saves
+// an entry): sent is TrackRelayed, failed TrackFailed, anything else
+// (a resend) TrackQueued. Nothing for a new entry or one without tracking.
+func QueueRecipientsChanged(tx RecordTx, old, e *QueueEntry, ev *Events) error {
+	if e.TrackingID == 0 || old == nil {
+		return nil
+	}
+	for i, r := range e.Recipients {
+		if i < len(old.Recipients) && old.Recipients[i].State == r.State {
+			continue
+		}
+		state := TrackQueued
+		switch r.State {
+		case RcptSent:
+			state = TrackRelayed
+		case RcptFailed:
+			state = TrackFailed
+		}
+		if err := SetExternalState(tx, e.TrackingID, r.Address, state, ev); err != nil {
+			return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
+		}
+	}
+	return nil
 }
 
 // SetExternalState records the relay's outcome for one external

@@ -113,3 +113,22 @@ func NormalizeMailboxName(name string) (string, error) {
 	}
 	return name, nil
 }
+
+// RenameNames checks the names of a RENAME (RenameMailbox's promises) and
+// returns them normalised: ErrProtected for INBOX, Sent, Drafts or Trash,
+// ErrInvalid for a bad name or a move into the mailbox's own subtree.
+func RenameNames(oldName, newName string) (from, to string, err error) {
+	if from, err = NormalizeMailboxName(oldName); err != nil {
+		return "", "", err
+	}
+	if to, err = NormalizeMailboxName(newName); err != nil {
+		return "", "", err
+	}
+	if IsProtected(from) {
+		return "", "", fmt.Errorf("mailbox %q: %w", from, ErrProtected)
+	}
+	if strings.HasPrefix(to, from+"/") {
+		return "", "", fmt.Errorf("mailbox %q into itself: %w", from, ErrInvalid)
+	}
+	return from, to, nil
+}

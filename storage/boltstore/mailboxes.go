@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -312,19 +311,9 @@ func (s *boltStore) DeleteMailbox(ctx context.Context, user, name string) error 
 // RenameMailbox renames a mailbox and everything under it. The mailboxes
 // keep their IDs, UIDVALIDITY and messages; only the name index changes.
 func (s *boltStore) RenameMailbox(ctx context.Context, user, oldName, newName string) error {
-	from, err := storage.NormalizeMailboxName(oldName)
+	from, to, err := storage.RenameNames(oldName, newName)
 	if err != nil {
 		return fmt.Errorf("storage: rename mailbox: %w", err)
-	}
-	to, err := storage.NormalizeMailboxName(newName)
-	if err != nil {
-		return fmt.Errorf("storage: rename mailbox: %w", err)
-	}
-	if storage.IsProtected(from) {
-		return fmt.Errorf("storage: rename mailbox %q: %w", from, storage.ErrProtected)
-	}
-	if strings.HasPrefix(to, from+"/") {
-		return fmt.Errorf("storage: rename mailbox %q into itself: %w", from, storage.ErrInvalid)
 	}
 	now := time.Now()
 	_, err = write(s, ctx, 0, func(tx *bolt.Tx, ev *eventList) (struct{}, error) {

@@ -172,25 +172,7 @@ func (q *queueTx) saveEntry(old, e *storage.QueueEntry, ev *eventList) error {
 
 // track reports recipients whose state changed to read tracking.
 func (q *queueTx) track(old, e *storage.QueueEntry, ev *eventList) error {
-	if e.TrackingID == 0 || old == nil {
-		return nil
-	}
-	for i, r := range e.Recipients {
-		if i < len(old.Recipients) && old.Recipients[i].State == r.State {
-			continue
-		}
-		state := storage.TrackQueued
-		switch r.State {
-		case storage.RcptSent:
-			state = storage.TrackRelayed
-		case storage.RcptFailed:
-			state = storage.TrackFailed
-		}
-		if err := storage.SetExternalState(records(q.tx), e.TrackingID, r.Address, state, ev); err != nil {
-			return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
-		}
-	}
-	return nil
+	return storage.QueueRecipientsChanged(records(q.tx), old, e, ev)
 }
 
 // remove deletes an entry, its body and its places in the indexes (the

@@ -290,19 +290,9 @@ func (s *pgStore) DeleteMailbox(ctx context.Context, user, name string) error {
 // created. All or nothing: a child that would collide refuses the whole
 // rename.
 func (s *pgStore) RenameMailbox(ctx context.Context, user, oldName, newName string) error {
-	from, err := storage.NormalizeMailboxName(oldName)
+	from, to, err := storage.RenameNames(oldName, newName)
 	if err != nil {
 		return fmt.Errorf("storage: rename mailbox: %w", err)
-	}
-	to, err := storage.NormalizeMailboxName(newName)
-	if err != nil {
-		return fmt.Errorf("storage: rename mailbox: %w", err)
-	}
-	if storage.IsProtected(from) {
-		return fmt.Errorf("storage: rename mailbox %q: %w", from, storage.ErrProtected)
-	}
-	if strings.HasPrefix(to, from+"/") {
-		return fmt.Errorf("storage: rename mailbox %q into itself: %w", from, storage.ErrInvalid)
 	}
 	addr := strings.ToLower(user)
 	err = s.write(ctx, func(tx pgx.Tx, ev *storage.Events) error {

@@ -112,25 +112,7 @@ func saveEntry(t pgTx, old, e *storage.QueueEntry, ev *storage.Events) error {
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("queue entry %d: %w", e.ID, storage.ErrNotFound)
 	}
-	if e.TrackingID == 0 || old == nil {
-		return nil
-	}
-	for i, r := range e.Recipients {
-		if i < len(old.Recipients) && old.Recipients[i].State == r.State {
-			continue
-		}
-		state := storage.TrackQueued
-		switch r.State {
-		case storage.RcptSent:
-			state = storage.TrackRelayed
-		case storage.RcptFailed:
-			state = storage.TrackFailed
-		}
-		if err := storage.SetExternalState(t, e.TrackingID, r.Address, state, ev); err != nil {
-			return fmt.Errorf("queue entry %d: read tracking: %w", e.ID, err)
-		}
-	}
-	return nil
+	return storage.QueueRecipientsChanged(t, old, e, ev)
 }
 
 // QueueHeader implements storage.RecordTx.
