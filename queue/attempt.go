@@ -56,6 +56,13 @@ func (q *Queue) attempt(ctx context.Context, due storage.QueueEntry) {
 	keeper := q.keepLease(e, cut)
 	defer keeper.finish() // a panic must not leave it renewing
 	out := q.relay.Load().send(sendCtx, e.From, e.Pending(), q.relayMessage(sendCtx, e))
+	if out.fault != faultAborted {
+		// The relay has been tried (answered or not) before the outcome
+		// is recorded: whoever sees the entry settled sees that too.
+		q.mu.Lock()
+		q.tried = true
+		q.mu.Unlock()
+	}
 	rev, lost := keeper.finish()
 	cut()
 	e.Rev = rev
