@@ -39,6 +39,10 @@ def run(s):
                        'max_connections = 200\n').start()
     for u in ("ctl", "ctl2", "mallory", "victim"):
         d.add_user(u)
+    # mallory signs in once before the siege, so her attacks start from a
+    # cached login; otherwise a dozen first logins at once meet the password
+    # checker's bounded queue and some get its documented 454 (CI saw one).
+    smtp_login(d, "mallory").close()
     stop = threading.Event()
     outcomes = {}  # attack -> list of short results
     lock = threading.Lock()
@@ -210,7 +214,7 @@ def run(s):
     s.check(f"each bystander round under {ROUND_LIMIT} s (slowest {slowest:.1f} s)", slowest < ROUND_LIMIT)
     s.check("the daemon is still running", d.running(), d.tail(300))
     s.check("every attack ran", all(outcomes.get(t.name) for t in attacks), sorted(outcomes))
-    s.check("deep and wide MIME were refused with 554", outcomes.get("deep MIME") and
+    s.check("deep and wide MIME were refused with 554", "554" in outcomes.get("deep MIME", []) and
             all(o in ("554", "ConnectionResetError", "BrokenPipeError", "timeout") for o in outcomes["deep MIME"]),
             outcomes.get("deep MIME", [])[:5])
     s.check("the forged From was refused with 550 5.7.1", outcomes.get("spoofed From") and
