@@ -54,6 +54,8 @@ type pgStore struct {
 	// watch's first read or recorded by it).
 	watch     atomic.Pointer[watch]
 	watchOnce sync.Once
+	// lead is this node's share of the cluster's housekeeping (Leading).
+	lead leadership
 }
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
@@ -90,6 +92,7 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	}
 	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log,
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
+	s.lead.retry = leaderRetry
 	go s.runSweeper(s.stopSweep, s.sweepDone)
 	return s, nil
 }
@@ -265,6 +268,7 @@ func (s *pgStore) Close() error {
 		<-s.sweepDone
 		s.stopWatch()
 		s.closed.Store(true)
+		s.stopLeading()
 		s.pool.Close()
 	})
 	return nil
