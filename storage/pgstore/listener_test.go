@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,12 +124,25 @@ func TestListenerCoalesces(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, wakes := 0, 0
+	payloads := map[string]int{}
 	for got < 11 {
-		got += waitHint(t, l).Notifications
+		h := waitHint(t, l)
+		got += h.Notifications
 		wakes++
+		for _, p := range h.Payloads {
+			payloads[p]++
+		}
 	}
 	if got != 11 || wakes > 11 {
 		t.Fatalf("%d notifications in %d wake-ups, want 11 in at most 11", got, wakes)
+	}
+	// Each payload arrives, once: a watch reads only what they name.
+	want := map[string]int{"last": 1}
+	for i := range 10 {
+		want[fmt.Sprint(i)] = 1
+	}
+	if !maps.Equal(payloads, want) {
+		t.Fatalf("payloads %v, want each of 0..9 and last once", payloads)
 	}
 	select {
 	case <-l.wake:
@@ -173,5 +188,51 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	if h := waitHint(t, l); h.Notifications != 1 || h.MayHaveMissed {
 		t.Fatalf("hint %+v after reconnecting and one notification, want exactly 1", h)
+	}
+}
+
+// A hint keeps each distinct payload once; past MaxHintPayloads it keeps
+// none and says so, and the next hint starts afresh.
+func TestHintPayloadsAreBounded(t *testing.T) {
+	l, err := NewListener("postgres://127.0.0.1/x", slog.New(slog.DiscardHandler), "mail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"7", "9", "7"} {
+		l.signal(1, false, p)
+	}
+	if h := waitHint(t, l); !slices.Equal(h.Payloads, []string{"7", "9"}) || h.PayloadsOverflow || h.Notifications != 3 {
+		t.Fatalf("hint %+v, want payloads [7 9] from 3 notifications", h)
+	}
+	for i := range MaxHintPayloads + 1 {
+		l.signal(1, false, fmt.Sprint(i))
+	}
+	if h := waitHint(t, l); h.Payloads != nil || !h.PayloadsOverflow {
+		t.Fatalf("hint with %d payloads, overflow %v; want none kept and overflow", len(h.Payloads), h.PayloadsOverflow)
+	}
+	l.signal(1, false, "queue")
+	if h := waitHint(t, l); !slices.Equal(h.Payloads, []string{"queue"}) || h.PayloadsOverflow {
+		t.Fatalf("hint after an overflowed one: %+v", h)
+	}
+}
+
+// What a hint makes a watch read: only the named mailboxes and the queue
+// when it is sure of them, everything otherwise.
+func TestScopeOfHint(t *testing.T) {
+	for _, c := range []struct {
+		h    Hint
+		want *catchUpScope
+	}{
+		{Hint{Notifications: 2, Payloads: []string{"12", "queue"}}, &catchUpScope{boxes: []int64{12}, queue: true}},
+		{Hint{Notifications: 1, Payloads: []string{"5"}}, &catchUpScope{boxes: []int64{5}}},
+		{Hint{Notifications: 2, Payloads: []string{"5", "mailboxes"}}, nil},
+		{Hint{Notifications: 1, Payloads: []string{""}}, nil},
+		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, nil},
+		{Hint{Notifications: 300, PayloadsOverflow: true}, nil},
+	} {
+		got := scopeOf(c.h)
+		if (got == nil) != (c.want == nil) || got != nil && (!slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue) {
+			t.Errorf("scopeOf(%+v) = %+v, want %+v", c.h, got, c.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strconv"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -99,39 +100,53 @@ func (s *pgStore) startWatch() {
 		return
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	primed := s.catchUp(pctx, w, false) == nil
+	primed := s.catchUp(pctx, w, false, nil) == nil
 	pcancel()
 	go func() {
 		defer close(w.done)
 		go l.Run(ctx) //nolint:errcheck // returns ctx's error
 		retry := time.NewTimer(time.Hour)
 		retry.Stop()
+		// what is the part of the database the next catch-up reads: nil
+		// is everything (at the start, after a missed hint or a failure).
+		var what *catchUpScope
 		for {
 			wctx, wcancel := context.WithCancel(ctx)
-			hint := make(chan error, 1)
-			go func() { _, err := l.Wait(wctx); hint <- err }()
+			type waited struct {
+				h   Hint
+				err error
+			}
+			hint := make(chan waited, 1)
+			go func() { h, err := l.Wait(wctx); hint <- waited{h, err} }()
 			select {
 			case <-ctx.Done():
 				wcancel()
 				return
 			case <-retry.C:
 				wcancel()
-				<-hint
-			case err := <-hint:
+				if got := <-hint; got.err == nil {
+					what = nil // a hint came as the wait was cut: read everything
+				}
+			case got := <-hint:
 				wcancel()
-				if err != nil {
+				if got.err != nil {
 					return
 				}
+				if what != nil {
+					what = scopeOf(got.h)
+				}
 			}
-			if err := s.catchUp(ctx, w, primed); err != nil {
+			if err := s.catchUp(ctx, w, primed, what); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
 				retry.Reset(time.Second)
+				what = nil
 				continue
 			}
 			primed = true
+			what = &catchUpScope{}
 		}
 	}()
 }
@@ -145,11 +160,44 @@ func (s *pgStore) stopWatch() {
 	}
 }
 
+// catchUpScope is what a hint says changed: the mailboxes named in its
+// notifications' payloads, and whether a queue entry was added. A hint
+// that may have missed notifications, overflowed, or names a change to
+// the mailbox list (a create, rename or delete: payload "mailboxes") has
+// no scope: everything is read.
+type catchUpScope struct {
+	boxes []int64
+	queue bool
+}
+
+// scopeOf is the scope of h, nil for everything.
+func scopeOf(h Hint) *catchUpScope {
+	if h.MayHaveMissed || h.PayloadsOverflow {
+		return nil
+	}
+	sc := &catchUpScope{}
+	for _, p := range h.Payloads {
+		if p == "queue" {
+			sc.queue = true
+			continue
+		}
+		id, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || id <= 0 {
+			return nil // "mailboxes", or a payload this version does not know
+		}
+		sc.boxes = append(sc.boxes, id)
+	}
+	return sc
+}
+
 // catchUp reads every mailbox changed since the watch last looked, and the
 // new queue entries, and publishes what other nodes did as events (emit
-// false: only take the state in). The connection is taken before commitMu,
-// so a catch-up never waits for the pool while own commits wait for it.
-func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
+// false: only take the state in). With a scope it reads only the mailboxes
+// and the queue the scope names: a mailbox missing from the database then
+// means nothing (its delete sent "mailboxes", which reads everything).
+// The connection is taken before commitMu, so a catch-up never waits for
+// the pool while own commits wait for it.
+func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catchUpScope) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: catching up: %w", err)
@@ -173,14 +221,27 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 	var rows []row
 	var queued []uint64
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rs, err := tx.Query(ctx, "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes")
+		const cols = "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes"
+		var rs pgx.Rows
+		var err error
+		switch {
+		case scope == nil:
+			rs, err = tx.Query(ctx, cols)
+		case len(scope.boxes) > 0:
+			rs, err = tx.Query(ctx, cols+" WHERE id = ANY($1)", scope.boxes)
+		}
 		if err != nil {
 			return err
 		}
-		var r row
-		_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq, &r.uidnext}, func() error { rows = append(rows, r); return nil })
-		if err != nil {
-			return err
+		if rs != nil {
+			var r row
+			_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq, &r.uidnext}, func() error { rows = append(rows, r); return nil })
+			if err != nil {
+				return err
+			}
+		}
+		if scope != nil && !scope.queue {
+			return nil
 		}
 		top := w.lastQueue
 		if !emit {
@@ -228,7 +289,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		b.apply(r.user, r.id, cs, add)
 	}
 	for id, b := range w.boxes {
-		if !present[id] {
+		if scope == nil && !present[id] {
 			add(storage.Event{Kind: storage.EventMailboxes, User: b.user, MailboxID: id})
 			delete(w.boxes, id)
 		}
