@@ -25,7 +25,8 @@
 //     (EventAppend with UID and flags, EventFlags, EventExpunge,
 //     EventMailboxes for a mailbox created, renamed or gone, EventQueued
 //     for new queue IDs, looking 1,000 below the highest seen for one
-//     committed late) with the zero Origin. The read
+//     committed late, EventTracking carried whole in its notification)
+//     with the zero Origin. The read
 //     holds the commit lock, and the handle's own events are noted, so no
 //     change is announced twice or missed; after a reconnection
 //     (MayHaveMissed) the same read catches up.

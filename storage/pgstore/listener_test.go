@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pochta/pochta/internal/pgtest"
+	"github.com/pochta/pochta/storage"
 )
 
 // waitHint waits for the listener's next hint, failing after 10 seconds.
@@ -217,22 +218,36 @@ func TestHintPayloadsAreBounded(t *testing.T) {
 }
 
 // What a hint makes a watch read: only the named mailboxes and the queue
-// when it is sure of them, everything otherwise.
+// when it is sure of them, everything otherwise; other nodes' read-tracking
+// changes come whole in their payloads, this node's own are left out.
 func TestScopeOfHint(t *testing.T) {
+	mine, err := trackingNote("me", storage.Event{Kind: storage.EventTracking, User: "alice@example.com", MailboxID: 3, UID: 9, TrackingID: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := trackingNote("them", storage.Event{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobs := []storage.Event{{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6}}
 	for _, c := range []struct {
 		h    Hint
-		want *catchUpScope
+		want catchUpScope
 	}{
-		{Hint{Notifications: 2, Payloads: []string{"12", "queue"}}, &catchUpScope{boxes: []int64{12}, queue: true}},
-		{Hint{Notifications: 1, Payloads: []string{"5"}}, &catchUpScope{boxes: []int64{5}}},
-		{Hint{Notifications: 2, Payloads: []string{"5", "mailboxes"}}, nil},
-		{Hint{Notifications: 1, Payloads: []string{""}}, nil},
-		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, nil},
-		{Hint{Notifications: 300, PayloadsOverflow: true}, nil},
+		{Hint{Notifications: 2, Payloads: []string{"12", "queue"}}, catchUpScope{boxes: []int64{12}, queue: true}},
+		{Hint{Notifications: 1, Payloads: []string{"5"}}, catchUpScope{boxes: []int64{5}}},
+		{Hint{Notifications: 2, Payloads: []string{"5", "mailboxes"}}, catchUpScope{full: true, boxes: []int64{5}}},
+		{Hint{Notifications: 1, Payloads: []string{""}}, catchUpScope{full: true}},
+		{Hint{Notifications: 1, Payloads: []string{"tracking them {"}}, catchUpScope{full: true}},
+		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, catchUpScope{full: true, boxes: []int64{5}}},
+		{Hint{Notifications: 300, PayloadsOverflow: true}, catchUpScope{full: true}},
+		{Hint{Notifications: 3, Payloads: []string{mine, "7", theirs}}, catchUpScope{boxes: []int64{7}, tracking: bobs}},
 	} {
-		got := scopeOf(c.h)
-		if (got == nil) != (c.want == nil) || got != nil && (!slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue) {
-			t.Errorf("scopeOf(%+v) = %+v, want %+v", c.h, got, c.want)
+		got := scopeOf(c.h, "me")
+		if got.full != c.want.full || !slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue || !slices.EqualFunc(got.tracking, c.want.tracking, func(a, b storage.Event) bool {
+			return a.Kind == b.Kind && a.User == b.User && a.MailboxID == b.MailboxID && a.UID == b.UID && a.TrackingID == b.TrackingID
+		}) {
+			t.Errorf("scopeOf(%+v) = %+v, want %+v", c.h, *got, c.want)
 		}
 	}
 }

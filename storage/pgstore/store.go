@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +56,9 @@ type pgStore struct {
 	// watch's first read or recorded by it).
 	watch     atomic.Pointer[watch]
 	watchOnce sync.Once
+	// token tells this handle's own notifications from other nodes'
+	// where the payload carries the change (read tracking).
+	token string
 	// lead is this node's share of the cluster's housekeeping (Leading).
 	lead leadership
 }
@@ -93,6 +98,12 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log,
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
 	s.lead.retry = leaderRetry
+	var tok [8]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	s.token = hex.EncodeToString(tok[:])
 	go s.runSweeper(s.stopSweep, s.sweepDone)
 	return s, nil
 }
@@ -199,6 +210,20 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 	// and queue entries send their own NOTIFY).
 	if slices.ContainsFunc(ev.List(), func(e storage.Event) bool { return e.Kind == storage.EventMailboxes }) {
 		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, 'mailboxes')", ChannelMailbox); err != nil {
+			return s.dbErr(err)
+		}
+	}
+	// A read-tracking change travels whole in its notification: the
+	// other nodes' web pages of its sender are told at once.
+	for _, e := range ev.List() {
+		if e.Kind != storage.EventTracking {
+			continue
+		}
+		note, err := trackingNote(s.token, e)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", ChannelMailbox, note); err != nil {
 			return s.dbErr(err)
 		}
 	}

@@ -2,9 +2,11 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -100,16 +102,16 @@ func (s *pgStore) startWatch() {
 		return
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	primed := s.catchUp(pctx, w, false, nil) == nil
+	primed := s.catchUp(pctx, w, false, &catchUpScope{full: true}) == nil
 	pcancel()
 	go func() {
 		defer close(w.done)
 		go l.Run(ctx) //nolint:errcheck // returns ctx's error
 		retry := time.NewTimer(time.Hour)
 		retry.Stop()
-		// what is the part of the database the next catch-up reads: nil
-		// is everything (at the start, after a missed hint or a failure).
-		var what *catchUpScope
+		// full: the next catch-up reads everything (at the start, and
+		// after a failure), whatever its hint names.
+		full := true
 		for {
 			wctx, wcancel := context.WithCancel(ctx)
 			type waited struct {
@@ -118,35 +120,35 @@ func (s *pgStore) startWatch() {
 			}
 			hint := make(chan waited, 1)
 			go func() { h, err := l.Wait(wctx); hint <- waited{h, err} }()
+			var sc *catchUpScope
 			select {
 			case <-ctx.Done():
 				wcancel()
 				return
 			case <-retry.C:
 				wcancel()
+				sc = &catchUpScope{full: true}
 				if got := <-hint; got.err == nil {
-					what = nil // a hint came as the wait was cut: read everything
+					sc = scopeOf(got.h, s.token) // a hint came as the wait was cut
 				}
 			case got := <-hint:
 				wcancel()
 				if got.err != nil {
 					return
 				}
-				if what != nil {
-					what = scopeOf(got.h)
-				}
+				sc = scopeOf(got.h, s.token)
 			}
-			if err := s.catchUp(ctx, w, primed, what); err != nil {
+			sc.full = sc.full || full
+			if err := s.catchUp(ctx, w, primed, sc); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
 				retry.Reset(time.Second)
-				what = nil
+				full = true
 				continue
 			}
-			primed = true
-			what = &catchUpScope{}
+			primed, full = true, false
 		}
 	}()
 }
@@ -161,40 +163,80 @@ func (s *pgStore) stopWatch() {
 }
 
 // catchUpScope is what a hint says changed: the mailboxes named in its
-// notifications' payloads, and whether a queue entry was added. A hint
-// that may have missed notifications, overflowed, or names a change to
-// the mailbox list (a create, rename or delete: payload "mailboxes") has
-// no scope: everything is read.
+// notifications' payloads, whether a queue entry was added, and the read
+// tracking changes other nodes announced (their events are in the
+// payloads). A hint that may have missed notifications, overflowed, or
+// names a change to the mailbox list (a create, rename or delete: payload
+// "mailboxes") is full: everything is read (tracking changes a full hint
+// lost are not recovered; the web page reloads at its check interval).
 type catchUpScope struct {
-	boxes []int64
-	queue bool
+	full     bool
+	boxes    []int64
+	queue    bool
+	tracking []storage.Event
 }
 
-// scopeOf is the scope of h, nil for everything.
-func scopeOf(h Hint) *catchUpScope {
-	if h.MayHaveMissed || h.PayloadsOverflow {
-		return nil
-	}
-	sc := &catchUpScope{}
+// scopeOf is the scope of h; self is this handle's token, whose own
+// tracking notifications are left out (their events are out already).
+func scopeOf(h Hint, self string) *catchUpScope {
+	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow}
 	for _, p := range h.Payloads {
 		if p == "queue" {
 			sc.queue = true
 			continue
 		}
+		if from, ev, ok := parseTrackingNote(p); ok {
+			if from != self {
+				sc.tracking = append(sc.tracking, ev)
+			}
+			continue
+		}
 		id, err := strconv.ParseInt(p, 10, 64)
 		if err != nil || id <= 0 {
-			return nil // "mailboxes", or a payload this version does not know
+			sc.full = true // "mailboxes", or a payload this version does not know
+			continue
 		}
 		sc.boxes = append(sc.boxes, id)
 	}
 	return sc
 }
 
+// trackingNote is the payload announcing a read-tracking change to the
+// other nodes: "tracking <token> <json>", the event itself in the JSON.
+func trackingNote(token string, ev storage.Event) (string, error) {
+	b, err := json.Marshal(trackingJSON{User: ev.User, Mailbox: ev.MailboxID, UID: uint32(ev.UID), ID: ev.TrackingID})
+	if err != nil {
+		return "", err
+	}
+	return "tracking " + token + " " + string(b), nil
+}
+
+type trackingJSON struct {
+	User    string `json:"u"`
+	Mailbox uint64 `json:"m"`
+	UID     uint32 `json:"uid"`
+	ID      uint64 `json:"id"`
+}
+
+func parseTrackingNote(p string) (from string, ev storage.Event, ok bool) {
+	rest, ok := strings.CutPrefix(p, "tracking ")
+	if !ok {
+		return "", ev, false
+	}
+	from, body, ok := strings.Cut(rest, " ")
+	var j trackingJSON
+	if !ok || json.Unmarshal([]byte(body), &j) != nil || j.User == "" {
+		return "", ev, false
+	}
+	return from, storage.Event{Kind: storage.EventTracking, User: j.User, MailboxID: j.Mailbox, UID: imap.UID(j.UID), TrackingID: j.ID}, true
+}
+
 // catchUp reads every mailbox changed since the watch last looked, and the
 // new queue entries, and publishes what other nodes did as events (emit
-// false: only take the state in). With a scope it reads only the mailboxes
-// and the queue the scope names: a mailbox missing from the database then
-// means nothing (its delete sent "mailboxes", which reads everything).
+// false: only take the state in). A scope that is not full reads only the
+// mailboxes and the queue it names: a mailbox missing from the database
+// then means nothing (its delete sent "mailboxes", which reads
+// everything). The scope's tracking events are published too.
 // The connection is taken before commitMu, so a catch-up never waits for
 // the pool while own commits wait for it.
 func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catchUpScope) error {
@@ -225,7 +267,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 		var rs pgx.Rows
 		var err error
 		switch {
-		case scope == nil:
+		case scope.full:
 			rs, err = tx.Query(ctx, cols)
 		case len(scope.boxes) > 0:
 			rs, err = tx.Query(ctx, cols+" WHERE id = ANY($1)", scope.boxes)
@@ -240,7 +282,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 				return err
 			}
 		}
-		if scope != nil && !scope.queue {
+		if !scope.full && !scope.queue {
 			return nil
 		}
 		top := w.lastQueue
@@ -289,7 +331,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 		b.apply(r.user, r.id, cs, add)
 	}
 	for id, b := range w.boxes {
-		if scope == nil && !present[id] {
+		if scope.full && !present[id] {
 			add(storage.Event{Kind: storage.EventMailboxes, User: b.user, MailboxID: id})
 			delete(w.boxes, id)
 		}
@@ -305,6 +347,9 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 		if int64(id) <= int64(w.lastQueue)-queueWindow {
 			delete(w.seenQueue, id)
 		}
+	}
+	for _, ev := range scope.tracking {
+		add(ev)
 	}
 	s.fanOut(evs)
 	return nil

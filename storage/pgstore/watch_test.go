@@ -270,3 +270,64 @@ func TestListenAnnouncesNewUIDsInOrderAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// When bob reads alice's message on node B, alice's listeners on node A
+// hear of the read tracking change (her web page's "not delivered" list),
+// once; B's own listeners hear of it once too, not echoed.
+func TestListenSeesOtherNodesTracking(t *testing.T) {
+	a, b := twoNodes(t, "alice@example.com", "bob@example.com")
+	ctx := context.Background()
+	evA, evB := events(a), events(b)
+	res := deliverTo(t, a, "read me", "bob@example.com")
+	box := inbox(t, b, "bob@example.com")
+	app := expect(t, evB, "A's delivery", func(ev storage.Event) bool { return ev.Kind == storage.EventAppend })
+	if _, err := b.StoreFlags(ctx, "bob@example.com", box, []imap.UID{app.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	tracking := func(ch <-chan storage.Event, node string) storage.Event {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case ev := <-ch:
+				if ev.Kind == storage.EventTracking {
+					return ev
+				}
+			case <-timeout:
+				t.Fatalf("node %s: no read-tracking event within 10s", node)
+			}
+		}
+	}
+	for _, n := range []struct {
+		name string
+		ch   <-chan storage.Event
+	}{{"A", evA}, {"B", evB}} {
+		ev := tracking(n.ch, n.name)
+		if ev.User != "alice@example.com" || ev.UID != res.Sent.UID || ev.TrackingID != res.TrackingID {
+			t.Fatalf("node %s: tracking event %+v, want alice's Sent UID %d", n.name, ev, res.Sent.UID)
+		}
+	}
+	// Each once: after one more delivery on B, seen by both, no second
+	// tracking event was in between.
+	deliverTo(t, b, "after", "bob@example.com")
+	for _, n := range []struct {
+		name string
+		ch   <-chan storage.Event
+	}{{"A", evA}, {"B", evB}} {
+		timeout := time.After(10 * time.Second)
+	wait:
+		for {
+			select {
+			case ev := <-n.ch:
+				if ev.Kind == storage.EventTracking {
+					t.Fatalf("node %s: a second tracking event %+v", n.name, ev)
+				}
+				if ev.Kind == storage.EventAppend && ev.User == "bob@example.com" {
+					break wait
+				}
+			case <-timeout:
+				t.Fatalf("node %s: the last delivery was not announced", n.name)
+			}
+		}
+	}
+}
