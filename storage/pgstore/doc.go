@@ -25,7 +25,8 @@
 //     (EventAppend with UID and flags, EventFlags, EventExpunge,
 //     EventMailboxes for a mailbox created, renamed or gone, EventQueued
 //     for new queue IDs, looking 1,000 below the highest seen for one
-//     committed late, EventTracking carried whole in its notification)
+//     committed late, EventTracking and EventAccount carried whole in
+//     their notifications)
 //     with the zero Origin. The read
 //     holds the commit lock, and the handle's own events are noted, so no
 //     change is announced twice or missed; after a reconnection

@@ -221,14 +221,15 @@ func TestHintPayloadsAreBounded(t *testing.T) {
 // when it is sure of them, everything otherwise; other nodes' read-tracking
 // changes come whole in their payloads, this node's own are left out.
 func TestScopeOfHint(t *testing.T) {
-	mine, err := trackingNote("me", storage.Event{Kind: storage.EventTracking, User: "alice@example.com", MailboxID: 3, UID: 9, TrackingID: 4})
+	mine, err := eventNote("me", storage.Event{Kind: storage.EventTracking, User: "alice@example.com", MailboxID: 3, UID: 9, TrackingID: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := trackingNote("them", storage.Event{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6})
+	theirs, err := eventNote("them", storage.Event{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
+	anyAccount := []storage.Event{{Kind: storage.EventAccount}}
 	bobs := []storage.Event{{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6}}
 	for _, c := range []struct {
 		h    Hint
@@ -238,16 +239,20 @@ func TestScopeOfHint(t *testing.T) {
 		{Hint{Notifications: 1, Payloads: []string{"5"}}, catchUpScope{boxes: []int64{5}}},
 		{Hint{Notifications: 2, Payloads: []string{"5", "mailboxes"}}, catchUpScope{full: true, boxes: []int64{5}}},
 		{Hint{Notifications: 1, Payloads: []string{""}}, catchUpScope{full: true}},
-		{Hint{Notifications: 1, Payloads: []string{"tracking them {"}}, catchUpScope{full: true}},
-		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, catchUpScope{full: true, boxes: []int64{5}}},
-		{Hint{Notifications: 300, PayloadsOverflow: true}, catchUpScope{full: true}},
-		{Hint{Notifications: 3, Payloads: []string{mine, "7", theirs}}, catchUpScope{boxes: []int64{7}, tracking: bobs}},
+		{Hint{Notifications: 1, Payloads: []string{"event them {"}}, catchUpScope{full: true}},
+		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, catchUpScope{full: true, boxes: []int64{5}, carried: anyAccount}},
+		{Hint{Notifications: 300, PayloadsOverflow: true}, catchUpScope{full: true, carried: anyAccount}},
+		{Hint{Notifications: 3, Payloads: []string{mine, "7", theirs}}, catchUpScope{boxes: []int64{7}, carried: bobs}},
 	} {
-		got := scopeOf(c.h, "me")
-		if got.full != c.want.full || !slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue || !slices.EqualFunc(got.tracking, c.want.tracking, func(a, b storage.Event) bool {
+		got := scopeOf(c.h, "me", false)
+		if got.full != c.want.full || !slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue || !slices.EqualFunc(got.carried, c.want.carried, func(a, b storage.Event) bool {
 			return a.Kind == b.Kind && a.User == b.User && a.MailboxID == b.MailboxID && a.UID == b.UID && a.TrackingID == b.TrackingID
 		}) {
 			t.Errorf("scopeOf(%+v) = %+v, want %+v", c.h, *got, c.want)
 		}
+	}
+	// The listener's first hint (the node starting) asks for no flush.
+	if got := scopeOf(Hint{MayHaveMissed: true}, "me", true); !got.full || len(got.carried) != 0 {
+		t.Errorf("first hint's scope %+v, want full with nothing carried", *got)
 	}
 }

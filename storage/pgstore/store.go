@@ -213,13 +213,13 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 			return s.dbErr(err)
 		}
 	}
-	// A read-tracking change travels whole in its notification: the
-	// other nodes' web pages of its sender are told at once.
+	// Read-tracking and account changes travel whole in their
+	// notifications: the other nodes have no feed to read them from.
 	for _, e := range ev.List() {
-		if e.Kind != storage.EventTracking {
+		if !carried(e.Kind) {
 			continue
 		}
-		note, err := trackingNote(s.token, e)
+		note, err := eventNote(s.token, e)
 		if err != nil {
 			return err
 		}

@@ -110,8 +110,10 @@ func (s *pgStore) startWatch() {
 		retry := time.NewTimer(time.Hour)
 		retry.Stop()
 		// full: the next catch-up reads everything (at the start, and
-		// after a failure), whatever its hint names.
-		full := true
+		// after a failure), whatever its hint names; unsent: carried
+		// events of a failed catch-up, sent with the next.
+		full, first := true, true
+		var unsent []storage.Event
 		for {
 			wctx, wcancel := context.WithCancel(ctx)
 			type waited struct {
@@ -129,26 +131,29 @@ func (s *pgStore) startWatch() {
 				wcancel()
 				sc = &catchUpScope{full: true}
 				if got := <-hint; got.err == nil {
-					sc = scopeOf(got.h, s.token) // a hint came as the wait was cut
+					sc = scopeOf(got.h, s.token, first) // a hint came as the wait was cut
+					first = false
 				}
 			case got := <-hint:
 				wcancel()
 				if got.err != nil {
 					return
 				}
-				sc = scopeOf(got.h, s.token)
+				sc = scopeOf(got.h, s.token, first)
+				first = false
 			}
 			sc.full = sc.full || full
+			sc.carried = append(unsent, sc.carried...)
 			if err := s.catchUp(ctx, w, primed, sc); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
 				retry.Reset(time.Second)
-				full = true
+				full, unsent = true, sc.carried
 				continue
 			}
-			primed, full = true, false
+			primed, full, unsent = true, false, nil
 		}
 	}()
 }
@@ -163,31 +168,39 @@ func (s *pgStore) stopWatch() {
 }
 
 // catchUpScope is what a hint says changed: the mailboxes named in its
-// notifications' payloads, whether a queue entry was added, and the read
-// tracking changes other nodes announced (their events are in the
-// payloads). A hint that may have missed notifications, overflowed, or
-// names a change to the mailbox list (a create, rename or delete: payload
-// "mailboxes") is full: everything is read (tracking changes a full hint
-// lost are not recovered; the web page reloads at its check interval).
+// notifications' payloads, whether a queue entry was added, and the events
+// other nodes' notifications carried whole (read tracking, accounts). A
+// hint that may have missed notifications, overflowed, or names a change
+// to the mailbox list (a create, rename or delete: payload "mailboxes") is
+// full: everything is read. Carried events a hint lost are not recovered:
+// the web page reloads at its check interval; for accounts such a hint
+// carries an EventAccount with no User (drop every cached login).
 type catchUpScope struct {
-	full     bool
-	boxes    []int64
-	queue    bool
-	tracking []storage.Event
+	full    bool
+	boxes   []int64
+	queue   bool
+	carried []storage.Event
 }
 
 // scopeOf is the scope of h; self is this handle's token, whose own
-// tracking notifications are left out (their events are out already).
-func scopeOf(h Hint, self string) *catchUpScope {
+// carried events are left out (they are out already); first says h is
+// the listener's first hint.
+func scopeOf(h Hint, self string, first bool) *catchUpScope {
 	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow}
+	if h.PayloadsOverflow || h.MayHaveMissed && !first {
+		// Account changes may have been among the lost: every cached
+		// login goes (User empty). Not at the first connection: the
+		// node's logins all come after it.
+		sc.carried = append(sc.carried, storage.Event{Kind: storage.EventAccount})
+	}
 	for _, p := range h.Payloads {
 		if p == "queue" {
 			sc.queue = true
 			continue
 		}
-		if from, ev, ok := parseTrackingNote(p); ok {
+		if from, ev, ok := parseEventNote(p); ok {
 			if from != self {
-				sc.tracking = append(sc.tracking, ev)
+				sc.carried = append(sc.carried, ev)
 			}
 			continue
 		}
@@ -201,34 +214,44 @@ func scopeOf(h Hint, self string) *catchUpScope {
 	return sc
 }
 
-// trackingNote is the payload announcing a read-tracking change to the
-// other nodes: "tracking <token> <json>", the event itself in the JSON.
-func trackingNote(token string, ev storage.Event) (string, error) {
-	b, err := json.Marshal(trackingJSON{User: ev.User, Mailbox: ev.MailboxID, UID: uint32(ev.UID), ID: ev.TrackingID})
+// carried reports the kinds of event a notification carries whole to the
+// other nodes (they have no feed to read them from): read-tracking and
+// account changes.
+func carried(k storage.EventKind) bool {
+	return k == storage.EventTracking || k == storage.EventAccount
+}
+
+// eventNote is the payload announcing a carried event to the other nodes:
+// "event <token> <json>", the event itself in the JSON (well under
+// PostgreSQL's 8,000-byte payload limit: an address is at most 254 bytes).
+func eventNote(token string, ev storage.Event) (string, error) {
+	b, err := json.Marshal(eventJSON{Kind: ev.Kind, User: ev.User, Mailbox: ev.MailboxID, UID: uint32(ev.UID), Tracking: ev.TrackingID, Deleted: ev.Deleted})
 	if err != nil {
 		return "", err
 	}
-	return "tracking " + token + " " + string(b), nil
+	return "event " + token + " " + string(b), nil
 }
 
-type trackingJSON struct {
-	User    string `json:"u"`
-	Mailbox uint64 `json:"m"`
-	UID     uint32 `json:"uid"`
-	ID      uint64 `json:"id"`
+type eventJSON struct {
+	Kind     storage.EventKind `json:"k"`
+	User     string            `json:"u"`
+	Mailbox  uint64            `json:"m,omitempty"`
+	UID      uint32            `json:"uid,omitempty"`
+	Tracking uint64            `json:"t,omitempty"`
+	Deleted  bool              `json:"d,omitempty"`
 }
 
-func parseTrackingNote(p string) (from string, ev storage.Event, ok bool) {
-	rest, ok := strings.CutPrefix(p, "tracking ")
+func parseEventNote(p string) (from string, ev storage.Event, ok bool) {
+	rest, ok := strings.CutPrefix(p, "event ")
 	if !ok {
 		return "", ev, false
 	}
 	from, body, ok := strings.Cut(rest, " ")
-	var j trackingJSON
-	if !ok || json.Unmarshal([]byte(body), &j) != nil || j.User == "" {
+	var j eventJSON
+	if !ok || json.Unmarshal([]byte(body), &j) != nil || j.User == "" || !carried(j.Kind) {
 		return "", ev, false
 	}
-	return from, storage.Event{Kind: storage.EventTracking, User: j.User, MailboxID: j.Mailbox, UID: imap.UID(j.UID), TrackingID: j.ID}, true
+	return from, storage.Event{Kind: j.Kind, User: j.User, MailboxID: j.Mailbox, UID: imap.UID(j.UID), TrackingID: j.Tracking, Deleted: j.Deleted}, true
 }
 
 // catchUp reads every mailbox changed since the watch last looked, and the
@@ -348,7 +371,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 			delete(w.seenQueue, id)
 		}
 	}
-	for _, ev := range scope.tracking {
+	for _, ev := range scope.carried {
 		add(ev)
 	}
 	s.fanOut(evs)
