@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,19 +36,7 @@ func imapLogin(t *testing.T, addr, user, password string) string {
 // user ends.
 func TestPostgresPasswordChangeOnOneNodeHoldsOnTheOther(t *testing.T) {
 	url := pgtest.New(t)
-	var cfgs, dirs [2]string
-	for i := range cfgs {
-		dirs[i] = t.TempDir()
-		cfgs[i] = writeConfig(t, dirs[i])
-		withDatabase(t, cfgs[i], url)
-	}
-	text, err := os.ReadFile(cfgs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgs[1], []byte(strings.Replace(string(text), `node = "mx1"`, `node = "mx2"`, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgs, dirs := postgresNodeConfigs(t, url)
 	const alice, old, renewed = "alice@example.test", "pw-alice-long", "pw-alice-renewed"
 	if code, _, stderr := pochta(t, old+"\n", "user", "add", alice, "--password-stdin", "--config", cfgs[0]); code != 0 {
 		t.Fatalf("user add: exit %d: %s", code, stderr)

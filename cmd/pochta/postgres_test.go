@@ -201,3 +201,23 @@ func imapDial(t *testing.T, addr string) (net.Conn, *textproto.Reader) {
 	}
 	return conn, r
 }
+
+// postgresNodeConfigs writes two daemons' configurations on the database
+// at url: node "mx1" and node "mx2", each with its own ports and data
+// directory (dirs).
+func postgresNodeConfigs(t *testing.T, url string) (cfgs, dirs [2]string) {
+	t.Helper()
+	for i := range cfgs {
+		dirs[i] = t.TempDir()
+		cfgs[i] = writeConfig(t, dirs[i])
+		withDatabase(t, cfgs[i], url)
+	}
+	text, err := os.ReadFile(cfgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgs[1], []byte(strings.Replace(string(text), `node = "mx1"`, `node = "mx2"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgs, dirs
+}
