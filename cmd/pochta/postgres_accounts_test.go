@@ -36,7 +36,7 @@ func imapLogin(t *testing.T, addr, user, password string) string {
 // user ends.
 func TestPostgresPasswordChangeOnOneNodeHoldsOnTheOther(t *testing.T) {
 	url := pgtest.New(t)
-	cfgs, dirs := postgresNodeConfigs(t, url)
+	cfgs, dirs, _ := postgresNodeConfigs(t, url)
 	const alice, old, renewed = "alice@example.test", "pw-alice-long", "pw-alice-renewed"
 	if code, _, stderr := pochta(t, old+"\n", "user", "add", alice, "--password-stdin", "--config", cfgs[0]); code != 0 {
 		t.Fatalf("user add: exit %d: %s", code, stderr)

@@ -18,7 +18,7 @@ import (
 // his made through node A, and a NOOP on B after A's next delivery shows it.
 func TestPostgresIdleOnOtherNodeSeesFlagsAndExpunges(t *testing.T) {
 	url := pgtest.New(t)
-	cfgs, dirs := postgresNodeConfigs(t, url)
+	cfgs, dirs, _ := postgresNodeConfigs(t, url)
 	const bob, pw = "bob@example.test", "pw-bob-long-one"
 	for _, u := range [][2]string{{"alice@example.test", "pw-alice-long"}, {bob, pw}} {
 		if code, _, stderr := pochta(t, u[1]+"\n", "user", "add", u[0], "--password-stdin", "--config", cfgs[0]); code != 0 {

@@ -204,12 +204,15 @@ func imapDial(t *testing.T, addr string) (net.Conn, *textproto.Reader) {
 
 // postgresNodeConfigs writes two daemons' configurations on the database
 // at url: node "mx1" and node "mx2", each with its own ports and data
-// directory (dirs).
-func postgresNodeConfigs(t *testing.T, url string) (cfgs, dirs [2]string) {
+// directory (dirs), and a spare loopback address each (spare) for a
+// listener a test adds.
+func postgresNodeConfigs(t *testing.T, url string) (cfgs, dirs, spare [2]string) {
 	t.Helper()
 	for i := range cfgs {
 		dirs[i] = t.TempDir()
-		cfgs[i] = writeConfig(t, dirs[i])
+		var extra []string
+		cfgs[i], extra = writeConfigAndPorts(t, dirs[i], 1)
+		spare[i] = extra[0]
 		withDatabase(t, cfgs[i], url)
 	}
 	text, err := os.ReadFile(cfgs[1])
@@ -219,5 +222,5 @@ func postgresNodeConfigs(t *testing.T, url string) (cfgs, dirs [2]string) {
 	if err := os.WriteFile(cfgs[1], []byte(strings.Replace(string(text), `node = "mx1"`, `node = "mx2"`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return cfgs, dirs
+	return cfgs, dirs, spare
 }
