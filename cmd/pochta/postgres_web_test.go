@@ -36,8 +36,8 @@ func TestPostgresWebSessionWorksOnEveryNode(t *testing.T) {
 		startDaemon(t, cfgs[i], dirs[i]+"/data")
 	}
 	client := &http.Client{
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // the nodes' self-signed certificate
+		Timeout:       10 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, // the nodes' self-signed certificate
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	base := func(i int) string { return "https://" + webAddrs[i] }
