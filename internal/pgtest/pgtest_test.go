@@ -38,3 +38,49 @@ func TestNewGivesFreshDatabases(t *testing.T) {
 		t.Fatalf("second database sees the first one's table")
 	}
 }
+
+// Start outside the shared cluster: a durable cluster commits to disk (its
+// fsync and synchronous_commit are on), serves the databases it creates,
+// and after Stop neither answers nor leaves its directory behind.
+func TestStartDurableAndStop(t *testing.T) {
+	ctx := context.Background()
+	c, err := Start(Options{Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = c.Stop()
+		}
+	}()
+	dsn, err := c.CreateDatabase(ctx, "durable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, setting := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		var v string
+		if err := conn.QueryRow(ctx, "SHOW "+setting).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v != "on" {
+			t.Errorf("%s = %s on a durable cluster, want on", setting, v)
+		}
+	}
+	conn.Close(ctx)
+	stopped = true
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.dir); !os.IsNotExist(err) {
+		t.Errorf("cluster directory %s still there after Stop (stat: %v)", c.dir, err)
+	}
+	if conn, err := pgx.Connect(ctx, dsn); err == nil {
+		conn.Close(ctx)
+		t.Errorf("the cluster still accepts connections after Stop")
+	}
+}
