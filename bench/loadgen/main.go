@@ -1,6 +1,8 @@
 // Command loadgen measures a real pochta daemon from the outside: it starts
 // the built binary on loopback ports in a temporary directory, submits 4 KiB
-// messages over SMTP at 1, 8 and 32 concurrent clients (every 250 durable),
+// messages over SMTP at 1, 8 and 32 concurrent clients (every 250 durable;
+// all from one user into one mailbox, and once more at 32 clients each a
+// user of its own),
 // fetches 10,000 messages over IMAP (envelopes+flags, then full bodies),
 // holds 1,000 idle IMAP connections, times how soon a session in IDLE sees
 // a delivery, and prints messages/second, latency percentiles and the
@@ -196,7 +198,7 @@ level = "warn"
 		return nil, err
 	}
 	if !n.usersExist {
-		for _, u := range []string{"sender@bench.test", "reader@bench.test"} {
+		for _, u := range append([]string{"sender@bench.test", "reader@bench.test"}, spreadUsers...) {
 			c := exec.Command(bin, "user", "add", u, "--password-stdin", "--config", d.cfg)
 			c.Stdin = strings.NewReader(password + "\n")
 			if out, err := c.CombinedOutput(); err != nil {
@@ -283,13 +285,17 @@ func (d *daemon) memory() memory {
 	return m
 }
 
-func message(i int) []byte {
+// message is a 4 KiB message from sender@ to reader@.
+func message(i int) []byte { return messageFrom(i, "sender@bench.test", "reader@bench.test") }
+
+// messageFrom is a 4 KiB message from `from` to `to`.
+func messageFrom(i int, from, to string) []byte {
 	body := make([]byte, 3000)
 	_, _ = rand.Read(body)
 	enc := base64.StdEncoding.EncodeToString(body)
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: sender@bench.test\r\nTo: reader@bench.test\r\nSubject: bench %d\r\nMessage-ID: <bench-%d-%d@bench.test>\r\nDate: %s\r\nContent-Type: text/plain\r\n\r\n",
-		i, time.Now().UnixNano(), i, time.Now().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: bench %d\r\nMessage-ID: <bench-%d-%d@bench.test>\r\nDate: %s\r\nContent-Type: text/plain\r\n\r\n",
+		from, to, i, time.Now().UnixNano(), i, time.Now().Format(time.RFC1123Z))
 	for len(enc) > 76 {
 		b.WriteString(enc[:76] + "\r\n")
 		enc = enc[76:]
@@ -298,23 +304,43 @@ func message(i int) []byte {
 	return b.Bytes()
 }
 
+// spreadUsers are the users of the intake row where each of 32 clients
+// is a user of its own mailing itself, so that no two deliveries wait for
+// the same mailbox's lock (every submission also writes the sender's Sent
+// copy and read-tracking record).
+var spreadUsers = func() []string {
+	r := make([]string, 32)
+	for i := range r {
+		r[i] = fmt.Sprintf("box%02d@bench.test", i+1)
+	}
+	return r
+}()
+
 // submit sends n messages over `clients` connections and returns the
 // per-message latencies (MAIL FROM to the 250 after DATA) and the wall time.
 // The clients take turns among addrs (several nodes): client c connects to
-// addrs[c % len(addrs)]. Every client connects and authenticates before
-// the clock starts: bcrypt logins are a per-connection cost, not a
-// per-message one.
-func submit(addrs []string, clients, n int, limit time.Duration) ([]time.Duration, time.Duration, error) {
+// addrs[c % len(addrs)]. Each is sender@ mailing reader@, or with spread
+// spreadUsers[c % 32] mailing itself. Every client connects and
+// authenticates before the clock starts: bcrypt logins are a
+// per-connection cost, not a per-message one.
+func submit(addrs []string, spread bool, clients, n int, limit time.Duration) ([]time.Duration, time.Duration, error) {
 	conns := make([]*smtp.Client, 0, clients)
 	defer func() {
 		for _, cl := range conns {
 			_ = cl.Quit()
 		}
 	}()
+	from, to, msgs := make([]string, clients), make([]string, clients), make([][]byte, clients)
 	for c := 0; c < clients; c++ {
+		from[c], to[c] = "sender@bench.test", "reader@bench.test"
+		if spread {
+			from[c] = spreadUsers[c%len(spreadUsers)]
+			to[c] = from[c]
+		}
+		msgs[c] = messageFrom(0, from[c], to[c])
 		cl, err := smtp.Dial(addrs[c%len(addrs)])
 		if err == nil {
-			err = cl.Auth(sasl.NewPlainClient("", "sender@bench.test", password))
+			err = cl.Auth(sasl.NewPlainClient("", from[c], password))
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("client %d: %w", c, err)
@@ -329,20 +355,19 @@ func submit(addrs []string, clients, n int, limit time.Duration) ([]time.Duratio
 		next <- i
 	}
 	close(next)
-	msg := message(0)
 	deadline := time.Now().Add(limit)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for _, cl := range conns {
+	for c, cl := range conns {
 		wg.Add(1)
-		go func(cl *smtp.Client) {
+		go func(cl *smtp.Client, from string, to []string, msg []byte) {
 			defer wg.Done()
 			for range next {
 				if time.Now().After(deadline) {
 					return
 				}
 				t0 := time.Now()
-				err := cl.SendMail("sender@bench.test", []string{"reader@bench.test"}, bytes.NewReader(msg))
+				err := cl.SendMail(from, to, bytes.NewReader(msg))
 				d := time.Since(t0)
 				mu.Lock()
 				if err != nil && firstErr == nil {
@@ -351,7 +376,7 @@ func submit(addrs []string, clients, n int, limit time.Duration) ([]time.Duratio
 				lat = append(lat, d)
 				mu.Unlock()
 			}
-		}(cl)
+		}(cl, from[c], to[c:c+1], msgs[c])
 	}
 	wg.Wait()
 	return lat, time.Since(start), firstErr
@@ -396,8 +421,18 @@ func timeFetch(addr string, opts *imap.FetchOptions) (int, time.Duration, error)
 // intake is the SMTP figures of one concurrency level.
 type intake struct {
 	clients, messages int
+	spread            bool    // each client to a mailbox of its own
 	rate              float64 // messages per second
 	p50, p99, max     time.Duration
+}
+
+// label is the level's clients column: "32*" when each client is a user
+// of its own.
+func (in intake) label() string {
+	if in.spread {
+		return fmt.Sprintf("%d*", in.clients)
+	}
+	return strconv.Itoa(in.clients)
 }
 
 // figures are what one run measured, for the comparison between backends.
@@ -441,27 +476,33 @@ func measure(nodes []*daemon, perLevel, fetchN, idle int, limit time.Duration) (
 		smtpAddrs[i] = d.smtpAddr
 	}
 	first, last := nodes[0], nodes[len(nodes)-1]
-	fmt.Println("\nSMTP submission, 4 KiB messages, one recipient, AUTH PLAIN, fsync on every commit:")
+	fmt.Println("\nSMTP submission, 4 KiB messages, one recipient, AUTH PLAIN, fsync on every commit")
+	fmt.Println("(sender@ to reader@; 32*: each client a user of its own mailing itself):")
 	fmt.Printf("%8s %10s %12s %10s %10s %10s\n", "clients", "messages", "msgs/s", "p50", "p99", "max")
 	sent := 0
-	for _, clients := range []int{1, 8, 32} {
+	for _, level := range []struct {
+		clients int
+		spread  bool
+	}{{1, false}, {8, false}, {32, false}, {32, true}} {
 		n := perLevel
-		if clients == 1 {
+		if level.clients == 1 {
 			n = perLevel / 4
 		}
-		lat, total, err := submit(smtpAddrs, clients, n, limit)
+		lat, total, err := submit(smtpAddrs, level.spread, level.clients, n, limit)
 		if err != nil {
-			return f, fmt.Errorf("submit at %d clients: %w", clients, err)
+			return f, fmt.Errorf("submit at %d clients: %w", level.clients, err)
 		}
-		sent += len(lat)
-		in := intake{clients: clients, messages: len(lat), rate: float64(len(lat)) / total.Seconds(),
+		if !level.spread {
+			sent += len(lat)
+		}
+		in := intake{clients: level.clients, spread: level.spread, messages: len(lat), rate: float64(len(lat)) / total.Seconds(),
 			p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: percentile(lat, 1)}
 		f.intake = append(f.intake, in)
-		fmt.Printf("%8d %10d %12.0f %10s %10s %10s\n", clients, in.messages, in.rate,
+		fmt.Printf("%8s %10d %12.0f %10s %10s %10s\n", in.label(), in.messages, in.rate,
 			in.p50.Round(10*time.Microsecond), in.p99.Round(10*time.Microsecond), in.max.Round(10*time.Microsecond))
 	}
 	if fetchN > sent {
-		if _, _, err := submit(smtpAddrs, 32, fetchN-sent, limit); err != nil {
+		if _, _, err := submit(smtpAddrs, false, 32, fetchN-sent, limit); err != nil {
 			return f, fmt.Errorf("filling the mailbox: %w", err)
 		}
 	}

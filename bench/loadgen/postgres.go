@@ -130,8 +130,8 @@ func printComparison(bolt, one, two figures) {
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	for i := 0; i < len(bolt.intake) && i < len(one.intake) && i < len(two.intake); i++ {
-		row(fmt.Sprintf("SMTP msgs/s, %d client(s)", bolt.intake[i].clients), bolt.intake[i].rate, one.intake[i].rate, two.intake[i].rate, "")
-		row(fmt.Sprintf("SMTP p99, %d client(s)", bolt.intake[i].clients), ms(bolt.intake[i].p99), ms(one.intake[i].p99), ms(two.intake[i].p99), "ms")
+		row(fmt.Sprintf("SMTP msgs/s, %s client(s)", bolt.intake[i].label()), bolt.intake[i].rate, one.intake[i].rate, two.intake[i].rate, "")
+		row(fmt.Sprintf("SMTP p99, %s client(s)", bolt.intake[i].label()), ms(bolt.intake[i].p99), ms(one.intake[i].p99), ms(two.intake[i].p99), "ms")
 	}
 	row(fmt.Sprintf("FETCH ENVELOPE FLAGS UID, %d", bolt.fetched), ms(bolt.envelopes), ms(one.envelopes), ms(two.envelopes), "ms")
 	row(fmt.Sprintf("FETCH BODY.PEEK[], %d", bolt.fetched), ms(bolt.bodies), ms(one.bodies), ms(two.bodies), "ms")
