@@ -322,8 +322,9 @@ var spreadUsers = func() []string {
 // addrs[c % len(addrs)]. Each is sender@ mailing reader@, or with spread
 // spreadUsers[c % 32] mailing itself. Every client connects and
 // authenticates before the clock starts: bcrypt logins are a
-// per-connection cost, not a per-message one.
-func submit(addrs []string, spread bool, clients, n int, limit time.Duration) ([]time.Duration, time.Duration, error) {
+// per-connection cost, not a per-message one. atStart, if not nil, is
+// called as the clock starts.
+func submit(addrs []string, spread bool, clients, n int, limit time.Duration, atStart func()) ([]time.Duration, time.Duration, error) {
 	conns := make([]*smtp.Client, 0, clients)
 	defer func() {
 		for _, cl := range conns {
@@ -355,6 +356,9 @@ func submit(addrs []string, spread bool, clients, n int, limit time.Duration) ([
 		next <- i
 	}
 	close(next)
+	if atStart != nil {
+		atStart()
+	}
 	deadline := time.Now().Add(limit)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -424,6 +428,9 @@ type intake struct {
 	spread            bool    // each client to a mailbox of its own
 	rate              float64 // messages per second
 	p50, p99, max     time.Duration
+	// cpuDaemons and cpuDB are CPU time per message of the pochta
+	// daemons (together) and of the PostgreSQL server (0 on bbolt).
+	cpuDaemons, cpuDB time.Duration
 }
 
 // label is the level's clients column: "32*" when each client is a user
@@ -437,8 +444,9 @@ func (in intake) label() string {
 
 // figures are what one run measured, for the comparison between backends.
 type figures struct {
-	intake            []intake
-	fetched           int
+	intake  []intake
+	fetched int
+	// envelopes and bodies are the median of three FETCHes each.
 	envelopes, bodies time.Duration
 	idleP50, idleMax  time.Duration
 }
@@ -456,7 +464,7 @@ func run(bin string, perLevel, fetchN, idle int, limit time.Duration, postgres b
 
 	fmt.Printf("pochta load generator — %s, %d CPUs, %s\n", time.Now().Format(time.DateOnly), numCPU(), cpuModel())
 	fmt.Printf("daemon pid %d, metrics on http://%s/metrics\n", d.cmd.Process.Pid, d.metricsAddr)
-	bolt, err := measure([]*daemon{d}, perLevel, fetchN, idle, limit)
+	bolt, err := measure([]*daemon{d}, 0, perLevel, fetchN, idle, limit)
 	d.stop()
 	if err != nil || !postgres {
 		return err
@@ -466,10 +474,12 @@ func run(bin string, perLevel, fetchN, idle int, limit time.Duration, postgres b
 
 // measure runs the load against nodes (one daemon, or several sharing a
 // database) and prints each figure: SMTP intake at 1, 8 and 32 clients
-// (taking turns among the nodes), FETCH of the whole INBOX through the
-// last node, memory, idle connections spread over the nodes, and IDLE on
-// the last node woken by deliveries through the first.
-func measure(nodes []*daemon, perLevel, fetchN, idle int, limit time.Duration) (figures, error) {
+// (taking turns among the nodes) with the CPU time per message of the
+// daemons and of the database server dbPID (0: none, bbolt), FETCH of the
+// whole INBOX through the last node (three times each), memory, idle
+// connections spread over the nodes, and IDLE on the last node woken by
+// deliveries through the first.
+func measure(nodes []*daemon, dbPID, perLevel, fetchN, idle int, limit time.Duration) (figures, error) {
 	var f figures
 	smtpAddrs := make([]string, len(nodes))
 	for i, d := range nodes {
@@ -478,7 +488,16 @@ func measure(nodes []*daemon, perLevel, fetchN, idle int, limit time.Duration) (
 	first, last := nodes[0], nodes[len(nodes)-1]
 	fmt.Println("\nSMTP submission, 4 KiB messages, one recipient, AUTH PLAIN, fsync on every commit")
 	fmt.Println("(sender@ to reader@; 32*: each client a user of its own mailing itself):")
-	fmt.Printf("%8s %10s %12s %10s %10s %10s\n", "clients", "messages", "msgs/s", "p50", "p99", "max")
+	cpu := func() (daemons, db time.Duration) {
+		for _, d := range nodes {
+			daemons += processCPU(d.cmd.Process.Pid)
+		}
+		if dbPID != 0 {
+			db = serverCPU(dbPID)
+		}
+		return daemons, db
+	}
+	fmt.Printf("%8s %10s %12s %10s %10s %10s %14s %14s\n", "clients", "messages", "msgs/s", "p50", "p99", "max", "CPU/msg pochta", "CPU/msg PG")
 	sent := 0
 	for _, level := range []struct {
 		clients int
@@ -488,7 +507,9 @@ func measure(nodes []*daemon, perLevel, fetchN, idle int, limit time.Duration) (
 		if level.clients == 1 {
 			n = perLevel / 4
 		}
-		lat, total, err := submit(smtpAddrs, level.spread, level.clients, n, limit)
+		var daemons0, db0 time.Duration
+		lat, total, err := submit(smtpAddrs, level.spread, level.clients, n, limit, func() { daemons0, db0 = cpu() })
+		daemons1, db1 := cpu()
 		if err != nil {
 			return f, fmt.Errorf("submit at %d clients: %w", level.clients, err)
 		}
@@ -497,29 +518,46 @@ func measure(nodes []*daemon, perLevel, fetchN, idle int, limit time.Duration) (
 		}
 		in := intake{clients: level.clients, spread: level.spread, messages: len(lat), rate: float64(len(lat)) / total.Seconds(),
 			p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: percentile(lat, 1)}
+		if len(lat) > 0 {
+			in.cpuDaemons = (daemons1 - daemons0) / time.Duration(len(lat))
+			in.cpuDB = (db1 - db0) / time.Duration(len(lat))
+		}
 		f.intake = append(f.intake, in)
-		fmt.Printf("%8s %10d %12.0f %10s %10s %10s\n", in.label(), in.messages, in.rate,
-			in.p50.Round(10*time.Microsecond), in.p99.Round(10*time.Microsecond), in.max.Round(10*time.Microsecond))
+		dbCPU := "-"
+		if dbPID != 0 {
+			dbCPU = in.cpuDB.Round(time.Microsecond).String()
+		}
+		fmt.Printf("%8s %10d %12.0f %10s %10s %10s %14s %14s\n", in.label(), in.messages, in.rate,
+			in.p50.Round(10*time.Microsecond), in.p99.Round(10*time.Microsecond), in.max.Round(10*time.Microsecond),
+			in.cpuDaemons.Round(time.Microsecond), dbCPU)
 	}
 	if fetchN > sent {
-		if _, _, err := submit(smtpAddrs, false, 32, fetchN-sent, limit); err != nil {
+		if _, _, err := submit(smtpAddrs, false, 32, fetchN-sent, limit, nil); err != nil {
 			return f, fmt.Errorf("filling the mailbox: %w", err)
 		}
 	}
 
-	fmt.Printf("\nIMAP FETCH 1:* of a %d-message INBOX over loopback:\n", max(fetchN, sent))
-	n, t, err := timeFetch(last.imapAddr, &imap.FetchOptions{Envelope: true, Flags: true, UID: true})
-	if err != nil {
-		return f, fmt.Errorf("fetch envelopes: %w", err)
+	fmt.Printf("\nIMAP FETCH 1:* of a %d-message INBOX over loopback, three times each (the median is compared):\n", max(fetchN, sent))
+	for _, fetch := range []struct {
+		name string
+		opts *imap.FetchOptions
+		into *time.Duration
+	}{
+		{"ENVELOPE FLAGS UID", &imap.FetchOptions{Envelope: true, Flags: true, UID: true}, &f.envelopes},
+		{"BODY.PEEK[]", &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}, &f.bodies},
+	} {
+		var times []time.Duration
+		for range 3 {
+			n, t, err := timeFetch(last.imapAddr, fetch.opts)
+			if err != nil {
+				return f, fmt.Errorf("fetch %s: %w", fetch.name, err)
+			}
+			f.fetched = n
+			times = append(times, t.Round(time.Millisecond))
+		}
+		fmt.Printf("  %-20s %6d messages in %v\n", fetch.name, f.fetched, times)
+		*fetch.into = percentile(times, 0.5)
 	}
-	f.fetched, f.envelopes = n, t
-	fmt.Printf("  ENVELOPE FLAGS UID   %6d messages in %s\n", n, t.Round(time.Millisecond))
-	n, t, err = timeFetch(last.imapAddr, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-	if err != nil {
-		return f, fmt.Errorf("fetch bodies: %w", err)
-	}
-	f.bodies = t
-	fmt.Printf("  BODY.PEEK[]          %6d messages in %s\n", n, t.Round(time.Millisecond))
 
 	printMemory := func(when string) {
 		for i, d := range nodes {

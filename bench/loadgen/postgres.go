@@ -36,6 +36,10 @@ func runPostgres(bin string, perLevel, fetchN, idle int, limit time.Duration, bo
 	}
 	atExit.add(stopCluster)
 	defer stopCluster()
+	pid, err := c.ServerPID()
+	if err != nil {
+		return err
+	}
 	fmt.Printf("\n== PostgreSQL %s on 127.0.0.1 (same machine), fsync %s, synchronous_commit %s\n",
 		setting(c, "server_version"), setting(c, "fsync"), setting(c, "synchronous_commit"))
 
@@ -46,7 +50,7 @@ func runPostgres(bin string, perLevel, fetchN, idle int, limit time.Duration, bo
 		if err != nil {
 			return err
 		}
-		runs[i], err = measure(nodes, perLevel, fetchN, idle, limit)
+		runs[i], err = measure(nodes, pid, perLevel, fetchN, idle, limit)
 		for _, d := range nodes {
 			d.stop()
 		}
@@ -133,8 +137,12 @@ func printComparison(bolt, one, two figures) {
 		row(fmt.Sprintf("SMTP msgs/s, %s client(s)", bolt.intake[i].label()), bolt.intake[i].rate, one.intake[i].rate, two.intake[i].rate, "")
 		row(fmt.Sprintf("SMTP p99, %s client(s)", bolt.intake[i].label()), ms(bolt.intake[i].p99), ms(one.intake[i].p99), ms(two.intake[i].p99), "ms")
 	}
-	row(fmt.Sprintf("FETCH ENVELOPE FLAGS UID, %d", bolt.fetched), ms(bolt.envelopes), ms(one.envelopes), ms(two.envelopes), "ms")
-	row(fmt.Sprintf("FETCH BODY.PEEK[], %d", bolt.fetched), ms(bolt.bodies), ms(one.bodies), ms(two.bodies), "ms")
+	if i := len(bolt.intake) - 1; i >= 0 && i < len(one.intake) && i < len(two.intake) {
+		total := func(in intake) float64 { return ms(in.cpuDaemons + in.cpuDB) }
+		row(fmt.Sprintf("CPU per message, %s (pochta + PG)", bolt.intake[i].label()), total(bolt.intake[i]), total(one.intake[i]), total(two.intake[i]), "ms")
+	}
+	row(fmt.Sprintf("FETCH ENVELOPE FLAGS UID, %d (median)", bolt.fetched), ms(bolt.envelopes), ms(one.envelopes), ms(two.envelopes), "ms")
+	row(fmt.Sprintf("FETCH BODY.PEEK[], %d (median)", bolt.fetched), ms(bolt.bodies), ms(one.bodies), ms(two.bodies), "ms")
 	row("IDLE wake p50 (2 nodes: across)", ms(bolt.idleP50), ms(one.idleP50), ms(two.idleP50), "ms")
 	row("IDLE wake max (2 nodes: across)", ms(bolt.idleMax), ms(one.idleMax), ms(two.idleMax), "ms")
 }

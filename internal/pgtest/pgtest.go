@@ -120,6 +120,22 @@ func (c *Cluster) DSN(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
 }
 
+// ServerPID is the process ID of the cluster's postmaster (its
+// postmaster.pid), the parent of every backend: for reading the CPU time
+// the server used.
+func (c *Cluster) ServerPID() (int, error) {
+	data, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("reading the server's pid: %w", err)
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0, fmt.Errorf("postmaster.pid starts with %q, not a pid", first)
+	}
+	return pid, nil
+}
+
 func get() (*Cluster, error) {
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,8 +1,12 @@
 package pgtest
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -70,6 +74,23 @@ func TestStartDurableAndStop(t *testing.T) {
 		if v != "on" {
 			t.Errorf("%s = %s on a durable cluster, want on", setting, v)
 		}
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := c.ServerPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", backend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command's closing parenthesis: state, ppid.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if fields[1] != strconv.Itoa(pid) {
+		t.Errorf("ServerPID %d is not the parent of this connection's backend (its parent is %s)", pid, fields[1])
 	}
 	conn.Close(ctx)
 	stopped = true
