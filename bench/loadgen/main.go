@@ -425,7 +425,7 @@ func timeFetch(addr string, opts *imap.FetchOptions) (int, time.Duration, error)
 // intake is the SMTP figures of one concurrency level.
 type intake struct {
 	clients, messages int
-	spread            bool    // each client to a mailbox of its own
+	spread            bool    // each client a user of its own
 	rate              float64 // messages per second
 	p50, p99, max     time.Duration
 	// cpuDaemons and cpuDB are CPU time per message of the pochta
