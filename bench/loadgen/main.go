@@ -118,7 +118,9 @@ type daemon struct {
 	// metricsAddr serves /metrics (and, in a profiling build, pprof).
 	metricsAddr string
 	postgres    bool // on a PostgreSQL database, not a bbolt file
-	stopOnce    sync.Once
+	// exited is closed when the process has ended (and been waited for).
+	exited   chan struct{}
+	stopOnce sync.Once
 }
 
 func freeAddr() (string, error) {
@@ -211,6 +213,8 @@ level = "warn"
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
+	d.exited = make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(d.exited) }()
 	atExit.add(d.stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -218,7 +222,11 @@ level = "warn"
 			c.Close()
 			return d, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-d.exited:
+			return nil, fmt.Errorf("daemon exited at start (%v; its stderr is above)", d.cmd.ProcessState)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	d.stop()
 	return nil, fmt.Errorf("daemon did not listen within 15s")
@@ -232,12 +240,11 @@ func (d *daemon) stop() {
 			return
 		}
 		_ = d.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-d.exited:
 		case <-time.After(20 * time.Second):
 			_ = d.cmd.Process.Kill()
+			<-d.exited
 		}
 	})
 }
@@ -546,16 +553,17 @@ func measure(nodes []*daemon, dbPID, perLevel, fetchN, idle int, limit time.Dura
 		{"ENVELOPE FLAGS UID", &imap.FetchOptions{Envelope: true, Flags: true, UID: true}, &f.envelopes},
 		{"BODY.PEEK[]", &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}, &f.bodies},
 	} {
-		var times []time.Duration
+		var times, shown []time.Duration
 		for range 3 {
 			n, t, err := timeFetch(last.imapAddr, fetch.opts)
 			if err != nil {
 				return f, fmt.Errorf("fetch %s: %w", fetch.name, err)
 			}
 			f.fetched = n
-			times = append(times, t.Round(time.Millisecond))
+			times = append(times, t)
+			shown = append(shown, t.Round(time.Millisecond))
 		}
-		fmt.Printf("  %-20s %6d messages in %v\n", fetch.name, f.fetched, times)
+		fmt.Printf("  %-20s %6d messages in %v\n", fetch.name, f.fetched, shown)
 		*fetch.into = percentile(times, 0.5)
 	}
 
