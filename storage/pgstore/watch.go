@@ -1,10 +1,12 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -379,8 +381,32 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 }
 
 // apply turns the feed of mailbox id since b.modseq (cs) into events of
-// the changes that are not this handle's own, and moves b past them.
-func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, add func(storage.Event)) {
+// the changes that are not this handle's own, and moves b past them. The
+// events go out in modseq order (imapd's tracker takes every change up to
+// the last modseq it was given as queued: a message's flags at an older
+// modseq after a newer one of another message could reach a client that
+// has already been shown it newer), except that new messages keep
+// ascending UIDs (a session cannot take a UID below one it has shown): the
+// appends are put in UID order in the places the modseq order gives them.
+func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, emit func(storage.Event)) {
+	var evs []storage.Event
+	add := func(ev storage.Event) { evs = append(evs, ev) }
+	defer func() {
+		slices.SortStableFunc(evs, func(x, y storage.Event) int { return cmp.Compare(x.ModSeq, y.ModSeq) })
+		var appends []storage.Event
+		for _, ev := range evs {
+			if ev.Kind == storage.EventAppend {
+				appends = append(appends, ev)
+			}
+		}
+		slices.SortFunc(appends, func(x, y storage.Event) int { return cmp.Compare(x.UID, y.UID) })
+		for _, ev := range evs {
+			if ev.Kind == storage.EventAppend {
+				ev, appends = appends[0], appends[1:]
+			}
+			emit(ev)
+		}
+	}()
 	top := b.feedUID
 	for _, c := range cs.Changed {
 		isNew := c.UID > b.feedUID && !b.ownUIDs[c.UID]
@@ -430,19 +456,27 @@ func imapFlags(fs []string) []imap.Flag {
 }
 
 // beforeOwnCommit runs (commitMu held) just before this handle commits
-// evs in tx. A mailbox the commit appends to whose modseq jumped past what
-// the watch announced, by more than this handle's own changes, had
-// another node's commit in between: that node's UIDs are lower than this
-// commit's (the mailbox row lock orders them), so its changes are read
-// here, inside tx, and announced first; a session would otherwise be told
-// of this commit's higher UID and could no longer take the lower one. It
+// evs in tx. A mailbox the commit changes (appends, flags, expunges) whose
+// modseq jumped past what the watch announced, by more than this handle's
+// own changes, had another node's commit in between: that node's UIDs and
+// modseqs are lower than this commit's (the mailbox row lock orders them),
+// so its changes are read here, inside tx, and announced first. A session
+// would otherwise be told of this commit's higher UID and could no longer
+// take the lower one, or be told a message's newer flags and MODSEQ and
+// then the older ones (RFC 7162 has a MODSEQ only grow; imaptest's stress
+// mode over two nodes caught it). It
 // returns the events to hand out before the commit's own; the watch's
 // state is left as it was (the events are announced again by no one: the
 // caller records them with the commit's own, see publish).
 func (w *watch) beforeOwnCommit(ctx context.Context, tx pgx.Tx, evs []storage.Event) ([]storage.Event, error) {
 	minOwn := map[uint64]uint64{}
 	for _, ev := range evs {
-		if ev.Kind != storage.EventAppend || ev.ModSeq == 0 {
+		switch ev.Kind {
+		case storage.EventAppend, storage.EventFlags, storage.EventExpunge:
+		default:
+			continue
+		}
+		if ev.ModSeq == 0 || ev.MailboxID == 0 {
 			continue
 		}
 		if m, ok := minOwn[ev.MailboxID]; !ok || ev.ModSeq < m {
