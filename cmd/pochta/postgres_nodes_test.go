@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/mail"
 	"net/smtp"
@@ -17,6 +18,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/pochta/pochta/config"
 	"github.com/pochta/pochta/internal/pgtest"
@@ -157,6 +161,19 @@ func (n *node) start(t *testing.T) {
 			t.Fatalf("node %s did not open its control socket within 30s", n.name)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a socket, not waiting for an outcome
+	}
+}
+
+// kill ends the node with SIGKILL and returns once the process is gone.
+func (n *node) kill(t *testing.T) {
+	t.Helper()
+	if err := n.proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("node %s still runs 10s after SIGKILL", n.name)
 	}
 }
 
@@ -327,6 +344,98 @@ func TestPostgresTwoNodesRelayEachMessageOnce(t *testing.T) {
 	for id, k := range got {
 		t.Errorf("the relay got %d unexpected messages with Message-ID %q", k, id)
 	}
+}
+
+// Node A is killed with SIGKILL while four clients submit to it: every
+// message A answered 250 is in bob's INBOX read through node B, exactly
+// once; one that got no 250 may be missing, and what B shows is complete
+// (it parses and has its whole body).
+func TestPostgresNodeKilledUnderLoadLosesNoAcknowledgedMail(t *testing.T) {
+	nodes := newNodes(t, 2, "")
+	for _, n := range nodes {
+		n.start(t)
+	}
+	a, b := nodes[0], nodes[1]
+	if err := sendMail(a.c.SMTP.Submission, alice, bob[0], testMessage(alice[0], bob[0], "warm-up")); err != nil {
+		t.Fatalf("submitting through %s: %v", a.name, err)
+	}
+	const submitters, each = 4, 200
+	var mu sync.Mutex
+	acked := map[string]bool{"warm-up": true}
+	tried := map[string]bool{"warm-up": true}
+	finished := 0 // submitters that sent all theirs: the kill came too late
+	var wg sync.WaitGroup
+	for w := range submitters {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("load-%d-%03d", w, i)
+				mu.Lock()
+				tried[id] = true
+				mu.Unlock()
+				if err := sendMail(a.c.SMTP.Submission, alice, bob[0], testMessage(alice[0], bob[0], id)); err != nil {
+					return // the kill
+				}
+				mu.Lock()
+				acked[id] = true
+				mu.Unlock()
+			}
+			mu.Lock()
+			finished++
+			mu.Unlock()
+		})
+	}
+	waitFor(t, 60*time.Second, "20 messages acknowledged by node A", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) > 20
+	})
+	a.kill(t)
+	wg.Wait() // every submitter fails at once: its connection is gone
+	if finished != 0 {
+		t.Fatalf("%d of %d submitters sent all their messages before the kill", finished, submitters)
+	}
+
+	c, err := imapclient.DialInsecure(b.c.IMAP.Listen, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(bob[0], bob[1]).Wait(); err != nil {
+		t.Fatalf("LOGIN on %s: %v", b.name, err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("SELECT on %s: %v", b.name, err)
+	}
+	var all imap.SeqSet
+	all.AddRange(1, 0)
+	msgs, err := c.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil {
+		t.Fatalf("FETCH on %s: %v", b.name, err)
+	}
+	seen := map[string]int{}
+	for _, m := range msgs {
+		data := m.FindBodySection(&imap.FetchItemBodySection{})
+		parsed, err := mail.ReadMessage(bytes.NewReader(data))
+		if err != nil {
+			t.Errorf("message %d on %s does not parse: %v", m.SeqNum, b.name, err)
+			continue
+		}
+		id := messageID(data)
+		body, err := io.ReadAll(parsed.Body)
+		switch {
+		case err != nil || !tried[id]:
+			t.Errorf("message %d on %s is not one that was sent (Message-ID %q)", m.SeqNum, b.name, parsed.Header.Get("Message-ID"))
+		case !bytes.Equal(body, testBody(id)):
+			t.Errorf("message %s on %s is not whole: %d bytes of body, want %d", id, b.name, len(body), len(testBody(id)))
+		}
+		seen[id]++
+	}
+	for id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("%s got 250 from %s and is in bob's INBOX on %s %d times, want once", id, a.name, b.name, seen[id])
+		}
+	}
+	t.Logf("%d messages acknowledged before the kill, %d in the INBOX on %s", len(acked), len(msgs), b.name)
 }
 
 // sendMail submits msg through the submission port at addr as the user
