@@ -438,6 +438,49 @@ func TestPostgresNodeKilledUnderLoadLosesNoAcknowledgedMail(t *testing.T) {
 	t.Logf("%d messages acknowledged before the kill, %d in the INBOX on %s", len(acked), len(msgs), b.name)
 }
 
+// Node A claims a message to another domain and is killed with SIGKILL
+// while the relay holds its DATA: node B relays it once A's lease has run
+// out (queue.DefaultLease: [email_queue] has no key for it, so this test
+// takes about two minutes), the relay gets it once, and `pochta queue list`
+// through B shows it sent.
+func TestPostgresNodeFinishesAKilledNodesAttemptAfterItsLease(t *testing.T) {
+	relay := testrelay.Start(t)
+	relay.Hold()
+	nodes := newNodes(t, 2, relayTo(relay.Addr))
+	a, b := nodes[0], nodes[1]
+	a.start(t)
+	submitMail(t, a.c.SMTP.Submission, alice[0], alice[1], "x@remote.test", "taken over")
+	waitFor(t, 30*time.Second, "node A's attempt waits in DATA at the relay", func() bool { return relay.Holding() == 1 })
+	// B starts only now, so it is A's claim for certain.
+	b.start(t)
+	a.kill(t)
+	waitFor(t, 10*time.Second, "the relay drops the held transaction of the killed node", func() bool { return relay.Holding() == 0 })
+	relay.Release()
+	if got := relay.Accepted(); len(got) != 0 {
+		t.Fatalf("the relay accepted %d messages from the killed node, want none", len(got))
+	}
+	list := b.queueList(t)
+	if len(list) != 1 || list[0].Status != storage.QueueOutbox || list[0].LeaseOwner != a.name {
+		t.Fatalf("queue through %s: %+v; want one outbox entry leased by %s", b.name, list, a.name)
+	}
+	leaseUntil := list[0].LeaseUntil
+
+	waitFor(t, time.Until(leaseUntil)+time.Minute, "node B relays the entry after node A's lease ran out", func() bool {
+		return len(relay.Accepted()) > 0
+	})
+	got := relay.Accepted()
+	if len(got) != 1 || messageID(got[0].Data) != "taken.over" {
+		t.Fatalf("the relay got %d messages, want the one node A had claimed", len(got))
+	}
+	if got[0].At.Before(leaseUntil) {
+		t.Errorf("node B relayed the entry at %s, before node A's lease ran out at %s", got[0].At, leaseUntil)
+	}
+	waitFor(t, 30*time.Second, "the entry is listed as sent through node B", func() bool {
+		list := b.queueList(t)
+		return len(list) == 1 && list[0].Status == storage.QueueSent
+	})
+}
+
 // sendMail submits msg through the submission port at addr as the user
 // (address, password) to one recipient. nil means the server answered 250
 // to DATA; QUIT after that is a courtesy whose failure is not reported.
