@@ -81,7 +81,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if cfg.DatabaseURL() != "" {
 		// PostgreSQL (issue 13): the data directory still holds the
 		// control socket and the certificates.
-		if store, err = openPostgres(cfg, logger); err != nil {
+		// This node takes part in the cluster's housekeeping; a command
+		// does not.
+		if store, err = openPostgres(cfg, logger, true); err != nil {
 			return err
 		}
 	} else {

@@ -114,8 +114,7 @@ func (s *pgStore) startWatch() {
 		// full: the next catch-up reads everything (at the start, and
 		// after a failure), whatever its hint names; unsent: carried
 		// events of a failed catch-up, sent with the next.
-		full, first := true, true
-		var unsent []storage.Event
+		full := true
 		for {
 			wctx, wcancel := context.WithCancel(ctx)
 			type waited struct {
@@ -133,29 +132,35 @@ func (s *pgStore) startWatch() {
 				wcancel()
 				sc = &catchUpScope{full: true}
 				if got := <-hint; got.err == nil {
-					sc = scopeOf(got.h, s.token, first) // a hint came as the wait was cut
-					first = false
+					sc = scopeOf(got.h, s.token) // a hint came as the wait was cut
 				}
 			case got := <-hint:
 				wcancel()
 				if got.err != nil {
 					return
 				}
-				sc = scopeOf(got.h, s.token, first)
-				first = false
+				sc = scopeOf(got.h, s.token)
 			}
 			sc.full = sc.full || full
-			sc.carried = append(unsent, sc.carried...)
+			// Carried events first, without waiting for the catch-up's
+			// reads (a deletion must end cached logins at once), and
+			// under commitMu: listeners get one event at a time.
+			if len(sc.carried) > 0 {
+				s.commitMu.Lock()
+				s.fanOut(sc.carried)
+				s.commitMu.Unlock()
+				sc.carried = nil
+			}
 			if err := s.catchUp(ctx, w, primed, sc); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
 				retry.Reset(time.Second)
-				full, unsent = true, sc.carried
+				full = true
 				continue
 			}
-			primed, full, unsent = true, false, nil
+			primed, full = true, false
 		}
 	}()
 }
@@ -185,25 +190,23 @@ type catchUpScope struct {
 }
 
 // scopeOf is the scope of h; self is this handle's token, whose own
-// carried events are left out (they are out already); first says h is
-// the listener's first hint.
-func scopeOf(h Hint, self string, first bool) *catchUpScope {
-	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow}
-	if h.PayloadsOverflow || h.MayHaveMissed && !first {
+// carried events are left out (they are out already).
+func scopeOf(h Hint, self string) *catchUpScope {
+	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow || h.EventsOverflow}
+	if h.MayHaveMissed || h.EventsOverflow {
 		// Account changes may have been among the lost: every cached
-		// login goes (User empty). Not at the first connection: the
-		// node's logins all come after it.
+		// login goes (User empty). At a node's start its cache is empty:
+		// it costs nothing.
 		sc.carried = append(sc.carried, storage.Event{Kind: storage.EventAccount})
+	}
+	for _, p := range h.Events {
+		if from, ev, ok := parseEventNote(p); ok && from != self {
+			sc.carried = append(sc.carried, ev)
+		}
 	}
 	for _, p := range h.Payloads {
 		if p == "queue" {
 			sc.queue = true
-			continue
-		}
-		if from, ev, ok := parseEventNote(p); ok {
-			if from != self {
-				sc.carried = append(sc.carried, ev)
-			}
 			continue
 		}
 		id, err := strconv.ParseInt(p, 10, 64)
@@ -261,7 +264,7 @@ func parseEventNote(p string) (from string, ev storage.Event, ok bool) {
 // false: only take the state in). A scope that is not full reads only the
 // mailboxes and the queue it names: a mailbox missing from the database
 // then means nothing (its delete sent "mailboxes", which reads
-// everything). The scope's tracking events are published too.
+// everything).
 // The connection is taken before commitMu, so a catch-up never waits for
 // the pool while own commits wait for it.
 func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catchUpScope) error {
@@ -372,9 +375,6 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 		if int64(id) <= int64(w.lastQueue)-queueWindow {
 			delete(w.seenQueue, id)
 		}
-	}
-	for _, ev := range scope.carried {
-		add(ev)
 	}
 	s.fanOut(evs)
 	return nil
