@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -79,9 +80,19 @@ func (s *session) fetchRefs(v *mailboxView, w *protocol.FetchWriter, refs []msgR
 		v.box.learnKeywords(msgs)
 		// A keyword new to the mailbox is announced in FLAGS before a
 		// FETCH shows it (RFC 3501 7.2.6); the updates queued before the
-		// first expunge can go out now without renumbering anything.
-		if err := v.tracker.Poll(w.Updates(), false); err != nil {
+		// first expunge can go out now without renumbering anything. An
+		// update written then may be newer than what was loaded (another
+		// session's change committed in between): the message is then
+		// shown as that update showed it, so the client never sees an
+		// older MODSEQ after a newer one (RFC 7162 3.1.2).
+		shown, err := v.tracker.PollShown(w.Updates(), false)
+		if err != nil {
 			return err
+		}
+		for _, m := range msgs {
+			if sh, ok := shown[m.UID]; ok && sh.ModSeq > m.ModSeq {
+				m.Flags, m.ModSeq = slices.Clone(sh.Flags), sh.ModSeq
+			}
 		}
 		v.addRecentFlags(msgs)
 		for _, ref := range chunk {

@@ -161,13 +161,13 @@ func TestTrackerRenumbersOnlyWhenTold(t *testing.T) {
 	}
 
 	rec := &recordingUpdates{}
-	if err := b.poll(rec, false); err != nil {
+	if err := b.poll(rec, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.lines) != 0 {
 		t.Errorf("poll without expunges wrote %q, want nothing (the expunge comes first)", rec.lines)
 	}
-	if err := b.poll(rec, true); err != nil {
+	if err := b.poll(rec, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	lines := rec.lines
@@ -180,7 +180,7 @@ func TestTrackerRenumbersOnlyWhenTold(t *testing.T) {
 	}
 	// a made the flag change itself and is not told of it.
 	rec = &recordingUpdates{}
-	a.poll(rec, true)
+	a.poll(rec, true, nil)
 	if strings.Join(rec.lines, "|") != "EXPUNGE 2|EXISTS 5" {
 		t.Errorf("a was told %q", rec.lines)
 	}
@@ -225,7 +225,7 @@ func TestTrackerWritesExpungesBeforeExists(t *testing.T) {
 			st := box.NewSession()
 			tt.queue(box)
 			rec := &recordingUpdates{}
-			if err := st.poll(rec, true); err != nil {
+			if err := st.poll(rec, true, nil); err != nil {
 				t.Fatal(err)
 			}
 			if got := strings.Join(rec.lines, "|"); got != tt.want {
@@ -349,7 +349,7 @@ func TestTrackerDropsFlagsUpdatesOlderThanTold(t *testing.T) {
 	a.Told(10, 7)
 
 	rec := &recordingUpdates{}
-	if err := a.poll(rec, true); err != nil {
+	if err := a.poll(rec, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"EXPUNGE 3", "FETCH 2 UID 20 [other]", "FETCH 1 UID 10 [newer]"}
@@ -372,14 +372,14 @@ func TestTrackerDropsFlagsUpdatesOlderThanTold(t *testing.T) {
 	rec.lines = nil
 	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"late"}, 11, nil)
 	box.Published(11)
-	if err := a.poll(rec, true); err != nil {
+	if err := a.poll(rec, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"same"}, 12, nil)
 	box.Published(12)
 	box.QueueMessageFlagsModSeq(1, 10, []imap.Flag{"after"}, 13, nil)
 	box.Published(13)
-	if err := a.poll(rec, true); err != nil {
+	if err := a.poll(rec, true, nil); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"FETCH 1 UID 10 [after]"}; strings.Join(rec.lines, "|") != strings.Join(want, "|") {

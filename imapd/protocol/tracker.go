@@ -217,7 +217,28 @@ func (st *SessionTracker) Close() {
 // at the first expunge (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH),
 // since what follows is numbered after it.
 func (st *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
-	return st.poll(w, allowExpunge)
+	return st.poll(w, allowExpunge, nil)
+}
+
+// Shown is a message's state as a poll just wrote it.
+type Shown struct {
+	ModSeq uint64
+	Flags  []imap.Flag
+}
+
+// PollShown is Poll, also returning the state of each message whose flags
+// it wrote with a MODSEQ (nil when none): a FETCH that loaded those
+// messages before must not then show an older state of them (RFC 7162
+// 3.1.2).
+func (st *SessionTracker) PollShown(w *UpdateWriter, allowExpunge bool) (map[imap.UID]Shown, error) {
+	shown := map[imap.UID]Shown{}
+	if err := st.poll(w, allowExpunge, shown); err != nil {
+		return nil, err
+	}
+	if len(shown) == 0 {
+		return nil, nil
+	}
+	return shown, nil
 }
 
 // updateSink is what Poll writes to: an *UpdateWriter, or a test's
@@ -235,7 +256,7 @@ type modSeqSink interface {
 	writeMessageFlagsModSeq(seq uint32, uid imap.UID, flags []imap.Flag, modseq uint64) error
 }
 
-func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
+func (st *SessionTracker) poll(w updateSink, allowExpunge bool, shown map[imap.UID]Shown) error {
 	st.mu.Lock()
 	st.dropStaleLocked()
 	n := len(st.pending)
@@ -287,6 +308,9 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool) error {
 			err = w.WriteMailboxFlags(u.boxFlags)
 		case u.isFlags:
 			// Numbered when queued; expunges before it were written first.
+			if shown != nil && u.modseq > shown[u.flagsUID].ModSeq {
+				shown[u.flagsUID] = Shown{ModSeq: u.modseq, Flags: u.flags}
+			}
 			if mw, ok := w.(modSeqSink); ok && u.modseq != 0 {
 				err = mw.writeMessageFlagsModSeq(u.flagsSeq, u.flagsUID, u.flags, u.modseq)
 			} else {
