@@ -2,9 +2,12 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pochta/pochta/storage"
@@ -13,18 +16,13 @@ import (
 
 var _ storage.Importer = (*pgStore)(nil)
 
-// importBatch bounds the messages (count and bytes) written in one
-// transaction of Import.
-const (
-	importBatch      = 256
-	importBatchBytes = 16 << 20
-)
-
-// Empty reports whether the database holds no users (storage.Importer).
+// Empty reports whether the database holds no users, no read-tracking
+// records and no queue entries (storage.Importer).
 func (s *pgStore) Empty(ctx context.Context) (bool, error) {
 	var exists bool
 	err := s.view(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users)`).Scan(&exists)
+		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM tracking_records)
+			OR EXISTS (SELECT 1 FROM queue)`).Scan(&exists)
 	})
 	if err != nil {
 		return false, fmt.Errorf("pgstore: empty: %w", err)
@@ -33,23 +31,48 @@ func (s *pgStore) Empty(ctx context.Context) (bool, error) {
 }
 
 // Import writes what from walks, as it is (storage.Importer): users with
-// their password hashes and subscriptions, mailboxes with their
-// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ, messages with their UIDs,
-// flags, internal dates (to the microsecond PostgreSQL keeps) and
-// modseqs. Each user with its mailboxes is one transaction, messages go
-// in batches of at most importBatch messages or importBatchBytes bytes;
-// a failed Import leaves what it committed, so the caller imports into
-// an empty database (Empty) and starts again from an empty one. Mailboxes
-// get this database's IDs.
+// their password hashes, subscriptions, web preferences, Sent
+// de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with their UIDVALIDITY, UIDNEXT and
+// HIGHESTMODSEQ; messages with their UIDs, flags, internal dates (to the
+// microsecond PostgreSQL keeps) and modseqs, and the unread index of the
+// INBOXes; read-tracking records under their IDs; queue entries under
+// their IDs with their bodies, every status kept and the leases cleared;
+// the relay's health, day counters and alerts. Each user with its
+// mailboxes is one transaction, the rest goes in batches of at most
+// storage.ImportBatchRecords records or
+// storage.ImportBatchBytes bytes; a failed Import leaves
+// what it committed, so the caller imports into an empty database (Empty)
+// and starts again from an empty one. Mailboxes get this database's IDs,
+// and every record that names one is rewritten to match.
 func (s *pgStore) Import(ctx context.Context, from storage.Exporter) error {
 	im := &importer{s: s, ctx: ctx}
+	im.batch.Write = im.write
 	err := from.Export(ctx, storage.ExportVisitor{
 		User:    im.user,
 		Mailbox: im.mailbox,
 		Message: im.message,
+		Tracking: func(t *storage.ExportedTracking) error {
+			return im.add(0, func(tx pgTx) error { return storage.ImportTracking(tx, t, &im.ids) })
+		},
+		QueueEntry: func(e *storage.QueueEntry) error {
+			return im.add(len(e.Body), func(tx pgTx) error { return importQueueEntry(tx, e) })
+		},
+		QueueState: func(st *storage.ExportedQueueState) error {
+			return im.add(0, func(tx pgTx) error { return storage.ImportQueueState(tx, st) })
+		},
 	})
 	if err == nil {
+		err = im.endUser()
+	}
+	if err == nil {
 		err = im.flush()
+	}
+	if err == nil {
+		err = s.writeOnce(ctx, func(tx pgx.Tx, _ *storage.Events) error {
+			_, err := tx.Exec(ctx, `SELECT setval('tracking_record_ids', greatest(coalesce(max(id), 0), 1), max(id) IS NOT NULL) FROM tracking_records;
+				SELECT setval(pg_get_serial_sequence('queue', 'id'), greatest(coalesce(max(id), 0), 1), max(id) IS NOT NULL) FROM queue`)
+			return err
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("pgstore: import: %w", err)
@@ -60,22 +83,66 @@ func (s *pgStore) Import(ctx context.Context, from storage.Exporter) error {
 type importer struct {
 	s   *pgStore
 	ctx context.Context
-	// ids maps the source's mailbox IDs of the current user to ours.
-	ids     map[uint64]int64
-	pending []*storage.ExportedMessage
-	bytes   int
+	// ids maps the source's mailbox IDs to ours; inbox holds our IDs of
+	// INBOXes (their unread messages are indexed).
+	ids   storage.ImportIDs
+	inbox map[int64]bool
+	// walked is the user being walked, whose Sent index is written once its
+	// mailboxes have IDs.
+	walked *storage.ExportedUser
+	// batch holds the writes of the next transaction, boxes the mailboxes
+	// whose counters it changes.
+	batch storage.ImportBatch[pgTx]
+	boxes map[int64]bool
 }
 
-func (im *importer) user(u *storage.ExportedUser) error {
+// add queues one write after the users' part of the walk.
+func (im *importer) add(size int, fn func(tx pgTx) error) error {
+	if err := im.endUser(); err != nil {
+		return err
+	}
+	return im.batch.Add(size, fn)
+}
+
+func (im *importer) flush() error { return im.batch.Flush() }
+
+// endUser writes the Sent index of the user walked last.
+func (im *importer) endUser() error {
+	u := im.walked
+	if u == nil {
+		return nil
+	}
+	im.walked = nil
 	if err := im.flush(); err != nil {
 		return err
 	}
-	im.ids = map[uint64]int64{}
-	rec := u.Record
 	return im.s.writeOnce(im.ctx, func(tx pgx.Tx, _ *storage.Events) error {
+		return storage.ImportSentIDs(pgTx{ctx: im.ctx, tx: tx}, u.Record.Address, u.SentIDs, &im.ids)
+	})
+}
+
+func (im *importer) user(u *storage.ExportedUser) error {
+	if err := im.endUser(); err != nil {
+		return err
+	}
+	rec := u.Record
+	prefs, err := json.Marshal(u.WebPrefs)
+	if err != nil {
+		return fmt.Errorf("user %s: web preferences: %w", rec.Address, err)
+	}
+	err = im.s.writeOnce(im.ctx, func(tx pgx.Tx, _ *storage.Events) error {
 		t := pgTx{ctx: im.ctx, tx: tx}
 		if err := t.CreateUserRecord(&rec); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(im.ctx, "UPDATE users SET web_prefs = $2::jsonb WHERE address = $1", rec.Address, string(prefs)); err != nil {
+			return fmt.Errorf("user %s: web preferences: %w", rec.Address, err)
+		}
+		for name, next := range u.Graves {
+			if _, err := tx.Exec(im.ctx, `INSERT INTO mailbox_graves (username, name, uidnext) VALUES ($1, $2, $3)`,
+				rec.Address, name, int64(next)); err != nil {
+				return fmt.Errorf("user %s: deleted mailbox %q: %w", rec.Address, name, err)
+			}
 		}
 		for _, name := range u.Subscriptions {
 			if _, err := tx.Exec(im.ctx, `INSERT INTO subscriptions (username, name) VALUES ($1, $2)
@@ -85,6 +152,10 @@ func (im *importer) user(u *storage.ExportedUser) error {
 		}
 		return nil
 	})
+	if err == nil {
+		im.walked = u
+	}
+	return err
 }
 
 func (im *importer) mailbox(m *storage.ExportedMailbox) error {
@@ -107,55 +178,88 @@ func (im *importer) mailbox(m *storage.ExportedMailbox) error {
 			int64(m.UIDValidity)); err != nil {
 			return err
 		}
-		im.ids[m.ID] = id
+		im.ids.Set(m.User, m.ID, uint64(id))
+		if m.Name == storage.Inbox {
+			if im.inbox == nil {
+				im.inbox = map[int64]bool{}
+			}
+			im.inbox[id] = true
+		}
 		return nil
 	})
 }
 
 func (im *importer) message(m *storage.ExportedMessage) error {
-	if _, ok := im.ids[m.Mailbox]; !ok {
+	dst, ok := im.ids.Get(m.User, m.Mailbox)
+	if !ok {
 		return fmt.Errorf("message %d of %s: mailbox %d was not walked", m.UID, m.User, m.Mailbox)
 	}
-	im.pending = append(im.pending, m)
-	im.bytes += len(m.Body)
-	if len(im.pending) >= importBatch || im.bytes >= importBatchBytes {
-		return im.flush()
+	id := int64(dst)
+	return im.batch.Add(len(m.Body), func(tx pgTx) error {
+		if im.boxes == nil {
+			im.boxes = map[int64]bool{}
+		}
+		im.boxes[id] = true
+		return im.insertMessage(tx, id, m)
+	})
+}
+
+func (im *importer) insertMessage(t pgTx, id int64, m *storage.ExportedMessage) error {
+	p, err := boltstore.PrepareMessage(&storage.NewMessage{Raw: m.Body, Flags: m.Flags, InternalDate: m.InternalDate}, time.Now())
+	if err != nil {
+		return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
+	}
+	var mid *string
+	if p.MessageID != "" {
+		mid = &p.MessageID
+	}
+	modseq := m.ModSeq
+	if modseq == 0 {
+		modseq = 1
+	}
+	date := m.InternalDate.Truncate(time.Microsecond)
+	if _, err := t.tx.Exec(im.ctx, `INSERT INTO messages
+		(mailbox_id, uid, modseq, flags, internal_date, size, own, parsed, message_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		id, int64(m.UID), int64(modseq), flagStrings(p.Flags), date,
+		int64(len(m.Body)), nonNil(m.Body), nonNil(p.Parsed), mid); err != nil {
+		return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
+	}
+	if im.inbox[id] && !slices.Contains(p.Flags, imap.FlagSeen) {
+		if err := t.PutUnread(storage.UnreadEntryOf(m.User, uint64(id), m.UID, date)); err != nil {
+			return fmt.Errorf("message %d of %s: unread index: %w", m.UID, m.User, err)
+		}
 	}
 	return nil
 }
 
-// flush writes the pending messages and brings their mailboxes' counters
-// up to date, in one transaction.
-func (im *importer) flush() error {
-	if len(im.pending) == 0 {
-		return nil
+// importQueueEntry writes one queue entry under its ID with its body
+// (not shared with any message), its lease cleared.
+func importQueueEntry(t pgTx, e *storage.QueueEntry) error {
+	c := storage.ImportedQueueEntry(e)
+	if c.Rev > 0 {
+		c.Rev-- // saveEntry counts this write
 	}
-	err := im.s.writeOnce(im.ctx, func(tx pgx.Tx, _ *storage.Events) error {
-		boxes := map[int64]bool{}
-		for _, m := range im.pending {
-			p, err := boltstore.PrepareMessage(&storage.NewMessage{Raw: m.Body, Flags: m.Flags, InternalDate: m.InternalDate}, time.Now())
-			if err != nil {
-				return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
+	if _, err := t.tx.Exec(t.ctx, `INSERT INTO queue (id, source, own) VALUES ($1, $2, $3)`,
+		int64(c.ID), c.Source, nonNil([]byte(c.Body))); err != nil {
+		return fmt.Errorf("queue entry %d: %w", c.ID, err)
+	}
+	var ev storage.Events
+	return saveEntry(t, nil, c, &ev)
+}
+
+// write writes one batch and brings the counters of the mailboxes it
+// changed up to date, in one transaction.
+func (im *importer) write(fns []func(pgTx) error, _ int) error {
+	return im.s.writeOnce(im.ctx, func(tx pgx.Tx, _ *storage.Events) error {
+		t := pgTx{ctx: im.ctx, tx: tx}
+		clear(im.boxes)
+		for _, fn := range fns {
+			if err := fn(t); err != nil {
+				return err
 			}
-			var mid *string
-			if p.MessageID != "" {
-				mid = &p.MessageID
-			}
-			id := im.ids[m.Mailbox]
-			modseq := m.ModSeq
-			if modseq == 0 {
-				modseq = 1
-			}
-			if _, err := tx.Exec(im.ctx, `INSERT INTO messages
-				(mailbox_id, uid, modseq, flags, internal_date, size, own, parsed, message_id)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-				id, int64(m.UID), int64(modseq), flagStrings(p.Flags), m.InternalDate.Truncate(time.Microsecond),
-				int64(len(m.Body)), nonNil(m.Body), nonNil(p.Parsed), mid); err != nil {
-				return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
-			}
-			boxes[id] = true
 		}
-		for id := range boxes {
+		for id := range im.boxes {
 			if _, err := tx.Exec(im.ctx, `UPDATE mailboxes SET
 				messages = (SELECT count(*) FROM messages WHERE mailbox_id = $1),
 				unseen = (SELECT count(*) FROM messages WHERE mailbox_id = $1 AND NOT seen),
@@ -166,6 +270,4 @@ func (im *importer) flush() error {
 		}
 		return nil
 	})
-	im.pending, im.bytes = im.pending[:0], 0
-	return err
 }
