@@ -79,6 +79,20 @@ type ExportedMailbox struct {
 	Subscribed  bool
 	// HighestModSeq is the mailbox's modseq counter.
 	HighestModSeq uint64
+	// Vanished are the expunge tombstones kept for the change feed, and
+	// VanishedFloor the modseq up to which they were swept: a client that
+	// resynchronises (QRESYNC) after the move is told what went, or that
+	// the list is incomplete, as before it.
+	Vanished      []Tombstone
+	VanishedFloor uint64
+}
+
+// Tombstone is one expunged UID of the change feed, with the modseq of
+// its expunge and when it happened.
+type Tombstone struct {
+	UID      imap.UID
+	ModSeq   uint64
+	Expunged time.Time
 }
 
 // ExportedMessage is one stored message: where it is, its fixed fields and

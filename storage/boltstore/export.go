@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	bolt "go.etcd.io/bbolt"
@@ -123,12 +124,23 @@ func exportMailbox(tx *bolt.Tx, u *userTx, id uint64, v storage.ExportVisitor) e
 	if err != nil {
 		return fmt.Errorf("mailbox %d: %w", id, err)
 	}
-	err = v.Mailbox(&storage.ExportedMailbox{
+	em := &storage.ExportedMailbox{
 		User: u.addr, ID: id, Name: rec.Name, SpecialUse: rec.SpecialUse,
 		UIDValidity: rec.UIDValidity, UIDNext: rec.UIDNext, Subscribed: rec.Subscribed,
-		HighestModSeq: rec.ModSeq,
-	})
-	if err != nil {
+		HighestModSeq: rec.ModSeq, VanishedFloor: rec.VanishedFloor,
+	}
+	if vb := b.Bucket(bucketVanished); vb != nil {
+		if err := vb.ForEach(func(k, at []byte) error {
+			modseq, uid, ok := parseFeedKey(k)
+			if ok && len(at) == 8 {
+				em.Vanished = append(em.Vanished, storage.Tombstone{UID: uid, ModSeq: modseq, Expunged: time.Unix(0, int64(binary.BigEndian.Uint64(at))).UTC()})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if err := v.Mailbox(em); err != nil {
 		return err
 	}
 	meta, body := b.Bucket(bucketMsgMeta), b.Bucket(bucketBody)

@@ -37,7 +37,8 @@ func (s *boltStore) Empty(ctx context.Context) (bool, error) {
 // Import writes what from walks, as it is (storage.Importer): users with
 // their password hashes, subscriptions, web preferences, Sent
 // de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with
-// their UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ; messages with their UIDs,
+// their UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and expunge tombstones;
+// messages with their UIDs,
 // flags, internal dates and modseqs (each copy keeps its own bytes: a
 // body the source shared between copies is stored once per copy);
 // read-tracking records and queue entries under their IDs, the entries
@@ -219,6 +220,16 @@ func (im *boltImporter) mailbox(m *storage.ExportedMailbox) error {
 			return 0, err
 		}
 		x.rec.UIDValidity, x.rec.UIDNext, x.rec.ModSeq, x.rec.Subscribed = m.UIDValidity, m.UIDNext, max(m.HighestModSeq, 1), m.Subscribed
+		x.rec.VanishedFloor = m.VanishedFloor
+		_, vanished, err := x.feed()
+		if err != nil {
+			return 0, err
+		}
+		for _, v := range m.Vanished {
+			if err := vanished.Put(feedKey(v.ModSeq, v.UID), be64(uint64(v.Expunged.UnixNano()))); err != nil {
+				return 0, err
+			}
+		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keyUIDValid); len(v) != 4 || binary.BigEndian.Uint32(v) < m.UIDValidity {
 			if err := meta.Put(keyUIDValid, be32(m.UIDValidity)); err != nil {

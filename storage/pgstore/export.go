@@ -113,23 +113,37 @@ func exportUser(ctx context.Context, tx pgx.Tx, u *storage.ExportedUser, v stora
 	if err := v.User(u); err != nil {
 		return err
 	}
-	rows, err = tx.Query(ctx, `SELECT id, name, special_use, uidvalidity, uidnext, subscribed, highestmodseq
+	rows, err = tx.Query(ctx, `SELECT id, name, special_use, uidvalidity, uidnext, subscribed, highestmodseq, vanished_floor
 		FROM mailboxes WHERE username = $1 ORDER BY id`, addr)
 	if err != nil {
 		return err
 	}
 	boxes, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*storage.ExportedMailbox, error) {
 		m := &storage.ExportedMailbox{User: addr}
-		var id, uv, next, modseq int64
+		var id, uv, next, modseq, floor int64
 		var attr string
-		err := r.Scan(&id, &m.Name, &attr, &uv, &next, &m.Subscribed, &modseq)
+		err := r.Scan(&id, &m.Name, &attr, &uv, &next, &m.Subscribed, &modseq, &floor)
 		m.ID, m.SpecialUse, m.UIDValidity, m.UIDNext, m.HighestModSeq = uint64(id), imap.MailboxAttr(attr), uint32(uv), uint32(next), uint64(modseq)
+		m.VanishedFloor = uint64(floor)
 		return m, err
 	})
 	if err != nil {
 		return err
 	}
 	for _, m := range boxes {
+		rows, err := tx.Query(ctx, "SELECT uid, modseq, expunged_at FROM expunged WHERE mailbox_id = $1 ORDER BY modseq, uid", int64(m.ID))
+		if err != nil {
+			return err
+		}
+		if m.Vanished, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.Tombstone, error) {
+			var uid, modseq int64
+			var v storage.Tombstone
+			err := r.Scan(&uid, &modseq, &v.Expunged)
+			v.UID, v.ModSeq, v.Expunged = imap.UID(uid), uint64(modseq), v.Expunged.UTC()
+			return v, err
+		}); err != nil {
+			return err
+		}
 		if err := v.Mailbox(m); err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ func (s *pgStore) Empty(ctx context.Context) (bool, error) {
 // Import writes what from walks, as it is (storage.Importer): users with
 // their password hashes, subscriptions, web preferences, Sent
 // de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with their UIDVALIDITY, UIDNEXT and
-// HIGHESTMODSEQ; messages with their UIDs, flags, internal dates (to the
+// HIGHESTMODSEQ and expunge tombstones; messages with their UIDs, flags, internal dates (to the
 // microsecond PostgreSQL keeps) and modseqs, and the unread index of the
 // INBOXes; read-tracking records under their IDs; queue entries under
 // their IDs with their bodies, every status kept and the leases cleared;
@@ -169,10 +169,16 @@ func (im *importer) mailbox(m *storage.ExportedMailbox) error {
 	return im.s.writeOnce(im.ctx, func(tx pgx.Tx, _ *storage.Events) error {
 		var id int64
 		if err := tx.QueryRow(im.ctx, `INSERT INTO mailboxes
-			(username, name, special_use, uidvalidity, uidnext, subscribed, highestmodseq)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			m.User, m.Name, string(m.SpecialUse), int64(m.UIDValidity), int64(m.UIDNext), m.Subscribed, int64(modseq)).Scan(&id); err != nil {
+			(username, name, special_use, uidvalidity, uidnext, subscribed, highestmodseq, vanished_floor)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			m.User, m.Name, string(m.SpecialUse), int64(m.UIDValidity), int64(m.UIDNext), m.Subscribed, int64(modseq), int64(m.VanishedFloor)).Scan(&id); err != nil {
 			return fmt.Errorf("mailbox %s of %s: %w", m.Name, m.User, err)
+		}
+		for _, v := range m.Vanished {
+			if _, err := tx.Exec(im.ctx, `INSERT INTO expunged (mailbox_id, uid, modseq, expunged_at) VALUES ($1, $2, $3, $4)`,
+				id, int64(v.UID), int64(v.ModSeq), v.Expunged); err != nil {
+				return fmt.Errorf("mailbox %s of %s: tombstone %d: %w", m.Name, m.User, v.UID, err)
+			}
 		}
 		if _, err := tx.Exec(im.ctx, `UPDATE store_meta SET value = greatest(value, $1) WHERE key = 'uidvalidity'`,
 			int64(m.UIDValidity)); err != nil {

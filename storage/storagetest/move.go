@@ -152,7 +152,7 @@ func FillForMove(t *testing.T, s storage.Store) MovedQueue {
 // DescribeMoved describes everything a client or an operator can read from
 // s, as a move must keep it: users with their settings and web
 // preferences, subscriptions, every mailbox with its UIDVALIDITY, UIDNEXT,
-// HIGHESTMODSEQ and counters, every message with its UID, flags, modseq,
+// HIGHESTMODSEQ, counters and expunged UIDs, every message with its UID, flags, modseq,
 // date and body, read tracking, the queue with every field and body but
 // the lease (a move clears it), the day counters of MoveDay, and the relay
 // state. Mailbox IDs are left out (a destination issues its own) and times
@@ -200,6 +200,11 @@ func describe(t *testing.T, s storage.Store, moved bool) string {
 				st.ID = 0
 			}
 			add("  mailbox %+v", st)
+			cs, err := s.Changes(ctx, u.Address, m.ID, 1)
+			if err != nil {
+				t.Fatalf("changes of %s %s: %v", u.Address, m.Name, err)
+			}
+			add("    vanished %v incomplete=%v", cs.Vanished, cs.VanishedIncomplete)
 			msgs, err := s.Messages(ctx, u.Address, m.ID, mustUIDs(t, s, u.Address, m.ID), storage.LoadOptions{Body: true})
 			if err != nil {
 				t.Fatalf("messages of %s %s: %v", u.Address, m.Name, err)
