@@ -17,21 +17,43 @@ var _ storage.Importer = (*boltStore)(nil)
 // Empty reports whether the database holds no users, no read-tracking
 // records and no queue entries (storage.Importer).
 func (s *boltStore) Empty(ctx context.Context) (bool, error) {
-	empty := true
+	var empty bool
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		for _, b := range []*bolt.Bucket{tx.Bucket(bucketUsers), tx.Bucket(bucketTracking), queueBucket(tx, bucketQEntries)} {
-			if b != nil {
-				if k, _ := b.Cursor().First(); k != nil {
-					empty = false
-				}
-			}
-		}
+		empty = emptyIn(tx)
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("storage: empty: %w", err)
 	}
 	return empty, nil
+}
+
+func emptyIn(tx *bolt.Tx) bool {
+	for _, b := range []*bolt.Bucket{tx.Bucket(bucketUsers), tx.Bucket(bucketTracking), queueBucket(tx, bucketQEntries)} {
+		if b != nil {
+			if k, _ := b.Cursor().First(); k != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// EmptyFile reports, without writing to it, whether the bbolt file at
+// path holds a database that is Empty (a move may copy into it); an error
+// when it is no bbolt database, or another process holds it.
+func EmptyFile(path string) (bool, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return false, fmt.Errorf("storage: %s: %w", path, err)
+	}
+	defer db.Close()
+	var empty bool
+	err = db.View(func(tx *bolt.Tx) error {
+		empty = emptyIn(tx)
+		return nil
+	})
+	return empty, err
 }
 
 // Import writes what from walks, as it is (storage.Importer): users with

@@ -200,4 +200,3 @@ func stillWorks(t *testing.T, name string, s storage.Store, q storagetest.MovedQ
 		t.Errorf("%s: the unread lifetime deleted %d messages, want %d", name, n, unread-1)
 	}
 }
-
