@@ -125,6 +125,9 @@ func openBoltToPostgres(ctx context.Context, path, url string) (_ *migration, er
 // file beside path, which commit renames to path. An existing file at
 // path is refused unless it is an empty database.
 func openPostgresToBolt(ctx context.Context, url, path string) (_ *migration, err error) {
+	if path, err = filepath.Abs(path); err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
 	m := &migration{from: "the PostgreSQL database", to: path}
 	defer func() {
 		if err != nil {
