@@ -52,11 +52,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-## bench: Go benchmarks, the load generator against a running daemon, and pochta side by side with
-## Postfix's smtp-sink and Dovecot (bench/compare: installs postfix and dovecot-imapd if missing; see BENCHMARKS.md)
+## bench: Go benchmarks, the load generator against a running daemon on bbolt and then on a throwaway
+## PostgreSQL cluster (one node, two nodes on one database; needs Debian's postgresql), and pochta side by
+## side with Postfix's smtp-sink and Dovecot (bench/compare: installs postfix and dovecot-imapd if missing; see BENCHMARKS.md)
 bench: build
 	$(GO) test -run '^$$' -bench . -count 1 ./storage/boltstore/ ./imapd/
-	$(GO) run ./bench/loadgen --bin $(CURDIR)/$(BIN)
+	$(GO) run ./bench/loadgen --bin $(CURDIR)/$(BIN) --postgres
 	GO=$(GO) bash bench/compare/run.sh
 
 ## install: bin/pochta to $(DESTDIR)$(PREFIX)/bin, the unit, the sysusers file, /etc/pochta/pochta.toml.example (run `make build` first)

@@ -21,7 +21,9 @@
 //     process). An entry lives at most CacheTTL; at most CacheSize are
 //     kept, the least recently used dropped first.
 //   - Forget (called by the Store returned by Guard on SetPassword and
-//     DeleteUser) drops every cached login of the address before the
+//     DeleteUser; Follow, a store listener, calls it on every
+//     storage.EventAccount, so a change another node made counts too)
+//     drops every cached login of the address before the
 //     change is reported done, and a check that was running while the
 //     password changed never caches its result: after `pochta user passwd`
 //     returns, the old password is refused. Without a running daemon there
@@ -247,7 +249,24 @@ func (a *Authenticator) checkOnPool(ctx context.Context, account, password strin
 // Forget drops every cached login of address, and keeps checks running now
 // from caching theirs.
 func (a *Authenticator) Forget(address string) {
-	a.cache.forget(strings.ToLower(strings.TrimSpace(address)))
+	if address = strings.ToLower(strings.TrimSpace(address)); address != "" {
+		a.cache.forget(address)
+	}
+}
+
+// Follow is a storage listener (Store.Listen): on a storage.EventAccount,
+// a password changed or a user deleted, perhaps by another node sharing
+// the store, it forgets the user's cached logins; one without a user
+// (account changes may have been missed) forgets every cached login.
+func (a *Authenticator) Follow(ev storage.Event) {
+	if ev.Kind != storage.EventAccount {
+		return
+	}
+	if ev.User == "" {
+		a.cache.forget("")
+		return
+	}
+	a.Forget(ev.User)
 }
 
 // sleep waits d or until ctx ends.

@@ -121,6 +121,44 @@ func TestPasswdDropsTheCachedLogin(t *testing.T) {
 	}
 }
 
+// A password changed behind the node's back (by another node sharing the
+// store, or a command writing it directly) reaches the cache through the
+// store's events: with Follow listening, the old password is refused.
+func TestFollowDropsLoginsChangedElsewhere(t *testing.T) {
+	store := newStore(t)
+	if err := store.CreateUser(ctx, "bob@example.com", "bob's own pw", false); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Options{Check: store.Authenticate})
+	login := func(who, pw string) (Result, error) { return a.Login(ctx, office, who, pw) }
+	for _, u := range [][2]string{{"alice@example.com", "correct horse 1"}, {"bob@example.com", "bob's own pw"}} {
+		if _, err := login(u[0], u[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store.Listen(a.Follow)
+	if err := store.SetPassword(ctx, "alice@example.com", "battery staple 2"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := login("alice@example.com", "correct horse 1"); !errors.Is(err, ErrFailed) {
+		t.Errorf("old password after a change elsewhere: %+v, %v; want ErrFailed", r, err)
+	}
+	if r, err := login("bob@example.com", "bob's own pw"); err != nil || !r.Cached {
+		t.Errorf("bob's login: %+v, %v; want still cached", r, err)
+	}
+	// "Account changes may have been missed": every cached login goes.
+	a.Follow(storage.Event{Kind: storage.EventAccount})
+	if r, err := login("bob@example.com", "bob's own pw"); err != nil || r.Cached {
+		t.Errorf("bob's login after a flush: %+v, %v; want checked afresh", r, err)
+	}
+	if err := store.DeleteUser(ctx, "bob@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := login("bob@example.com", "bob's own pw"); !errors.Is(err, ErrFailed) {
+		t.Errorf("deleted user: %v, want ErrFailed", err)
+	}
+}
+
 func TestCheckRunningDuringPasswdIsNotCached(t *testing.T) {
 	store := newStore(t)
 	entered, release := make(chan struct{}), make(chan struct{})

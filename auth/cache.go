@@ -102,14 +102,15 @@ func (c *cache) put(k cacheKey, address string, gen uint64) {
 	c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, address: address, expires: expires})
 }
 
-// forget drops address's entries. It walks the whole cache: it runs only
-// when a password changes or a user goes, and the cache is bounded.
+// forget drops address's entries ("": every entry). It walks the whole
+// cache: it runs only when a password changes or a user goes, and the
+// cache is bounded.
 func (c *cache) forget(address string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	for k, el := range c.entries {
-		if el.Value.(*cacheEntry).address == address {
+		if address == "" || el.Value.(*cacheEntry).address == address {
 			c.lru.Remove(el)
 			delete(c.entries, k)
 		}

@@ -9,6 +9,9 @@ imaptest is not packaged by Debian; build it first with
     python3 e2e/imaptest.py                 # every script group
     python3 e2e/imaptest.py fetch list      # only these groups
     IMAPTEST_HOME=/path python3 e2e/imaptest.py
+    python3 e2e/imaptest.py --database postgres://postgres@127.0.0.1:PORT/postgres
+                                            # on PostgreSQL: each group gets a new
+                                            # database on that server (psql creates it)
 
 Each group runs against a fresh daemon (its own data dir and loopback
 ports, users imaptest@ and imaptest2@, message_lifetime 0s), so one group's
@@ -22,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -36,11 +40,21 @@ def groups():
                   if not n.endswith(".mbox") and os.path.isfile(os.path.join(TESTS, n)))
 
 
-def run_group(name, tmp):
+def fresh_database(server_url, name):
+    """A new, empty database on the PostgreSQL server at server_url; its URL."""
+    db = "imaptest_" + re.sub(r"[^a-z0-9]", "_", name.lower()) + "_" + os.urandom(3).hex()
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", server_url, "-c", f'CREATE DATABASE "{db}"'],
+                   check=True, capture_output=True, text=True, timeout=60)
+    return urllib.parse.urlsplit(server_url)._replace(path="/" + db).geturl()
+
+
+def run_group(name, tmp, database=None):
     d = harness.Daemon(os.path.join(tmp, name))
     # message_lifetime 0s: imaptest's mailboxes are full of unread mail.
     with open(d.config) as f:
         cfg = f.read().replace('message_lifetime = "7d"', 'message_lifetime = "0s"')
+    if database:
+        cfg = cfg.replace('database = "pochta.db"', f'database = "{fresh_database(database, name)}"')
     with open(d.config, "w") as f:
         f.write(cfg)
     d.start()
@@ -80,12 +94,17 @@ def main(argv):
     if not os.access(BIN, os.X_OK):
         print(f"imaptest: {BIN} not found: build it with ../shared/tools/imaptest/build.sh", file=sys.stderr)
         return 2
+    database = None
+    if "--database" in argv:
+        i = argv.index("--database")
+        database = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     names = [a for a in argv if not a.startswith("-")] or groups()
     verbose = "-v" in argv
     counts = {"pass": 0, "fail": 0, "skip": 0}
     with tempfile.TemporaryDirectory(prefix="pochta-imaptest-") as tmp:
         for name in names:
-            text = run_group(name, tmp)
+            text = run_group(name, tmp, database)
             v = verdict(text)
             counts[v] += 1
             print(f"{v.upper():4} {name}", flush=True)

@@ -13,6 +13,9 @@
 //     messages, Sent, Drafts and every other mailbox are never touched.
 //   - A sweep with nothing due costs one small read transaction.
 //   - pochta_messages_expired_total counts deleted messages.
+//   - On a store several nodes share, only the node that leads the
+//     cluster's housekeeping (storage.Leading) sweeps; the others skip the
+//     round and ask again at the next.
 //   - The clock is injectable (Options.Now) for tests.
 package expiry
 
@@ -25,6 +28,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // MaxInterval is the longest pause between sweeps, whatever the lifetime.
@@ -161,7 +166,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 func (s *Sweeper) Run(ctx context.Context) {
 	for {
 		lifetime, interval, changed := s.current()
-		if lifetime > 0 {
+		if lifetime > 0 && storage.Leading(ctx, s.store) {
 			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("unread lifetime sweep failed; retrying at the next interval", "err", err)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pochta/pochta/storage"
 	"github.com/pochta/pochta/storage/boltstore"
+	"github.com/pochta/pochta/storage/storagetest"
 )
 
 const bob = "bob@example.com"
@@ -113,9 +114,7 @@ func TestZeroLifetimeNeverDeletesUntilAReloadTurnsItOn(t *testing.T) {
 	if n, err := sw.Sweep(context.Background()); err != nil || n != 0 {
 		t.Fatalf("lifetime off: deleted %d, %v", n, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sw.Run(ctx); close(done) }()
+	stop := run(sw)
 	if got := inboxCount(t, s); got != 1 {
 		t.Fatalf("INBOX holds %d", got)
 	}
@@ -132,12 +131,7 @@ func TestZeroLifetimeNeverDeletesUntilAReloadTurnsItOn(t *testing.T) {
 	if err := sw.SetLifetime(-time.Second); err == nil {
 		t.Fatal("a negative lifetime was accepted")
 	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop")
-	}
+	stopWithin(t, stop)
 }
 
 func TestRunKeepsSweepingUntilCancelled(t *testing.T) {
@@ -154,9 +148,7 @@ func TestRunKeepsSweepingUntilCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sw.Run(ctx); close(done) }()
+	stop := run(sw)
 	wait := func(what string) {
 		t.Helper()
 		select {
@@ -169,12 +161,7 @@ func TestRunKeepsSweepingUntilCancelled(t *testing.T) {
 	wait("the first message")
 	deliverAt(t, s, "second", t0)
 	wait("a message that arrived after the first sweep")
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop")
-	}
+	stopWithin(t, stop)
 }
 
 func TestIntervalFollowsTheLifetime(t *testing.T) {
@@ -194,5 +181,57 @@ func TestIntervalFollowsTheLifetime(t *testing.T) {
 	}
 	if _, err := New(Options{Store: s, Lifetime: -time.Second}); err == nil {
 		t.Error("a negative lifetime was accepted")
+	}
+}
+
+// On a store several nodes share, a node that does not lead the cluster's
+// housekeeping skips its sweeps; once it leads, it sweeps.
+func TestOnlyTheLeadingNodeSweeps(t *testing.T) {
+	s := storagetest.NewFollower(openStore(t))
+	t0 := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0.Add(time.Hour)}
+	deliverAt(t, s, "expired", t0)
+	sw, err := New(Options{Store: s, Lifetime: time.Minute, Interval: 20 * time.Millisecond, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run(sw)()
+	for range 3 { // three rounds asked and skipped
+		select {
+		case <-s.Asked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the sweeper never asked whether it leads")
+		}
+	}
+	if n := inboxCount(t, s); n != 1 {
+		t.Fatalf("a node that does not lead swept: INBOX holds %d, want 1", n)
+	}
+	s.Lead.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for inboxCount(t, s) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the node did not sweep once it led")
+		}
+		<-s.Asked
+	}
+}
+
+// run starts sw.Run; the function returned stops it and waits.
+func run(sw *Sweeper) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sw.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+// stopWithin calls stop and fails the test if Run does not end within 10 s.
+func stopWithin(t *testing.T, stop func()) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
 	}
 }

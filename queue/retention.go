@@ -5,8 +5,9 @@ package queue
 // at Start and every RetentionInterval; each store call removes a bounded
 // batch, so a large backlog is worked through in many small transactions
 // between the users' writes. Waiting (outbox) and held entries are never
-// removed. Several nodes sweeping the same store is harmless: an entry is
-// removed once.
+// removed. Of several nodes sharing a store only the one leading the
+// cluster's housekeeping (storage.Leading) sweeps; two at once during a
+// hand-over is harmless: an entry is removed once.
 
 import (
 	"context"
@@ -21,7 +22,9 @@ const DefaultRetentionInterval = time.Hour
 // housekeep runs the retention sweep until ctx ends.
 func (q *Queue) housekeep(ctx context.Context) {
 	for {
-		if _, err := q.removeSettled(ctx); err != nil && ctx.Err() == nil {
+		if !storage.Leading(ctx, q.store) {
+			// Another node sweeps; ask again next round.
+		} else if _, err := q.removeSettled(ctx); err != nil && ctx.Err() == nil {
 			q.log.Error("queue: removing settled entries failed", "err", err)
 		}
 		t := time.NewTimer(q.opt().RetentionInterval)

@@ -13,6 +13,7 @@ import (
 	"github.com/pochta/pochta/internal/testclock"
 	"github.com/pochta/pochta/metrics"
 	"github.com/pochta/pochta/storage"
+	"github.com/pochta/pochta/storage/storagetest"
 )
 
 const day = 24 * time.Hour
@@ -123,4 +124,31 @@ func TestARetentionOfZeroKeepsEverything(t *testing.T) {
 			t.Errorf("entry %d (or its body) removed with a retention of 0", id)
 		}
 	}
+}
+
+// Of nodes sharing a store, one that does not lead the cluster's
+// housekeeping leaves the retention sweep to the leader.
+func TestOnlyTheLeadingNodeRemovesSettledEntries(t *testing.T) {
+	e, clock, sent, failed, _ := settledEnv(t, func(o *Options) {
+		o.Retention, o.RetentionInterval = 30*day, 20*time.Millisecond
+	})
+	if err := e.q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(31 * day)
+	f := storagetest.NewFollower(e.store)
+	e.store = f
+	e.start()
+	for range 3 {
+		select {
+		case <-f.Asked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the queue never asked whether it leads")
+		}
+	}
+	if e.gone(sent) || e.gone(failed) {
+		t.Fatal("a node that does not lead removed settled entries")
+	}
+	f.Lead.Store(true)
+	waitFor(t, "the leader's sweep", func() bool { return e.gone(sent) && e.gone(failed) }, nil)
 }

@@ -459,6 +459,11 @@ const (
 	// sender, TrackingID the record; MailboxID and UID the Sent copy while
 	// it exists). The web interface's `sent` event.
 	EventTracking
+	// EventAccount: a user's password changed, or the user was deleted
+	// (Deleted set). A node drops its cached logins of User on it (and
+	// ends a deleted user's sessions): on a store several nodes share,
+	// the change may have been made on another node.
+	EventAccount
 )
 
 // Event is one committed change, published to listeners in commit order.
@@ -481,6 +486,8 @@ type Event struct {
 	QueueID uint64
 	// TrackingID is the read-tracking record of an EventTracking.
 	TrackingID uint64
+	// Deleted: the EventAccount is the user's deletion.
+	Deleted bool
 }
 
 // Origin names the writer of a change: a node (a pochta process; "" when

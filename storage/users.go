@@ -129,7 +129,17 @@ func (r Rules) SetPassword(ctx context.Context, address, password string) error 
 	if err != nil {
 		return fmt.Errorf("storage: set password for %s: %w", strings.ToLower(address), err)
 	}
-	if err := r.updateUser(ctx, address, func(rec *UserRecord) { rec.PasswordHash = hash }); err != nil {
+	addr := strings.ToLower(address)
+	err = r.Records.UpdateRecords(ctx, 0, func(tx RecordTx, ev *Events) error {
+		rec, err := tx.UserRecord(addr)
+		if err != nil {
+			return err
+		}
+		rec.PasswordHash = hash
+		ev.AddUntagged(Event{Kind: EventAccount, User: addr})
+		return tx.PutUserRecord(rec)
+	})
+	if err != nil {
 		return fmt.Errorf("storage: set password: %w", err)
 	}
 	return nil

@@ -1,12 +1,17 @@
 // Command loadgen measures a real pochta daemon from the outside: it starts
 // the built binary on loopback ports in a temporary directory, submits 4 KiB
-// messages over SMTP at 1, 8 and 32 concurrent clients (every 250 durable),
+// messages over SMTP at 1, 8 and 32 concurrent clients (every 250 durable;
+// all from one user into one mailbox, and once more at 32 clients each a
+// user of its own),
 // fetches 10,000 messages over IMAP (envelopes+flags, then full bodies),
 // holds 1,000 idle IMAP connections, times how soon a session in IDLE sees
 // a delivery, and prints messages/second, latency percentiles and the
-// daemon's resident memory. Every loop is bounded in
-// count and time and talks only to 127.0.0.1; the daemon is stopped at the
-// end.
+// daemon's resident memory. With --postgres it then measures the same on
+// PostgreSQL (postgres.go): one node, and two nodes sharing one database,
+// IDLE timed across them, each figure printed beside bbolt's with the
+// ratio. Every loop is bounded in count and time and talks only to
+// 127.0.0.1; the daemons and the PostgreSQL cluster are stopped at the
+// end, also after an error or on SIGINT/SIGTERM.
 package main
 
 import (
@@ -19,11 +24,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -41,17 +48,64 @@ func main() {
 	idle := flag.Int("idle", 1000, "idle IMAP connections to hold")
 	limit := flag.Duration("limit", 4*time.Minute, "stop every phase after this long")
 	logins := flag.Bool("logins", false, "measure logins instead (logins.go): connect+AUTH+message per client, and FETCH latency under password guessing")
+	postgres := flag.Bool("postgres", false, "then measure the same on PostgreSQL (postgres.go): a throwaway durable cluster on loopback, one node, then two nodes sharing one database; print each figure beside bbolt's with the ratio")
 	flag.Parse()
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		fmt.Fprintln(os.Stderr, "loadgen: interrupted; stopping the daemons and the database")
+		atExit.run()
+		os.Exit(1)
+	}()
+	var err error
 	if *logins {
-		if err := runLogins(*bin, *limit); err != nil {
-			fmt.Fprintln(os.Stderr, "loadgen:", err)
-			os.Exit(1)
-		}
-		return
+		err = runLogins(*bin, *limit)
+	} else {
+		err = run(*bin, *perLevel, *fetchN, *idle, *limit, *postgres)
 	}
-	if err := run(*bin, *perLevel, *fetchN, *idle, *limit); err != nil {
+	atExit.run()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
+	}
+}
+
+// atExit is what must stop however loadgen ends: the daemons, the
+// PostgreSQL cluster, temporary directories. main runs it after the
+// measures (also after an error), and on SIGINT or SIGTERM.
+var atExit exitList
+
+type exitList struct {
+	mu   sync.Mutex
+	fns  []func()
+	done bool
+}
+
+// add registers f; once the list has run, f runs at once.
+func (l *exitList) add(f func()) {
+	l.mu.Lock()
+	done := l.done
+	if !done {
+		l.fns = append(l.fns, f)
+	}
+	l.mu.Unlock()
+	if done {
+		f()
+	}
+}
+
+// run calls the registered functions, the last added first; calls after
+// the first wait for it and do nothing.
+func (l *exitList) run() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return
+	}
+	l.done = true
+	for i := len(l.fns) - 1; i >= 0; i-- {
+		l.fns[i]()
 	}
 }
 
@@ -63,6 +117,10 @@ type daemon struct {
 	imapAddr string
 	// metricsAddr serves /metrics (and, in a profiling build, pprof).
 	metricsAddr string
+	postgres    bool // on a PostgreSQL database, not a bbolt file
+	// exited is closed when the process has ended (and been waited for).
+	exited   chan struct{}
+	stopOnce sync.Once
 }
 
 func freeAddr() (string, error) {
@@ -74,9 +132,31 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// startDaemon starts a daemon that allows idle connections beside its
-// load; extraLimits are more lines of its [limits] section.
+// node is how startNode configures a daemon.
+type node struct {
+	// idle is how many idle connections it must allow beside its load.
+	idle int
+	// limits are more lines of its [limits] section.
+	limits []string
+	// database and name are its [message_server] database and node;
+	// database "" is the default bbolt file in its data directory.
+	database, name string
+	// usersExist says the bench users are in its database already
+	// (another node on the same PostgreSQL database added them).
+	usersExist bool
+}
+
+// startDaemon starts a daemon on a bbolt file that allows idle connections
+// beside its load; extraLimits are more lines of its [limits] section.
 func startDaemon(bin, dir string, idle int, extraLimits ...string) (*daemon, error) {
+	return startNode(bin, dir, node{idle: idle, limits: extraLimits})
+}
+
+// startNode starts a daemon configured by n in dir (its data directory,
+// control socket and certificates), on free loopback ports, adds the
+// bench users unless they exist, and returns once it listens. Its stop is
+// registered with atExit too.
+func startNode(bin, dir string, n node) (*daemon, error) {
 	addrs := make([]string, 5)
 	for i := range addrs {
 		a, err := freeAddr()
@@ -85,7 +165,7 @@ func startDaemon(bin, dir string, idle int, extraLimits ...string) (*daemon, err
 		}
 		addrs[i] = a
 	}
-	d := &daemon{bin: bin, cfg: filepath.Join(dir, "pochta.toml"), smtpAddr: addrs[0], imapAddr: addrs[2], metricsAddr: addrs[4]}
+	d := &daemon{bin: bin, cfg: filepath.Join(dir, "pochta.toml"), smtpAddr: addrs[0], imapAddr: addrs[2], metricsAddr: addrs[4], postgres: n.database != ""}
 	cfg := fmt.Sprintf(`hostname = "bench.test"
 domains = ["bench.test"]
 data_dir = %q
@@ -112,15 +192,20 @@ commands_per_second = 0
 %s
 [log]
 level = "warn"
-`, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], idle+100, strings.Join(extraLimits, "\n"))
+`, filepath.Join(dir, "data"), addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], n.idle+100, strings.Join(n.limits, "\n"))
+	if n.database != "" {
+		cfg += fmt.Sprintf("[message_server]\ndatabase = %q\nnode = %q\n", n.database, n.name)
+	}
 	if err := os.WriteFile(d.cfg, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	for _, u := range []string{"sender@bench.test", "reader@bench.test"} {
-		c := exec.Command(bin, "user", "add", u, "--password-stdin", "--config", d.cfg)
-		c.Stdin = strings.NewReader(password + "\n")
-		if out, err := c.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("user add %s: %v: %s", u, err, out)
+	if !n.usersExist {
+		for _, u := range append([]string{"sender@bench.test", "reader@bench.test"}, spreadUsers...) {
+			c := exec.Command(bin, "user", "add", u, "--password-stdin", "--config", d.cfg)
+			c.Stdin = strings.NewReader(password + "\n")
+			if out, err := c.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("user add %s: %v: %s", u, err, out)
+			}
 		}
 	}
 	d.cmd = exec.Command(bin, "serve", "--config", d.cfg)
@@ -128,42 +213,61 @@ level = "warn"
 	if err := d.cmd.Start(); err != nil {
 		return nil, err
 	}
+	d.exited = make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(d.exited) }()
+	atExit.add(d.stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", d.imapAddr); err == nil {
 			c.Close()
 			return d, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-d.exited:
+			return nil, fmt.Errorf("daemon exited at start (%v; its stderr is above)", d.cmd.ProcessState)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	d.stop()
 	return nil, fmt.Errorf("daemon did not listen within 15s")
 }
 
+// stop stops the daemon (SIGINT, SIGKILL after 20 seconds); calls after
+// the first do nothing.
 func (d *daemon) stop() {
-	if d.cmd.Process != nil {
+	d.stopOnce.Do(func() {
+		if d.cmd.Process == nil {
+			return
+		}
 		_ = d.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-d.exited:
 		case <-time.After(20 * time.Second):
 			_ = d.cmd.Process.Kill()
+			<-d.exited
 		}
-	}
+	})
 }
 
 // memory is the daemon's resident memory in KiB: anonymous (heap,
-// stacks: what the daemon allocates) and file-backed (mostly bbolt's
-// memory-mapped database pages, which the kernel can drop at any time).
-type memory struct{ anon, file, peak int }
+// stacks: what the daemon allocates) and file-backed (the binary, and on
+// bbolt mostly the memory-mapped database pages, which the kernel can drop
+// at any time). A PostgreSQL server's own memory is not in it.
+type memory struct {
+	anon, file, peak int
+	mmapDB           bool // on bbolt: file-backed is mostly the database
+}
 
 func (m memory) String() string {
-	return fmt.Sprintf("anonymous %d MiB, file-backed (mmap'd database) %d MiB, peak total %d MiB", m.anon/1024, m.file/1024, m.peak/1024)
+	what := "file-backed (the binary; no database mapped)"
+	if m.mmapDB {
+		what = "file-backed (mmap'd database)"
+	}
+	return fmt.Sprintf("anonymous %d MiB, %s %d MiB, peak total %d MiB", m.anon/1024, what, m.file/1024, m.peak/1024)
 }
 
 func (d *daemon) memory() memory {
-	var m memory
+	m := memory{mmapDB: !d.postgres}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
 		return m
@@ -188,13 +292,17 @@ func (d *daemon) memory() memory {
 	return m
 }
 
-func message(i int) []byte {
+// message is a 4 KiB message from sender@ to reader@.
+func message(i int) []byte { return messageFrom(i, "sender@bench.test", "reader@bench.test") }
+
+// messageFrom is a 4 KiB message from `from` to `to`.
+func messageFrom(i int, from, to string) []byte {
 	body := make([]byte, 3000)
 	_, _ = rand.Read(body)
 	enc := base64.StdEncoding.EncodeToString(body)
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "From: sender@bench.test\r\nTo: reader@bench.test\r\nSubject: bench %d\r\nMessage-ID: <bench-%d-%d@bench.test>\r\nDate: %s\r\nContent-Type: text/plain\r\n\r\n",
-		i, time.Now().UnixNano(), i, time.Now().Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: bench %d\r\nMessage-ID: <bench-%d-%d@bench.test>\r\nDate: %s\r\nContent-Type: text/plain\r\n\r\n",
+		from, to, i, time.Now().UnixNano(), i, time.Now().Format(time.RFC1123Z))
 	for len(enc) > 76 {
 		b.WriteString(enc[:76] + "\r\n")
 		enc = enc[76:]
@@ -203,21 +311,44 @@ func message(i int) []byte {
 	return b.Bytes()
 }
 
+// spreadUsers are the users of the intake row where each of 32 clients
+// is a user of its own mailing itself, so that no two deliveries wait for
+// the same mailbox's lock (every submission also writes the sender's Sent
+// copy and read-tracking record).
+var spreadUsers = func() []string {
+	r := make([]string, 32)
+	for i := range r {
+		r[i] = fmt.Sprintf("box%02d@bench.test", i+1)
+	}
+	return r
+}()
+
 // submit sends n messages over `clients` connections and returns the
 // per-message latencies (MAIL FROM to the 250 after DATA) and the wall time.
-// Every client connects and authenticates before the clock starts: bcrypt
-// logins are a per-connection cost, not a per-message one.
-func submit(addr string, clients, n int, limit time.Duration) ([]time.Duration, time.Duration, error) {
+// The clients take turns among addrs (several nodes): client c connects to
+// addrs[c % len(addrs)]. Each is sender@ mailing reader@, or with spread
+// spreadUsers[c % 32] mailing itself. Every client connects and
+// authenticates before the clock starts: bcrypt logins are a
+// per-connection cost, not a per-message one. atStart, if not nil, is
+// called as the clock starts.
+func submit(addrs []string, spread bool, clients, n int, limit time.Duration, atStart func()) ([]time.Duration, time.Duration, error) {
 	conns := make([]*smtp.Client, 0, clients)
 	defer func() {
 		for _, cl := range conns {
 			_ = cl.Quit()
 		}
 	}()
+	from, to, msgs := make([]string, clients), make([]string, clients), make([][]byte, clients)
 	for c := 0; c < clients; c++ {
-		cl, err := smtp.Dial(addr)
+		from[c], to[c] = "sender@bench.test", "reader@bench.test"
+		if spread {
+			from[c] = spreadUsers[c%len(spreadUsers)]
+			to[c] = from[c]
+		}
+		msgs[c] = messageFrom(0, from[c], to[c])
+		cl, err := smtp.Dial(addrs[c%len(addrs)])
 		if err == nil {
-			err = cl.Auth(sasl.NewPlainClient("", "sender@bench.test", password))
+			err = cl.Auth(sasl.NewPlainClient("", from[c], password))
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("client %d: %w", c, err)
@@ -232,20 +363,22 @@ func submit(addr string, clients, n int, limit time.Duration) ([]time.Duration, 
 		next <- i
 	}
 	close(next)
-	msg := message(0)
+	if atStart != nil {
+		atStart()
+	}
 	deadline := time.Now().Add(limit)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for _, cl := range conns {
+	for c, cl := range conns {
 		wg.Add(1)
-		go func(cl *smtp.Client) {
+		go func(cl *smtp.Client, from string, to []string, msg []byte) {
 			defer wg.Done()
 			for range next {
 				if time.Now().After(deadline) {
 					return
 				}
 				t0 := time.Now()
-				err := cl.SendMail("sender@bench.test", []string{"reader@bench.test"}, bytes.NewReader(msg))
+				err := cl.SendMail(from, to, bytes.NewReader(msg))
 				d := time.Since(t0)
 				mu.Lock()
 				if err != nil && firstErr == nil {
@@ -254,7 +387,7 @@ func submit(addr string, clients, n int, limit time.Duration) ([]time.Duration, 
 				lat = append(lat, d)
 				mu.Unlock()
 			}
-		}(cl)
+		}(cl, from[c], to[c:c+1], msgs[c])
 	}
 	wg.Wait()
 	return lat, time.Since(start), firstErr
@@ -296,55 +429,155 @@ func timeFetch(addr string, opts *imap.FetchOptions) (int, time.Duration, error)
 	return len(msgs), time.Since(t0), err
 }
 
-func run(bin string, perLevel, fetchN, idle int, limit time.Duration) error {
+// intake is the SMTP figures of one concurrency level.
+type intake struct {
+	clients, messages int
+	spread            bool    // each client a user of its own
+	rate              float64 // messages per second
+	p50, p99, max     time.Duration
+	// cpuDaemons and cpuDB are CPU time per message of the pochta
+	// daemons (together) and of the PostgreSQL server (0 on bbolt).
+	cpuDaemons, cpuDB time.Duration
+}
+
+// label is the level's clients column: "32*" when each client is a user
+// of its own.
+func (in intake) label() string {
+	if in.spread {
+		return fmt.Sprintf("%d*", in.clients)
+	}
+	return strconv.Itoa(in.clients)
+}
+
+// figures are what one run measured, for the comparison between backends.
+type figures struct {
+	intake  []intake
+	fetched int
+	// envelopes and bodies are the median of three FETCHes each.
+	envelopes, bodies time.Duration
+	idleP50, idleMax  time.Duration
+}
+
+func run(bin string, perLevel, fetchN, idle int, limit time.Duration, postgres bool) error {
 	dir, err := os.MkdirTemp("", "pochta-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	atExit.add(func() { os.RemoveAll(dir) })
 	d, err := startDaemon(bin, dir, idle)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
 
 	fmt.Printf("pochta load generator — %s, %d CPUs, %s\n", time.Now().Format(time.DateOnly), numCPU(), cpuModel())
 	fmt.Printf("daemon pid %d, metrics on http://%s/metrics\n", d.cmd.Process.Pid, d.metricsAddr)
-	fmt.Println("\nSMTP submission, 4 KiB messages, one recipient, AUTH PLAIN, fsync on every commit:")
-	fmt.Printf("%8s %10s %12s %10s %10s %10s\n", "clients", "messages", "msgs/s", "p50", "p99", "max")
+	bolt, err := measure([]*daemon{d}, 0, perLevel, fetchN, idle, limit)
+	d.stop()
+	if err != nil || !postgres {
+		return err
+	}
+	return runPostgres(bin, perLevel, fetchN, idle, limit, bolt)
+}
+
+// measure runs the load against nodes (one daemon, or several sharing a
+// database) and prints each figure: SMTP intake at 1, 8 and 32 clients
+// (taking turns among the nodes) with the CPU time per message of the
+// daemons and of the database server dbPID (0: none, bbolt), FETCH of the
+// whole INBOX through the last node (three times each), memory, idle
+// connections spread over the nodes, and IDLE on the last node woken by
+// deliveries through the first.
+func measure(nodes []*daemon, dbPID, perLevel, fetchN, idle int, limit time.Duration) (figures, error) {
+	var f figures
+	smtpAddrs := make([]string, len(nodes))
+	for i, d := range nodes {
+		smtpAddrs[i] = d.smtpAddr
+	}
+	first, last := nodes[0], nodes[len(nodes)-1]
+	fmt.Println("\nSMTP submission, 4 KiB messages, one recipient, AUTH PLAIN, fsync on every commit")
+	fmt.Println("(sender@ to reader@; 32*: each client a user of its own mailing itself):")
+	cpu := func() (daemons, db time.Duration) {
+		for _, d := range nodes {
+			daemons += processCPU(d.cmd.Process.Pid)
+		}
+		if dbPID != 0 {
+			db = serverCPU(dbPID)
+		}
+		return daemons, db
+	}
+	fmt.Printf("%8s %10s %12s %10s %10s %10s %14s %14s\n", "clients", "messages", "msgs/s", "p50", "p99", "max", "CPU/msg pochta", "CPU/msg PG")
 	sent := 0
-	for _, clients := range []int{1, 8, 32} {
+	for _, level := range []struct {
+		clients int
+		spread  bool
+	}{{1, false}, {8, false}, {32, false}, {32, true}} {
 		n := perLevel
-		if clients == 1 {
+		if level.clients == 1 {
 			n = perLevel / 4
 		}
-		lat, total, err := submit(d.smtpAddr, clients, n, limit)
+		var daemons0, db0 time.Duration
+		lat, total, err := submit(smtpAddrs, level.spread, level.clients, n, limit, func() { daemons0, db0 = cpu() })
+		daemons1, db1 := cpu()
 		if err != nil {
-			return fmt.Errorf("submit at %d clients: %w", clients, err)
+			return f, fmt.Errorf("submit at %d clients: %w", level.clients, err)
 		}
-		sent += len(lat)
-		fmt.Printf("%8d %10d %12.0f %10s %10s %10s\n", clients, len(lat), float64(len(lat))/total.Seconds(),
-			percentile(lat, 0.5).Round(10*time.Microsecond), percentile(lat, 0.99).Round(10*time.Microsecond), percentile(lat, 1).Round(10*time.Microsecond))
+		if !level.spread {
+			sent += len(lat)
+		}
+		in := intake{clients: level.clients, spread: level.spread, messages: len(lat), rate: float64(len(lat)) / total.Seconds(),
+			p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: percentile(lat, 1)}
+		if len(lat) > 0 {
+			in.cpuDaemons = (daemons1 - daemons0) / time.Duration(len(lat))
+			in.cpuDB = (db1 - db0) / time.Duration(len(lat))
+		}
+		f.intake = append(f.intake, in)
+		dbCPU := "-"
+		if dbPID != 0 {
+			dbCPU = in.cpuDB.Round(time.Microsecond).String()
+		}
+		fmt.Printf("%8s %10d %12.0f %10s %10s %10s %14s %14s\n", in.label(), in.messages, in.rate,
+			in.p50.Round(10*time.Microsecond), in.p99.Round(10*time.Microsecond), in.max.Round(10*time.Microsecond),
+			in.cpuDaemons.Round(time.Microsecond), dbCPU)
 	}
 	if fetchN > sent {
-		if _, _, err := submit(d.smtpAddr, 32, fetchN-sent, limit); err != nil {
-			return fmt.Errorf("filling the mailbox: %w", err)
+		if _, _, err := submit(smtpAddrs, false, 32, fetchN-sent, limit, nil); err != nil {
+			return f, fmt.Errorf("filling the mailbox: %w", err)
 		}
 	}
 
-	fmt.Printf("\nIMAP FETCH 1:* of a %d-message INBOX over loopback:\n", max(fetchN, sent))
-	n, t, err := timeFetch(d.imapAddr, &imap.FetchOptions{Envelope: true, Flags: true, UID: true})
-	if err != nil {
-		return fmt.Errorf("fetch envelopes: %w", err)
+	fmt.Printf("\nIMAP FETCH 1:* of a %d-message INBOX over loopback, three times each (the median is compared):\n", max(fetchN, sent))
+	for _, fetch := range []struct {
+		name string
+		opts *imap.FetchOptions
+		into *time.Duration
+	}{
+		{"ENVELOPE FLAGS UID", &imap.FetchOptions{Envelope: true, Flags: true, UID: true}, &f.envelopes},
+		{"BODY.PEEK[]", &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}, &f.bodies},
+	} {
+		var times, shown []time.Duration
+		for range 3 {
+			n, t, err := timeFetch(last.imapAddr, fetch.opts)
+			if err != nil {
+				return f, fmt.Errorf("fetch %s: %w", fetch.name, err)
+			}
+			f.fetched = n
+			times = append(times, t)
+			shown = append(shown, t.Round(time.Millisecond))
+		}
+		fmt.Printf("  %-20s %6d messages in %v\n", fetch.name, f.fetched, shown)
+		*fetch.into = percentile(times, 0.5)
 	}
-	fmt.Printf("  ENVELOPE FLAGS UID   %6d messages in %s\n", n, t.Round(time.Millisecond))
-	n, t, err = timeFetch(d.imapAddr, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-	if err != nil {
-		return fmt.Errorf("fetch bodies: %w", err)
-	}
-	fmt.Printf("  BODY.PEEK[]          %6d messages in %s\n", n, t.Round(time.Millisecond))
 
-	fmt.Printf("\nDaemon memory after the load: %s\n", d.memory())
+	printMemory := func(when string) {
+		for i, d := range nodes {
+			name := "Daemon"
+			if len(nodes) > 1 {
+				name = fmt.Sprintf("Node %d", i+1)
+			}
+			fmt.Printf("%s memory %s: %s\n", name, when, d.memory())
+		}
+	}
+	fmt.Println()
+	printMemory("after the load")
 
 	conns := make([]*imapclient.Client, 0, idle)
 	defer func() {
@@ -354,21 +587,26 @@ func run(bin string, perLevel, fetchN, idle int, limit time.Duration) error {
 	}()
 	deadline := time.Now().Add(limit)
 	for len(conns) < idle && time.Now().Before(deadline) {
-		c, err := imapLogin(d.imapAddr, "reader@bench.test")
+		c, err := imapLogin(nodes[len(conns)%len(nodes)].imapAddr, "reader@bench.test")
 		if err != nil {
-			return fmt.Errorf("idle connection %d: %w", len(conns), err)
+			return f, fmt.Errorf("idle connection %d: %w", len(conns), err)
 		}
 		conns = append(conns, c)
 	}
-	fmt.Printf("Daemon memory with %d idle authenticated IMAP connections: %s\n", len(conns), d.memory())
+	printMemory(fmt.Sprintf("with %d idle authenticated IMAP connections in all", len(conns)))
 
-	lat, err := idleWake(d.imapAddr, d.smtpAddr, 20, 10*time.Second)
+	lat, err := idleWake(last.imapAddr, first.smtpAddr, 20, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("IDLE: %w", err)
+		return f, fmt.Errorf("IDLE: %w", err)
 	}
-	fmt.Printf("\nIMAP IDLE, a delivery seen by another session (MAIL FROM to EXISTS, %d messages, %d idle connections beside): p50 %s, max %s\n",
-		len(lat), len(conns), percentile(lat, 0.5).Round(10*time.Microsecond), percentile(lat, 1).Round(10*time.Microsecond))
-	return nil
+	f.idleP50, f.idleMax = percentile(lat, 0.5), percentile(lat, 1)
+	where := "another session"
+	if len(nodes) > 1 {
+		where = "a session on the last node, submitted through the first"
+	}
+	fmt.Printf("\nIMAP IDLE, a delivery seen by %s (MAIL FROM to EXISTS, %d messages, %d idle connections beside): p50 %s, max %s\n",
+		where, len(lat), len(conns), f.idleP50.Round(10*time.Microsecond), f.idleMax.Round(10*time.Microsecond))
+	return f, nil
 }
 
 func numCPU() int {

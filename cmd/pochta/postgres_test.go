@@ -157,16 +157,8 @@ func submitMail(t *testing.T, addr, user, password, to, subject string) {
 // imapExists logs in over IMAP and returns the EXISTS count of INBOX.
 func imapExists(t *testing.T, addr, user, password string) int {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, r := imapDial(t, addr)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := textproto.NewReader(bufio.NewReader(conn))
-	if _, err := r.ReadLine(); err != nil {
-		t.Fatal(err)
-	}
 	exists := -1
 	for i, cmd := range []string{"LOGIN " + user + " " + password, "SELECT INBOX", "LOGOUT"} {
 		tag := fmt.Sprintf("a%d", i)
@@ -191,4 +183,44 @@ func imapExists(t *testing.T, addr, user, password string) int {
 		}
 	}
 	return exists
+}
+
+// imapDial connects to an IMAP port and reads the greeting; the connection
+// has a 10-second deadline.
+func imapDial(t *testing.T, addr string) (net.Conn, *textproto.Reader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := textproto.NewReader(bufio.NewReader(conn))
+	if _, err := r.ReadLine(); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	return conn, r
+}
+
+// postgresNodeConfigs writes two daemons' configurations on the database
+// at url: node "mx1" and node "mx2", each with its own ports and data
+// directory (dirs), and a spare loopback address each (spare) for a
+// listener a test adds.
+func postgresNodeConfigs(t *testing.T, url string) (cfgs, dirs, spare [2]string) {
+	t.Helper()
+	for i := range cfgs {
+		dirs[i] = t.TempDir()
+		var extra []string
+		cfgs[i], extra = writeConfigAndPorts(t, dirs[i], 1)
+		spare[i] = extra[0]
+		withDatabase(t, cfgs[i], url)
+	}
+	text, err := os.ReadFile(cfgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgs[1], []byte(strings.Replace(string(text), `node = "mx1"`, `node = "mx2"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgs, dirs, spare
 }

@@ -184,6 +184,16 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 		return err
 	}
 
+	// A password changed or a user deleted, here or on another node
+	// sharing the database: cached logins go, a deleted user's IMAP
+	// sessions end (not on the writer's goroutine: they say BYE).
+	store.Listen(func(ev storage.Event) {
+		logins.Follow(ev)
+		if ev.Kind == storage.EventAccount && ev.Deleted {
+			go imapServer.EndUserSessions(ev.User)
+		}
+	})
+
 	api := &control.Local{
 		Store:           logins.Guard(store),
 		Version:         version,

@@ -10,6 +10,12 @@
 // behind: a detached watchdog stops it within a second or so. If
 // PostgreSQL cannot be started the test fails with a message saying why; it
 // is never skipped.
+//
+// Start starts such a cluster outside package testing (bench/loadgen uses
+// it), with the same directory, socket, port and watchdog; Options.Durable
+// keeps PostgreSQL's own fsync and commit settings. Its caller creates
+// databases with CreateDatabase and stops it with Stop, which removes its
+// directory; should the caller die first, the watchdog stops it.
 package pgtest
 
 import (
@@ -35,16 +41,26 @@ import (
 
 var (
 	mu       sync.Mutex
-	running  *cluster
+	running  *Cluster
 	startErr error
 	dbSeq    atomic.Int64
 )
 
-type cluster struct {
+// Cluster is a running throwaway PostgreSQL cluster on 127.0.0.1.
+type Cluster struct {
 	dir    string
 	bin    string
 	port   int
 	asUser string // "" when not switching user
+}
+
+// Options says how Start configures a cluster.
+type Options struct {
+	// Durable keeps PostgreSQL's defaults for fsync, synchronous_commit
+	// and full_page_writes, so every COMMIT is on disk before it
+	// returns, as a production server would run. Without it (the tests'
+	// setting) they are off: faster, and nothing survives a crash.
+	Durable bool
 }
 
 // Main wraps testing.M: it runs the tests and stops the cluster (if one was
@@ -54,7 +70,7 @@ func Main(m *testing.M) int {
 	mu.Lock()
 	defer mu.Unlock()
 	if running != nil {
-		if err := running.stop(); err != nil {
+		if err := running.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: stopping cluster: %v\n", err)
 			if code == 0 {
 				code = 1
@@ -77,28 +93,56 @@ func New(t testing.TB) string {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.dsn("postgres"))
+	dsn, err := c.CreateDatabase(ctx, name)
 	if err != nil {
-		t.Fatalf("pgtest: connecting to test cluster: %v", err)
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dsn
+}
+
+// CreateDatabase creates an empty database called name (a plain SQL
+// identifier) on the cluster and returns its DSN.
+func (c *Cluster) CreateDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("connecting to the throwaway cluster: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: creating database %s: %v", name, err)
+		return "", fmt.Errorf("creating database %s: %w", name, err)
 	}
-	return c.dsn(name)
+	return c.DSN(name), nil
 }
 
-func (c *cluster) dsn(db string) string {
+// DSN is the URL of database db on the cluster, as the postgres
+// superuser over loopback TCP (the cluster trusts it; no password).
+func (c *Cluster) DSN(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
 }
 
-func get() (*cluster, error) {
+// ServerPID is the process ID of the cluster's postmaster (its
+// postmaster.pid), the parent of every backend: for reading the CPU time
+// the server used.
+func (c *Cluster) ServerPID() (int, error) {
+	data, err := os.ReadFile(filepath.Join(c.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("reading the server's pid: %w", err)
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0, fmt.Errorf("postmaster.pid starts with %q, not a pid", first)
+	}
+	return pid, nil
+}
+
+func get() (*Cluster, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if running != nil || startErr != nil {
 		return running, startErr
 	}
-	running, startErr = start()
+	running, startErr = Start(Options{})
 	return running, startErr
 }
 
@@ -128,12 +172,15 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func start() (*cluster, error) {
+// Start starts a cluster as the tests' is started (the package comment)
+// and returns it running; the caller stops it with Stop. The error says
+// why PostgreSQL could not be started.
+func Start(opts Options) (*Cluster, error) {
 	bin, err := findBin()
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{bin: bin}
+	c := &Cluster{bin: bin}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -169,8 +216,11 @@ func start() (*cluster, error) {
 			os.RemoveAll(c.dir)
 			return nil, fmt.Errorf("finding a free port: %w", err)
 		}
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100", c.port, c.dir)
-		out, err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "log"), "-o", opts, "-w", "-t", "60", "start")
+		serverOpts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=100", c.port, c.dir)
+		if !opts.Durable {
+			serverOpts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+		}
+		out, err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "log"), "-o", serverOpts, "-w", "-t", "60", "start")
 		if err == nil {
 			c.watchdog()
 			return c, nil
@@ -206,7 +256,7 @@ func traversableTempDir() string {
 // directory once this test binary is gone, so a binary killed by a test
 // timeout or a signal (which runs no cleanup) leaves no server behind. After
 // a normal stop it finds nothing left to do.
-func (c *cluster) watchdog() {
+func (c *Cluster) watchdog() {
 	stop := c.command("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
 	script := `parent=$1 dir=$2; shift 2; cd /
 while kill -0 "$parent" 2>/dev/null; do sleep 1; done
@@ -223,13 +273,13 @@ rm -rf "$dir"`
 	go cmd.Wait() //nolint:errcheck // reaped when it exits; its status says nothing
 }
 
-func (c *cluster) run(tool string, args ...string) ([]byte, error) {
+func (c *Cluster) run(tool string, args ...string) ([]byte, error) {
 	return c.command(tool, args...).CombinedOutput()
 }
 
 // command is tool from the PostgreSQL bin directory with args, run as the
 // postgres user when the tests run as root.
-func (c *cluster) command(tool string, args ...string) *exec.Cmd {
+func (c *Cluster) command(tool string, args ...string) *exec.Cmd {
 	path := filepath.Join(c.bin, tool)
 	var cmd *exec.Cmd
 	if c.asUser != "" {
@@ -249,7 +299,9 @@ func (c *cluster) command(tool string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (c *cluster) stop() error {
+// Stop stops the cluster at once (its data is thrown away) and removes
+// its directory.
+func (c *Cluster) Stop() error {
 	out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
 	rmErr := os.RemoveAll(c.dir)
 	if err != nil {

@@ -84,6 +84,7 @@ func (s *boltStore) DeleteUser(ctx context.Context, address string) error {
 				ev.Add(storage.Event{Kind: storage.EventMailboxes, User: addr, MailboxID: beUint64(k)})
 			}
 		}
+		ev.AddUntagged(storage.Event{Kind: storage.EventAccount, User: addr, Deleted: true})
 		return struct{}{}, tx.Bucket(bucketUsers).DeleteBucket([]byte(addr))
 	})
 	if err != nil {

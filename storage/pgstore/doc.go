@@ -17,13 +17,17 @@
 //     order, after each commit (the handle's commits are serialised from
 //     COMMIT until their events are out). From the first Listen on, a
 //     Listener's hints (a NOTIFY at every commit touching a mailbox or
-//     enqueueing) make the handle read the mailbox list and, for each
-//     mailbox whose HIGHESTMODSEQ passed the last one it announced, the
-//     change feed, and publish other handles' changes as the same events
+//     enqueueing, its payload naming the mailbox, "queue" or "mailboxes")
+//     make the handle read the mailboxes the hint names (the whole list
+//     when it names a change to the list, overflowed, or may have missed
+//     notifications) and, for each whose HIGHESTMODSEQ passed the last one
+//     it announced, the change feed, and publish other handles' changes as the same events
 //     (EventAppend with UID and flags, EventFlags, EventExpunge,
 //     EventMailboxes for a mailbox created, renamed or gone, EventQueued
 //     for new queue IDs, looking 1,000 below the highest seen for one
-//     committed late) with the zero Origin. The read
+//     committed late, EventTracking and EventAccount carried whole in
+//     their notifications)
+//     with the zero Origin. The read
 //     holds the commit lock, and the handle's own events are noted, so no
 //     change is announced twice or missed; after a reconnection
 //     (MayHaveMissed) the same read catches up.
@@ -76,7 +80,11 @@
 //     noticing the same thing at once exactly one records (and alerts) it.
 //   - Leader holds a session-level advisory lock on a connection of its own:
 //     at most one node leads; leadership is lost when that connection ends,
-//     and Lead, waiting in the server, takes over at once.
+//     and Lead, waiting in the server, takes over at once. The store's
+//     Leading (storage.Leadership) holds one: the node it answers true on
+//     runs the cluster's housekeeping (unread lifetime, queue retention,
+//     tombstones); the others try for the lock at most every 5 seconds, so
+//     when the leader dies another takes over within a round or two.
 //   - AppendMessage, SetFlags and Expunge give every change the mailbox's
 //     next modseq and NOTIFY ChannelMailbox at commit; Changes reads the
 //     feed from one snapshot, so a node that missed hints catches up from

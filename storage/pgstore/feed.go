@@ -12,7 +12,9 @@ import (
 )
 
 // ChannelMailbox is the NOTIFY channel of mailbox changes; the payload is
-// the mailbox id, but a Listener passes on only that something changed.
+// the mailbox id ("mailboxes" for a change to the mailbox list, "queue"
+// for a new queue entry); a Listener hands the distinct payloads on, so a
+// node reads only the mailboxes a hint names.
 const ChannelMailbox = "pochta_mailbox"
 
 // FlagUpdate is one message's flags after a change.

@@ -107,3 +107,64 @@ func (l *Leader) Close() {
 		l.conn = nil
 	}
 }
+
+// leaderRetry is the shortest pause between two tries of a node that does
+// not lead: each try opens a connection, and housekeeping rounds come every
+// few seconds at most.
+const leaderRetry = 5 * time.Second
+
+// leadership is a store's side of Leading: the Leader it holds, or when it
+// tried last.
+type leadership struct {
+	mu      sync.Mutex
+	leader  *Leader
+	lastTry time.Time
+	retry   time.Duration // leaderRetry; tests shorten it
+}
+
+// Leading implements storage.Leadership: true while this store holds the
+// cluster's housekeeping lock, trying to take it when it does not (at most
+// every leaderRetry). Leadership lost (the lock's connection ended) is
+// logged and tried for again at once.
+func (s *pgStore) Leading(ctx context.Context) bool {
+	l := &s.lead
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	if l.leader != nil {
+		if l.leader.Alive(ctx) {
+			return true
+		}
+		l.leader.Close()
+		l.leader = nil
+		l.lastTry = time.Time{}
+		s.log.Warn("pgstore: this node lost the cluster's housekeeping lock (its connection ended); trying again")
+	}
+	if !l.lastTry.IsZero() && time.Since(l.lastTry) < l.retry {
+		return false
+	}
+	l.lastTry = time.Now()
+	leader, err := TryLead(ctx, s.pool)
+	if err != nil {
+		s.log.Warn("pgstore: trying for the cluster's housekeeping lock", "err", err)
+		return false
+	}
+	if leader == nil {
+		return false
+	}
+	l.leader = leader
+	s.log.Info("pgstore: this node now runs the cluster's housekeeping (unread lifetime, queue retention, tombstones)")
+	return true
+}
+
+// stopLeading gives up the lock, if held.
+func (s *pgStore) stopLeading() {
+	s.lead.mu.Lock()
+	defer s.lead.mu.Unlock()
+	if s.lead.leader != nil {
+		s.lead.leader.Close()
+		s.lead.leader = nil
+	}
+}

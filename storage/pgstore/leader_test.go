@@ -122,3 +122,82 @@ func TestLeadCancelled(t *testing.T) {
 	}
 	l.Close()
 }
+
+// Leading, the store's answer to "do I run the cluster's housekeeping?":
+// of the nodes on one database exactly one says yes; when it closes, or
+// its lock's session is killed as if its node died, another node says yes
+// at its next try and the old one no.
+func TestLeadingMovesToAnotherNode(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	open := func() *pgStore {
+		s, err := openBackend(ctx, dsn, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.lead.retry = 0
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b, c := open(), open(), open()
+	if !a.Leading(ctx) {
+		t.Fatal("the first node to ask does not lead")
+	}
+	if b.Leading(ctx) || c.Leading(ctx) {
+		t.Fatal("a second node leads while the first does")
+	}
+	if !a.Leading(ctx) {
+		t.Fatal("the leader stopped leading by asking again")
+	}
+
+	a.Close()
+	if !b.Leading(ctx) {
+		t.Fatal("no other node leads after the leader closed")
+	}
+	if c.Leading(ctx) || a.Leading(ctx) {
+		t.Fatal("two nodes lead, or a closed one does")
+	}
+
+	var killed bool
+	if err := c.pool.QueryRow(ctx, "SELECT pg_terminate_backend($1)", int32(b.lead.leader.pid)).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminating the leader's lock session: %v %v", killed, err)
+	}
+	if !c.Leading(ctx) {
+		t.Fatal("no node took over from a leader whose session was killed")
+	}
+	if b.Leading(ctx) {
+		t.Fatal("the node whose lock session was killed still says it leads")
+	}
+}
+
+// A node that does not lead tries for the lock at most every retry, so
+// frequent rounds do not open a connection each.
+func TestLeadingTriesAtMostEveryRetry(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := openBackend(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := openBackend(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !a.Leading(ctx) || b.Leading(ctx) {
+		t.Fatal("want a leading and b not")
+	}
+	a.Close()
+	if b.Leading(ctx) {
+		t.Fatal("b tried again before its retry pause had passed")
+	}
+	b.lead.mu.Lock()
+	b.lead.lastTry = time.Now().Add(-leaderRetry)
+	b.lead.mu.Unlock()
+	if !b.Leading(ctx) {
+		t.Fatal("b did not take over once its retry pause had passed")
+	}
+}

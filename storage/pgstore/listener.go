@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,7 +28,16 @@ type Hint struct {
 	// so notifications sent meanwhile are lost; read the feed from the last
 	// position you know rather than waiting for the next hint.
 	MayHaveMissed bool
+	// Payloads are the distinct payloads of the notifications coalesced,
+	// in arrival order, at most MaxHintPayloads of them; beyond that
+	// PayloadsOverflow is set and the rest are dropped (the reader then
+	// looks at everything, as after MayHaveMissed).
+	Payloads         []string
+	PayloadsOverflow bool
 }
+
+// MaxHintPayloads bounds the distinct payloads one Hint keeps.
+const MaxHintPayloads = 256
 
 // Listener keeps one dedicated connection LISTENing on a set of channels and
 // turns what arrives into coalesced Hints: however many notifications come
@@ -122,14 +132,14 @@ func (l *Listener) session(ctx context.Context) (listened bool, err error) {
 			return false, fmt.Errorf("LISTEN %s: %w", ch, err)
 		}
 	}
-	l.signal(0, true)
+	l.signal(0, true, "")
 	for {
 		wctx, cancel := context.WithTimeout(ctx, l.probe)
-		err := conn.PgConn().WaitForNotification(wctx)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case err == nil:
-			l.signal(1, false)
+			l.signal(1, false, n.Payload)
 			continue
 		case ctx.Err() != nil:
 			return true, ctx.Err()
@@ -147,11 +157,18 @@ func (l *Listener) session(ctx context.Context) (listened bool, err error) {
 	}
 }
 
-func (l *Listener) signal(n int, missed bool) {
+func (l *Listener) signal(n int, missed bool, payload string) {
 	l.mu.Lock()
 	l.pending = true
 	l.hint.Notifications += n
 	l.hint.MayHaveMissed = l.hint.MayHaveMissed || missed
+	if n > 0 && !l.hint.PayloadsOverflow && !slices.Contains(l.hint.Payloads, payload) {
+		if len(l.hint.Payloads) == MaxHintPayloads {
+			l.hint.Payloads, l.hint.PayloadsOverflow = nil, true
+		} else {
+			l.hint.Payloads = append(l.hint.Payloads, payload)
+		}
+	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:

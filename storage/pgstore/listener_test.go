@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pochta/pochta/internal/pgtest"
+	"github.com/pochta/pochta/storage"
 )
 
 // waitHint waits for the listener's next hint, failing after 10 seconds.
@@ -122,12 +125,25 @@ func TestListenerCoalesces(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, wakes := 0, 0
+	payloads := map[string]int{}
 	for got < 11 {
-		got += waitHint(t, l).Notifications
+		h := waitHint(t, l)
+		got += h.Notifications
 		wakes++
+		for _, p := range h.Payloads {
+			payloads[p]++
+		}
 	}
 	if got != 11 || wakes > 11 {
 		t.Fatalf("%d notifications in %d wake-ups, want 11 in at most 11", got, wakes)
+	}
+	// Each payload arrives, once: a watch reads only what they name.
+	want := map[string]int{"last": 1}
+	for i := range 10 {
+		want[fmt.Sprint(i)] = 1
+	}
+	if !maps.Equal(payloads, want) {
+		t.Fatalf("payloads %v, want each of 0..9 and last once", payloads)
 	}
 	select {
 	case <-l.wake:
@@ -173,5 +189,70 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	if h := waitHint(t, l); h.Notifications != 1 || h.MayHaveMissed {
 		t.Fatalf("hint %+v after reconnecting and one notification, want exactly 1", h)
+	}
+}
+
+// A hint keeps each distinct payload once; past MaxHintPayloads it keeps
+// none and says so, and the next hint starts afresh.
+func TestHintPayloadsAreBounded(t *testing.T) {
+	l, err := NewListener("postgres://127.0.0.1/x", slog.New(slog.DiscardHandler), "mail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"7", "9", "7"} {
+		l.signal(1, false, p)
+	}
+	if h := waitHint(t, l); !slices.Equal(h.Payloads, []string{"7", "9"}) || h.PayloadsOverflow || h.Notifications != 3 {
+		t.Fatalf("hint %+v, want payloads [7 9] from 3 notifications", h)
+	}
+	for i := range MaxHintPayloads + 1 {
+		l.signal(1, false, fmt.Sprint(i))
+	}
+	if h := waitHint(t, l); h.Payloads != nil || !h.PayloadsOverflow {
+		t.Fatalf("hint with %d payloads, overflow %v; want none kept and overflow", len(h.Payloads), h.PayloadsOverflow)
+	}
+	l.signal(1, false, "queue")
+	if h := waitHint(t, l); !slices.Equal(h.Payloads, []string{"queue"}) || h.PayloadsOverflow {
+		t.Fatalf("hint after an overflowed one: %+v", h)
+	}
+}
+
+// What a hint makes a watch read: only the named mailboxes and the queue
+// when it is sure of them, everything otherwise; other nodes' read-tracking
+// changes come whole in their payloads, this node's own are left out.
+func TestScopeOfHint(t *testing.T) {
+	mine, err := eventNote("me", storage.Event{Kind: storage.EventTracking, User: "alice@example.com", MailboxID: 3, UID: 9, TrackingID: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := eventNote("them", storage.Event{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anyAccount := []storage.Event{{Kind: storage.EventAccount}}
+	bobs := []storage.Event{{Kind: storage.EventTracking, User: "bob@example.com", MailboxID: 5, UID: 2, TrackingID: 6}}
+	for _, c := range []struct {
+		h    Hint
+		want catchUpScope
+	}{
+		{Hint{Notifications: 2, Payloads: []string{"12", "queue"}}, catchUpScope{boxes: []int64{12}, queue: true}},
+		{Hint{Notifications: 1, Payloads: []string{"5"}}, catchUpScope{boxes: []int64{5}}},
+		{Hint{Notifications: 2, Payloads: []string{"5", "mailboxes"}}, catchUpScope{full: true, boxes: []int64{5}}},
+		{Hint{Notifications: 1, Payloads: []string{""}}, catchUpScope{full: true}},
+		{Hint{Notifications: 1, Payloads: []string{"event them {"}}, catchUpScope{full: true}},
+		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, catchUpScope{full: true, boxes: []int64{5}, carried: anyAccount}},
+		{Hint{Notifications: 300, PayloadsOverflow: true}, catchUpScope{full: true, carried: anyAccount}},
+		{Hint{Notifications: 3, Payloads: []string{mine, "7", theirs}}, catchUpScope{boxes: []int64{7}, carried: bobs}},
+	} {
+		got := scopeOf(c.h, "me", false)
+		if got.full != c.want.full || !slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue || !slices.EqualFunc(got.carried, c.want.carried, func(a, b storage.Event) bool {
+			return a.Kind == b.Kind && a.User == b.User && a.MailboxID == b.MailboxID && a.UID == b.UID && a.TrackingID == b.TrackingID
+		}) {
+			t.Errorf("scopeOf(%+v) = %+v, want %+v", c.h, *got, c.want)
+		}
+	}
+	// The listener's first hint (the node starting) asks for no flush.
+	if got := scopeOf(Hint{MayHaveMissed: true}, "me", true); !got.full || len(got.carried) != 0 {
+		t.Errorf("first hint's scope %+v, want full with nothing carried", *got)
 	}
 }

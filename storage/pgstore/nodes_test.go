@@ -15,15 +15,22 @@ import (
 // twoNodes opens two stores (two pochta nodes) on one fresh database.
 func twoNodes(t *testing.T, users ...string) (a, b storage.Store) {
 	t.Helper()
+	a, b, _ = twoNodesAt(t, users...)
+	return a, b
+}
+
+// twoNodesAt is twoNodes, also returning the database's URL.
+func twoNodesAt(t *testing.T, users ...string) (a, b storage.Store, dsn string) {
+	t.Helper()
 	be := postgresBackend()
-	dsn := pgtest.New(t)
+	dsn = pgtest.New(t)
 	a, b = be.Open(t, dsn), be.Open(t, dsn)
 	for _, u := range users {
 		if err := a.CreateUser(context.Background(), u, "secret", false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return a, b
+	return a, b, dsn
 }
 
 func message(subject string) []byte {

@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +56,11 @@ type pgStore struct {
 	// watch's first read or recorded by it).
 	watch     atomic.Pointer[watch]
 	watchOnce sync.Once
+	// token tells this handle's own notifications from other nodes'
+	// where the payload carries the change (read tracking).
+	token string
+	// lead is this node's share of the cluster's housekeeping (Leading).
+	lead leadership
 }
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
@@ -90,6 +97,13 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 	}
 	s := &pgStore{pool: pool, location: dsn, opts: opts, log: log,
 		stopSweep: make(chan struct{}), sweepDone: make(chan struct{})}
+	s.lead.retry = leaderRetry
+	var tok [8]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	s.token = hex.EncodeToString(tok[:])
 	go s.runSweeper(s.stopSweep, s.sweepDone)
 	return s, nil
 }
@@ -199,6 +213,20 @@ func (s *pgStore) writeOnce(ctx context.Context, fn func(tx pgx.Tx, ev *storage.
 			return s.dbErr(err)
 		}
 	}
+	// Read-tracking and account changes travel whole in their
+	// notifications: the other nodes have no feed to read them from.
+	for _, e := range ev.List() {
+		if !carried(e.Kind) {
+			continue
+		}
+		note, err := eventNote(s.token, e)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", ChannelMailbox, note); err != nil {
+			return s.dbErr(err)
+		}
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	var before []storage.Event
@@ -265,6 +293,7 @@ func (s *pgStore) Close() error {
 		<-s.sweepDone
 		s.stopWatch()
 		s.closed.Store(true)
+		s.stopLeading()
 		s.pool.Close()
 	})
 	return nil

@@ -11,7 +11,8 @@ import (
 
 // sweepInterval is how often a store sweeps old tombstones; the first
 // sweep runs sweepDelay after Open, so short-lived commands never do.
-// Several nodes sweeping at once is harmless: each tombstone goes once.
+// Only the node that leads the cluster's housekeeping (Leading) sweeps; two
+// sweeping at once during a hand-over is harmless: each tombstone goes once.
 const (
 	sweepInterval = time.Hour
 	sweepDelay    = time.Minute
@@ -46,6 +47,11 @@ func (s *pgStore) runSweeper(stop <-chan struct{}, done chan<- struct{}) {
 		case <-timer.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if !s.Leading(ctx) {
+			cancel()
+			timer.Reset(sweepInterval)
+			continue
+		}
 		n, err := s.sweepTombstones(ctx, time.Now().Add(-storage.TombstoneLifetime))
 		cancel()
 		if err != nil {

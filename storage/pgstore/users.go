@@ -64,6 +64,7 @@ func (s *pgStore) DeleteUser(ctx context.Context, address string) error {
 		for _, id := range ids {
 			ev.Add(storage.Event{Kind: storage.EventMailboxes, User: addr, MailboxID: uint64(id)})
 		}
+		ev.AddUntagged(storage.Event{Kind: storage.EventAccount, User: addr, Deleted: true})
 		return nil
 	})
 	if err != nil {

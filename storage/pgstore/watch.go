@@ -2,8 +2,11 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -99,39 +102,58 @@ func (s *pgStore) startWatch() {
 		return
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-	primed := s.catchUp(pctx, w, false) == nil
+	primed := s.catchUp(pctx, w, false, &catchUpScope{full: true}) == nil
 	pcancel()
 	go func() {
 		defer close(w.done)
 		go l.Run(ctx) //nolint:errcheck // returns ctx's error
 		retry := time.NewTimer(time.Hour)
 		retry.Stop()
+		// full: the next catch-up reads everything (at the start, and
+		// after a failure), whatever its hint names; unsent: carried
+		// events of a failed catch-up, sent with the next.
+		full, first := true, true
+		var unsent []storage.Event
 		for {
 			wctx, wcancel := context.WithCancel(ctx)
-			hint := make(chan error, 1)
-			go func() { _, err := l.Wait(wctx); hint <- err }()
+			type waited struct {
+				h   Hint
+				err error
+			}
+			hint := make(chan waited, 1)
+			go func() { h, err := l.Wait(wctx); hint <- waited{h, err} }()
+			var sc *catchUpScope
 			select {
 			case <-ctx.Done():
 				wcancel()
 				return
 			case <-retry.C:
 				wcancel()
-				<-hint
-			case err := <-hint:
+				sc = &catchUpScope{full: true}
+				if got := <-hint; got.err == nil {
+					sc = scopeOf(got.h, s.token, first) // a hint came as the wait was cut
+					first = false
+				}
+			case got := <-hint:
 				wcancel()
-				if err != nil {
+				if got.err != nil {
 					return
 				}
+				sc = scopeOf(got.h, s.token, first)
+				first = false
 			}
-			if err := s.catchUp(ctx, w, primed); err != nil {
+			sc.full = sc.full || full
+			sc.carried = append(unsent, sc.carried...)
+			if err := s.catchUp(ctx, w, primed, sc); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
 				retry.Reset(time.Second)
+				full, unsent = true, sc.carried
 				continue
 			}
-			primed = true
+			primed, full, unsent = true, false, nil
 		}
 	}()
 }
@@ -145,11 +167,102 @@ func (s *pgStore) stopWatch() {
 	}
 }
 
+// catchUpScope is what a hint says changed: the mailboxes named in its
+// notifications' payloads, whether a queue entry was added, and the events
+// other nodes' notifications carried whole (read tracking, accounts). A
+// hint that may have missed notifications, overflowed, or names a change
+// to the mailbox list (a create, rename or delete: payload "mailboxes") is
+// full: everything is read. Carried events a hint lost are not recovered:
+// the web page reloads at its check interval; for accounts such a hint
+// carries an EventAccount with no User (drop every cached login).
+type catchUpScope struct {
+	full    bool
+	boxes   []int64
+	queue   bool
+	carried []storage.Event
+}
+
+// scopeOf is the scope of h; self is this handle's token, whose own
+// carried events are left out (they are out already); first says h is
+// the listener's first hint.
+func scopeOf(h Hint, self string, first bool) *catchUpScope {
+	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow}
+	if h.PayloadsOverflow || h.MayHaveMissed && !first {
+		// Account changes may have been among the lost: every cached
+		// login goes (User empty). Not at the first connection: the
+		// node's logins all come after it.
+		sc.carried = append(sc.carried, storage.Event{Kind: storage.EventAccount})
+	}
+	for _, p := range h.Payloads {
+		if p == "queue" {
+			sc.queue = true
+			continue
+		}
+		if from, ev, ok := parseEventNote(p); ok {
+			if from != self {
+				sc.carried = append(sc.carried, ev)
+			}
+			continue
+		}
+		id, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || id <= 0 {
+			sc.full = true // "mailboxes", or a payload this version does not know
+			continue
+		}
+		sc.boxes = append(sc.boxes, id)
+	}
+	return sc
+}
+
+// carried reports the kinds of event a notification carries whole to the
+// other nodes (they have no feed to read them from): read-tracking and
+// account changes.
+func carried(k storage.EventKind) bool {
+	return k == storage.EventTracking || k == storage.EventAccount
+}
+
+// eventNote is the payload announcing a carried event to the other nodes:
+// "event <token> <json>", the event itself in the JSON (well under
+// PostgreSQL's 8,000-byte payload limit: an address is at most 254 bytes).
+func eventNote(token string, ev storage.Event) (string, error) {
+	b, err := json.Marshal(eventJSON{Kind: ev.Kind, User: ev.User, Mailbox: ev.MailboxID, UID: uint32(ev.UID), Tracking: ev.TrackingID, Deleted: ev.Deleted})
+	if err != nil {
+		return "", err
+	}
+	return "event " + token + " " + string(b), nil
+}
+
+type eventJSON struct {
+	Kind     storage.EventKind `json:"k"`
+	User     string            `json:"u"`
+	Mailbox  uint64            `json:"m,omitempty"`
+	UID      uint32            `json:"uid,omitempty"`
+	Tracking uint64            `json:"t,omitempty"`
+	Deleted  bool              `json:"d,omitempty"`
+}
+
+func parseEventNote(p string) (from string, ev storage.Event, ok bool) {
+	rest, ok := strings.CutPrefix(p, "event ")
+	if !ok {
+		return "", ev, false
+	}
+	from, body, ok := strings.Cut(rest, " ")
+	var j eventJSON
+	if !ok || json.Unmarshal([]byte(body), &j) != nil || j.User == "" || !carried(j.Kind) {
+		return "", ev, false
+	}
+	return from, storage.Event{Kind: j.Kind, User: j.User, MailboxID: j.Mailbox, UID: imap.UID(j.UID), TrackingID: j.Tracking, Deleted: j.Deleted}, true
+}
+
 // catchUp reads every mailbox changed since the watch last looked, and the
 // new queue entries, and publishes what other nodes did as events (emit
-// false: only take the state in). The connection is taken before commitMu,
-// so a catch-up never waits for the pool while own commits wait for it.
-func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
+// false: only take the state in). A scope that is not full reads only the
+// mailboxes and the queue it names: a mailbox missing from the database
+// then means nothing (its delete sent "mailboxes", which reads
+// everything). The scope's tracking events are published too.
+// The connection is taken before commitMu, so a catch-up never waits for
+// the pool while own commits wait for it.
+func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catchUpScope) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: catching up: %w", err)
@@ -173,14 +286,27 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 	var rows []row
 	var queued []uint64
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rs, err := tx.Query(ctx, "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes")
+		const cols = "SELECT id, username, name, highestmodseq, uidnext FROM mailboxes"
+		var rs pgx.Rows
+		var err error
+		switch {
+		case scope.full:
+			rs, err = tx.Query(ctx, cols)
+		case len(scope.boxes) > 0:
+			rs, err = tx.Query(ctx, cols+" WHERE id = ANY($1)", scope.boxes)
+		}
 		if err != nil {
 			return err
 		}
-		var r row
-		_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq, &r.uidnext}, func() error { rows = append(rows, r); return nil })
-		if err != nil {
-			return err
+		if rs != nil {
+			var r row
+			_, err = pgx.ForEachRow(rs, []any{&r.id, &r.user, &r.name, &r.modseq, &r.uidnext}, func() error { rows = append(rows, r); return nil })
+			if err != nil {
+				return err
+			}
+		}
+		if !scope.full && !scope.queue {
+			return nil
 		}
 		top := w.lastQueue
 		if !emit {
@@ -228,7 +354,7 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		b.apply(r.user, r.id, cs, add)
 	}
 	for id, b := range w.boxes {
-		if !present[id] {
+		if scope.full && !present[id] {
 			add(storage.Event{Kind: storage.EventMailboxes, User: b.user, MailboxID: id})
 			delete(w.boxes, id)
 		}
@@ -244,6 +370,9 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool) error {
 		if int64(id) <= int64(w.lastQueue)-queueWindow {
 			delete(w.seenQueue, id)
 		}
+	}
+	for _, ev := range scope.carried {
+		add(ev)
 	}
 	s.fanOut(evs)
 	return nil

@@ -23,7 +23,8 @@ func events(s storage.Store) <-chan storage.Event {
 }
 
 // expect waits (up to 10s) for an event matching want and returns it,
-// failing on any other event; alice's (the sender's Sent copies) are
+// failing on any other event; alice's (the sender's Sent copies) and
+// "account changes may have been missed" (after each (re)connection) are
 // not looked at.
 func expect(t *testing.T, ch <-chan storage.Event, what string, want func(storage.Event) bool) storage.Event {
 	t.Helper()
@@ -31,7 +32,7 @@ func expect(t *testing.T, ch <-chan storage.Event, what string, want func(storag
 	for {
 		select {
 		case ev := <-ch:
-			if ev.User == "alice@example.com" {
+			if ev.User == "alice@example.com" || ev.Kind == storage.EventAccount && ev.User == "" {
 				continue
 			}
 			if want(ev) {
@@ -128,15 +129,8 @@ func TestListenSeesOtherNode(t *testing.T) {
 // When B's listener connection is killed while A writes, B catches up from
 // the feed on reconnecting: every delivery announced, each once.
 func TestListenCatchesUpAfterListenerKilled(t *testing.T) {
-	be := postgresBackend()
-	dsn := pgtest.New(t)
-	a, b := be.Open(t, dsn), be.Open(t, dsn)
+	a, b, dsn := twoNodesAt(t, "alice@example.com", "bob@example.com")
 	ctx := context.Background()
-	for _, u := range []string{"alice@example.com", "bob@example.com"} {
-		if err := a.CreateUser(ctx, u, "secret", false); err != nil {
-			t.Fatal(err)
-		}
-	}
 	evB := events(b)
 	admin, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -267,6 +261,161 @@ func TestListenAnnouncesNewUIDsInOrderAcrossNodes(t *testing.T) {
 	for i := 1; i < len(uids); i++ {
 		if uids[i] <= uids[i-1] {
 			t.Fatalf("B announced UID %d after %d (a session would drop it): %v", uids[i], uids[i-1], uids)
+		}
+	}
+}
+
+// When bob reads alice's message on node B, alice's listeners on node A
+// hear of the read tracking change (her web page's "not delivered" list),
+// once; B's own listeners hear of it once too, not echoed.
+func TestListenSeesOtherNodesTracking(t *testing.T) {
+	a, b := twoNodes(t, "alice@example.com", "bob@example.com")
+	ctx := context.Background()
+	evA, evB := events(a), events(b)
+	res := deliverTo(t, a, "read me", "bob@example.com")
+	box := inbox(t, b, "bob@example.com")
+	app := expect(t, evB, "A's delivery", func(ev storage.Event) bool { return ev.Kind == storage.EventAppend })
+	if _, err := b.StoreFlags(ctx, "bob@example.com", box, []imap.UID{app.UID}, imap.StoreFlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+		t.Fatal(err)
+	}
+	tracking := func(ch <-chan storage.Event, node string) storage.Event {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case ev := <-ch:
+				if ev.Kind == storage.EventTracking {
+					return ev
+				}
+			case <-timeout:
+				t.Fatalf("node %s: no read-tracking event within 10s", node)
+			}
+		}
+	}
+	for _, n := range []struct {
+		name string
+		ch   <-chan storage.Event
+	}{{"A", evA}, {"B", evB}} {
+		ev := tracking(n.ch, n.name)
+		if ev.User != "alice@example.com" || ev.UID != res.Sent.UID || ev.TrackingID != res.TrackingID {
+			t.Fatalf("node %s: tracking event %+v, want alice's Sent UID %d", n.name, ev, res.Sent.UID)
+		}
+	}
+	// Each once: after one more delivery on B, seen by both, no second
+	// tracking event was in between.
+	deliverTo(t, b, "after", "bob@example.com")
+	for _, n := range []struct {
+		name string
+		ch   <-chan storage.Event
+	}{{"A", evA}, {"B", evB}} {
+		timeout := time.After(10 * time.Second)
+	wait:
+		for {
+			select {
+			case ev := <-n.ch:
+				if ev.Kind == storage.EventTracking {
+					t.Fatalf("node %s: a second tracking event %+v", n.name, ev)
+				}
+				if ev.Kind == storage.EventAppend && ev.User == "bob@example.com" {
+					break wait
+				}
+			case <-timeout:
+				t.Fatalf("node %s: the last delivery was not announced", n.name)
+			}
+		}
+	}
+}
+
+// A password change and a user's deletion on node A reach node B's
+// listeners (B drops its cached logins of the user on them), each once.
+func TestListenSeesOtherNodesAccountChanges(t *testing.T) {
+	a, b := twoNodes(t, "alice@example.com", "bob@example.com")
+	ctx := context.Background()
+	evB := events(b)
+	account := func(what string) storage.Event {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case ev := <-evB:
+				if ev.Kind == storage.EventAccount && ev.User != "" {
+					return ev
+				}
+			case <-timeout:
+				t.Fatalf("node B: no account event for %s within 10s", what)
+			}
+		}
+	}
+	// Once B is listening (it announces A's delivery):
+	deliverTo(t, a, "first", "bob@example.com")
+	expect(t, evB, "A's delivery", func(ev storage.Event) bool { return ev.Kind == storage.EventAppend })
+	if err := a.SetPassword(ctx, "bob@example.com", "new-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := account("the password change"); ev.User != "bob@example.com" || ev.Deleted {
+		t.Fatalf("account event %+v, want bob's password change", ev)
+	}
+	if err := a.DeleteUser(ctx, "bob@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := account("the deletion"); ev.User != "bob@example.com" || !ev.Deleted {
+		t.Fatalf("account event %+v, want bob deleted", ev)
+	}
+	// B's own change is announced once, not echoed from its notification.
+	if err := b.SetPassword(ctx, "alice@example.com", "another"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := account("B's own change"); ev.User != "alice@example.com" {
+		t.Fatalf("account event %+v", ev)
+	}
+	deliverTo(t, a, "after", "alice@example.com")
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-evB:
+			if ev.Kind == storage.EventAccount {
+				t.Fatalf("a second account event %+v", ev)
+			}
+			if ev.Kind == storage.EventAppend && ev.Origin.IsZero() {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the last delivery was not announced on B")
+		}
+	}
+}
+
+// A password change made while B's listener connection is down reaches B
+// either itself or as "account changes may have been missed" (User empty,
+// every cached login dropped) once B reconnects: B never keeps a cached
+// login of the old password unawares.
+func TestListenAccountChangeDuringAnOutage(t *testing.T) {
+	a, b, dsn := twoNodesAt(t, "alice@example.com", "bob@example.com")
+	ctx := context.Background()
+	evB := events(b)
+	deliverTo(t, a, "first", "bob@example.com")
+	expect(t, evB, "A's delivery", func(ev storage.Event) bool { return ev.Kind == storage.EventAppend })
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var killed int
+	if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", pgstore.ListenerAppName).Scan(&killed); err != nil || killed == 0 {
+		t.Fatalf("terminating the listeners: %d, %v", killed, err)
+	}
+	if err := a.SetPassword(ctx, "bob@example.com", "new-secret"); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-evB:
+			if ev.Kind == storage.EventAccount && (ev.User == "" || ev.User == "bob@example.com") {
+				return
+			}
+		case <-timeout:
+			t.Fatal("node B was told neither of the password change nor that it may have missed it")
 		}
 	}
 }

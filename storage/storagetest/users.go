@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,8 +73,14 @@ func setPasswordReplacesTheOldOne(t *testing.T, b Backend) {
 	s, _ := b.New(t)
 	ctx := context.Background()
 	mustCreateUser(t, s, "alice@example.com")
+	events := Listen(s)
 	if err := s.SetPassword(ctx, "ALICE@example.com", "new-secret"); err != nil {
 		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events.Snapshot(), func(ev storage.Event) bool {
+		return ev.Kind == storage.EventAccount && ev.User == "alice@example.com" && !ev.Deleted
+	}) {
+		t.Error("no EventAccount for the password change: other nodes would keep the old password's cached logins")
 	}
 	_, err := s.Authenticate(ctx, "alice@example.com", "secret")
 	wantErr(t, err, storage.ErrAuthFailed, "old password")
@@ -103,14 +110,20 @@ func deleteUserRemovesMailboxesAndMail(t *testing.T, b Backend) {
 	if _, err := s.User(ctx, "bob@example.com"); err == nil {
 		t.Error("user still there")
 	}
-	var sawInbox bool
+	var sawInbox, sawAccount bool
 	for _, ev := range events.Snapshot() {
 		if ev.Kind == storage.EventMailboxes && ev.MailboxID == inbox.ID && ev.User == "bob@example.com" {
 			sawInbox = true
 		}
+		if ev.Kind == storage.EventAccount && ev.User == "bob@example.com" && ev.Deleted {
+			sawAccount = true
+		}
 	}
 	if !sawInbox {
 		t.Error("no EventMailboxes for the deleted user's INBOX")
+	}
+	if !sawAccount {
+		t.Error("no EventAccount (Deleted) for the deleted user: other nodes would keep its cached logins")
 	}
 	st, err := s.Stats(ctx)
 	if err != nil {
