@@ -113,8 +113,9 @@ type ExportedMessage struct {
 // mailboxes (ordered by ID), each followed by its messages (ascending UID);
 // after every user, the read-tracking records (ascending ID), the queue's
 // entries with their bodies (ascending ID), and last the queue's state
-// once. A callback's error stops the walk and is returned. A nil callback
-// skips what it would receive.
+// once. A callback's error stops the walk and is returned. User, Mailbox
+// and Message are required; a nil Tracking, QueueEntry or QueueState skips
+// what it would receive.
 type Exporter interface {
 	Export(ctx context.Context, v ExportVisitor) error
 }
