@@ -153,7 +153,8 @@ func FillForMove(t *testing.T, s storage.Store) MovedQueue {
 // s, as a move must keep it: users with their settings and web
 // preferences, subscriptions, every mailbox with its UIDVALIDITY, UIDNEXT,
 // HIGHESTMODSEQ, counters and expunged UIDs, every message with its UID, flags, modseq,
-// date and body, read tracking, the queue with every field and body but
+// date and body and, for a sender's copy, the read-tracking record that
+// follows it (the web interface's Sent page), read tracking, the queue with every field and body but
 // the lease (a move clears it), the day counters of MoveDay, and the relay
 // state. Mailbox IDs are left out (a destination issues its own) and times
 // are shown to the microsecond (PostgreSQL keeps no more).
@@ -205,12 +206,21 @@ func describe(t *testing.T, s storage.Store, moved bool) string {
 				t.Fatalf("changes of %s %s: %v", u.Address, m.Name, err)
 			}
 			add("    vanished %v incomplete=%v", cs.Vanished, cs.VanishedIncomplete)
-			msgs, err := s.Messages(ctx, u.Address, m.ID, mustUIDs(t, s, u.Address, m.ID), storage.LoadOptions{Body: true})
+			uids := mustUIDs(t, s, u.Address, m.ID)
+			msgs, err := s.Messages(ctx, u.Address, m.ID, uids, storage.LoadOptions{Body: true})
 			if err != nil {
 				t.Fatalf("messages of %s %s: %v", u.Address, m.Name, err)
 			}
+			// The web interface's Sent page: the record of each copy.
+			tracked, err := s.SentStatusFor(ctx, u.Address, m.ID, uids)
+			if err != nil {
+				t.Fatalf("sent status of %s %s: %v", u.Address, m.Name, err)
+			}
 			for _, msg := range msgs {
 				add("    %d %v modseq=%d %d %d %q", msg.UID, msg.Flags, msg.ModSeq, at(msg.InternalDate), msg.Size, msg.Body)
+				if rec, ok := tracked[msg.UID]; ok {
+					add("      tracked by %d, pending %d", rec.ID, pendingOf(rec))
+				}
 			}
 		}
 		sent, err := s.SentStatus(ctx, u.Address)
@@ -254,4 +264,14 @@ func describe(t *testing.T, s storage.Store, moved bool) string {
 	}
 	add("queue counts %+v relay %q", counts, relay)
 	return strings.Join(out, "\n")
+}
+
+func pendingOf(m storage.SentMessage) int {
+	n := 0
+	for _, r := range m.Recipients {
+		if r.Pending() {
+			n++
+		}
+	}
+	return n
 }
