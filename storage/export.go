@@ -96,7 +96,7 @@ type Tombstone struct {
 }
 
 // ExportedMessage is one stored message: where it is, its fixed fields and
-// flags, and its raw bytes.
+// flags, its raw bytes, and which of them it shares with other copies.
 type ExportedMessage struct {
 	User         string
 	Mailbox      uint64
@@ -105,6 +105,23 @@ type ExportedMessage struct {
 	InternalDate time.Time
 	ModSeq       uint64
 	Body         []byte
+	Shared       SharedPart
+}
+
+// SharedPart says that Body[Offset:] is a body the source stores once for
+// several copies (of one delivery: the recipients', the sender's, the
+// queue's), under the source's ID; an importer stores it once too. ID 0:
+// the copy's bytes are its own.
+type SharedPart struct {
+	ID     uint64
+	Offset int
+}
+
+// ExportedQueueEntry is one queue entry with its body (Entry.Body), and
+// which part of the body it shares with the delivery's other copies.
+type ExportedQueueEntry struct {
+	Entry  *QueueEntry
+	Shared SharedPart
 }
 
 // Exporter is implemented by a backend that can be the source of a move
@@ -126,7 +143,7 @@ type ExportVisitor struct {
 	Mailbox    func(m *ExportedMailbox) error
 	Message    func(m *ExportedMessage) error
 	Tracking   func(t *ExportedTracking) error
-	QueueEntry func(e *QueueEntry) error
+	QueueEntry func(e *ExportedQueueEntry) error
 	QueueState func(s *ExportedQueueState) error
 }
 
@@ -139,7 +156,7 @@ func (v ExportVisitor) VisitTracking(t *ExportedTracking) error {
 	return v.Tracking(t)
 }
 
-func (v ExportVisitor) VisitQueueEntry(e *QueueEntry) error {
+func (v ExportVisitor) VisitQueueEntry(e *ExportedQueueEntry) error {
 	if v.QueueEntry == nil {
 		return nil
 	}
@@ -198,8 +215,8 @@ func CountExport(ctx context.Context, e Exporter) (*Counts, error) {
 			}
 			return nil
 		},
-		QueueEntry: func(e *QueueEntry) error {
-			c.Queue.add(e.Status)
+		QueueEntry: func(e *ExportedQueueEntry) error {
+			c.Queue.add(e.Entry.Status)
 			return nil
 		},
 	})

@@ -11,7 +11,7 @@ type fakeExport struct {
 	boxes    []*ExportedMailbox
 	msgs     []*ExportedMessage
 	tracking []*ExportedTracking
-	queue    []*QueueEntry
+	queue    []*ExportedQueueEntry
 }
 
 func (f *fakeExport) Export(ctx context.Context, v ExportVisitor) error {
@@ -58,7 +58,8 @@ func TestCountExportAndMismatches(t *testing.T) {
 		// SentStatus lists a record under its sender only: the one of a
 		// sender who is no user is not counted.
 		tracking: []*ExportedTracking{{ID: 1, Record: TrackingRecord{Sender: "a@x"}}, {ID: 2, Record: TrackingRecord{Sender: "gone@x"}}},
-		queue:    []*QueueEntry{{ID: 1, Status: QueueOutbox}, {ID: 2, Status: QueueHeld}, {ID: 3, Status: QueueOutbox}, {ID: 4, Status: QueueFailed}},
+		queue: []*ExportedQueueEntry{{Entry: &QueueEntry{ID: 1, Status: QueueOutbox}}, {Entry: &QueueEntry{ID: 2, Status: QueueHeld}},
+			{Entry: &QueueEntry{ID: 3, Status: QueueOutbox}}, {Entry: &QueueEntry{ID: 4, Status: QueueFailed}}},
 	}
 	c, err := CountExport(context.Background(), src)
 	if err != nil {

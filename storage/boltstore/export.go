@@ -165,6 +165,7 @@ func exportMailbox(tx *bolt.Tx, u *userTx, id uint64, v storage.ExportVisitor) e
 		err = v.Message(&storage.ExportedMessage{
 			User: u.addr, Mailbox: id, UID: uid, Flags: m.flags.list(),
 			InternalDate: m.internalDate, ModSeq: m.modseq, Body: sm.bytes(),
+			Shared: sharedPart(refs, k, sm),
 		})
 		if err != nil {
 			return err
@@ -201,11 +202,17 @@ func exportQueue(tx *bolt.Tx, v storage.ExportVisitor) error {
 		if len(k) != 8 {
 			return fmt.Errorf("queue entry key %x: %w", k, errCorrupt)
 		}
-		e, err := loadEntry(tx, binary.BigEndian.Uint64(k), true)
+		id := binary.BigEndian.Uint64(k)
+		e, err := loadEntry(tx, id, false)
 		if err != nil {
 			return err
 		}
-		return v.VisitQueueEntry(e)
+		sm, err := queueStored(tx, id)
+		if err != nil {
+			return err
+		}
+		e.Body = string(sm.bytes())
+		return v.VisitQueueEntry(&storage.ExportedQueueEntry{Entry: e, Shared: sharedPart(queueBucket(tx, bucketQBodyRefs), k, sm)})
 	})
 }
 
@@ -247,4 +254,17 @@ func parseDailyKey(k []byte) (day, user string, ok bool) {
 	}
 	user, ok = strings.CutPrefix(rest, "user|")
 	return day, user, ok
+}
+
+// sharedPart says which part of a copy stored as sm (under key, its refs
+// in refs) is a shared body (loadStored has checked the ref).
+func sharedPart(refs *bolt.Bucket, key []byte, sm storedMessage) storage.SharedPart {
+	if refs == nil || sm.shared == nil {
+		return storage.SharedPart{}
+	}
+	ref, err := decodeSharedRef(refs.Get(key))
+	if err != nil {
+		return storage.SharedPart{}
+	}
+	return storage.SharedPart{ID: ref.id, Offset: len(sm.own)}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,24 +59,24 @@ func EmptyFile(path string) (bool, error) {
 
 // Import writes what from walks, as it is (storage.Importer): users with
 // their password hashes, subscriptions, web preferences, Sent
-// de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with
-// their UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and expunge tombstones;
-// messages with their UIDs,
-// flags, internal dates and modseqs (each copy keeps its own bytes: a
-// body the source shared between copies is stored once per copy);
-// read-tracking records and queue entries under their IDs, the entries
-// with their bodies, every status kept and the leases cleared; the relay's
-// health, day counters and alerts. Records go in batches of at most
-// storage.ImportBatchRecords records or
-// storage.ImportBatchBytes bytes, each one transaction; a
+// de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with their
+// UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and expunge tombstones; messages
+// with their UIDs, flags, internal dates and modseqs, a body the source
+// stored once for several copies stored once again; read-tracking records
+// and queue entries under their IDs, the entries with their bodies, every
+// status kept and the leases cleared; the relay's health, day counters and
+// alerts. Records go in batches of at most storage.ImportBatchRecords
+// records or storage.ImportBatchBytes bytes, each one transaction; a
 // failed Import leaves what it committed, so the caller imports into an
 // empty database (Empty) and starts again from a new file. Mailboxes get
 // this database's IDs, and every record that names one is rewritten to
 // match.
 func (s *boltStore) Import(ctx context.Context, from storage.Exporter) error {
-	im := &boltImporter{s: s, ctx: ctx, boxes: map[uint64]*storage.ExportedMailbox{}}
+	im := &boltImporter{s: s, ctx: ctx, boxes: map[uint64]*storage.ExportedMailbox{},
+		bodies: map[uint64]uint64{}, fresh: map[uint64]uint64{}}
 	im.batch.Write = func(fns []func(*bolt.Tx) error, size int) error {
 		_, err := write(s, ctx, size, func(tx *bolt.Tx, _ *eventList) (struct{}, error) {
+			clear(im.fresh) // a run again after a rollback starts over
 			for _, fn := range fns {
 				if err := fn(tx); err != nil {
 					return struct{}{}, err
@@ -83,6 +84,9 @@ func (s *boltStore) Import(ctx context.Context, from storage.Exporter) error {
 			}
 			return struct{}{}, nil
 		})
+		if err == nil {
+			maps.Copy(im.bodies, im.fresh)
+		}
 		return err
 	}
 	err := from.Export(ctx, storage.ExportVisitor{
@@ -101,8 +105,8 @@ func (s *boltStore) Import(ctx context.Context, from storage.Exporter) error {
 				return storage.ImportTracking(records(tx), t, &im.ids)
 			})
 		},
-		QueueEntry: func(e *storage.QueueEntry) error {
-			return im.add(len(e.Body), func(tx *bolt.Tx) error { return importQueueEntry(tx, e) })
+		QueueEntry: func(e *storage.ExportedQueueEntry) error {
+			return im.add(len(e.Entry.Body), func(tx *bolt.Tx) error { return im.queueEntry(tx, e) })
 		},
 		QueueState: func(st *storage.ExportedQueueState) error {
 			return im.add(0, func(tx *bolt.Tx) error { return storage.ImportQueueState(records(tx), st) })
@@ -139,6 +143,31 @@ type boltImporter struct {
 	// its mailboxes have IDs.
 	walked *storage.ExportedUser
 	batch  storage.ImportBatch[*bolt.Tx]
+	// bodies maps the source's shared bodies to ours; fresh holds those
+	// stored by the transaction being run, until it commits.
+	bodies, fresh map[uint64]uint64
+}
+
+// shared returns the shared body that body[part.Offset:] is, storing it
+// on first use; nil when the copy's bytes are its own.
+func (im *boltImporter) shared(tx *bolt.Tx, part storage.SharedPart, body []byte) (*sharedBody, error) {
+	if part.ID == 0 || part.Offset < 0 || part.Offset >= len(body) {
+		return nil, nil
+	}
+	sb := &sharedBody{body: body[part.Offset:]}
+	if id, ok := im.bodies[part.ID]; ok {
+		sb.id = id
+		return sb, nil
+	}
+	if id, ok := im.fresh[part.ID]; ok {
+		sb.id = id
+		return sb, nil
+	}
+	if err := sb.store(tx); err != nil {
+		return nil, err
+	}
+	im.fresh[part.ID] = sb.id
+	return sb, nil
 }
 
 // add queues one write after the users' part of the walk.
@@ -286,6 +315,12 @@ func (im *boltImporter) message(m *storage.ExportedMessage) error {
 		// put stores under UIDNEXT with the next modseq: set both to the
 		// message's, then back to the mailbox's.
 		x.rec.UIDNext, x.rec.ModSeq = uint32(m.UID), max(m.ModSeq, 1)-1
+		p.own, p.shared = nil, nil
+		if sb, err := im.shared(tx, m.Shared, m.Body); err != nil {
+			return err
+		} else if sb != nil {
+			p.own, p.shared = p.raw[:m.Shared.Offset], sb
+		}
 		var ev eventList
 		if _, err := x.put(p.meta, p.parsed, p.form(), p.flags, int64(len(p.raw)), &ev); err != nil {
 			return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
@@ -295,10 +330,10 @@ func (im *boltImporter) message(m *storage.ExportedMessage) error {
 	})
 }
 
-// importQueueEntry writes one queue entry under its ID with its body, its
-// lease cleared.
-func importQueueEntry(tx *bolt.Tx, e *storage.QueueEntry) error {
-	c := storage.ImportedQueueEntry(e)
+// queueEntry writes one queue entry under its ID with its body, its lease
+// cleared.
+func (im *boltImporter) queueEntry(tx *bolt.Tx, e *storage.ExportedQueueEntry) error {
+	c := storage.ImportedQueueEntry(e.Entry)
 	if c.Rev > 0 {
 		c.Rev-- // saveEntry counts this write
 	}
@@ -309,7 +344,15 @@ func importQueueEntry(tx *bolt.Tx, e *storage.QueueEntry) error {
 	if err := raiseSequence(q.entries, c.ID); err != nil {
 		return err
 	}
-	if err := q.putBody(c.ID, &prepared{raw: []byte(c.Body)}); err != nil {
+	p := &prepared{raw: []byte(c.Body)}
+	sb, err := im.shared(tx, e.Shared, p.raw)
+	if err != nil {
+		return err
+	}
+	if sb != nil {
+		p.own, p.shared = p.raw[:e.Shared.Offset], sb
+	}
+	if err := q.putBody(c.ID, p); err != nil {
 		return fmt.Errorf("queue entry %d: %w", c.ID, err)
 	}
 	var ev eventList

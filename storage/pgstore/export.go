@@ -16,7 +16,7 @@ var _ storage.Exporter = (*pgStore)(nil)
 // Export walks the whole database in one read-only REPEATABLE READ
 // transaction, so it sees one commit (storage.Exporter): users by address
 // (byte order), their mailboxes by ID, messages by UID with their bytes
-// (a shared body joined to each copy), the counters and modseqs as
+// (a shared body joined to each copy, and named by SharedPart), the counters and modseqs as
 // stored; then the read-tracking records, the queue's entries with their
 // bodies, and the queue's state. It only reads. Web sessions are not
 // exported.
@@ -155,7 +155,8 @@ func exportUser(ctx context.Context, tx pgx.Tx, u *storage.ExportedUser, v stora
 }
 
 func exportMessages(ctx context.Context, tx pgx.Tx, box *storage.ExportedMailbox, v storage.ExportVisitor) error {
-	rows, err := tx.Query(ctx, `SELECT m.uid, m.flags, m.internal_date, m.modseq, m.own || coalesce(b.content, ''::bytea)
+	rows, err := tx.Query(ctx, `SELECT m.uid, m.flags, m.internal_date, m.modseq, m.own || coalesce(b.content, ''::bytea),
+			coalesce(m.shared_body_id, 0), length(m.own)
 		FROM messages m LEFT JOIN bodies b ON b.id = m.shared_body_id
 		WHERE m.mailbox_id = $1 ORDER BY m.uid`, int64(box.ID))
 	if err != nil {
@@ -166,7 +167,7 @@ func exportMessages(ctx context.Context, tx pgx.Tx, box *storage.ExportedMailbox
 		m := &storage.ExportedMessage{User: box.User, Mailbox: box.ID}
 		var uid, modseq int64
 		var flags []string
-		if err := rows.Scan(&uid, &flags, &m.InternalDate, &modseq, &m.Body); err != nil {
+		if err := rows.Scan(&uid, &flags, &m.InternalDate, &modseq, &m.Body, &m.Shared.ID, &m.Shared.Offset); err != nil {
 			return err
 		}
 		m.UID, m.ModSeq, m.InternalDate = imap.UID(uid), uint64(modseq), m.InternalDate.UTC()
@@ -203,7 +204,8 @@ func exportTracking(ctx context.Context, tx pgx.Tx, v storage.ExportVisitor) err
 }
 
 func exportQueue(ctx context.Context, tx pgx.Tx, v storage.ExportVisitor) error {
-	rows, err := tx.Query(ctx, `SELECT q.id, q.entry, q.own || coalesce(b.content, ''::bytea)
+	rows, err := tx.Query(ctx, `SELECT q.id, q.entry, q.own || coalesce(b.content, ''::bytea),
+			coalesce(q.shared_body_id, 0), length(q.own)
 		FROM queue q LEFT JOIN bodies b ON b.id = q.shared_body_id
 		WHERE q.entry IS NOT NULL ORDER BY q.id`)
 	if err != nil {
@@ -213,7 +215,8 @@ func exportQueue(ctx context.Context, tx pgx.Tx, v storage.ExportVisitor) error 
 	for rows.Next() {
 		var id uint64
 		var entry, body []byte
-		if err := rows.Scan(&id, &entry, &body); err != nil {
+		var shared storage.SharedPart
+		if err := rows.Scan(&id, &entry, &body, &shared.ID, &shared.Offset); err != nil {
 			return err
 		}
 		e, err := decodeEntry(id, entry)
@@ -221,7 +224,7 @@ func exportQueue(ctx context.Context, tx pgx.Tx, v storage.ExportVisitor) error 
 			return err
 		}
 		e.Body = string(body)
-		if err := v.VisitQueueEntry(e); err != nil {
+		if err := v.VisitQueueEntry(&storage.ExportedQueueEntry{Entry: e, Shared: shared}); err != nil {
 			return err
 		}
 	}

@@ -32,20 +32,22 @@ func (s *pgStore) Empty(ctx context.Context) (bool, error) {
 
 // Import writes what from walks, as it is (storage.Importer): users with
 // their password hashes, subscriptions, web preferences, Sent
-// de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with their UIDVALIDITY, UIDNEXT and
-// HIGHESTMODSEQ and expunge tombstones; messages with their UIDs, flags, internal dates (to the
-// microsecond PostgreSQL keeps) and modseqs, and the unread index of the
-// INBOXes; read-tracking records under their IDs; queue entries under
-// their IDs with their bodies, every status kept and the leases cleared;
-// the relay's health, day counters and alerts. Each user with its
-// mailboxes is one transaction, the rest goes in batches of at most
-// storage.ImportBatchRecords records or
-// storage.ImportBatchBytes bytes; a failed Import leaves
-// what it committed, so the caller imports into an empty database (Empty)
-// and starts again from an empty one. Mailboxes get this database's IDs,
-// and every record that names one is rewritten to match.
+// de-duplication index and deleted mailboxes' UIDNEXT; mailboxes with their
+// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ and expunge tombstones; messages
+// with their UIDs, flags, internal dates (to the microsecond PostgreSQL
+// keeps) and modseqs, and the unread index of the INBOXes, a body the
+// source stored once for several copies stored once again; read-tracking
+// records under their IDs; queue entries under their IDs with their bodies
+// (shared as in the source), every status kept and the leases cleared; the
+// relay's health, day counters and alerts. Each user with its mailboxes is
+// one transaction, the rest goes in batches of at most
+// storage.ImportBatchRecords records or storage.ImportBatchBytes bytes; a
+// failed Import leaves what it committed, so the caller imports into an
+// empty database (Empty) and starts again from an empty one. Mailboxes get
+// this database's IDs, and every record that names one is rewritten to
+// match.
 func (s *pgStore) Import(ctx context.Context, from storage.Exporter) error {
-	im := &importer{s: s, ctx: ctx}
+	im := &importer{s: s, ctx: ctx, bodies: map[uint64]int64{}}
 	im.batch.Write = im.write
 	err := from.Export(ctx, storage.ExportVisitor{
 		User:    im.user,
@@ -54,8 +56,8 @@ func (s *pgStore) Import(ctx context.Context, from storage.Exporter) error {
 		Tracking: func(t *storage.ExportedTracking) error {
 			return im.add(0, func(tx pgTx) error { return storage.ImportTracking(tx, t, &im.ids) })
 		},
-		QueueEntry: func(e *storage.QueueEntry) error {
-			return im.add(len(e.Body), func(tx pgTx) error { return importQueueEntry(tx, e) })
+		QueueEntry: func(e *storage.ExportedQueueEntry) error {
+			return im.add(len(e.Entry.Body), func(tx pgTx) error { return im.queueEntry(tx, e) })
 		},
 		QueueState: func(st *storage.ExportedQueueState) error {
 			return im.add(0, func(tx pgTx) error { return storage.ImportQueueState(tx, st) })
@@ -94,6 +96,27 @@ type importer struct {
 	// whose counters it changes.
 	batch storage.ImportBatch[pgTx]
 	boxes map[int64]bool
+	// bodies maps the source's shared bodies to ours (a failed batch
+	// fails the import, so none points at a rolled-back row).
+	bodies map[uint64]int64
+}
+
+// split returns the part of body a copy keeps in its own row and the
+// shared body the rest is (nil: the copy keeps all of it), storing that
+// body on first use.
+func (im *importer) split(t pgTx, part storage.SharedPart, body []byte) ([]byte, *int64, error) {
+	if part.ID == 0 || part.Offset < 0 || part.Offset >= len(body) {
+		return body, nil, nil
+	}
+	id, ok := im.bodies[part.ID]
+	if !ok {
+		if err := t.tx.QueryRow(t.ctx, "INSERT INTO bodies (sha256, size, content) VALUES (sha256($1), length($1), $1) RETURNING id",
+			body[part.Offset:]).Scan(&id); err != nil {
+			return nil, nil, fmt.Errorf("shared body: %w", err)
+		}
+		im.bodies[part.ID] = id
+	}
+	return body[:part.Offset], &id, nil
 }
 
 // add queues one write after the users' part of the walk.
@@ -224,11 +247,15 @@ func (im *importer) insertMessage(t pgTx, id int64, m *storage.ExportedMessage) 
 		modseq = 1
 	}
 	date := m.InternalDate.Truncate(time.Microsecond)
+	own, shared, err := im.split(t, m.Shared, m.Body)
+	if err != nil {
+		return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
+	}
 	if _, err := t.tx.Exec(im.ctx, `INSERT INTO messages
-		(mailbox_id, uid, modseq, flags, internal_date, size, own, parsed, message_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		(mailbox_id, uid, modseq, flags, internal_date, size, own, shared_body_id, parsed, message_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		id, int64(m.UID), int64(modseq), flagStrings(p.Flags), date,
-		int64(len(m.Body)), nonNil(m.Body), nonNil(p.Parsed), mid); err != nil {
+		int64(len(m.Body)), nonNil(own), shared, nonNil(p.Parsed), mid); err != nil {
 		return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
 	}
 	if im.inbox[id] && !slices.Contains(p.Flags, imap.FlagSeen) {
@@ -239,15 +266,19 @@ func (im *importer) insertMessage(t pgTx, id int64, m *storage.ExportedMessage) 
 	return nil
 }
 
-// importQueueEntry writes one queue entry under its ID with its body
-// (not shared with any message), its lease cleared.
-func importQueueEntry(t pgTx, e *storage.QueueEntry) error {
-	c := storage.ImportedQueueEntry(e)
+// queueEntry writes one queue entry under its ID with its body, its lease
+// cleared.
+func (im *importer) queueEntry(t pgTx, e *storage.ExportedQueueEntry) error {
+	c := storage.ImportedQueueEntry(e.Entry)
 	if c.Rev > 0 {
 		c.Rev-- // saveEntry counts this write
 	}
-	if _, err := t.tx.Exec(t.ctx, `INSERT INTO queue (id, source, own) VALUES ($1, $2, $3)`,
-		int64(c.ID), c.Source, nonNil([]byte(c.Body))); err != nil {
+	own, shared, err := im.split(t, e.Shared, []byte(c.Body))
+	if err != nil {
+		return fmt.Errorf("queue entry %d: %w", c.ID, err)
+	}
+	if _, err := t.tx.Exec(t.ctx, `INSERT INTO queue (id, source, own, shared_body_id) VALUES ($1, $2, $3, $4)`,
+		int64(c.ID), c.Source, nonNil(own), shared); err != nil {
 		return fmt.Errorf("queue entry %d: %w", c.ID, err)
 	}
 	var ev storage.Events

@@ -43,7 +43,8 @@ type MovedQueue struct {
 // password"); messages with flags and keywords; a mailbox deleted while
 // subscribed, one re-created after a deletion, an expunged message; a
 // tracked message from alice that bob has read and carol has not, also
-// queued for two external recipients; and queue entries in every status
+// queued for two external recipients; a large one to both and outside,
+// its body stored once for its copies; and queue entries in every status
 // (waiting, retrying, leased, held, sent, failed), counted toward
 // MoveDay's limits with the system limit's alert sent; the relay state is
 // "down".
@@ -132,7 +133,17 @@ func FillForMove(t *testing.T, s storage.Store) MovedQueue {
 	}
 	q.Retrying = queue("retrying")
 	settle(claim(q.Retrying, 0), storage.QueueOutbox, storage.RcptPending, "451 4.3.0 try again later", time.Now().Add(time.Hour))
-	q.Sent = queue("sent")
+	// The report goes to bob and carol too, its body big enough to be
+	// stored once for its four copies.
+	report := "From: Alice <alice@example.com>\r\nTo: bob@example.com, carol@example.com, ext@remote.test\r\n" +
+		"Subject: sent\r\nMessage-ID: <sent@example.com>\r\n\r\n" + strings.Repeat("A line of the quarterly report.\r\n", 3000)
+	q.Sent = mustDeliver(t, s, &storage.Delivery{
+		Sender: alice, SentCopy: &storage.NewMessage{Raw: []byte(report)},
+		Recipients: []string{bob, carol}, Copy: &storage.NewMessage{Raw: []byte(report)},
+		From: alice, Source: storage.SourceUser,
+		External: []string{"ext@remote.test"}, RelayCopy: &storage.NewMessage{Raw: []byte(report)},
+		MessageID: "<sent@example.com>", Subject: "sent",
+	}).QueueID
 	settle(claim(q.Sent, 0), storage.QueueSent, storage.RcptSent, "250 2.0.0 queued as 12345", time.Time{})
 	q.Failed = queue("failed")
 	settle(claim(q.Failed, 0), storage.QueueFailed, storage.RcptFailed, "550 5.1.1 no such user", time.Time{})
