@@ -117,12 +117,15 @@ func TestMoveRoundTrip(t *testing.T) {
 	}
 }
 
-// stillWorks checks that a moved store carries on where the first left
-// off; it changes s.
+// stillWorks checks that a moved store passes `pochta check` and carries
+// on where the first left off; it changes s.
 func stillWorks(t *testing.T, name string, s storage.Store, q storagetest.MovedQueue, unread int) {
 	t.Helper()
 	ctx := context.Background()
 	alice, carol := storagetest.MoveAlice, storagetest.MoveCarol
+	if rep, err := s.Check(ctx, false); err != nil || len(rep.Bad) != 0 || rep.Checked == 0 {
+		t.Errorf("%s: check of the copy: %+v %v, want every record readable", name, rep, err)
+	}
 	leased, err := s.QueueEntry(ctx, q.Leased)
 	if err != nil {
 		t.Fatal(err)
