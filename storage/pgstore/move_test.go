@@ -145,6 +145,19 @@ func stillWorks(t *testing.T, name string, s storage.Store, q storagetest.MovedQ
 		t.Errorf("%s: due now %v, want the waiting entry %d and the one whose lease was cleared %d", name, ids, q.Waiting, q.Leased)
 	}
 
+	// MoveDay's limit counts the mail counted before the move, and its
+	// alert, sent before the move, is not sent again.
+	now := time.Now()
+	c, err := s.ClaimQueueEntry(ctx, storage.QueueClaim{ID: q.Waiting, Now: now, Day: storagetest.MoveDay, HoldUntil: now.Add(time.Hour),
+		SystemLimit: 4, SystemAlert: &storage.Notice{Recipients: []string{alice}, Message: &storage.NewMessage{Raw: []byte("Subject: limit\r\n\r\nx\r\n")}},
+		Owner: "node-b", LeaseUntil: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Held != storage.LimitSystem || c.Alerted {
+		t.Errorf("%s: a claim on %s with the system limit at the 4 counted before the move: %+v, want held without a second alert", name, storagetest.MoveDay, c)
+	}
+
 	// Carol reads her copies: the tracking records follow them.
 	box, err := s.MailboxStatus(ctx, carol, storage.Inbox)
 	if err != nil {
