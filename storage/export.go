@@ -17,10 +17,10 @@ import (
 )
 
 // ExportedUser is one user as a backend holds it: the record with its
-// password hash, the names the user subscribes to (including names of
-// mailboxes that no longer exist), the web preferences, and the Sent
+// password hash; the names the user subscribes to (including names of
+// mailboxes that no longer exist); the web preferences; the Sent
 // de-duplication index (its mailbox IDs are the source's, of this user's
-// mailboxes, which the walk visits after the user), and the UIDNEXT each
+// mailboxes, which the walk visits after the user); and the UIDNEXT each
 // deleted mailbox's name had reached (Graves, so a mailbox created again
 // under that name never reuses a UID). Web sessions are not exported:
 // after a move users sign in again.
