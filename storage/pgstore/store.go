@@ -31,6 +31,10 @@ type Options struct {
 	PasswordCost int
 	// Quota is the bytes of messages each user may keep; 0 means no limit.
 	Quota int64
+	// NoSweep: this handle never sweeps expunge tombstones (sweep.go), so
+	// a reader that may run for minutes (`pochta migrate`'s source)
+	// leaves the database as it found it; the daemons sweep.
+	NoSweep bool
 }
 
 // pgStore is a storage.Backend over a pgx pool. Every write is one
@@ -104,7 +108,11 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s.token = hex.EncodeToString(tok[:])
-	go s.runSweeper(s.stopSweep, s.sweepDone)
+	if opts.NoSweep {
+		close(s.sweepDone)
+	} else {
+		go s.runSweeper(s.stopSweep, s.sweepDone)
+	}
 	return s, nil
 }
 
