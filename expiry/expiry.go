@@ -166,7 +166,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 func (s *Sweeper) Run(ctx context.Context) {
 	for {
 		lifetime, interval, changed := s.current()
-		if lifetime > 0 && storage.Leading(ctx, s.store) {
+		if lifetime > 0 && storage.Leading(ctx, s.store, storage.JobExpiry) {
 			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("unread lifetime sweep failed; retrying at the next interval", "err", err)
 			}

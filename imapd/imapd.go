@@ -425,7 +425,8 @@ func (s *Server) loggedIn(sess *session, user string) {
 // gets an untagged BYE and its connection closes. The control API calls it
 // once the user's deletion is committed. It returns when every BYE is
 // written, or after byeTimeout, when the connections that did not take it
-// (a client not reading) are closed without it.
+// (a client not reading) are closed without it. Calling it again, or
+// while an earlier call runs, ends each session once.
 func (s *Server) EndUserSessions(user string) {
 	const byeTimeout = 5 * time.Second
 	s.mu.Lock()
@@ -433,6 +434,9 @@ func (s *Server) EndUserSessions(user string) {
 	for sess, u := range s.sessions {
 		if u == user {
 			victims = append(victims, sess)
+			// Being ended: a second call (the control API's and the
+			// store's event both) finds it no more.
+			s.sessions[sess] = ""
 		}
 	}
 	s.mu.Unlock()

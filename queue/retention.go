@@ -22,7 +22,7 @@ const DefaultRetentionInterval = time.Hour
 // housekeep runs the retention sweep until ctx ends.
 func (q *Queue) housekeep(ctx context.Context) {
 	for {
-		if !storage.Leading(ctx, q.store) {
+		if !storage.Leading(ctx, q.store, storage.JobRetention) {
 			// Another node sweeps; ask again next round.
 		} else if _, err := q.removeSettled(ctx); err != nil && ctx.Err() == nil {
 			q.log.Error("queue: removing settled entries failed", "err", err)

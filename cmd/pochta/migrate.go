@@ -137,7 +137,7 @@ func openPostgresToBolt(ctx context.Context, url, path string) (_ *migration, er
 	if err := checkBoltDestination(path); err != nil {
 		return nil, err
 	}
-	if m.src, err = pgstore.Open(ctx, url, pgstore.Options{Logger: slog.New(slog.DiscardHandler), NoSweep: true}); err != nil {
+	if m.src, err = pgstore.Open(ctx, url, pgstore.Options{Logger: slog.New(slog.DiscardHandler)}); err != nil {
 		return nil, fmt.Errorf("the configured database: %s", strings.Join(strings.Fields(redactPassword(err.Error(), url)), " "))
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".migrate-*.db")

@@ -91,7 +91,7 @@ func openAdminAPI(cfg *config.Config, create bool) (api control.API, close func(
 func localAPI(cfg *config.Config, store storage.Store) (control.API, func(), error) {
 	if store == nil {
 		var err error
-		if store, err = openPostgres(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		if store, err = openPostgres(cfg, slog.New(slog.DiscardHandler), false); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -109,10 +109,10 @@ func localAPI(cfg *config.Config, store storage.Store) (control.API, func(), err
 // openPostgres opens the PostgreSQL database of [message_server] database
 // (issue 13): the store several nodes share. An error names the server
 // without the URL's password.
-func openPostgres(cfg *config.Config, logger *slog.Logger) (storage.Store, error) {
+func openPostgres(cfg *config.Config, logger *slog.Logger, housekeeping bool) (storage.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
 	defer cancel()
-	store, err := pgstore.Open(ctx, cfg.DatabaseURL(), pgstore.Options{Logger: logger, Quota: cfg.MessageServer.Quota})
+	store, err := pgstore.Open(ctx, cfg.DatabaseURL(), pgstore.Options{Logger: logger, Quota: cfg.MessageServer.Quota, Housekeeping: housekeeping})
 	if err != nil {
 		// One line: a driver error lists each address it tried on a
 		// line of its own.

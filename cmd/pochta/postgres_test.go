@@ -16,16 +16,26 @@ import (
 	"github.com/pochta/pochta/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if builtBinaryDir != "" {
+		os.RemoveAll(builtBinaryDir)
+	}
+	os.Exit(code)
+}
 
 // withDatabase appends [message_server] database = url to the config.
-func withDatabase(t *testing.T, cfgPath, url string) {
+func withDatabase(t *testing.T, cfgPath, url string) { withNode(t, cfgPath, url, "mx1") }
+
+// withNode appends [message_server] database = url and node = name to the
+// config.
+func withNode(t *testing.T, cfgPath, url, name string) {
 	t.Helper()
 	text, err := os.ReadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text = append(text, []byte("\n[message_server]\ndatabase = \""+url+"\"\nnode = \"mx1\"\n")...)
+	text = fmt.Appendf(text, "\n[message_server]\ndatabase = %q\nnode = %q\n", url, name)
 	if err := os.WriteFile(cfgPath, text, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -123,34 +133,8 @@ func (a plainAuth) Next([]byte, bool) ([]byte, error) { return nil, nil }
 func submitMail(t *testing.T, addr, user, password, to, subject string) {
 	t.Helper()
 	msg := "From: " + user + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@example.test>\r\n\r\nHello.\r\n"
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	// Cleartext on loopback (allow_insecure_auth): the test daemon's
-	// certificate is self-signed.
-	if err := c.Auth(plainAuth{user, password}); err != nil {
-		t.Fatalf("AUTH: %v", err)
-	}
-	if err := c.Mail(user); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt(to); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
+	if err := sendMail(addr, [2]string{user, password}, to, []byte(msg)); err != nil {
 		t.Fatalf("submit to %s: %v", to, err)
-	}
-	if err := c.Quit(); err != nil {
-		t.Fatal(err)
 	}
 }
 

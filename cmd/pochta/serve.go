@@ -81,7 +81,9 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 	if cfg.DatabaseURL() != "" {
 		// PostgreSQL (issue 13): the data directory still holds the
 		// control socket and the certificates.
-		if store, err = openPostgres(cfg, logger); err != nil {
+		// This node takes part in the cluster's housekeeping; a command
+		// does not.
+		if store, err = openPostgres(cfg, logger, true); err != nil {
 			return err
 		}
 	} else {
@@ -186,13 +188,10 @@ func serve(ctx context.Context, e *env, cfg *config.Config, cfgPath string) erro
 
 	// A password changed or a user deleted, here or on another node
 	// sharing the database: cached logins go, a deleted user's IMAP
-	// sessions end (not on the writer's goroutine: they say BYE).
-	store.Listen(func(ev storage.Event) {
-		logins.Follow(ev)
-		if ev.Kind == storage.EventAccount && ev.Deleted {
-			go imapServer.EndUserSessions(ev.User)
-		}
-	})
+	// sessions end. Waited for before the store closes.
+	var accountWork sync.WaitGroup
+	defer accountWork.Wait()
+	store.Listen(followAccounts(store, logins.Follow, imapServer.EndUserSessions, &accountWork))
 
 	api := &control.Local{
 		Store:           logins.Guard(store),
@@ -422,4 +421,27 @@ func relayWithoutDaemon(cfg *config.Config) control.RelayState {
 		return control.RelayState{Address: cfg.EmailQueue.Relay, State: control.RelayNotConfigured}
 	}
 	return control.RelayState{Address: cfg.EmailQueue.Relay, State: control.RelayUnknown}
+}
+
+// followAccounts is the store listener for storage.EventAccount: forget
+// (the login cache's) gets every event at once; a deletion ends the
+// user's sessions (end), off the writer's goroutine since the sessions are
+// told BYE, once the user is read back as gone: on PostgreSQL anyone who
+// may connect to the database can send a notification, and a forged one
+// must not end a user's sessions (a forged password change only empties
+// the cache). work tracks what runs.
+func followAccounts(store storage.Store, forget func(storage.Event), end func(user string), work *sync.WaitGroup) func(storage.Event) {
+	return func(ev storage.Event) {
+		forget(ev)
+		if ev.Kind != storage.EventAccount || !ev.Deleted || ev.User == "" {
+			return
+		}
+		work.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := store.User(ctx, ev.User); errors.Is(err, storage.ErrNotFound) {
+				end(ev.User)
+			}
+		})
+	}
 }

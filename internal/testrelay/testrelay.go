@@ -1,7 +1,10 @@
 // Package testrelay is a real SMTP relay (go-smtp) on 127.0.0.1 for tests
 // that drive pochta's outbound queue end to end: it accepts or refuses
-// recipients as the test says and keeps what it accepted. It is for tests
-// only and never listens beyond the loopback address.
+// recipients as the test says, can hold the reply to DATA, and keeps what it
+// accepted. A held transaction whose client hangs up before the reply is
+// dropped, as a relay that had not yet committed it would drop it; nothing
+// else is ever dropped. It is for tests only and never listens beyond the
+// loopback address.
 package testrelay
 
 import (
@@ -9,6 +12,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +24,7 @@ type Message struct {
 	From string
 	To   []string
 	Data []byte
+	At   time.Time // when the relay accepted it
 }
 
 // Relay is a running relay; its methods are safe for concurrent use.
@@ -30,6 +35,7 @@ type Relay struct {
 	mu       sync.Mutex
 	refusal  *smtp.SMTPError // RCPT answer while set
 	held     chan struct{}   // DATA waits while set (Hold, Release)
+	holding  int             // transactions waiting in DATA
 	accepted []Message
 }
 
@@ -42,8 +48,8 @@ func Start(t testing.TB) *Relay {
 		t.Fatal(err)
 	}
 	r := &Relay{Addr: ln.Addr().String()}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &session{r: r}, nil
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{r: r, conn: c.Conn()}, nil
 	}))
 	srv.Domain = "relay.test"
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
@@ -67,8 +73,9 @@ func (r *Relay) Accept() {
 	r.refusal = nil
 }
 
-// Hold makes DATA wait until Release, so a test can see a message in
-// flight.
+// Hold makes DATA wait (with the whole message read) until Release, so a
+// test can see a message in flight; a client that hangs up meanwhile has its
+// transaction dropped. Holding counts the transactions waiting.
 func (r *Relay) Hold() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -87,6 +94,13 @@ func (r *Relay) Release() {
 	}
 }
 
+// Holding returns how many transactions are waiting in DATA for Release.
+func (r *Relay) Holding() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.holding
+}
+
 // Accepted returns the messages accepted so far.
 func (r *Relay) Accepted() []Message {
 	r.mu.Lock()
@@ -96,6 +110,7 @@ func (r *Relay) Accepted() []Message {
 
 type session struct {
 	r    *Relay
+	conn net.Conn
 	from string
 	to   []string
 }
@@ -126,18 +141,80 @@ func (s *session) Data(rd io.Reader) error {
 	}
 	s.r.mu.Lock()
 	held := s.r.held
+	if held != nil {
+		s.r.holding++
+	}
 	s.r.mu.Unlock()
 	if held != nil {
-		select {
-		case <-held:
-		case <-time.After(30 * time.Second):
-			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "held too long"}
+		err := s.hold(held)
+		s.r.mu.Lock()
+		s.r.holding--
+		s.r.mu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
-	s.r.accepted = append(s.r.accepted, Message{From: s.from, To: s.to, Data: data})
+	s.r.accepted = append(s.r.accepted, Message{From: s.from, To: s.to, Data: data, At: time.Now()})
 	return nil
+}
+
+// hold waits until held is closed (nil error), the client hangs up (the
+// transaction is dropped) or 30 seconds pass (451).
+func (s *session) hold(held <-chan struct{}) error {
+	gone, stop := watchHangUp(s.conn)
+	defer stop()
+	select {
+	case <-held:
+		return nil
+	case <-gone:
+		return errors.New("the client hung up while its DATA was held")
+	case <-time.After(30 * time.Second):
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "held too long"}
+	}
+}
+
+// watchHangUp closes gone when the client closes conn (or it breaks); it
+// only peeks, so nothing the client sends is taken from the SMTP server.
+// stop ends the watch and must be called before the server reads conn
+// again.
+func watchHangUp(conn net.Conn) (gone <-chan struct{}, stop func()) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil, func() {}
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, func() {}
+	}
+	ch, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var hungUp bool
+		buf := make([]byte, 1)
+		// Read waits (in the runtime's poller, under the read deadline)
+		// until the socket is readable while the function returns false.
+		err := raw.Read(func(fd uintptr) bool {
+			n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			for errors.Is(err, syscall.EINTR) {
+				n, _, err = syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			}
+			if errors.Is(err, syscall.EAGAIN) {
+				return false
+			}
+			hungUp = n == 0 || err != nil // end of stream, or a reset
+			return true
+		})
+		if err == nil && hungUp {
+			close(ch)
+		}
+	}()
+	return ch, func() {
+		conn.SetReadDeadline(time.Now())
+		<-done
+		conn.SetReadDeadline(time.Time{})
+	}
 }
 
 func (s *session) Reset()        { s.from, s.to = "", nil }

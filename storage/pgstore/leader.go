@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pochta/pochta/storage"
 )
 
 // leaderLockKey is the session advisory lock key for housekeeping leadership.
@@ -34,6 +36,13 @@ func leaderConn(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["application_name"] = LeaderAppName
+	// The lock lasts as long as the server thinks this session lives: a
+	// node whose machine lost power is noticed within about a minute
+	// (30 s idle, then 3 probes 10 s apart), not the kernel's two hours.
+	// TCP only; ignored over a Unix socket.
+	cfg.RuntimeParams["tcp_keepalives_idle"] = "30"
+	cfg.RuntimeParams["tcp_keepalives_interval"] = "10"
+	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: leader: connecting: %w", err)
@@ -50,12 +59,16 @@ func closeConn(conn *pgx.Conn) {
 // TryLead tries once to become leader. It returns nil, nil when another
 // session leads.
 func TryLead(ctx context.Context, pool *pgxpool.Pool) (*Leader, error) {
+	return tryLead(ctx, pool, leaderLockKey)
+}
+
+func tryLead(ctx context.Context, pool *pgxpool.Pool, key int64) (*Leader, error) {
 	conn, err := leaderConn(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(leaderLockKey)).Scan(&ok); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil {
 		closeConn(conn)
 		return nil, fmt.Errorf("pgstore: leader: trying lock: %w", err)
 	}
@@ -113,58 +126,84 @@ func (l *Leader) Close() {
 // few seconds at most.
 const leaderRetry = 5 * time.Second
 
-// leadership is a store's side of Leading: the Leader it holds, or when it
-// tried last.
-type leadership struct {
-	mu      sync.Mutex
-	leader  *Leader
-	lastTry time.Time
-	retry   time.Duration // leaderRetry; tests shorten it
+// jobLockKeys are the advisory lock keys of the housekeeping jobs, one
+// leader each.
+var jobLockKeys = map[string]int64{
+	storage.JobExpiry:     leaderLockKey + 1,
+	storage.JobRetention:  leaderLockKey + 2,
+	storage.JobTombstones: leaderLockKey + 3,
 }
 
-// Leading implements storage.Leadership: true while this store holds the
-// cluster's housekeeping lock, trying to take it when it does not (at most
-// every leaderRetry). Leadership lost (the lock's connection ended) is
-// logged and tried for again at once.
-func (s *pgStore) Leading(ctx context.Context) bool {
+// leadership is a store's side of Leading: per job, the Leader it holds,
+// or when it tried last.
+type leadership struct {
+	mu    sync.Mutex
+	jobs  map[string]*jobLead
+	retry time.Duration // leaderRetry; tests shorten it
+}
+
+type jobLead struct {
+	leader  *Leader
+	lastTry time.Time
+}
+
+// Leading implements storage.Leadership: true while this store holds job's
+// lock, trying to take it when it does not (at most every leaderRetry).
+// Leadership lost (the lock's connection ended) is logged and tried for
+// again at once. A store opened without Options.Housekeeping never leads.
+func (s *pgStore) Leading(ctx context.Context, job string) bool {
+	key, ok := jobLockKeys[job]
+	if !ok || !s.opts.Housekeeping {
+		return false
+	}
 	l := &s.lead
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s.closed.Load() {
 		return false
 	}
-	if l.leader != nil {
-		if l.leader.Alive(ctx) {
+	if l.jobs == nil {
+		l.jobs = map[string]*jobLead{}
+	}
+	j := l.jobs[job]
+	if j == nil {
+		j = &jobLead{}
+		l.jobs[job] = j
+	}
+	if j.leader != nil {
+		if j.leader.Alive(ctx) {
 			return true
 		}
-		l.leader.Close()
-		l.leader = nil
-		l.lastTry = time.Time{}
-		s.log.Warn("pgstore: this node lost the cluster's housekeeping lock (its connection ended); trying again")
+		j.leader.Close()
+		j.leader = nil
+		j.lastTry = time.Time{}
+		s.log.Warn("pgstore: this node lost a housekeeping lock (its connection ended); trying again", "job", job)
 	}
-	if !l.lastTry.IsZero() && time.Since(l.lastTry) < l.retry {
+	if !j.lastTry.IsZero() && time.Since(j.lastTry) < l.retry {
 		return false
 	}
-	l.lastTry = time.Now()
-	leader, err := TryLead(ctx, s.pool)
+	j.lastTry = time.Now()
+	leader, err := tryLead(ctx, s.pool, key)
 	if err != nil {
-		s.log.Warn("pgstore: trying for the cluster's housekeeping lock", "err", err)
+		s.log.Warn("pgstore: trying for a housekeeping lock", "job", job, "err", err)
 		return false
 	}
 	if leader == nil {
 		return false
 	}
-	l.leader = leader
-	s.log.Info("pgstore: this node now runs the cluster's housekeeping (unread lifetime, queue retention, tombstones)")
+	j.leader = leader
+	s.log.Info("pgstore: this node now runs a job of the cluster's housekeeping", "job", job)
 	return true
 }
 
-// stopLeading gives up the lock, if held.
+// stopLeading gives up every lock held.
 func (s *pgStore) stopLeading() {
 	s.lead.mu.Lock()
 	defer s.lead.mu.Unlock()
-	if s.lead.leader != nil {
-		s.lead.leader.Close()
-		s.lead.leader = nil
+	for _, j := range s.lead.jobs {
+		if j.leader != nil {
+			j.leader.Close()
+			j.leader = nil
+		}
 	}
 }

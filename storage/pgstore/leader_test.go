@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pochta/pochta/internal/pgtest"
+	"github.com/pochta/pochta/storage"
 )
 
 type led struct {
@@ -123,16 +124,17 @@ func TestLeadCancelled(t *testing.T) {
 	l.Close()
 }
 
-// Leading, the store's answer to "do I run the cluster's housekeeping?":
-// of the nodes on one database exactly one says yes; when it closes, or
-// its lock's session is killed as if its node died, another node says yes
-// at its next try and the old one no.
+// Leading, the store's answer to "do I run this housekeeping job?": of
+// the nodes on one database exactly one says yes per job; when it closes,
+// or its lock's session is killed as if its node died, another node says
+// yes at one of its next tries and the old one no. Each job has its own
+// leader, and a handle opened without Options.Housekeeping never leads.
 func TestLeadingMovesToAnotherNode(t *testing.T) {
 	dsn := pgtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	open := func() *pgStore {
-		s, err := openBackend(ctx, dsn, Options{})
+	open := func(housekeeping bool) *pgStore {
+		s, err := openBackend(ctx, dsn, Options{Housekeeping: housekeeping})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,33 +142,52 @@ func TestLeadingMovesToAnotherNode(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	a, b, c := open(), open(), open()
-	if !a.Leading(ctx) {
+	// eventually polls until ok, for 10 s: a lock given up (a closed or
+	// killed session) is released by the server a moment later.
+	eventually := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); {
+			if time.Now().After(deadline) {
+				t.Fatal(what)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a server-side release; no event to wait for
+		}
+	}
+	const job = storage.JobExpiry
+	cli := open(false)
+	if cli.Leading(ctx, job) {
+		t.Fatal("a handle without Housekeeping leads")
+	}
+	a, b, c := open(true), open(true), open(true)
+	if !a.Leading(ctx, job) {
 		t.Fatal("the first node to ask does not lead")
 	}
-	if b.Leading(ctx) || c.Leading(ctx) {
+	if b.Leading(ctx, job) || c.Leading(ctx, job) {
 		t.Fatal("a second node leads while the first does")
 	}
-	if !a.Leading(ctx) {
+	if !a.Leading(ctx, job) {
 		t.Fatal("the leader stopped leading by asking again")
+	}
+	if !b.Leading(ctx, storage.JobRetention) || a.Leading(ctx, storage.JobRetention) {
+		t.Fatal("another job's leader is not its own")
 	}
 
 	a.Close()
-	if !b.Leading(ctx) {
-		t.Fatal("no other node leads after the leader closed")
+	eventually("no other node leads after the leader closed", func() bool { return b.Leading(ctx, job) || c.Leading(ctx, job) })
+	leader, other := b, c
+	if c.Leading(ctx, job) {
+		leader, other = c, b
 	}
-	if c.Leading(ctx) || a.Leading(ctx) {
+	if other.Leading(ctx, job) || a.Leading(ctx, job) {
 		t.Fatal("two nodes lead, or a closed one does")
 	}
 
 	var killed bool
-	if err := c.pool.QueryRow(ctx, "SELECT pg_terminate_backend($1)", int32(b.lead.leader.pid)).Scan(&killed); err != nil || !killed {
+	if err := cli.pool.QueryRow(ctx, "SELECT pg_terminate_backend($1, 5000)", int32(leader.lead.jobs[job].leader.pid)).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminating the leader's lock session: %v %v", killed, err)
 	}
-	if !c.Leading(ctx) {
-		t.Fatal("no node took over from a leader whose session was killed")
-	}
-	if b.Leading(ctx) {
+	eventually("no node took over from a leader whose session was killed", func() bool { return other.Leading(ctx, job) })
+	if leader.Leading(ctx, job) {
 		t.Fatal("the node whose lock session was killed still says it leads")
 	}
 }
@@ -177,27 +198,34 @@ func TestLeadingTriesAtMostEveryRetry(t *testing.T) {
 	dsn := pgtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, err := openBackend(ctx, dsn, Options{})
+	a, err := openBackend(ctx, dsn, Options{Housekeeping: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := openBackend(ctx, dsn, Options{})
+	b, err := openBackend(ctx, dsn, Options{Housekeeping: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if !a.Leading(ctx) || b.Leading(ctx) {
+	const job = storage.JobTombstones
+	if !a.Leading(ctx, job) || b.Leading(ctx, job) {
 		t.Fatal("want a leading and b not")
 	}
 	a.Close()
-	if b.Leading(ctx) {
+	if b.Leading(ctx, job) {
 		t.Fatal("b tried again before its retry pause had passed")
 	}
-	b.lead.mu.Lock()
-	b.lead.lastTry = time.Now().Add(-leaderRetry)
-	b.lead.mu.Unlock()
-	if !b.Leading(ctx) {
-		t.Fatal("b did not take over once its retry pause had passed")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b.lead.mu.Lock()
+		b.lead.jobs[job].lastTry = time.Now().Add(-leaderRetry)
+		b.lead.mu.Unlock()
+		if b.Leading(ctx, job) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b did not take over once its retry pause had passed")
+		}
+		time.Sleep(20 * time.Millisecond) // the server releases a closed session's lock a moment later
 	}
 }

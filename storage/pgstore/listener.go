@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 const ListenerAppName = "pochta-listener"
 
 // Hint is what a Listener reports: something may have changed, go and read
-// the change feed. It carries no payload on purpose; the feed is the truth.
+// the change feed (the payloads say where; the feed is the truth), or an
+// event another node sent whole (Events).
 type Hint struct {
 	// Notifications is how many NOTIFYs this hint coalesces (0 for a hint
 	// that only reports a (re)connection).
@@ -31,13 +33,22 @@ type Hint struct {
 	// Payloads are the distinct payloads of the notifications coalesced,
 	// in arrival order, at most MaxHintPayloads of them; beyond that
 	// PayloadsOverflow is set and the rest are dropped (the reader then
-	// looks at everything, as after MayHaveMissed).
+	// looks at everything, as after MayHaveMissed). Payloads that begin
+	// with "event " (an event carried whole, see eventNote) are kept apart
+	// in Events, in arrival order, at most MaxHintEvents, so that many
+	// mailbox changes never drop them; beyond that EventsOverflow is set.
 	Payloads         []string
 	PayloadsOverflow bool
+	Events           []string
+	EventsOverflow   bool
 }
 
-// MaxHintPayloads bounds the distinct payloads one Hint keeps.
-const MaxHintPayloads = 256
+// MaxHintPayloads bounds the distinct payloads one Hint keeps, and
+// MaxHintEvents its carried events.
+const (
+	MaxHintPayloads = 256
+	MaxHintEvents   = 1024
+)
 
 // Listener keeps one dedicated connection LISTENing on a set of channels and
 // turns what arrives into coalesced Hints: however many notifications come
@@ -162,7 +173,15 @@ func (l *Listener) signal(n int, missed bool, payload string) {
 	l.pending = true
 	l.hint.Notifications += n
 	l.hint.MayHaveMissed = l.hint.MayHaveMissed || missed
-	if n > 0 && !l.hint.PayloadsOverflow && !slices.Contains(l.hint.Payloads, payload) {
+	switch {
+	case n == 0:
+	case strings.HasPrefix(payload, "event "):
+		if len(l.hint.Events) == MaxHintEvents {
+			l.hint.Events, l.hint.EventsOverflow = nil, true
+		} else if !l.hint.EventsOverflow {
+			l.hint.Events = append(l.hint.Events, payload)
+		}
+	case !l.hint.PayloadsOverflow && !slices.Contains(l.hint.Payloads, payload):
 		if len(l.hint.Payloads) == MaxHintPayloads {
 			l.hint.Payloads, l.hint.PayloadsOverflow = nil, true
 		} else {

@@ -215,6 +215,22 @@ func TestHintPayloadsAreBounded(t *testing.T) {
 	if h := waitHint(t, l); !slices.Equal(h.Payloads, []string{"queue"}) || h.PayloadsOverflow {
 		t.Fatalf("hint after an overflowed one: %+v", h)
 	}
+	// Carried events are kept apart, each (not deduplicated), and many
+	// mailbox changes do not drop them.
+	for i := range MaxHintPayloads + 1 {
+		l.signal(1, false, fmt.Sprint(i))
+	}
+	l.signal(1, false, "event a {}")
+	l.signal(1, false, "event a {}")
+	if h := waitHint(t, l); !h.PayloadsOverflow || !slices.Equal(h.Events, []string{"event a {}", "event a {}"}) || h.EventsOverflow {
+		t.Fatalf("hint: payloads overflow %v, events %q (overflow %v); want both events kept", h.PayloadsOverflow, h.Events, h.EventsOverflow)
+	}
+	for range MaxHintEvents + 1 {
+		l.signal(1, false, "event a {}")
+	}
+	if h := waitHint(t, l); h.Events != nil || !h.EventsOverflow || h.PayloadsOverflow {
+		t.Fatalf("hint with %d events, overflow %v; want none kept and overflow", len(h.Events), h.EventsOverflow)
+	}
 }
 
 // What a hint makes a watch read: only the named mailboxes and the queue
@@ -239,20 +255,18 @@ func TestScopeOfHint(t *testing.T) {
 		{Hint{Notifications: 1, Payloads: []string{"5"}}, catchUpScope{boxes: []int64{5}}},
 		{Hint{Notifications: 2, Payloads: []string{"5", "mailboxes"}}, catchUpScope{full: true, boxes: []int64{5}}},
 		{Hint{Notifications: 1, Payloads: []string{""}}, catchUpScope{full: true}},
-		{Hint{Notifications: 1, Payloads: []string{"event them {"}}, catchUpScope{full: true}},
+		{Hint{Notifications: 1, Events: []string{"event them {"}}, catchUpScope{}},
 		{Hint{Notifications: 1, Payloads: []string{"5"}, MayHaveMissed: true}, catchUpScope{full: true, boxes: []int64{5}, carried: anyAccount}},
-		{Hint{Notifications: 300, PayloadsOverflow: true}, catchUpScope{full: true, carried: anyAccount}},
-		{Hint{Notifications: 3, Payloads: []string{mine, "7", theirs}}, catchUpScope{boxes: []int64{7}, carried: bobs}},
+		{Hint{Notifications: 300, PayloadsOverflow: true}, catchUpScope{full: true}}, // many mailboxes: no flush
+		{Hint{Notifications: 3, Payloads: []string{"7"}, Events: []string{mine, theirs}}, catchUpScope{boxes: []int64{7}, carried: bobs}},
+		{Hint{Notifications: 2000, PayloadsOverflow: true, Events: []string{theirs}}, catchUpScope{full: true, carried: bobs}},
+		{Hint{Notifications: 2000, EventsOverflow: true}, catchUpScope{full: true, carried: anyAccount}},
 	} {
-		got := scopeOf(c.h, "me", false)
+		got := scopeOf(c.h, "me")
 		if got.full != c.want.full || !slices.Equal(got.boxes, c.want.boxes) || got.queue != c.want.queue || !slices.EqualFunc(got.carried, c.want.carried, func(a, b storage.Event) bool {
 			return a.Kind == b.Kind && a.User == b.User && a.MailboxID == b.MailboxID && a.UID == b.UID && a.TrackingID == b.TrackingID
 		}) {
 			t.Errorf("scopeOf(%+v) = %+v, want %+v", c.h, *got, c.want)
 		}
-	}
-	// The listener's first hint (the node starting) asks for no flush.
-	if got := scopeOf(Hint{MayHaveMissed: true}, "me", true); !got.full || len(got.carried) != 0 {
-		t.Errorf("first hint's scope %+v, want full with nothing carried", *got)
 	}
 }

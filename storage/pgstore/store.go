@@ -31,10 +31,11 @@ type Options struct {
 	PasswordCost int
 	// Quota is the bytes of messages each user may keep; 0 means no limit.
 	Quota int64
-	// NoSweep: this handle never sweeps expunge tombstones (sweep.go), so
-	// a reader that may run for minutes (`pochta migrate`'s source)
-	// leaves the database as it found it; the daemons sweep.
-	NoSweep bool
+	// Housekeeping: this handle takes part in the cluster's housekeeping
+	// (Leading, and the tombstone sweep). The daemon sets it; a command
+	// (pochta migrate, user add...) leaves it off, so a long-running one
+	// never holds a job's lock.
+	Housekeeping bool
 }
 
 // pgStore is a storage.Backend over a pgx pool. Every write is one
@@ -108,10 +109,10 @@ func openBackend(ctx context.Context, dsn string, opts Options) (*pgStore, error
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	s.token = hex.EncodeToString(tok[:])
-	if opts.NoSweep {
-		close(s.sweepDone)
-	} else {
+	if opts.Housekeeping {
 		go s.runSweeper(s.stopSweep, s.sweepDone)
+	} else {
+		close(s.sweepDone)
 	}
 	return s, nil
 }

@@ -47,7 +47,7 @@ func (s *pgStore) runSweeper(stop <-chan struct{}, done chan<- struct{}) {
 		case <-timer.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if !s.Leading(ctx) {
+		if !s.Leading(ctx, storage.JobTombstones) {
 			cancel()
 			timer.Reset(sweepInterval)
 			continue

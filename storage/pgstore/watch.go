@@ -1,10 +1,12 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,8 +114,7 @@ func (s *pgStore) startWatch() {
 		// full: the next catch-up reads everything (at the start, and
 		// after a failure), whatever its hint names; unsent: carried
 		// events of a failed catch-up, sent with the next.
-		full, first := true, true
-		var unsent []storage.Event
+		full := true
 		for {
 			wctx, wcancel := context.WithCancel(ctx)
 			type waited struct {
@@ -131,29 +132,35 @@ func (s *pgStore) startWatch() {
 				wcancel()
 				sc = &catchUpScope{full: true}
 				if got := <-hint; got.err == nil {
-					sc = scopeOf(got.h, s.token, first) // a hint came as the wait was cut
-					first = false
+					sc = scopeOf(got.h, s.token) // a hint came as the wait was cut
 				}
 			case got := <-hint:
 				wcancel()
 				if got.err != nil {
 					return
 				}
-				sc = scopeOf(got.h, s.token, first)
-				first = false
+				sc = scopeOf(got.h, s.token)
 			}
 			sc.full = sc.full || full
-			sc.carried = append(unsent, sc.carried...)
+			// Carried events first, without waiting for the catch-up's
+			// reads (a deletion must end cached logins at once), and
+			// under commitMu: listeners get one event at a time.
+			if len(sc.carried) > 0 {
+				s.commitMu.Lock()
+				s.fanOut(sc.carried)
+				s.commitMu.Unlock()
+				sc.carried = nil
+			}
 			if err := s.catchUp(ctx, w, primed, sc); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Warn("pgstore: reading other nodes' changes; retrying in 1s", "err", err)
 				retry.Reset(time.Second)
-				full, unsent = true, sc.carried
+				full = true
 				continue
 			}
-			primed, full, unsent = true, false, nil
+			primed, full = true, false
 		}
 	}()
 }
@@ -183,25 +190,23 @@ type catchUpScope struct {
 }
 
 // scopeOf is the scope of h; self is this handle's token, whose own
-// carried events are left out (they are out already); first says h is
-// the listener's first hint.
-func scopeOf(h Hint, self string, first bool) *catchUpScope {
-	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow}
-	if h.PayloadsOverflow || h.MayHaveMissed && !first {
+// carried events are left out (they are out already).
+func scopeOf(h Hint, self string) *catchUpScope {
+	sc := &catchUpScope{full: h.MayHaveMissed || h.PayloadsOverflow || h.EventsOverflow}
+	if h.MayHaveMissed || h.EventsOverflow {
 		// Account changes may have been among the lost: every cached
-		// login goes (User empty). Not at the first connection: the
-		// node's logins all come after it.
+		// login goes (User empty). At a node's start its cache is empty:
+		// it costs nothing.
 		sc.carried = append(sc.carried, storage.Event{Kind: storage.EventAccount})
+	}
+	for _, p := range h.Events {
+		if from, ev, ok := parseEventNote(p); ok && from != self {
+			sc.carried = append(sc.carried, ev)
+		}
 	}
 	for _, p := range h.Payloads {
 		if p == "queue" {
 			sc.queue = true
-			continue
-		}
-		if from, ev, ok := parseEventNote(p); ok {
-			if from != self {
-				sc.carried = append(sc.carried, ev)
-			}
 			continue
 		}
 		id, err := strconv.ParseInt(p, 10, 64)
@@ -259,7 +264,7 @@ func parseEventNote(p string) (from string, ev storage.Event, ok bool) {
 // false: only take the state in). A scope that is not full reads only the
 // mailboxes and the queue it names: a mailbox missing from the database
 // then means nothing (its delete sent "mailboxes", which reads
-// everything). The scope's tracking events are published too.
+// everything).
 // The connection is taken before commitMu, so a catch-up never waits for
 // the pool while own commits wait for it.
 func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catchUpScope) error {
@@ -371,16 +376,37 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 			delete(w.seenQueue, id)
 		}
 	}
-	for _, ev := range scope.carried {
-		add(ev)
-	}
 	s.fanOut(evs)
 	return nil
 }
 
 // apply turns the feed of mailbox id since b.modseq (cs) into events of
-// the changes that are not this handle's own, and moves b past them.
-func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, add func(storage.Event)) {
+// the changes that are not this handle's own, and moves b past them. The
+// events go out in modseq order (imapd's tracker takes every change up to
+// the last modseq it was given as queued: a message's flags at an older
+// modseq after a newer one of another message could reach a client that
+// has already been shown it newer), except that new messages keep
+// ascending UIDs (a session cannot take a UID below one it has shown): the
+// appends are put in UID order in the places the modseq order gives them.
+func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, emit func(storage.Event)) {
+	var evs []storage.Event
+	add := func(ev storage.Event) { evs = append(evs, ev) }
+	defer func() {
+		slices.SortStableFunc(evs, func(x, y storage.Event) int { return cmp.Compare(x.ModSeq, y.ModSeq) })
+		var appends []storage.Event
+		for _, ev := range evs {
+			if ev.Kind == storage.EventAppend {
+				appends = append(appends, ev)
+			}
+		}
+		slices.SortFunc(appends, func(x, y storage.Event) int { return cmp.Compare(x.UID, y.UID) })
+		for _, ev := range evs {
+			if ev.Kind == storage.EventAppend {
+				ev, appends = appends[0], appends[1:]
+			}
+			emit(ev)
+		}
+	}()
 	top := b.feedUID
 	for _, c := range cs.Changed {
 		isNew := c.UID > b.feedUID && !b.ownUIDs[c.UID]
@@ -430,19 +456,27 @@ func imapFlags(fs []string) []imap.Flag {
 }
 
 // beforeOwnCommit runs (commitMu held) just before this handle commits
-// evs in tx. A mailbox the commit appends to whose modseq jumped past what
-// the watch announced, by more than this handle's own changes, had
-// another node's commit in between: that node's UIDs are lower than this
-// commit's (the mailbox row lock orders them), so its changes are read
-// here, inside tx, and announced first; a session would otherwise be told
-// of this commit's higher UID and could no longer take the lower one. It
+// evs in tx. A mailbox the commit changes (appends, flags, expunges) whose
+// modseq jumped past what the watch announced, by more than this handle's
+// own changes, had another node's commit in between: that node's UIDs and
+// modseqs are lower than this commit's (the mailbox row lock orders them),
+// so its changes are read here, inside tx, and announced first. A session
+// would otherwise be told of this commit's higher UID and could no longer
+// take the lower one, or be told a message's newer flags and MODSEQ and
+// then the older ones (RFC 7162 has a MODSEQ only grow; imaptest's stress
+// mode over two nodes caught it). It
 // returns the events to hand out before the commit's own; the watch's
 // state is left as it was (the events are announced again by no one: the
 // caller records them with the commit's own, see publish).
 func (w *watch) beforeOwnCommit(ctx context.Context, tx pgx.Tx, evs []storage.Event) ([]storage.Event, error) {
 	minOwn := map[uint64]uint64{}
 	for _, ev := range evs {
-		if ev.Kind != storage.EventAppend || ev.ModSeq == 0 {
+		switch ev.Kind {
+		case storage.EventAppend, storage.EventFlags, storage.EventExpunge:
+		default:
+			continue
+		}
+		if ev.ModSeq == 0 || ev.MailboxID == 0 {
 			continue
 		}
 		if m, ok := minOwn[ev.MailboxID]; !ok || ev.ModSeq < m {

@@ -400,8 +400,9 @@ func TestListenAccountChangeDuringAnOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
+	// Terminated and gone (the 5 s timeout waits for it) before the change.
 	var killed int
-	if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", pgstore.ListenerAppName).Scan(&killed); err != nil || killed == 0 {
+	if err := admin.QueryRow(ctx, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = $1", pgstore.ListenerAppName).Scan(&killed); err != nil || killed == 0 {
 		t.Fatalf("terminating the listeners: %d, %v", killed, err)
 	}
 	if err := a.SetPassword(ctx, "bob@example.com", "new-secret"); err != nil {

@@ -22,7 +22,7 @@ func NewFollower(s storage.Store) *Follower {
 }
 
 // Leading implements storage.Leadership.
-func (f *Follower) Leading(context.Context) bool {
+func (f *Follower) Leading(context.Context, string) bool {
 	select {
 	case f.Asked <- struct{}{}:
 	default:

@@ -171,10 +171,16 @@ type EventLog struct {
 	events []storage.Event
 }
 
-// Listen starts recording s's events.
+// Listen starts recording s's events, but for "account changes may have
+// been missed" (EventAccount without a user), which a shared backend may
+// send whenever its link to the other nodes was broken, and which follows
+// no write.
 func Listen(s storage.Store) *EventLog {
 	l := &EventLog{}
 	s.Listen(func(ev storage.Event) {
+		if ev.Kind == storage.EventAccount && ev.User == "" {
+			return
+		}
 		l.mu.Lock()
 		l.events = append(l.events, ev)
 		l.mu.Unlock()
