@@ -208,7 +208,7 @@ func (m *migration) close() {
 func (m *migration) run(ctx context.Context, e *env) error {
 	want, err := storage.CountExport(ctx, m.exp)
 	if err != nil {
-		return err
+		return fmt.Errorf("reading %s: %w", m.from, err)
 	}
 	fmt.Fprintf(e.stdout, "copying %d users, %d mailboxes, %d tracked sent messages, %d queue entries from %s into %s\n",
 		want.Users, len(want.Mailboxes), want.Tracking, queueTotal(want.Queue), m.from, m.to)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pochta/pochta/config"
@@ -332,4 +333,35 @@ func sha256File(t *testing.T, path string) [32]byte {
 		t.Fatal(err)
 	}
 	return sha256.Sum256(b)
+}
+
+// A copy into bbolt that fails leaves no file behind, neither at --to nor
+// beside it: here the PostgreSQL source holds a queue entry that does not
+// decode.
+func TestMigrateToBoltFailingLeavesNoFile(t *testing.T) {
+	ctx := context.Background()
+	cfg := writeConfig(t, t.TempDir())
+	url := pgtest.New(t)
+	withDatabase(t, cfg, url)
+	if code, _, stderr := pochta(t, "pw-alice-long\n", "user", "add", "alice@example.test", "--password-stdin", "--config", cfg); code != 0 {
+		t.Fatalf("user add: exit %d: %s", code, stderr)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO queue (source, entry) VALUES ('user', '"not an entry"')`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	back := filepath.Join(dir, "back.db")
+	code, _, stderr := pochta(t, "", "migrate", "--to", back, "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "queue entry") {
+		t.Fatalf("migrate from a database with a broken queue entry: exit %d, stderr %q; want 1 naming the entry", code, stderr)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the failed migrate left %v in the destination's directory", left)
+	}
 }
