@@ -21,6 +21,12 @@
 //     (migrate.go).
 //   - Isolation between users comes from the layout below: a mailbox is
 //     reached only through its user's bucket.
+//   - Moves between backends (export.go, import.go): Export walks one read
+//     transaction and writes nothing; Import copies every record a user or
+//     an operator can read, with the source's UIDs, modseqs, tracking and
+//     queue IDs (mailboxes get new IDs, rewritten wherever a record names
+//     one); EmptyFile tells whether a file may receive one without
+//     writing to it.
 package boltstore
 
 // The bbolt layout (keys in quotes are literal; uint64 and uint32 keys are

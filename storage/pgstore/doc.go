@@ -52,6 +52,11 @@
 //     across nodes.
 //   - Check reads every user, mailbox and message row; repair moves a bad
 //     message into the quarantine table in the same transaction.
+//   - Moves between backends (export.go, import.go): Export walks one
+//     read-only REPEATABLE READ transaction; Import copies every record a
+//     user or an operator can read, with the source's UIDs, modseqs,
+//     tracking and queue IDs (the ID sequences are moved past them;
+//     mailboxes get new IDs, rewritten wherever a record names one).
 //   - Expunge tombstones older than storage.TombstoneLifetime are swept a
 //     minute after Open, then hourly (sweep.go); the mailbox's
 //     vanished_floor rises with them, so Changes from before a swept one

@@ -3,7 +3,6 @@ package storagetest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -272,64 +271,9 @@ func expunge(t *testing.T, s storage.Store, user string, a *storage.Appended) {
 	}
 }
 
-// snapshot describes everything a client or an operator can read from s:
-// users with their settings, every mailbox with its counters and every
-// message with its flags, date and body, read tracking, the queue with its
-// bodies, and the relay state. Two stores with the same data describe
-// themselves the same.
+// snapshot describes everything a client or an operator can read from s
+// (describe). Two stores with the same data describe themselves the same.
 func snapshot(t *testing.T, s storage.Store) string {
 	t.Helper()
-	ctx := context.Background()
-	var out []string
-	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-	users, err := s.Users(ctx)
-	if err != nil {
-		t.Fatalf("users: %v", err)
-	}
-	for _, u := range users {
-		add("user %s admin=%v created=%d settings=%+v", u.Address, u.Admin, u.Created.UnixNano(), u.Settings)
-		boxes, err := s.Mailboxes(ctx, u.Address)
-		if err != nil {
-			t.Fatalf("mailboxes of %s: %v", u.Address, err)
-		}
-		for _, m := range boxes {
-			add("  mailbox %+v", *mustMailbox(t, s, u.Address, m.Name))
-			msgs, err := s.Messages(ctx, u.Address, m.ID, mustUIDs(t, s, u.Address, m.ID), storage.LoadOptions{Body: true})
-			if err != nil {
-				t.Fatalf("messages of %s %s: %v", u.Address, m.Name, err)
-			}
-			for _, msg := range msgs {
-				add("    %d %v %d %d %q", msg.UID, msg.Flags, msg.InternalDate.UnixNano(), msg.Size, msg.Body)
-			}
-		}
-		sent, err := s.SentStatus(ctx, u.Address)
-		if err != nil {
-			t.Fatalf("sent status of %s: %v", u.Address, err)
-		}
-		for _, m := range sent {
-			add("  sent %d %s %q", m.ID, m.MessageID, m.Subject)
-			for _, r := range m.Recipients {
-				add("    %s external=%v %s", r.Address, r.External, r.State)
-			}
-		}
-	}
-	entries, err := s.QueueEntries(ctx, storage.QueueFilter{})
-	if err != nil {
-		t.Fatalf("queue: %v", err)
-	}
-	for _, e := range entries {
-		full := mustEntry(t, s, e.ID)
-		add("queue %d %s %s %v %v %v attempts=%d rev=%d next=%d pending=%v body=%q",
-			full.ID, full.Status, full.Source, full.To, full.Cc, full.Bcc, full.Attempts, full.Rev, full.NextAttempt.UnixNano(), full.Pending(), full.Body)
-	}
-	counts, err := s.QueueCounts(ctx)
-	if err != nil {
-		t.Fatalf("queue counts: %v", err)
-	}
-	relay, err := s.RelayState(ctx)
-	if err != nil {
-		t.Fatalf("relay state: %v", err)
-	}
-	add("queue counts %+v relay %q", counts, relay)
-	return strings.Join(out, "\n")
+	return describe(t, s, false)
 }

@@ -31,3 +31,44 @@ func SpoilParsed(t testing.TB, dbPath, user string, box uint64, uid uint32) {
 		t.Fatal(err)
 	}
 }
+
+// SharedBodies counts the bodies a database stores once for several
+// copies ("shared"/"bodies", storage/boltstore/bodies.go) and the
+// references their copies hold. The database must not be open.
+func SharedBodies(t testing.TB, dbPath string) (bodies, refs int) {
+	t.Helper()
+	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket([]byte("shared"))
+		if root == nil {
+			return nil
+		}
+		if b := root.Bucket([]byte("bodies")); b != nil {
+			if err := b.ForEach(func(_, v []byte) error {
+				if v == nil {
+					bodies++
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if r := root.Bucket([]byte("refs")); r != nil {
+			return r.ForEach(func(_, v []byte) error {
+				if len(v) == 8 {
+					refs += int(binary.BigEndian.Uint64(v))
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bodies, refs
+}
