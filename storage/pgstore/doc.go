@@ -29,8 +29,12 @@
 //     their notifications)
 //     with the zero Origin. The read
 //     holds the commit lock, and the handle's own events are noted, so no
-//     change is announced twice or missed; after a reconnection
-//     (MayHaveMissed) the same read catches up.
+//     change to a mailbox is announced twice or missed; after a
+//     reconnection (MayHaveMissed) the same read catches up. Carried
+//     events sent while the listener was away are lost: after an outage
+//     the handle announces an EventAccount without a user (drop every
+//     cached login) instead; a lost tracking event only delays a web page
+//     until its next reload.
 //   - A user's mailbox-list writers are serialised by the user's row lock;
 //     UIDVALIDITY comes from one shared row (max(last + 1, now)), and a
 //     name's UIDNEXT outlives its mailbox (mailbox_graves), so UIDs are
