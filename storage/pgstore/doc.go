@@ -60,9 +60,11 @@
 //     read-only REPEATABLE READ transaction; Import copies every record a
 //     user or an operator can read, with the source's UIDs, modseqs,
 //     tracking and queue IDs (the ID sequences are moved past them;
-//     mailboxes get new IDs, rewritten wherever a record names one).
+//     mailboxes get new IDs, rewritten wherever a record names one), in
+//     batches of one transaction each, a batch's messages with one COPY.
 //   - Expunge tombstones older than storage.TombstoneLifetime are swept a
-//     minute after Open, then hourly (sweep.go); the mailbox's
+//     minute after Open, then hourly (sweep.go), by the handle that leads
+//     that job (Options.Housekeeping, Leading); the mailbox's
 //     vanished_floor rises with them, so Changes from before a swept one
 //     says VanishedIncomplete.
 //

@@ -99,7 +99,13 @@ type importer struct {
 	// bodies maps the source's shared bodies to ours (a failed batch
 	// fails the import, so none points at a rolled-back row).
 	bodies map[uint64]int64
+	// rows are the batch's messages, written with one COPY at its end
+	// (nothing in a batch reads the messages table before then).
+	rows [][]any
 }
+
+// messageColumns are the columns rows holds, in order.
+var messageColumns = []string{"mailbox_id", "uid", "modseq", "flags", "internal_date", "size", "own", "shared_body_id", "parsed", "message_id"}
 
 // split returns the part of body a copy keeps in its own row and the
 // shared body the rest is (nil: the copy keeps all of it), storing that
@@ -251,13 +257,8 @@ func (im *importer) insertMessage(t pgTx, id int64, m *storage.ExportedMessage) 
 	if err != nil {
 		return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
 	}
-	if _, err := t.tx.Exec(im.ctx, `INSERT INTO messages
-		(mailbox_id, uid, modseq, flags, internal_date, size, own, shared_body_id, parsed, message_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		id, int64(m.UID), int64(modseq), flagStrings(p.Flags), date,
-		int64(len(m.Body)), nonNil(own), shared, nonNil(p.Parsed), mid); err != nil {
-		return fmt.Errorf("message %d of %s: %w", m.UID, m.User, err)
-	}
+	im.rows = append(im.rows, []any{id, int64(m.UID), int64(modseq), flagStrings(p.Flags), date,
+		int64(len(m.Body)), nonNil(own), shared, nonNil(p.Parsed), mid})
 	if im.inbox[id] && !slices.Contains(p.Flags, imap.FlagSeen) {
 		if err := t.PutUnread(storage.UnreadEntryOf(m.User, uint64(id), m.UID, date)); err != nil {
 			return fmt.Errorf("message %d of %s: unread index: %w", m.UID, m.User, err)
@@ -291,9 +292,15 @@ func (im *importer) write(fns []func(pgTx) error, _ int) error {
 	return im.s.writeOnce(im.ctx, func(tx pgx.Tx, _ *storage.Events) error {
 		t := pgTx{ctx: im.ctx, tx: tx}
 		clear(im.boxes)
+		im.rows = im.rows[:0]
 		for _, fn := range fns {
 			if err := fn(t); err != nil {
 				return err
+			}
+		}
+		if len(im.rows) > 0 {
+			if _, err := tx.CopyFrom(im.ctx, pgx.Identifier{"messages"}, messageColumns, pgx.CopyFromRows(im.rows)); err != nil {
+				return fmt.Errorf("copying %d messages: %w", len(im.rows), err)
 			}
 		}
 		for id := range im.boxes {
