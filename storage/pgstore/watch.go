@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -32,6 +33,9 @@ type watch struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// primed: a catch-up has read the state in, so SyncMailbox may
+	// announce what follows it.
+	primed atomic.Bool
 }
 
 // boxSeen is what this handle has announced of one mailbox.
@@ -106,6 +110,7 @@ func (s *pgStore) startWatch() {
 	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 	primed := s.catchUp(pctx, w, false, &catchUpScope{full: true}) == nil
 	pcancel()
+	w.primed.Store(primed)
 	go func() {
 		defer close(w.done)
 		go l.Run(ctx) //nolint:errcheck // returns ctx's error
@@ -161,6 +166,7 @@ func (s *pgStore) startWatch() {
 				continue
 			}
 			primed, full = true, false
+			w.primed.Store(true)
 		}
 	}()
 }
@@ -524,4 +530,16 @@ func (w *watch) beforeOwnCommit(ctx context.Context, tx pgx.Tx, evs []storage.Ev
 		}
 	}
 	return out, nil
+}
+
+// SyncMailbox implements storage.Syncer: it reads the mailbox's feed now,
+// as a hint naming it would, and announces what other nodes changed in it
+// before returning. Before the watch has started (no Listen yet) or read
+// its first state, there is nothing to announce against.
+func (s *pgStore) SyncMailbox(ctx context.Context, mailboxID uint64) error {
+	w := s.watch.Load()
+	if w == nil || !w.primed.Load() {
+		return nil
+	}
+	return s.catchUp(ctx, w, true, &catchUpScope{boxes: []int64{int64(mailboxID)}})
 }

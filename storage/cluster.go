@@ -35,3 +35,26 @@ func Leading(ctx context.Context, s any, job string) bool {
 
 // Leading passes the question to the backend of a Store made by New.
 func (s *store) Leading(ctx context.Context, job string) bool { return Leading(ctx, s.Backend, job) }
+
+// Syncer is implemented by a backend that several nodes share: SyncMailbox
+// announces, before it returns, every change other nodes have committed to
+// the mailbox so far (the store's listeners get their events as usual), so
+// that what a session is about to be shown (SELECT's FLAGS with a keyword
+// another node has just set) is not behind what it could read.
+type Syncer interface {
+	SyncMailbox(ctx context.Context, mailboxID uint64) error
+}
+
+// SyncMailbox passes the request to s when it is a Syncer; otherwise there
+// are no other nodes and nothing to do.
+func SyncMailbox(ctx context.Context, s any, mailboxID uint64) error {
+	if x, ok := s.(Syncer); ok {
+		return x.SyncMailbox(ctx, mailboxID)
+	}
+	return nil
+}
+
+// SyncMailbox passes the request to the backend of a Store made by New.
+func (s *store) SyncMailbox(ctx context.Context, mailboxID uint64) error {
+	return SyncMailbox(ctx, s.Backend, mailboxID)
+}
