@@ -389,3 +389,29 @@ func TestTrackerDropsFlagsUpdatesOlderThanTold(t *testing.T) {
 		t.Errorf("after 12 was published: told %v, want nil", a.told)
 	}
 }
+
+// A mailbox FLAGS update queued behind an expunge goes out in a poll that
+// may not write expunges (during FETCH), the latest one only: a FETCH
+// showing the new keyword must follow its FLAGS (RFC 3501 7.2.6).
+func TestTrackerWritesMailboxFlagsPastAnExpunge(t *testing.T) {
+	box := NewMailboxTracker(3)
+	a := box.NewSession()
+	a.known = 3
+	box.QueueExpunge(2)
+	box.QueueMailboxFlags([]imap.Flag{"$One"})
+	box.QueueMailboxFlags([]imap.Flag{"$One", "$Two"})
+	rec := &recordingUpdates{}
+	if err := a.poll(rec, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rec.lines, "|"); got != "FLAGS [$One $Two]" {
+		t.Errorf("poll without expunges wrote %q, want only the latest FLAGS", got)
+	}
+	rec = &recordingUpdates{}
+	if err := a.poll(rec, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rec.lines, "|"); got != "EXPUNGE 2" {
+		t.Errorf("the next poll wrote %q, want the expunge alone", got)
+	}
+}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -270,6 +271,23 @@ func (st *SessionTracker) poll(w updateSink, allowExpunge bool, shown map[imap.U
 	}
 	todo := st.pending[:n:n]
 	st.pending = st.pending[n:]
+	if len(st.pending) > 0 {
+		// Held back behind an expunge: a mailbox FLAGS update renumbers
+		// nothing and only ever adds keywords, so the last one goes out
+		// now, and the earlier ones are superseded by it. A FETCH that
+		// shows a new keyword must announce it first (RFC 3501 7.2.6),
+		// even while expunges wait (imaptest's stress mode caught one).
+		last := -1
+		for i, u := range st.pending {
+			if u.isBoxFlag {
+				last = i
+			}
+		}
+		if last >= 0 {
+			todo = append(todo, st.pending[last])
+			st.pending = slices.DeleteFunc(st.pending, func(u update) bool { return u.isBoxFlag })
+		}
+	}
 	if len(st.pending) == 0 {
 		st.pending = nil
 	}
