@@ -48,15 +48,22 @@ def fresh_database(server_url, name):
     return urllib.parse.urlsplit(server_url)._replace(path="/" + db).geturl()
 
 
-def run_group(name, tmp, database=None):
-    d = harness.Daemon(os.path.join(tmp, name))
-    # message_lifetime 0s: imaptest's mailboxes are full of unread mail.
+def imaptest_daemon(dir, database=None, node=None):
+    """A daemon (not started) as imaptest needs it: message_lifetime 0s
+    (imaptest's mailboxes are full of unread mail), on database (a
+    PostgreSQL URL, as node) when given."""
+    d = harness.Daemon(dir)
     with open(d.config) as f:
         cfg = f.read().replace('message_lifetime = "7d"', 'message_lifetime = "0s"')
     if database:
-        cfg = cfg.replace('database = "pochta.db"', f'database = "{fresh_database(database, name)}"')
+        cfg = cfg.replace('database = "pochta.db"', f'database = "{database}"' + (f'\nnode = "{node}"' if node else ""))
     with open(d.config, "w") as f:
         f.write(cfg)
+    return d
+
+
+def run_group(name, tmp, database=None):
+    d = imaptest_daemon(os.path.join(tmp, name), fresh_database(database, name) if database else None)
     d.start()
     try:
         d.add_user("imaptest")

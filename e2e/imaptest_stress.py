@@ -32,7 +32,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from imaptest import BIN, TESTS, fresh_database  # noqa: E402
+from imaptest import BIN, TESTS, fresh_database, imaptest_daemon  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 
@@ -98,14 +98,7 @@ def main():
         url = fresh_database(a.database, "stress") if a.database else None
         nodes = []
         for i in range(a.nodes):
-            d = harness.Daemon(os.path.join(tmp, f"n{i}"))
-            with open(d.config) as f:
-                cfg = f.read().replace('message_lifetime = "7d"', 'message_lifetime = "0s"')
-            if url:
-                cfg = cfg.replace('database = "pochta.db"', f'database = "{url}"\nnode = "n{i}"')
-            with open(d.config, "w") as f:
-                f.write(cfg)
-            nodes.append(d)
+            nodes.append(imaptest_daemon(os.path.join(tmp, f"n{i}"), url, f"n{i}"))
         fwd = None
         try:
             for d in nodes:

@@ -397,22 +397,6 @@ func (s *pgStore) catchUp(ctx context.Context, w *watch, emit bool, scope *catch
 func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, emit func(storage.Event)) {
 	var evs []storage.Event
 	add := func(ev storage.Event) { evs = append(evs, ev) }
-	defer func() {
-		slices.SortStableFunc(evs, func(x, y storage.Event) int { return cmp.Compare(x.ModSeq, y.ModSeq) })
-		var appends []storage.Event
-		for _, ev := range evs {
-			if ev.Kind == storage.EventAppend {
-				appends = append(appends, ev)
-			}
-		}
-		slices.SortFunc(appends, func(x, y storage.Event) int { return cmp.Compare(x.UID, y.UID) })
-		for _, ev := range evs {
-			if ev.Kind == storage.EventAppend {
-				ev, appends = appends[0], appends[1:]
-			}
-			emit(ev)
-		}
-	}()
 	top := b.feedUID
 	for _, c := range cs.Changed {
 		isNew := c.UID > b.feedUID && !b.ownUIDs[c.UID]
@@ -435,6 +419,7 @@ func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, emit func(storage
 			add(storage.Event{Kind: storage.EventExpunge, User: user, MailboxID: id, UID: imap.UID(v.UID), ModSeq: v.ModSeq})
 		}
 	}
+	emitInModSeqOrder(evs, emit)
 	b.modseq = cs.HighestModSeq
 	b.feedUID = top
 	for m := range b.own {
@@ -446,6 +431,25 @@ func (b *boxSeen) apply(user string, id uint64, cs *ChangeSet, emit func(storage
 		if u <= b.feedUID {
 			delete(b.ownUIDs, u)
 		}
+	}
+}
+
+// emitInModSeqOrder hands evs to emit in modseq order, the appends among
+// them in UID order in the places that order gives them (see apply).
+func emitInModSeqOrder(evs []storage.Event, emit func(storage.Event)) {
+	slices.SortStableFunc(evs, func(x, y storage.Event) int { return cmp.Compare(x.ModSeq, y.ModSeq) })
+	var appends []storage.Event
+	for _, ev := range evs {
+		if ev.Kind == storage.EventAppend {
+			appends = append(appends, ev)
+		}
+	}
+	slices.SortFunc(appends, func(x, y storage.Event) int { return cmp.Compare(x.UID, y.UID) })
+	for _, ev := range evs {
+		if ev.Kind == storage.EventAppend {
+			ev, appends = appends[0], appends[1:]
+		}
+		emit(ev)
 	}
 }
 
